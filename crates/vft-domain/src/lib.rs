@@ -1,6 +1,7 @@
 //! Pure types and rules of vft. No I/O: everything here takes values and returns values,
 //! so the rules that make the numbers can be tested exhaustively (see the property tests).
 
+pub mod auth;
 pub mod event;
 pub mod ids;
 pub mod kind;
@@ -11,6 +12,7 @@ pub mod rollup;
 pub mod table;
 pub mod topic;
 
+pub use auth::{Role, fingerprint, hash_token};
 pub use event::{Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, parse_payload};
 pub use ids::{AlarmRef, DeviceId, EventId, GatewayId, IdError, MunicipalityCode, RecipientRef, VendorId};
 pub use kind::TechnologyKind;

@@ -1,1 +1,149 @@
+//! One storage interface ([`Store`]) with two backends behind it: SQLite (the embedded default)
+//! and PostgreSQL. The backend is chosen by the database URL. Only this crate touches sqlx.
 
+mod migrations;
+mod postgres;
+mod shared;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use vft_domain::{Event, LifecycleRecord, Role, RollupFilter};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A payload that broke the contract, as ingest hands it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub reason_code: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub reason_code: String,
+    pub reason: String,
+    pub received_at: DateTime<Utc>,
+}
+
+
+/// What one committed batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub events_inserted: u64,
+    /// Events whose (vendor, id) was already stored: replays and redeliveries.
+    pub events_duplicate: u64,
+    pub dead_letters_inserted: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub role: Role,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Tuning that only some backends use.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite `synchronous`: `true` = FULL (a commit survives power loss), `false` = NORMAL
+    /// (survives a process crash, may lose the last commits on power loss; faster).
+    pub sqlite_synchronous_full: bool,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { sqlite_synchronous_full: true, max_connections: 8 }
+    }
+}
+
+/// The storage interface. Every write is one transaction and idempotent.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Stores events (once per vendor and id) and dead letters in one transaction.
+    async fn write_batch(&self, events: &[Event], dead_letters: &[NewDeadLetter], received_at: DateTime<Utc>) -> Result<WriteOutcome>;
+
+    /// Devices in service just before each instant, per technology type in table order.
+    async fn device_counts(&self, before: &[DateTime<Utc>], filter: &RollupFilter) -> Result<Vec<[u64; 6]>>;
+
+    /// All lifecycle events (for checks against the domain rules and for exports).
+    async fn lifecycle_records(&self) -> Result<Vec<LifecycleRecord>>;
+
+    async fn event_count(&self) -> Result<u64>;
+
+    /// Dead letters, newest first, optionally only those older than `before_id` (paging).
+    async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<DeadLetter>>;
+
+    async fn create_token(&self, token_hash: &str, role: &Role, label: Option<&str>) -> Result<()>;
+
+    async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Opens (creating and migrating as needed) the store a URL names.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    let sep = if rest.contains('/') { "/" } else { "" };
+    let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+    format!("{scheme}://{masked}@{host}{sep}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("postgres://vft:s3cret@db:5432/vft"), "postgres://vft:***@db:5432/vft");
+        assert_eq!(redact_url("postgres://vft@db/vft"), "postgres://vft@db/vft");
+        assert_eq!(redact_url("sqlite://data/vft.db"), "sqlite://data/vft.db");
+        assert_eq!(redact_url("postgres://u:p@h"), "postgres://u:***@h");
+    }
+}

@@ -1,0 +1,232 @@
+//! The shared store suite: every test runs against SQLite and against PostgreSQL.
+
+mod common;
+
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use common::TestStore;
+use vft_domain::{
+    DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter, TechnologyKind, VendorId,
+    YearMonth, month_end_counts, month_end_instants,
+};
+use vft_store::NewDeadLetter;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::common::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                if let Some(store) = super::common::postgres().await { super::$name(store).await }
+            })*
+        }
+    };
+}
+
+both_backends!(
+    writes_are_idempotent_on_vendor_and_id,
+    counts_match_the_domain_rules_whatever_the_arrival_order,
+    oslo_month_boundary_decides_the_month,
+    filters_by_municipality_and_vendor,
+    dead_letters_are_kept_once_newest_first,
+    tokens_round_trip_and_are_unique,
+    large_batches_are_split_into_statements,
+);
+
+fn event(vendor: &str, id: &str, ts: &str, municipality: &str, device: &str, t: EventType, kind: Option<TechnologyKind>) -> Event {
+    Event {
+        vendor: VendorId::parse(vendor).expect("vendor"),
+        gateway: GatewayId::parse("gw-1").expect("gateway"),
+        id: EventId::parse(id).expect("id"),
+        ts: DateTime::parse_from_rfc3339(ts).expect("ts"),
+        municipality: MunicipalityCode::parse(municipality).expect("municipality"),
+        device: DeviceId::parse(device).expect("device"),
+        event_type: t,
+        kind,
+        battery: None,
+        alarm: None,
+        cause: None,
+        outcome: None,
+        recipient: None,
+        replaces: None,
+    }
+}
+
+fn install(id: &str, ts: &str, m: &str, device: &str, kind: TechnologyKind) -> Event {
+    event("hepro", id, ts, m, device, EventType::Installed, Some(kind))
+}
+
+fn months_2025() -> Vec<DateTime<Utc>> {
+    month_end_instants(&YearMonth::months_of_year(2025).expect("year"))
+}
+
+/// A small deterministic pseudo-random generator (xorshift), so a failing seed reproduces.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Lifecycle and status events for a few devices over 2025, clustered around month ends and
+/// with shared timestamps so ties and boundaries are exercised.
+fn scenario(seed: u64, n: usize) -> Vec<Event> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let offsets = [FixedOffset::east_opt(0), FixedOffset::east_opt(3600), FixedOffset::east_opt(7200)];
+    let base = DateTime::parse_from_rfc3339("2025-01-01T00:00:00+01:00").expect("ts").with_timezone(&Utc);
+    (0..n)
+        .map(|i| {
+            let month_end = months_2025()[rng.below(12) as usize];
+            let ts = if rng.below(2) == 0 {
+                month_end - Duration::minutes(rng.below(180) as i64 - 90)
+            } else {
+                base + Duration::hours(rng.below(24 * 365) as i64)
+            };
+            let offset = offsets[rng.below(3) as usize].expect("offset");
+            let t = match rng.below(5) {
+                0 | 1 => EventType::Installed,
+                2 => EventType::Decommissioned,
+                3 => EventType::Heartbeat,
+                _ => EventType::BatteryLow,
+            };
+            let mut e = event(
+                ["hepro", "atea"][rng.below(2) as usize],
+                &format!("e{seed}-{i}"),
+                &ts.with_timezone(&offset).to_rfc3339(),
+                ["3320", "3328", "3330"][rng.below(3) as usize],
+                &format!("D{}", rng.below(12)),
+                t,
+                (t == EventType::Installed).then(|| TechnologyKind::ALL[rng.below(6) as usize]),
+            );
+            e.battery = (t == EventType::BatteryLow).then_some(7);
+            e
+        })
+        .collect()
+}
+
+async fn writes_are_idempotent_on_vendor_and_id(s: TestStore) {
+    let e1 = install("e1", "2025-03-01T10:00:00+01:00", "3328", "D1", TechnologyKind::SafetyAlarm);
+    let first = s.store.write_batch(&[e1.clone(), e1.clone()], &[], Utc::now()).await.expect("write");
+    assert_eq!((first.events_inserted, first.events_duplicate), (1, 1));
+    let again = s.store.write_batch(&[e1.clone()], &[], Utc::now()).await.expect("write");
+    assert_eq!((again.events_inserted, again.events_duplicate), (0, 1));
+    // The same id from another vendor is another event.
+    let mut other = e1.clone();
+    other.vendor = VendorId::parse("atea").expect("vendor");
+    let third = s.store.write_batch(&[other], &[], Utc::now()).await.expect("write");
+    assert_eq!(third.events_inserted, 1);
+    assert_eq!(s.store.event_count().await.expect("count"), 2);
+}
+
+async fn counts_match_the_domain_rules_whatever_the_arrival_order(s: TestStore) {
+    let instants = months_2025();
+    for seed in 1..=4u64 {
+        let events = scenario(seed, 150);
+        // Arrival: reversed, in uneven batches, with the first third replayed at the end.
+        let mut stream: Vec<Event> = events.iter().rev().cloned().collect();
+        stream.extend(events[..events.len() / 3].iter().cloned());
+        let mut rng = Rng(seed + 99);
+        let mut rest = stream.as_slice();
+        while !rest.is_empty() {
+            let take = (1 + rng.below(40) as usize).min(rest.len());
+            let (batch, tail) = rest.split_at(take);
+            s.store.write_batch(batch, &[], Utc::now()).await.expect("write");
+            rest = tail;
+        }
+    }
+    let records = s.store.lifecycle_records().await.expect("records");
+    let all: Vec<Event> = (1..=4).flat_map(|seed| scenario(seed, 150)).collect();
+    let from_events: Vec<_> = all.iter().filter_map(vft_domain::LifecycleRecord::from_event).collect();
+    assert_eq!(records.len(), from_events.len(), "one stored record per lifecycle event");
+    let expected = month_end_counts(&from_events, &instants, &RollupFilter::default());
+    assert!(expected.iter().any(|c| c.iter().sum::<u64>() > 0), "the scenario puts devices in service");
+    let got = s.store.device_counts(&instants, &RollupFilter::default()).await.expect("counts");
+    assert_eq!(got, expected);
+}
+
+async fn oslo_month_boundary_decides_the_month(s: TestStore) {
+    let events = [
+        // 00:30 on 1 July in Oslo: July, not June.
+        install("a", "2025-06-30T22:30:00Z", "3328", "D1", TechnologyKind::Tracking),
+        // 23:59 on 30 June in Oslo: June.
+        install("b", "2025-06-30T23:59:00+02:00", "3328", "D2", TechnologyKind::Tracking),
+        // Removed 00:00:00 on 1 July in Oslo: still in service at June's last instant.
+        event("hepro", "c", "2025-07-01T00:00:00+02:00", "3328", "D2", EventType::Decommissioned, None),
+    ];
+    s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
+    let counts = s.store.device_counts(&months_2025(), &RollupFilter::default()).await.expect("counts");
+    let tracking = |m: usize| counts[m][TechnologyKind::Tracking.index()];
+    assert_eq!((tracking(5), tracking(6)), (1, 1), "June has D2, July has D1");
+}
+
+async fn filters_by_municipality_and_vendor(s: TestStore) {
+    let mut atea = install("x", "2025-02-01T12:00:00+01:00", "3320", "D9", TechnologyKind::SmokeDetector);
+    atea.vendor = VendorId::parse("atea").expect("vendor");
+    let events = [
+        install("a", "2025-02-01T12:00:00+01:00", "3328", "D1", TechnologyKind::SmokeDetector),
+        install("b", "2025-02-01T12:00:00+01:00", "3320", "D2", TechnologyKind::SmokeDetector),
+        atea,
+    ];
+    s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
+    let feb = &months_2025()[1..2];
+    let k = TechnologyKind::SmokeDetector.index();
+    let count = |m: Option<&str>, v: Option<&str>| {
+        let filter = RollupFilter {
+            municipality: m.map(|m| MunicipalityCode::parse(m).expect("code")),
+            vendor: v.map(|v| VendorId::parse(v).expect("vendor")),
+        };
+        let store = s.store.clone();
+        async move { store.device_counts(feb, &filter).await.expect("counts")[0][k] }
+    };
+    assert_eq!(count(None, None).await, 3);
+    assert_eq!(count(Some("3320"), None).await, 2);
+    assert_eq!(count(Some("3320"), Some("hepro")).await, 1);
+    assert_eq!(count(None, Some("atea")).await, 1);
+    assert_eq!(count(Some("3330"), None).await, 0);
+}
+
+async fn dead_letters_are_kept_once_newest_first(s: TestStore) {
+    let dl = |n: u8| NewDeadLetter {
+        topic: "vft/v1/hepro/gw/events".into(),
+        payload: vec![b'{', n, 0xff],
+        reason_code: "malformed_json".into(),
+        reason: format!("malformed JSON #{n}"),
+    };
+    let out = s.store.write_batch(&[], &[dl(1), dl(2), dl(1)], Utc::now()).await.expect("write");
+    assert_eq!(out.dead_letters_inserted, 2);
+    s.store.write_batch(&[], &[dl(2), dl(3)], Utc::now()).await.expect("write");
+    let all = s.store.dead_letters(10, None).await.expect("list");
+    let reasons: Vec<&str> = all.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, ["malformed JSON #3", "malformed JSON #2", "malformed JSON #1"]);
+    assert_eq!(all[0].payload, vec![b'{', 3, 0xff], "raw bytes survive, even invalid UTF-8");
+    let page = s.store.dead_letters(1, Some(all[1].id)).await.expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].reason, "malformed JSON #1");
+}
+
+async fn tokens_round_trip_and_are_unique(s: TestStore) {
+    let aal = Role::Municipality(MunicipalityCode::parse("3328").expect("code"));
+    s.store.create_token("hash-a", &aal, Some("Ål")).await.expect("create");
+    s.store.create_token("hash-c", &Role::Coordinator, None).await.expect("create");
+    assert!(s.store.create_token("hash-a", &Role::Coordinator, None).await.is_err(), "hash is unique");
+    assert_eq!(s.store.find_token("hash-a").await.expect("find").map(|t| t.role), Some(aal));
+    assert_eq!(s.store.find_token("hash-c").await.expect("find").map(|t| t.role), Some(Role::Coordinator));
+    assert_eq!(s.store.find_token("nope").await.expect("find"), None);
+}
+
+async fn large_batches_are_split_into_statements(s: TestStore) {
+    let events: Vec<Event> = (0..1234)
+        .map(|i| install(&format!("e{i}"), "2025-05-05T05:05:05+02:00", "3330", &format!("D{i}"), TechnologyKind::SafetyAlarm))
+        .collect();
+    let out = s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
+    assert_eq!(out.events_inserted, 1234);
+    let counts = s.store.device_counts(&months_2025()[4..5], &RollupFilter::default()).await.expect("counts");
+    assert_eq!(counts[0][TechnologyKind::SafetyAlarm.index()], 1234);
+    assert!(s.store.ping().await.is_ok());
+}
