@@ -1,1 +1,103 @@
+//! The HTTP API (Contract 2 in DESIGN.md). Only this crate touches axum. The listener and the
+//! shutdown signal are injected, so tests run the real router on port 0.
 
+mod auth;
+mod error;
+mod rollups;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::time::Instant;
+use tower_http::trace::TraceLayer;
+use vft_domain::Registry;
+use vft_store::Store;
+
+pub use error::ApiError;
+
+/// Whether the parts the API depends on beside the store (ingest's broker connection) are up.
+pub type ReadinessProbe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Renders the Prometheus exposition text.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub readiness: ReadinessProbe,
+    pub metrics: MetricsRenderer,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/rollups/devices", get(rollups::devices))
+        .route("/dead-letters", get(rollups::dead_letters));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.ping().await.map_err(|e| format!("store: {e}"));
+    match store.and_then(|()| (state.readiness)()) {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response(),
+        Err(why) => {
+            tracing::warn!(%why, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "not ready", "reason": why })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        (state.metrics)(),
+    )
+        .into_response()
+}
+
+/// Request count and latency per route template (bounded labels: never the raw path).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("vft_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("vft_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,7 +1,9 @@
 //! The canonical event (Contract 1 in DESIGN.md) and the parser that turns a message payload
 //! into events or dead letters. Every rule of the contract lives here, so ingest only routes.
 
-use crate::ids::{AlarmRef, DeviceId, EventId, GatewayId, MunicipalityCode, RecipientRef, VendorId};
+use crate::ids::{
+    AlarmRef, DeviceId, EventId, GatewayId, MunicipalityCode, RecipientRef, VendorId,
+};
 use crate::kind::TechnologyKind;
 use crate::municipality::Registry;
 use crate::nin::{is_national_identity_number, mask_national_identity_numbers};
@@ -89,7 +91,10 @@ impl EventType {
     }
 
     pub fn is_alarm_event(self) -> bool {
-        matches!(self, Self::Alarm | Self::AlarmReceived | Self::AlarmAcknowledged | Self::AlarmClosed)
+        matches!(
+            self,
+            Self::Alarm | Self::AlarmReceived | Self::AlarmAcknowledged | Self::AlarmClosed
+        )
     }
 }
 
@@ -196,7 +201,10 @@ impl fmt::Display for DeadLetterReason {
         match self {
             Self::BadTopic(why) => write!(f, "bad topic: {why}"),
             Self::Oversized { size, max } => {
-                write!(f, "payload of {size} bytes exceeds the limit of {max} bytes (first bytes kept)")
+                write!(
+                    f,
+                    "payload of {size} bytes exceeds the limit of {max} bytes (first bytes kept)"
+                )
             }
             Self::MalformedJson(why) => write!(f, "malformed JSON: {why}"),
             Self::NotAnObject => write!(f, "an event must be a JSON object"),
@@ -218,7 +226,10 @@ impl fmt::Display for DeadLetterReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedItem {
     Event(Box<Event>),
-    Dead { raw: Vec<u8>, reason: DeadLetterReason },
+    Dead {
+        raw: Vec<u8>,
+        reason: DeadLetterReason,
+    },
 }
 
 /// How much of an oversized payload is kept in its dead letter.
@@ -240,7 +251,13 @@ pub fn parse_payload(
 ) -> Vec<ParsedItem> {
     if payload.len() > max_payload_bytes {
         let keep = &payload[..payload.len().min(OVERSIZED_KEEP_BYTES)];
-        return vec![dead(keep, DeadLetterReason::Oversized { size: payload.len(), max: max_payload_bytes })];
+        return vec![dead(
+            keep,
+            DeadLetterReason::Oversized {
+                size: payload.len(),
+                max: max_payload_bytes,
+            },
+        )];
     }
     let topic = match topic {
         Ok(t) => t,
@@ -248,7 +265,12 @@ pub fn parse_payload(
     };
     let text = match std::str::from_utf8(payload) {
         Ok(t) => t,
-        Err(e) => return vec![dead(payload, DeadLetterReason::MalformedJson(format!("not UTF-8: {e}")))],
+        Err(e) => {
+            return vec![dead(
+                payload,
+                DeadLetterReason::MalformedJson(format!("not UTF-8: {e}")),
+            )];
+        }
     };
     let element = |raw: &RawValue| match parse_event(raw.get(), topic, registry) {
         Ok(event) => ParsedItem::Event(Box::new(event)),
@@ -258,19 +280,35 @@ pub fn parse_payload(
         match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) if items.is_empty() => vec![dead(payload, DeadLetterReason::EmptyBatch)],
             Ok(items) => items.into_iter().map(element).collect(),
-            Err(e) => vec![dead(payload, DeadLetterReason::MalformedJson(e.to_string()))],
+            Err(e) => vec![dead(
+                payload,
+                DeadLetterReason::MalformedJson(e.to_string()),
+            )],
         }
     } else {
         match serde_json::from_str::<&RawValue>(text) {
             Ok(raw) => vec![element(raw)],
-            Err(e) => vec![dead(payload, DeadLetterReason::MalformedJson(e.to_string()))],
+            Err(e) => vec![dead(
+                payload,
+                DeadLetterReason::MalformedJson(e.to_string()),
+            )],
         }
     }
 }
 
 const FIELDS: &[&str] = &[
-    "id", "ts", "municipality", "device", "type", "kind", "battery", "alarm", "cause", "outcome",
-    "recipient", "replaces",
+    "id",
+    "ts",
+    "municipality",
+    "device",
+    "type",
+    "kind",
+    "battery",
+    "alarm",
+    "cause",
+    "outcome",
+    "recipient",
+    "replaces",
 ];
 
 struct Fields<'a>(&'a Map<String, Value>);
@@ -281,12 +319,16 @@ impl<'a> Fields<'a> {
         match self.0.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(DeadLetterReason::InvalidField { field, why: "must be a string".into() }),
+            Some(_) => Err(DeadLetterReason::InvalidField {
+                field,
+                why: "must be a string".into(),
+            }),
         }
     }
 
     fn req_str(&self, field: &'static str) -> Result<&'a str, DeadLetterReason> {
-        self.opt_str(field)?.ok_or(DeadLetterReason::MissingField(field))
+        self.opt_str(field)?
+            .ok_or(DeadLetterReason::MissingField(field))
     }
 
     fn opt_parsed<T, E: fmt::Display>(
@@ -295,12 +337,24 @@ impl<'a> Fields<'a> {
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> Result<Option<T>, DeadLetterReason> {
         self.opt_str(field)?
-            .map(|s| parse(s).map_err(|e| DeadLetterReason::InvalidField { field, why: e.to_string() }))
+            .map(|s| {
+                parse(s).map_err(|e| DeadLetterReason::InvalidField {
+                    field,
+                    why: e.to_string(),
+                })
+            })
             .transpose()
     }
 
-    fn opt_enum<T>(&self, field: &'static str, from_id: fn(&str) -> Option<T>, all: &[&str]) -> Result<Option<T>, DeadLetterReason> {
-        self.opt_parsed(field, |s| from_id(s).ok_or_else(|| format!("{s:?} is not one of {}", all.join(", "))))
+    fn opt_enum<T>(
+        &self,
+        field: &'static str,
+        from_id: fn(&str) -> Option<T>,
+        all: &[&str],
+    ) -> Result<Option<T>, DeadLetterReason> {
+        self.opt_parsed(field, |s| {
+            from_id(s).ok_or_else(|| format!("{s:?} is not one of {}", all.join(", ")))
+        })
     }
 }
 
@@ -321,7 +375,11 @@ fn find_national_identity_number(map: &Map<String, Value>) -> Option<String> {
     })
 }
 
-fn parse_event(raw: &str, topic: &EventTopic, registry: &Registry) -> Result<Event, DeadLetterReason> {
+fn parse_event(
+    raw: &str,
+    topic: &EventTopic,
+    registry: &Registry,
+) -> Result<Event, DeadLetterReason> {
     let map: Map<String, Value> = match serde_json::from_str::<Value>(raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(DeadLetterReason::NotAnObject),
@@ -331,10 +389,17 @@ fn parse_event(raw: &str, topic: &EventTopic, registry: &Registry) -> Result<Eve
         return Err(DeadLetterReason::NationalIdentityNumber { field });
     }
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(DeadLetterReason::UnknownField(unknown.chars().take(64).collect()));
+        return Err(DeadLetterReason::UnknownField(
+            unknown.chars().take(64).collect(),
+        ));
     }
     let f = Fields(&map);
-    let invalid = |field: &'static str| move |e: crate::ids::IdError| DeadLetterReason::InvalidField { field, why: e.to_string() };
+    let invalid = |field: &'static str| {
+        move |e: crate::ids::IdError| DeadLetterReason::InvalidField {
+            field,
+            why: e.to_string(),
+        }
+    };
 
     let id = EventId::parse(f.req_str("id")?).map_err(invalid("id"))?;
     let ts = DateTime::parse_from_rfc3339(f.req_str("ts")?)
@@ -343,16 +408,23 @@ fn parse_event(raw: &str, topic: &EventTopic, registry: &Registry) -> Result<Eve
             why: format!("must be RFC 3339 with an offset, e.g. 2025-06-30T23:59:00+02:00 ({e})"),
         })?
         .trunc_subsecs(6);
-    let municipality = MunicipalityCode::parse(f.req_str("municipality")?).map_err(invalid("municipality"))?;
+    let municipality =
+        MunicipalityCode::parse(f.req_str("municipality")?).map_err(invalid("municipality"))?;
     if !registry.contains(&municipality) {
-        return Err(DeadLetterReason::UnknownMunicipality(municipality.to_string()));
+        return Err(DeadLetterReason::UnknownMunicipality(
+            municipality.to_string(),
+        ));
     }
     let device = DeviceId::parse(f.req_str("device")?).map_err(invalid("device"))?;
     let type_id = f.req_str("type")?;
-    let event_type =
-        EventType::from_id(type_id).ok_or_else(|| DeadLetterReason::UnknownType(type_id.chars().take(64).collect()))?;
+    let event_type = EventType::from_id(type_id)
+        .ok_or_else(|| DeadLetterReason::UnknownType(type_id.chars().take(64).collect()))?;
 
-    let kind = f.opt_enum("kind", TechnologyKind::from_id, &ids(&TechnologyKind::ALL, TechnologyKind::id))?;
+    let kind = f.opt_enum(
+        "kind",
+        TechnologyKind::from_id,
+        &ids(&TechnologyKind::ALL, TechnologyKind::id),
+    )?;
     if event_type == EventType::Installed && kind.is_none() {
         return Err(DeadLetterReason::MissingField("kind"));
     }
@@ -364,7 +436,10 @@ fn parse_event(raw: &str, topic: &EventTopic, registry: &Registry) -> Result<Eve
                 .and_then(|b| u8::try_from(b).ok())
                 .ok_or_else(|| DeadLetterReason::InvalidField {
                     field: "battery",
-                    why: format!("must be a whole number 0-100, got {}", v.to_string().chars().take(32).collect::<String>()),
+                    why: format!(
+                        "must be a whole number 0-100, got {}",
+                        v.to_string().chars().take(32).collect::<String>()
+                    ),
                 })?,
         ),
     };
@@ -441,7 +516,9 @@ mod tests {
     #[test]
     fn accepts_a_valid_event_and_round_trips_it() {
         let items = parse(OK);
-        let [ParsedItem::Event(e)] = items.as_slice() else { panic!("not an event: {items:?}") };
+        let [ParsedItem::Event(e)] = items.as_slice() else {
+            panic!("not an event: {items:?}")
+        };
         let e = e.clone();
         assert_eq!(e.vendor.as_str(), "hepro");
         assert_eq!(e.kind, Some(TechnologyKind::SafetyAlarm));
@@ -455,9 +532,18 @@ mod tests {
         let bad = r#"{"id":"e2","ts":"2025-01-01T00:00:00Z","municipality":"9999","device":"D","type":"heartbeat"}"#;
         let items = parse(&format!("[{OK}, {bad}]"));
         assert!(matches!(items[0], ParsedItem::Event(_)));
-        let ParsedItem::Dead { raw, reason } = &items[1] else { panic!("expected dead letter") };
-        assert_eq!(raw.as_slice(), bad.as_bytes(), "the element's own bytes are kept");
-        assert_eq!(reason, &DeadLetterReason::UnknownMunicipality("9999".into()));
+        let ParsedItem::Dead { raw, reason } = &items[1] else {
+            panic!("expected dead letter")
+        };
+        assert_eq!(
+            raw.as_slice(),
+            bad.as_bytes(),
+            "the element's own bytes are kept"
+        );
+        assert_eq!(
+            reason,
+            &DeadLetterReason::UnknownMunicipality("9999".into())
+        );
     }
 
     #[test]
@@ -474,53 +560,105 @@ mod tests {
         assert_eq!(reason("{not json").code(), "malformed_json");
         assert_eq!(reason("[]").code(), "empty_batch");
         assert_eq!(reason("42").code(), "not_an_object");
-        assert_eq!(reason(&with("id", "-")), DeadLetterReason::MissingField("id"));
-        assert_eq!(reason(&with("kind", "-")), DeadLetterReason::MissingField("kind"));
-        assert_eq!(reason(&with("type", r#""exploded""#)).code(), "unknown_type");
-        assert_eq!(reason(&with("municipality", r#""0301""#)).code(), "unknown_municipality");
-        assert_eq!(reason(&with("municipality", r#""Ål""#)).code(), "invalid_field");
-        assert_eq!(reason(&with("ts", r#""2025-06-30T23:59:00""#)).code(), "invalid_field");
+        assert_eq!(
+            reason(&with("id", "-")),
+            DeadLetterReason::MissingField("id")
+        );
+        assert_eq!(
+            reason(&with("kind", "-")),
+            DeadLetterReason::MissingField("kind")
+        );
+        assert_eq!(
+            reason(&with("type", r#""exploded""#)).code(),
+            "unknown_type"
+        );
+        assert_eq!(
+            reason(&with("municipality", r#""0301""#)).code(),
+            "unknown_municipality"
+        );
+        assert_eq!(
+            reason(&with("municipality", r#""Ål""#)).code(),
+            "invalid_field"
+        );
+        assert_eq!(
+            reason(&with("ts", r#""2025-06-30T23:59:00""#)).code(),
+            "invalid_field"
+        );
         assert_eq!(reason(&with("battery", "101")).code(), "invalid_field");
         assert_eq!(reason(&with("battery", "-1")).code(), "invalid_field");
-        assert_eq!(reason(&with("kind", r#""toaster""#)).code(), "invalid_field");
-        assert_eq!(reason(&with("colour", r#""red""#)), DeadLetterReason::UnknownField("colour".into()));
+        assert_eq!(
+            reason(&with("kind", r#""toaster""#)).code(),
+            "invalid_field"
+        );
+        assert_eq!(
+            reason(&with("colour", r#""red""#)),
+            DeadLetterReason::UnknownField("colour".into())
+        );
         assert_eq!(reason(&with("device", r#""""#)).code(), "invalid_field");
-        assert_eq!(reason(&with("id", &format!("\"{}\"", "x".repeat(129)))).code(), "invalid_field");
+        assert_eq!(
+            reason(&with("id", &format!("\"{}\"", "x".repeat(129)))).code(),
+            "invalid_field"
+        );
         let alarm = with("type", r#""alarm""#);
         assert_eq!(reason(&alarm), DeadLetterReason::MissingField("alarm"));
         let mut m: Map<String, Value> = serde_json::from_str(&alarm).expect("json");
         m.insert("alarm".into(), "A1".into());
-        assert_eq!(reason(&Value::Object(m.clone()).to_string()), DeadLetterReason::MissingField("cause"));
+        assert_eq!(
+            reason(&Value::Object(m.clone()).to_string()),
+            DeadLetterReason::MissingField("cause")
+        );
         m.insert("type".into(), "alarm_closed".into());
-        assert_eq!(reason(&Value::Object(m).to_string()), DeadLetterReason::MissingField("outcome"));
+        assert_eq!(
+            reason(&Value::Object(m).to_string()),
+            DeadLetterReason::MissingField("outcome")
+        );
         assert_eq!(
             reason(&with("type", r#""heartbeat""#).replace("\"recipient\"", "\"replaces\"")).code(),
             "invalid_field"
         );
         let huge = format!("{{\"id\":\"{}\"}}", "x".repeat(5000));
         let dead = parse(&huge);
-        let [ParsedItem::Dead { raw, reason: DeadLetterReason::Oversized { size, max: 4096 } }] = dead.as_slice() else {
+        let [
+            ParsedItem::Dead {
+                raw,
+                reason: DeadLetterReason::Oversized { size, max: 4096 },
+            },
+        ] = dead.as_slice()
+        else {
             panic!("expected oversized, got {dead:?}")
         };
         assert_eq!(*size, huge.len());
         assert!(raw.len() <= OVERSIZED_KEEP_BYTES);
         let topic_err = EventTopic::parse("vft/v1", "vft/v1/BAD/gw/events").expect_err("bad topic");
         let items = parse_payload(Err(&topic_err), OK.as_bytes(), &registry(), 4096);
-        assert!(matches!(&items[..], [ParsedItem::Dead { reason: DeadLetterReason::BadTopic(_), .. }]));
+        assert!(matches!(
+            &items[..],
+            [ParsedItem::Dead {
+                reason: DeadLetterReason::BadTopic(_),
+                ..
+            }]
+        ));
     }
 
     #[test]
     fn national_identity_numbers_are_refused_and_masked_in_any_field() {
-        let n = make_nin("241299345").or_else(|| make_nin("241299346")).expect("valid");
+        let n = make_nin("241299345")
+            .or_else(|| make_nin("241299346"))
+            .expect("valid");
         for payload in [
             OK.replace("r-77", &n),
             OK.replace("\"D1\"", &format!("\"{n}\"")),
             OK.replace("\"r-77\"", &n),
         ] {
             let items = parse(&payload);
-            let [ParsedItem::Dead { raw, reason }] = items.as_slice() else { panic!("{items:?}") };
+            let [ParsedItem::Dead { raw, reason }] = items.as_slice() else {
+                panic!("{items:?}")
+            };
             assert_eq!(reason.code(), "national_identity_number");
-            assert!(!String::from_utf8_lossy(raw).contains(&n), "the number must not be kept");
+            assert!(
+                !String::from_utf8_lossy(raw).contains(&n),
+                "the number must not be kept"
+            );
         }
     }
 }

@@ -73,7 +73,10 @@ mod tests {
         for (i, k) in TechnologyKind::ALL.into_iter().enumerate() {
             assert_eq!(TechnologyKind::from_id(k.id()), Some(k));
             assert_eq!(k.index(), i);
-            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::Value::from(k.id())));
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::Value::from(k.id()))
+            );
         }
         assert_eq!(TechnologyKind::from_id("toaster"), None);
     }

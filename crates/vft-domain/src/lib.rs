@@ -14,7 +14,9 @@ pub mod topic;
 
 pub use auth::{Role, fingerprint, hash_token};
 pub use event::{Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, parse_payload};
-pub use ids::{AlarmRef, DeviceId, EventId, GatewayId, IdError, MunicipalityCode, RecipientRef, VendorId};
+pub use ids::{
+    AlarmRef, DeviceId, EventId, GatewayId, IdError, MunicipalityCode, RecipientRef, VendorId,
+};
 pub use kind::TechnologyKind;
 pub use month::{YearMonth, month_end_instants};
 pub use municipality::{Municipality, MunicipalityError, Registry};

@@ -33,9 +33,15 @@ impl YearMonth {
     }
     pub fn next(self) -> Self {
         if self.month == 12 {
-            Self { year: self.year + 1, month: 1 }
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
         } else {
-            Self { year: self.year, month: self.month + 1 }
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
         }
     }
     pub fn months_of_year(year: i32) -> Result<Vec<Self>, MonthError> {
@@ -63,7 +69,10 @@ impl YearMonth {
     pub fn containing(t: DateTime<Utc>) -> Self {
         use chrono::Datelike;
         let local = t.with_timezone(&Oslo);
-        Self { year: local.year(), month: local.month() }
+        Self {
+            year: local.year(),
+            month: local.month(),
+        }
     }
 }
 
@@ -109,7 +118,9 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -131,13 +142,22 @@ mod tests {
 
     #[test]
     fn containing_uses_oslo_time() {
-        assert_eq!(YearMonth::containing(utc("2025-06-30T22:30:00Z")).to_string(), "2025-07");
-        assert_eq!(YearMonth::containing(utc("2025-06-30T21:59:59Z")).to_string(), "2025-06");
+        assert_eq!(
+            YearMonth::containing(utc("2025-06-30T22:30:00Z")).to_string(),
+            "2025-07"
+        );
+        assert_eq!(
+            YearMonth::containing(utc("2025-06-30T21:59:59Z")).to_string(),
+            "2025-06"
+        );
     }
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("2025-07".parse::<YearMonth>().map(|m| m.to_string()), Ok("2025-07".to_string()));
+        assert_eq!(
+            "2025-07".parse::<YearMonth>().map(|m| m.to_string()),
+            Ok("2025-07".to_string())
+        );
         for bad in ["2025-13", "2025-7", "25-07", "2025/07", "abcd-ef"] {
             assert!(bad.parse::<YearMonth>().is_err(), "{bad}");
         }

@@ -75,8 +75,10 @@ pub fn parse_csv(text: &str) -> Result<Vec<Municipality>, MunicipalityError> {
         })?;
         let line = record.position().map_or(0, |p| p.line());
         let field = |i: usize| record.get(i).unwrap_or("").trim();
-        let code = MunicipalityCode::parse(field(0))
-            .map_err(|e| MunicipalityError::Csv { line, why: e.to_string() })?;
+        let code = MunicipalityCode::parse(field(0)).map_err(|e| MunicipalityError::Csv {
+            line,
+            why: e.to_string(),
+        })?;
         let population = match field(2) {
             "" => 0,
             p => p.parse().map_err(|_| MunicipalityError::Csv {
@@ -84,7 +86,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<Municipality>, MunicipalityError> {
                 why: format!("population {p:?} is not a whole number"),
             })?,
         };
-        out.push(Municipality { code, name: field(1).to_owned(), population });
+        out.push(Municipality {
+            code,
+            name: field(1).to_owned(),
+            population,
+        });
     }
     Ok(out)
 }
@@ -95,7 +101,8 @@ mod tests {
 
     #[test]
     fn parses_the_fixture_shape() {
-        let text = "# comment\ncode,name,population,until\n3320,Flå,1097,\n3322,Nesbyen,3299,2025-07-01\n";
+        let text =
+            "# comment\ncode,name,population,until\n3320,Flå,1097,\n3322,Nesbyen,3299,2025-07-01\n";
         let list = parse_csv(text).expect("valid");
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].name, "Flå");
@@ -110,6 +117,9 @@ mod tests {
         assert!(parse_csv("code,name,population\n33,X,1\n").is_err());
         assert!(parse_csv("code,name,population\n3320,X,many\n").is_err());
         let dup = parse_csv("code,name,population\n3320,A,1\n3320,B,2\n").expect("parses");
-        assert!(matches!(Registry::new(dup), Err(MunicipalityError::Duplicate(_))));
+        assert!(matches!(
+            Registry::new(dup),
+            Err(MunicipalityError::Duplicate(_))
+        ));
     }
 }

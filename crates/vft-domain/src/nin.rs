@@ -66,23 +66,32 @@ pub(crate) mod tests {
 
     #[test]
     fn recognises_valid_numbers_and_rejects_near_misses() {
-        let n = make_nin("010190123").or_else(|| make_nin("010190124")).expect("a valid number");
+        let n = make_nin("010190123")
+            .or_else(|| make_nin("010190124"))
+            .expect("a valid number");
         assert!(is_national_identity_number(&n));
         let mut wrong = n.clone().into_bytes();
         wrong[10] = b'0' + (wrong[10] - b'0' + 1) % 10;
-        assert!(!is_national_identity_number(std::str::from_utf8(&wrong).expect("ascii")));
+        assert!(!is_national_identity_number(
+            std::str::from_utf8(&wrong).expect("ascii")
+        ));
         assert!(!is_national_identity_number(&n[..10]));
         assert!(!is_national_identity_number(&format!("{n}0")));
     }
 
     #[test]
     fn masks_only_whole_valid_numbers() {
-        let n = make_nin("150585432").or_else(|| make_nin("150585433")).expect("valid");
+        let n = make_nin("150585432")
+            .or_else(|| make_nin("150585433"))
+            .expect("valid");
         let raw = format!(r#"{{"recipient":"{n}","device":"{n}9","x":"a{n}"}}"#);
         let (masked, count) = mask_national_identity_numbers(raw.as_bytes());
         let masked = String::from_utf8(masked).expect("utf8");
         assert_eq!(count, 2);
         assert!(masked.contains(r#""recipient":"***********""#));
-        assert!(masked.contains(&format!("{n}9")), "a 12-digit run is not a number");
+        assert!(
+            masked.contains(&format!("{n}9")),
+            "a 12-digit run is not a number"
+        );
     }
 }

@@ -49,14 +49,19 @@ pub struct RollupFilter {
 
 impl RollupFilter {
     fn admits(&self, r: &LifecycleRecord) -> bool {
-        self.municipality.as_ref().is_none_or(|m| *m == r.municipality)
+        self.municipality
+            .as_ref()
+            .is_none_or(|m| *m == r.municipality)
             && self.vendor.as_ref().is_none_or(|v| *v == r.vendor)
     }
 }
 
 /// Devices in service just before `before` (exclusive): for each (vendor, device), its latest
 /// lifecycle event with `ts < before`, kept only if that event is `installed`.
-pub fn in_service_at(records: &[LifecycleRecord], before: DateTime<Utc>) -> BTreeMap<(&VendorId, &DeviceId), &LifecycleRecord> {
+pub fn in_service_at(
+    records: &[LifecycleRecord],
+    before: DateTime<Utc>,
+) -> BTreeMap<(&VendorId, &DeviceId), &LifecycleRecord> {
     let mut latest: BTreeMap<(&VendorId, &DeviceId), &LifecycleRecord> = BTreeMap::new();
     for r in records.iter().filter(|r| r.ts < before) {
         let slot = latest.entry((&r.vendor, &r.device)).or_insert(r);
@@ -69,12 +74,19 @@ pub fn in_service_at(records: &[LifecycleRecord], before: DateTime<Utc>) -> BTre
 }
 
 /// Count per technology type (table order) of devices in service just before each instant.
-pub fn month_end_counts(records: &[LifecycleRecord], instants: &[DateTime<Utc>], filter: &RollupFilter) -> Vec<[u64; 6]> {
+pub fn month_end_counts(
+    records: &[LifecycleRecord],
+    instants: &[DateTime<Utc>],
+    filter: &RollupFilter,
+) -> Vec<[u64; 6]> {
     instants
         .iter()
         .map(|t| {
             let mut counts = [0u64; 6];
-            for r in in_service_at(records, *t).values().filter(|r| filter.admits(r)) {
+            for r in in_service_at(records, *t)
+                .values()
+                .filter(|r| filter.admits(r))
+            {
                 if let Some(k) = r.kind {
                     counts[k.index()] += 1;
                 }
@@ -90,12 +102,20 @@ mod tests {
     use crate::month::{YearMonth, month_end_instants};
     use proptest::prelude::*;
 
-    fn rec(device: &str, id: &str, ts: &str, installed: bool, municipality: &str) -> LifecycleRecord {
+    fn rec(
+        device: &str,
+        id: &str,
+        ts: &str,
+        installed: bool,
+        municipality: &str,
+    ) -> LifecycleRecord {
         LifecycleRecord {
             vendor: VendorId::parse("hepro").expect("vendor"),
             device: DeviceId::parse(device).expect("device"),
             event_id: EventId::parse(id).expect("id"),
-            ts: DateTime::parse_from_rfc3339(ts).expect("ts").with_timezone(&Utc),
+            ts: DateTime::parse_from_rfc3339(ts)
+                .expect("ts")
+                .with_timezone(&Utc),
             installed,
             kind: installed.then_some(TechnologyKind::SafetyAlarm),
             municipality: MunicipalityCode::parse(municipality).expect("code"),
@@ -121,10 +141,19 @@ mod tests {
             rec("D1", "b", "2025-03-10T10:00:00+01:00", true, "3328"),
             rec("D1", "c", "2025-05-10T10:00:00+02:00", false, "3328"),
         ];
-        let only = |m: &str| RollupFilter { municipality: Some(MunicipalityCode::parse(m).expect("code")), vendor: None };
+        let only = |m: &str| RollupFilter {
+            municipality: Some(MunicipalityCode::parse(m).expect("code")),
+            vendor: None,
+        };
         let k = TechnologyKind::SafetyAlarm.index();
-        let flaa: Vec<u64> = month_end_counts(&records, &months_2025(), &only("3320")).iter().map(|c| c[k]).collect();
-        let aal: Vec<u64> = month_end_counts(&records, &months_2025(), &only("3328")).iter().map(|c| c[k]).collect();
+        let flaa: Vec<u64> = month_end_counts(&records, &months_2025(), &only("3320"))
+            .iter()
+            .map(|c| c[k])
+            .collect();
+        let aal: Vec<u64> = month_end_counts(&records, &months_2025(), &only("3328"))
+            .iter()
+            .map(|c| c[k])
+            .collect();
         assert_eq!(&flaa[..5], &[1, 1, 0, 0, 0]);
         assert_eq!(&aal[..5], &[0, 0, 1, 1, 0]);
     }
@@ -147,11 +176,14 @@ mod tests {
                 device: DeviceId::parse(&format!("D{device}")).expect("device"),
                 event_id: EventId::parse(&format!("e{device}-{hour}-{installed}")).expect("id"),
                 // Hours around the June/July boundary in 2025, UTC.
-                ts: DateTime::parse_from_rfc3339("2025-06-22T00:00:00Z").expect("ts").with_timezone(&Utc)
+                ts: DateTime::parse_from_rfc3339("2025-06-22T00:00:00Z")
+                    .expect("ts")
+                    .with_timezone(&Utc)
                     + chrono::Duration::hours(i64::from(hour) / 2),
                 installed,
                 kind: installed.then(|| TechnologyKind::ALL[usize::from(kind)]),
-                municipality: MunicipalityCode::parse(["3320", "3328"][municipality]).expect("code"),
+                municipality: MunicipalityCode::parse(["3320", "3328"][municipality])
+                    .expect("code"),
             },
         );
         prop::collection::vec(one, 0..40)

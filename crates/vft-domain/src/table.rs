@@ -38,7 +38,12 @@ impl DeviceTable {
             })
             .collect();
         let total = counts.iter().map(|c| c.map(|c| c.iter().sum())).collect();
-        Self { year, months, rows, total }
+        Self {
+            year,
+            months,
+            rows,
+            total,
+        }
     }
 
     /// `kind,label,2025-01,…` with one row per technology type; empty cells for `null`.
@@ -50,7 +55,11 @@ impl DeviceTable {
         let _ = w.write_record(&header);
         for row in &self.rows {
             let mut rec = vec![row.kind.id().to_owned(), row.label.clone()];
-            rec.extend(row.counts.iter().map(|c| c.map(|n| n.to_string()).unwrap_or_default()));
+            rec.extend(
+                row.counts
+                    .iter()
+                    .map(|c| c.map(|n| n.to_string()).unwrap_or_default()),
+            );
             let _ = w.write_record(&rec);
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -59,27 +68,40 @@ impl DeviceTable {
     /// Reads a table in the fixture's shape (`kind,label…,YYYY-MM…`, `#` comments).
     pub fn from_csv(text: &str) -> Result<Self, TableError> {
         let err = |s: String| TableError::Csv(s);
-        let mut reader = csv::ReaderBuilder::new().comment(Some(b'#')).from_reader(text.as_bytes());
+        let mut reader = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
         let header = reader.headers().map_err(|e| err(e.to_string()))?.clone();
         let months: Vec<YearMonth> = header
             .iter()
             .skip(2)
-            .map(|h| h.parse().map_err(|e: crate::month::MonthError| err(e.to_string())))
+            .map(|h| {
+                h.parse()
+                    .map_err(|e: crate::month::MonthError| err(e.to_string()))
+            })
             .collect::<Result<_, _>>()?;
-        let year = months.first().map(|m| m.year()).ok_or_else(|| err("no month columns".into()))?;
+        let year = months
+            .first()
+            .map(|m| m.year())
+            .ok_or_else(|| err("no month columns".into()))?;
         let mut counts: Vec<Option<[u64; 6]>> = vec![Some([0; 6]); months.len()];
         let mut seen = Vec::new();
         for record in reader.records() {
             let record = record.map_err(|e| err(e.to_string()))?;
             let kind_id = record.get(0).unwrap_or("");
-            let kind = TechnologyKind::from_id(kind_id).ok_or_else(|| err(format!("unknown kind {kind_id:?}")))?;
+            let kind = TechnologyKind::from_id(kind_id)
+                .ok_or_else(|| err(format!("unknown kind {kind_id:?}")))?;
             seen.push(kind);
             for (i, cell) in record.iter().skip(2).enumerate() {
-                let slot = counts.get_mut(i).ok_or_else(|| err(format!("too many cells in row {kind_id}")))?;
+                let slot = counts
+                    .get_mut(i)
+                    .ok_or_else(|| err(format!("too many cells in row {kind_id}")))?;
                 if cell.is_empty() {
                     *slot = None;
                 } else if let Some(c) = slot {
-                    c[kind.index()] = cell.parse().map_err(|_| err(format!("{kind_id}: {cell:?} is not a count")))?;
+                    c[kind.index()] = cell
+                        .parse()
+                        .map_err(|_| err(format!("{kind_id}: {cell:?} is not a count")))?;
                 }
             }
         }
@@ -92,7 +114,9 @@ impl DeviceTable {
 
     /// The count of one type in one month.
     pub fn cell(&self, kind: TechnologyKind, month_index: usize) -> Option<u64> {
-        self.rows.get(kind.index()).and_then(|r| r.counts.get(month_index).copied().flatten())
+        self.rows
+            .get(kind.index())
+            .and_then(|r| r.counts.get(month_index).copied().flatten())
     }
 }
 
@@ -109,7 +133,9 @@ mod tests {
         assert_eq!(t.cell(TechnologyKind::SafetyAlarm, 1), Some(561));
         assert_eq!(t.total, vec![Some(1033), Some(1050)]);
         let csv = t.to_csv();
-        assert!(csv.starts_with("kind,label,2025-01,2025-02\nmedication_support,Medisineringsstøtte,63,64\n"));
+        assert!(csv.starts_with(
+            "kind,label,2025-01,2025-02\nmedication_support,Medisineringsstøtte,63,64\n"
+        ));
         let json = serde_json::to_value(&t).expect("json");
         assert_eq!(json["months"][0], "2025-01");
         assert_eq!(json["rows"][3]["kind"], "safety_alarm");
@@ -125,6 +151,9 @@ mod tests {
         assert_eq!(t.total[9], Some(21));
         assert_eq!(t.total[10], None);
         assert!(t.to_csv().lines().nth(1).expect("row").ends_with(",1,,"));
-        assert!(DeviceTable::from_csv("kind,label,2025-01\nsafety_alarm,S,1\n").is_err(), "missing rows");
+        assert!(
+            DeviceTable::from_csv("kind,label,2025-01\nsafety_alarm,S,1\n").is_err(),
+            "missing rows"
+        );
     }
 }

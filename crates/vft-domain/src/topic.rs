@@ -31,7 +31,9 @@ impl EventTopic {
             .ok_or_else(|| err("wrong prefix".into()))?;
         let parts: Vec<&str> = rest.split('/').collect();
         let [vendor, gateway, "events"] = parts.as_slice() else {
-            return Err(err("expected exactly {vendor}/{gateway}/events after the prefix".into()));
+            return Err(err(
+                "expected exactly {vendor}/{gateway}/events after the prefix".into(),
+            ));
         };
         Ok(Self {
             vendor: VendorId::parse(vendor).map_err(|e| err(e.to_string()))?,
@@ -81,6 +83,9 @@ mod tests {
     #[test]
     fn filters() {
         assert_eq!(subscription_filter("vft/v1", None), "vft/v1/+/+/events");
-        assert_eq!(subscription_filter("vft/v1", Some("ingest")), "$share/ingest/vft/v1/+/+/events");
+        assert_eq!(
+            subscription_filter("vft/v1", Some("ingest")),
+            "$share/ingest/vft/v1/+/+/events"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -49,7 +52,6 @@ pub struct DeadLetter {
     pub received_at: DateTime<Utc>,
 }
 
-
 /// What one committed batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -77,7 +79,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { sqlite_synchronous_full: true, max_connections: 8 }
+        Self {
+            sqlite_synchronous_full: true,
+            max_connections: 8,
+        }
     }
 }
 
@@ -88,10 +93,19 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Stores events (once per vendor and id) and dead letters in one transaction.
-    async fn write_batch(&self, events: &[Event], dead_letters: &[NewDeadLetter], received_at: DateTime<Utc>) -> Result<WriteOutcome>;
+    async fn write_batch(
+        &self,
+        events: &[Event],
+        dead_letters: &[NewDeadLetter],
+        received_at: DateTime<Utc>,
+    ) -> Result<WriteOutcome>;
 
     /// Devices in service just before each instant, per technology type in table order.
-    async fn device_counts(&self, before: &[DateTime<Utc>], filter: &RollupFilter) -> Result<Vec<[u64; 6]>>;
+    async fn device_counts(
+        &self,
+        before: &[DateTime<Utc>],
+        filter: &RollupFilter,
+    ) -> Result<Vec<[u64; 6]>>;
 
     /// All lifecycle events (for checks against the domain rules and for exports).
     async fn lifecycle_records(&self) -> Result<Vec<LifecycleRecord>>;
@@ -131,7 +145,11 @@ pub fn redact_url(url: &str) -> String {
     };
     let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
     let sep = if rest.contains('/') { "/" } else { "" };
-    let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+    let masked = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        user.to_owned()
+    };
     format!("{scheme}://{masked}@{host}{sep}{tail}")
 }
 
@@ -141,7 +159,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords_only() {
-        assert_eq!(redact_url("postgres://vft:s3cret@db:5432/vft"), "postgres://vft:***@db:5432/vft");
+        assert_eq!(
+            redact_url("postgres://vft:s3cret@db:5432/vft"),
+            "postgres://vft:***@db:5432/vft"
+        );
         assert_eq!(redact_url("postgres://vft@db/vft"), "postgres://vft@db/vft");
         assert_eq!(redact_url("sqlite://data/vft.db"), "sqlite://data/vft.db");
         assert_eq!(redact_url("postgres://u:p@h"), "postgres://u:***@h");

@@ -9,16 +9,33 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     let migrations: Vec<Migration> = files
         .iter()
         .map(|(version, description, sql)| {
-            Migration::new(*version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+            Migration::new(
+                *version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
         })
         .collect();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
 }
 
 pub fn sqlite() -> Migrator {
-    migrator(&[(1, "events", include_str!("../../../migrations/sqlite/0001_events.sql"))])
+    migrator(&[(
+        1,
+        "events",
+        include_str!("../../../migrations/sqlite/0001_events.sql"),
+    )])
 }
 
 pub fn postgres() -> Migrator {
-    migrator(&[(1, "events", include_str!("../../../migrations/postgres/0001_events.sql"))])
+    migrator(&[(
+        1,
+        "events",
+        include_str!("../../../migrations/postgres/0001_events.sql"),
+    )])
 }

@@ -14,9 +14,15 @@ pub struct PostgresStore {
 impl PostgresStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new().max_connections(options.max_connections.max(2)).connect_with(connect).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .connect_with(connect)
+            .await?;
         migrations::postgres().run(&pool).await?;
-        Ok(Self { writer: pool.clone(), reader: pool })
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
     }
 }
 

@@ -26,7 +26,10 @@ pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>> {
 /// a duplicate like any other, and one statement must not insert a key twice.
 pub(crate) fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
     let mut seen = std::collections::HashSet::new();
-    events.iter().filter(|e| seen.insert((&e.vendor, &e.id))).collect()
+    events
+        .iter()
+        .filter(|e| seen.insert((&e.vendor, &e.id)))
+        .collect()
 }
 
 pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
@@ -53,13 +56,28 @@ pub(crate) fn lifecycle_record(
     })
 }
 
-pub(crate) fn token_record(role: String, municipality: Option<String>, label: Option<String>, created_at: i64) -> Result<TokenRecord> {
+pub(crate) fn token_record(
+    role: String,
+    municipality: Option<String>,
+    label: Option<String>,
+    created_at: i64,
+) -> Result<TokenRecord> {
     let role = match (role.as_str(), municipality) {
         ("coordinator", None) => Role::Coordinator,
-        ("municipality", Some(m)) => Role::Municipality(MunicipalityCode::parse(&m).map_err(corrupt)?),
-        (other, m) => return Err(StoreError::Corrupt(format!("token role {other:?} with municipality {m:?}"))),
+        ("municipality", Some(m)) => {
+            Role::Municipality(MunicipalityCode::parse(&m).map_err(corrupt)?)
+        }
+        (other, m) => {
+            return Err(StoreError::Corrupt(format!(
+                "token role {other:?} with municipality {m:?}"
+            )));
+        }
     };
-    Ok(TokenRecord { role, label, created_at: from_micros(created_at)? })
+    Ok(TokenRecord {
+        role,
+        label,
+        created_at: from_micros(created_at)?,
+    })
 }
 
 macro_rules! impl_store {

@@ -5,8 +5,8 @@ mod common;
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use common::TestStore;
 use vft_domain::{
-    DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter, TechnologyKind, VendorId,
-    YearMonth, month_end_counts, month_end_instants,
+    DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter,
+    TechnologyKind, VendorId, YearMonth, month_end_counts, month_end_instants,
 };
 use vft_store::NewDeadLetter;
 
@@ -33,7 +33,15 @@ both_backends!(
     large_batches_are_split_into_statements,
 );
 
-fn event(vendor: &str, id: &str, ts: &str, municipality: &str, device: &str, t: EventType, kind: Option<TechnologyKind>) -> Event {
+fn event(
+    vendor: &str,
+    id: &str,
+    ts: &str,
+    municipality: &str,
+    device: &str,
+    t: EventType,
+    kind: Option<TechnologyKind>,
+) -> Event {
     Event {
         vendor: VendorId::parse(vendor).expect("vendor"),
         gateway: GatewayId::parse("gw-1").expect("gateway"),
@@ -78,8 +86,14 @@ impl Rng {
 /// with shared timestamps so ties and boundaries are exercised.
 fn scenario(seed: u64, n: usize) -> Vec<Event> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let offsets = [FixedOffset::east_opt(0), FixedOffset::east_opt(3600), FixedOffset::east_opt(7200)];
-    let base = DateTime::parse_from_rfc3339("2025-01-01T00:00:00+01:00").expect("ts").with_timezone(&Utc);
+    let offsets = [
+        FixedOffset::east_opt(0),
+        FixedOffset::east_opt(3600),
+        FixedOffset::east_opt(7200),
+    ];
+    let base = DateTime::parse_from_rfc3339("2025-01-01T00:00:00+01:00")
+        .expect("ts")
+        .with_timezone(&Utc);
     (0..n)
         .map(|i| {
             let month_end = months_2025()[rng.below(12) as usize];
@@ -111,15 +125,33 @@ fn scenario(seed: u64, n: usize) -> Vec<Event> {
 }
 
 async fn writes_are_idempotent_on_vendor_and_id(s: TestStore) {
-    let e1 = install("e1", "2025-03-01T10:00:00+01:00", "3328", "D1", TechnologyKind::SafetyAlarm);
-    let first = s.store.write_batch(&[e1.clone(), e1.clone()], &[], Utc::now()).await.expect("write");
+    let e1 = install(
+        "e1",
+        "2025-03-01T10:00:00+01:00",
+        "3328",
+        "D1",
+        TechnologyKind::SafetyAlarm,
+    );
+    let first = s
+        .store
+        .write_batch(&[e1.clone(), e1.clone()], &[], Utc::now())
+        .await
+        .expect("write");
     assert_eq!((first.events_inserted, first.events_duplicate), (1, 1));
-    let again = s.store.write_batch(&[e1.clone()], &[], Utc::now()).await.expect("write");
+    let again = s
+        .store
+        .write_batch(&[e1.clone()], &[], Utc::now())
+        .await
+        .expect("write");
     assert_eq!((again.events_inserted, again.events_duplicate), (0, 1));
     // The same id from another vendor is another event.
     let mut other = e1.clone();
     other.vendor = VendorId::parse("atea").expect("vendor");
-    let third = s.store.write_batch(&[other], &[], Utc::now()).await.expect("write");
+    let third = s
+        .store
+        .write_batch(&[other], &[], Utc::now())
+        .await
+        .expect("write");
     assert_eq!(third.events_inserted, 1);
     assert_eq!(s.store.event_count().await.expect("count"), 2);
 }
@@ -136,44 +168,113 @@ async fn counts_match_the_domain_rules_whatever_the_arrival_order(s: TestStore) 
         while !rest.is_empty() {
             let take = (1 + rng.below(40) as usize).min(rest.len());
             let (batch, tail) = rest.split_at(take);
-            s.store.write_batch(batch, &[], Utc::now()).await.expect("write");
+            s.store
+                .write_batch(batch, &[], Utc::now())
+                .await
+                .expect("write");
             rest = tail;
         }
     }
     let records = s.store.lifecycle_records().await.expect("records");
     let all: Vec<Event> = (1..=4).flat_map(|seed| scenario(seed, 150)).collect();
-    let from_events: Vec<_> = all.iter().filter_map(vft_domain::LifecycleRecord::from_event).collect();
-    assert_eq!(records.len(), from_events.len(), "one stored record per lifecycle event");
+    let from_events: Vec<_> = all
+        .iter()
+        .filter_map(vft_domain::LifecycleRecord::from_event)
+        .collect();
+    assert_eq!(
+        records.len(),
+        from_events.len(),
+        "one stored record per lifecycle event"
+    );
     let expected = month_end_counts(&from_events, &instants, &RollupFilter::default());
-    assert!(expected.iter().any(|c| c.iter().sum::<u64>() > 0), "the scenario puts devices in service");
-    let got = s.store.device_counts(&instants, &RollupFilter::default()).await.expect("counts");
+    assert!(
+        expected.iter().any(|c| c.iter().sum::<u64>() > 0),
+        "the scenario puts devices in service"
+    );
+    let got = s
+        .store
+        .device_counts(&instants, &RollupFilter::default())
+        .await
+        .expect("counts");
     assert_eq!(got, expected);
 }
 
 async fn oslo_month_boundary_decides_the_month(s: TestStore) {
     let events = [
         // 00:30 on 1 July in Oslo: July, not June.
-        install("a", "2025-06-30T22:30:00Z", "3328", "D1", TechnologyKind::Tracking),
+        install(
+            "a",
+            "2025-06-30T22:30:00Z",
+            "3328",
+            "D1",
+            TechnologyKind::Tracking,
+        ),
         // 23:59 on 30 June in Oslo: June.
-        install("b", "2025-06-30T23:59:00+02:00", "3328", "D2", TechnologyKind::Tracking),
+        install(
+            "b",
+            "2025-06-30T23:59:00+02:00",
+            "3328",
+            "D2",
+            TechnologyKind::Tracking,
+        ),
         // Removed 00:00:00 on 1 July in Oslo: still in service at June's last instant.
-        event("hepro", "c", "2025-07-01T00:00:00+02:00", "3328", "D2", EventType::Decommissioned, None),
+        event(
+            "hepro",
+            "c",
+            "2025-07-01T00:00:00+02:00",
+            "3328",
+            "D2",
+            EventType::Decommissioned,
+            None,
+        ),
     ];
-    s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
-    let counts = s.store.device_counts(&months_2025(), &RollupFilter::default()).await.expect("counts");
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let counts = s
+        .store
+        .device_counts(&months_2025(), &RollupFilter::default())
+        .await
+        .expect("counts");
     let tracking = |m: usize| counts[m][TechnologyKind::Tracking.index()];
-    assert_eq!((tracking(5), tracking(6)), (1, 1), "June has D2, July has D1");
+    assert_eq!(
+        (tracking(5), tracking(6)),
+        (1, 1),
+        "June has D2, July has D1"
+    );
 }
 
 async fn filters_by_municipality_and_vendor(s: TestStore) {
-    let mut atea = install("x", "2025-02-01T12:00:00+01:00", "3320", "D9", TechnologyKind::SmokeDetector);
+    let mut atea = install(
+        "x",
+        "2025-02-01T12:00:00+01:00",
+        "3320",
+        "D9",
+        TechnologyKind::SmokeDetector,
+    );
     atea.vendor = VendorId::parse("atea").expect("vendor");
     let events = [
-        install("a", "2025-02-01T12:00:00+01:00", "3328", "D1", TechnologyKind::SmokeDetector),
-        install("b", "2025-02-01T12:00:00+01:00", "3320", "D2", TechnologyKind::SmokeDetector),
+        install(
+            "a",
+            "2025-02-01T12:00:00+01:00",
+            "3328",
+            "D1",
+            TechnologyKind::SmokeDetector,
+        ),
+        install(
+            "b",
+            "2025-02-01T12:00:00+01:00",
+            "3320",
+            "D2",
+            TechnologyKind::SmokeDetector,
+        ),
         atea,
     ];
-    s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
     let feb = &months_2025()[1..2];
     let k = TechnologyKind::SmokeDetector.index();
     let count = |m: Option<&str>, v: Option<&str>| {
@@ -198,35 +299,99 @@ async fn dead_letters_are_kept_once_newest_first(s: TestStore) {
         reason_code: "malformed_json".into(),
         reason: format!("malformed JSON #{n}"),
     };
-    let out = s.store.write_batch(&[], &[dl(1), dl(2), dl(1)], Utc::now()).await.expect("write");
+    let out = s
+        .store
+        .write_batch(&[], &[dl(1), dl(2), dl(1)], Utc::now())
+        .await
+        .expect("write");
     assert_eq!(out.dead_letters_inserted, 2);
-    s.store.write_batch(&[], &[dl(2), dl(3)], Utc::now()).await.expect("write");
+    s.store
+        .write_batch(&[], &[dl(2), dl(3)], Utc::now())
+        .await
+        .expect("write");
     let all = s.store.dead_letters(10, None).await.expect("list");
     let reasons: Vec<&str> = all.iter().map(|d| d.reason.as_str()).collect();
-    assert_eq!(reasons, ["malformed JSON #3", "malformed JSON #2", "malformed JSON #1"]);
-    assert_eq!(all[0].payload, vec![b'{', 3, 0xff], "raw bytes survive, even invalid UTF-8");
-    let page = s.store.dead_letters(1, Some(all[1].id)).await.expect("page");
+    assert_eq!(
+        reasons,
+        [
+            "malformed JSON #3",
+            "malformed JSON #2",
+            "malformed JSON #1"
+        ]
+    );
+    assert_eq!(
+        all[0].payload,
+        vec![b'{', 3, 0xff],
+        "raw bytes survive, even invalid UTF-8"
+    );
+    let page = s
+        .store
+        .dead_letters(1, Some(all[1].id))
+        .await
+        .expect("page");
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].reason, "malformed JSON #1");
 }
 
 async fn tokens_round_trip_and_are_unique(s: TestStore) {
     let aal = Role::Municipality(MunicipalityCode::parse("3328").expect("code"));
-    s.store.create_token("hash-a", &aal, Some("Ål")).await.expect("create");
-    s.store.create_token("hash-c", &Role::Coordinator, None).await.expect("create");
-    assert!(s.store.create_token("hash-a", &Role::Coordinator, None).await.is_err(), "hash is unique");
-    assert_eq!(s.store.find_token("hash-a").await.expect("find").map(|t| t.role), Some(aal));
-    assert_eq!(s.store.find_token("hash-c").await.expect("find").map(|t| t.role), Some(Role::Coordinator));
+    s.store
+        .create_token("hash-a", &aal, Some("Ål"))
+        .await
+        .expect("create");
+    s.store
+        .create_token("hash-c", &Role::Coordinator, None)
+        .await
+        .expect("create");
+    assert!(
+        s.store
+            .create_token("hash-a", &Role::Coordinator, None)
+            .await
+            .is_err(),
+        "hash is unique"
+    );
+    assert_eq!(
+        s.store
+            .find_token("hash-a")
+            .await
+            .expect("find")
+            .map(|t| t.role),
+        Some(aal)
+    );
+    assert_eq!(
+        s.store
+            .find_token("hash-c")
+            .await
+            .expect("find")
+            .map(|t| t.role),
+        Some(Role::Coordinator)
+    );
     assert_eq!(s.store.find_token("nope").await.expect("find"), None);
 }
 
 async fn large_batches_are_split_into_statements(s: TestStore) {
     let events: Vec<Event> = (0..1234)
-        .map(|i| install(&format!("e{i}"), "2025-05-05T05:05:05+02:00", "3330", &format!("D{i}"), TechnologyKind::SafetyAlarm))
+        .map(|i| {
+            install(
+                &format!("e{i}"),
+                "2025-05-05T05:05:05+02:00",
+                "3330",
+                &format!("D{i}"),
+                TechnologyKind::SafetyAlarm,
+            )
+        })
         .collect();
-    let out = s.store.write_batch(&events, &[], Utc::now()).await.expect("write");
+    let out = s
+        .store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
     assert_eq!(out.events_inserted, 1234);
-    let counts = s.store.device_counts(&months_2025()[4..5], &RollupFilter::default()).await.expect("counts");
+    let counts = s
+        .store
+        .device_counts(&months_2025()[4..5], &RollupFilter::default())
+        .await
+        .expect("counts");
     assert_eq!(counts[0][TechnologyKind::SafetyAlarm.index()], 1234);
     assert!(s.store.ping().await.is_ok());
 }

@@ -1,1 +1,164 @@
+//! The `vft` binary's library half: command-line interface and the composition of config,
+//! telemetry, broker, store, ingest and API. The end-to-end tests run the same entry point.
 
+mod broker;
+pub mod config;
+mod serve;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use config::{Config, Overrides};
+use std::sync::Arc;
+use vft_domain::{MunicipalityCode, Role};
+
+#[derive(Debug, Parser)]
+#[command(name = "vft", version, about = "Welfare-technology fleet tracker")]
+pub struct Cli {
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run ingest and the HTTP API (embedded broker and SQLite unless configured otherwise).
+    Serve,
+    /// Serve, feed it the simulated Hallingdal region, print the API URL and a token.
+    Demo(DemoArgs),
+    /// Publish the simulated region to a broker (--mqtt-url, or the embedded address).
+    Sim(SimArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the effective configuration (secrets masked).
+    PrintConfig,
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Seed of the simulated region.
+    #[arg(long, default_value_t = 2025)]
+    seed: u64,
+    /// Exit after the data is in and the figures are printed, instead of serving on.
+    #[arg(long)]
+    exit_when_loaded: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value_t = 2025)]
+    seed: u64,
+    /// Days between heartbeats of each device.
+    #[arg(long, default_value_t = 7)]
+    heartbeat_days: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it as the last line of stdout (only its hash is stored).
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Required with --role municipality: the municipality number, e.g. 3328.
+        #[arg(long)]
+        municipality: Option<String>,
+        /// A note on who holds the token.
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Coordinator,
+    Municipality,
+}
+
+/// Entry point of the binary (and of the e2e tests' copy of it).
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(&cli.overrides)?;
+    serve::init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.command, config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve::serve(config, None).await,
+        Command::Demo(args) => {
+            serve::serve(
+                config,
+                Some(serve::DemoOptions {
+                    seed: args.seed,
+                    exit_when_loaded: args.exit_when_loaded,
+                }),
+            )
+            .await
+        }
+        Command::Sim(args) => serve::sim(&config, args.seed, args.heartbeat_days).await,
+        Command::PrintConfig => {
+            print!("{}", config.redacted_toml()?);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            role,
+            municipality,
+            label,
+        }) => {
+            let role = match (role, municipality) {
+                (RoleArg::Coordinator, None) => Role::Coordinator,
+                (RoleArg::Coordinator, Some(_)) => {
+                    anyhow::bail!("--municipality only goes with --role municipality")
+                }
+                (RoleArg::Municipality, None) => {
+                    anyhow::bail!("--role municipality needs --municipality <number>")
+                }
+                (RoleArg::Municipality, Some(m)) => {
+                    let code = MunicipalityCode::parse(&m)?;
+                    let registry = vft_domain::Registry::new(config.municipalities.clone())?;
+                    anyhow::ensure!(
+                        registry.contains(&code),
+                        "unknown municipality {code}: not in the configured region"
+                    );
+                    Role::Municipality(code)
+                }
+            };
+            let store = open_store(&config).await?;
+            let token = create_token(store.as_ref(), &role, label.as_deref()).await?;
+            eprintln!(
+                "Created a {} token. It is shown once; vft keeps only its hash.",
+                role.name()
+            );
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn vft_store::Store>> {
+    vft_store::open(&config.database_url, &config.store_options())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                vft_store::redact_url(&config.database_url)
+            )
+        })
+}
+
+pub(crate) async fn create_token(
+    store: &dyn vft_store::Store,
+    role: &Role,
+    label: Option<&str>,
+) -> anyhow::Result<String> {
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("vft_{}", hex::encode(bytes));
+    store
+        .create_token(&vft_domain::hash_token(&token), role, label)
+        .await?;
+    Ok(token)
+}

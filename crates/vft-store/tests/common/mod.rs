@@ -20,8 +20,14 @@ pub struct TestStore {
 pub async fn sqlite() -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("vft.db").display());
-    let store = vft_store::open(&url, &StoreOptions::default()).await.expect("open sqlite");
-    TestStore { store, url, _dir: Some(dir) }
+    let store = vft_store::open(&url, &StoreOptions::default())
+        .await
+        .expect("open sqlite");
+    TestStore {
+        store,
+        url,
+        _dir: Some(dir),
+    }
 }
 
 /// `None` only outside CI when no PostgreSQL can be started (with a loud message); in CI
@@ -33,33 +39,57 @@ pub async fn postgres() -> Option<TestStore> {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL is required in CI: {why}");
             }
-            eprintln!("\n!!! SKIPPING PostgreSQL test: {why}\n!!! set VFT_TEST_DATABASE_URL or install PostgreSQL 15\n");
+            eprintln!(
+                "\n!!! SKIPPING PostgreSQL test: {why}\n!!! set VFT_TEST_DATABASE_URL or install PostgreSQL 15\n"
+            );
             return None;
         }
     };
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!("vft_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "vft_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
     create_database(&admin, &name).await;
     let url = with_database(&admin, &name);
-    let store = vft_store::open(&url, &StoreOptions::default()).await.expect("open postgres");
-    Some(TestStore { store, url, _dir: None })
+    let store = vft_store::open(&url, &StoreOptions::default())
+        .await
+        .expect("open postgres");
+    Some(TestStore {
+        store,
+        url,
+        _dir: None,
+    })
 }
 
 /// psql rather than sqlx: this test crate does not depend on sqlx, and opening the admin
 /// database as a store would migrate it.
 async fn create_database(admin: &str, name: &str) {
-        let out = tokio::process::Command::new("psql")
-            .arg(admin)
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", &format!("CREATE DATABASE {name}")])
-            .output()
-            .await
-            .expect("run psql");
-        assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::process::Command::new("psql")
+        .arg(admin)
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .await
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn with_database(admin: &str, db: &str) -> String {
     // admin is postgres://user@host[:port]/postgres[?query]
-    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -87,7 +117,12 @@ fn postgres_bin(name: &str) -> Option<PathBuf> {
 fn run_as() -> Option<(u32, u32)> {
     // SAFETY-free check of the effective user: /proc tells without libc calls.
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let euid = status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(2)?.to_owned();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(2)?
+        .to_owned();
     if euid != "0" {
         return None;
     }
@@ -110,7 +145,11 @@ fn start_cluster() -> Result<String, String> {
     let initdb = postgres_bin("initdb").ok_or("initdb not found")?;
     let postgres = postgres_bin("postgres").ok_or("postgres not found")?;
     let user = run_as();
-    let root = tempfile::Builder::new().prefix("vft-pg-").tempdir().map_err(|e| e.to_string())?.keep();
+    let root = tempfile::Builder::new()
+        .prefix("vft-pg-")
+        .tempdir()
+        .map_err(|e| e.to_string())?
+        .keep();
     let data = root.join("data");
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
@@ -118,11 +157,22 @@ fn start_cluster() -> Result<String, String> {
     let out = command(&initdb, user)
         .args(["-D"])
         .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let port = free_port();
     let socket_dir = root.clone();
@@ -146,7 +196,10 @@ fn start_cluster() -> Result<String, String> {
         .spawn()
         .map_err(|e| format!("start postgres: {e}"))?;
     std::mem::forget(child);
-    let url = format!("postgres://postgres@localhost:{port}/postgres?host={}", socket_dir.display());
+    let url = format!(
+        "postgres://postgres@localhost:{port}/postgres?host={}",
+        socket_dir.display()
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ok = Command::new("psql")

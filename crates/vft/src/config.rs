@@ -1,0 +1,292 @@
+//! Layered configuration: built-in defaults → a TOML file (`--config`, `VFT_CONFIG`, or
+//! `config/vft.toml` when present) → `VFT_*` environment variables (`__` separates sections,
+//! e.g. `VFT_INGEST__BATCH_MAX_MESSAGES`) → command-line flags. Unknown keys are errors.
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use vft_domain::Municipality;
+
+/// The region vft knows out of the box (Hallingdal); replace it with `[[municipalities]]`.
+const DEFAULT_MUNICIPALITIES: &str = include_str!("../../../config/municipalities.csv");
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    /// `sqlite://path/to/file.db` or `postgres://user[:password]@host/db`.
+    pub database_url: String,
+    /// `tracing` filter, e.g. `info` or `vft_ingest=debug,info`. `RUST_LOG` wins when set.
+    pub log: String,
+    pub sqlite: SqliteConfig,
+    pub mqtt: MqttConfig,
+    pub ingest: IngestSettings,
+    pub municipalities: Vec<Municipality>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// `full`: a commit survives power loss (default). `normal`: survives a crash of vft,
+    /// may lose the last commits on power loss; faster.
+    pub synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// External broker (`mqtt://[user:password@]host:port`). When unset, vft starts its own
+    /// embedded broker on `embedded_addr`.
+    pub url: Option<String>,
+    pub embedded_addr: SocketAddr,
+    /// Largest payload the embedded broker accepts; larger publishes are refused by it.
+    pub embedded_max_payload_bytes: usize,
+    /// Unacknowledged QoS 1 messages the embedded broker sends a client at once.
+    pub embedded_max_inflight: usize,
+    /// Stable per ingest replica: the broker keeps its persistent session under this id.
+    pub client_id: String,
+    pub topic_prefix: String,
+    /// Shared-subscription group for several ingest replicas (`$share/<group>/…`).
+    pub shared_group: Option<String>,
+    pub keep_alive_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSettings {
+    pub batch_max_messages: usize,
+    pub batch_max_wait_ms: u64,
+    pub max_payload_bytes: usize,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://data/vft.db".into(),
+            log: "info".into(),
+            sqlite: SqliteConfig {
+                synchronous: Synchronous::Full,
+            },
+            mqtt: MqttConfig {
+                url: None,
+                embedded_addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                embedded_max_payload_bytes: 1024 * 1024,
+                embedded_max_inflight: 1000,
+                client_id: "vft-ingest".into(),
+                topic_prefix: "vft/v1".into(),
+                shared_group: None,
+                keep_alive_secs: 30,
+            },
+            ingest: IngestSettings {
+                batch_max_messages: 1000,
+                batch_max_wait_ms: 5,
+                max_payload_bytes: 256 * 1024,
+                backoff_initial_ms: 200,
+                backoff_max_ms: 30_000,
+            },
+            // The embedded CSV is part of the build; a parse failure is a build defect caught
+            // by the tests, so fall back to an empty region rather than panic.
+            municipalities: vft_domain::municipality::parse_csv(DEFAULT_MUNICIPALITIES)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Flags shared by `serve`, `demo` and the commands that open the store.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (TOML). Default: config/vft.toml if it exists.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// HTTP API listen address [default: 127.0.0.1:8080].
+    #[arg(long, global = true)]
+    pub http_addr: Option<SocketAddr>,
+    /// Embedded broker listen address [default: 127.0.0.1:1883].
+    #[arg(long, global = true)]
+    pub mqtt_addr: Option<SocketAddr>,
+    /// Use this external broker instead of the embedded one, e.g. mqtt://127.0.0.1:1883.
+    #[arg(long, global = true)]
+    pub mqtt_url: Option<String>,
+    /// sqlite://… or postgres://… [default: sqlite://data/vft.db].
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    pub fn load(flags: &Overrides) -> anyhow::Result<Self> {
+        let explicit = flags
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("VFT_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match &explicit {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "configuration file {} does not exist",
+                    path.display()
+                );
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("config/vft.toml")),
+        }
+        figment = figment.merge(
+            Env::prefixed("VFT_")
+                .split("__")
+                .ignore(&["config", "test_database_url"]),
+        );
+        if let Some(v) = flags.http_addr {
+            figment = figment.merge(("http_addr", v));
+        }
+        if let Some(v) = flags.mqtt_addr {
+            figment = figment.merge(("mqtt.embedded_addr", v));
+        }
+        if let Some(v) = &flags.mqtt_url {
+            figment = figment.merge(("mqtt.url", v));
+        }
+        if let Some(v) = &flags.database_url {
+            figment = figment.merge(("database_url", v));
+        }
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.municipalities.is_empty(),
+            "no municipalities configured"
+        );
+        anyhow::ensure!(
+            self.ingest.batch_max_messages > 0,
+            "ingest.batch_max_messages must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.mqtt.client_id.is_empty(),
+            "mqtt.client_id must not be empty"
+        );
+        anyhow::ensure!(
+            !self.mqtt.topic_prefix.is_empty() && !self.mqtt.topic_prefix.contains(['+', '#']),
+            "mqtt.topic_prefix must be a plain topic prefix without wildcards"
+        );
+        vft_domain::Registry::new(self.municipalities.clone())?;
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets masked, for `print-config` and logs.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        shown.database_url = vft_store::redact_url(&shown.database_url);
+        shown.mqtt.url = shown.mqtt.url.as_deref().map(vft_store::redact_url);
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+
+    pub fn ingest_config(&self, broker: vft_ingest::BrokerAddress) -> vft_ingest::IngestConfig {
+        vft_ingest::IngestConfig {
+            broker,
+            client_id: self.mqtt.client_id.clone(),
+            topic_prefix: self.mqtt.topic_prefix.clone(),
+            shared_group: self.mqtt.shared_group.clone(),
+            keep_alive: Duration::from_secs(self.mqtt.keep_alive_secs.max(5)),
+            batch_max_messages: self.ingest.batch_max_messages,
+            batch_max_wait: Duration::from_millis(self.ingest.batch_max_wait_ms),
+            max_payload_bytes: self.ingest.max_payload_bytes,
+            backoff_initial: Duration::from_millis(self.ingest.backoff_initial_ms.max(1)),
+            backoff_max: Duration::from_millis(self.ingest.backoff_max_ms.max(1)),
+        }
+    }
+
+    pub fn store_options(&self) -> vft_store::StoreOptions {
+        vft_store::StoreOptions {
+            sqlite_synchronous_full: self.sqlite.synchronous == Synchronous::Full,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_hold_the_embedded_region() {
+        let c = Config::default();
+        assert_eq!(c.municipalities.len(), 6);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_example_file_parses_and_unknown_keys_are_rejected() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/vft.example.toml");
+        let flags = Overrides {
+            config: Some(example.into()),
+            ..Default::default()
+        };
+        let loaded = Config::load(&flags).expect("example config loads");
+        assert_eq!(loaded.mqtt.topic_prefix, "vft/v1");
+
+        let dir = tempfile_dir();
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "http_adr = \"127.0.0.1:1\"\n").expect("write");
+        let err = Config::load(&Overrides {
+            config: Some(bad),
+            ..Default::default()
+        })
+        .expect_err("typo rejected");
+        assert!(format!("{err:#}").contains("http_adr"), "{err:#}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_secrets_are_redacted() {
+        let dir = tempfile_dir();
+        let file = dir.join("vft.toml");
+        std::fs::write(&file, "database_url = \"postgres://vft:hunter2@db/vft\"\n[mqtt]\nurl = \"mqtt://u:pw@b:1883\"\n")
+            .expect("write");
+        let flags = Overrides {
+            config: Some(file.clone()),
+            http_addr: Some("127.0.0.1:9999".parse().expect("addr")),
+            ..Default::default()
+        };
+        let c = Config::load(&flags).expect("loads");
+        assert_eq!(c.http_addr.port(), 9999);
+        assert_eq!(c.database_url, "postgres://vft:hunter2@db/vft");
+        let shown = c.redacted_toml().expect("toml");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(":pw@"),
+            "{shown}"
+        );
+        let flags = Overrides {
+            database_url: Some("sqlite://x.db".into()),
+            ..flags
+        };
+        assert_eq!(
+            Config::load(&flags).expect("loads").database_url,
+            "sqlite://x.db"
+        );
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "vft-config-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+}

@@ -1,0 +1,270 @@
+//! `vft serve` and `vft demo`: compose store, broker, ingest and API, and stop them cleanly.
+
+use crate::broker;
+use crate::config::Config;
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::info;
+use vft_domain::{Registry, Role};
+use vft_ingest::{BrokerAddress, IngestStatus};
+
+pub fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries what scripts read (URL, token).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub struct DemoOptions {
+    pub seed: u64,
+    pub exit_when_loaded: bool,
+}
+
+/// The broker ingest connects to: the external one, or the embedded one started here.
+fn broker_for(config: &Config) -> anyhow::Result<BrokerAddress> {
+    if let Some(url) = &config.mqtt.url {
+        return Ok(BrokerAddress::parse(url)?);
+    }
+    let embedded = broker::start(
+        config.mqtt.embedded_addr,
+        config.mqtt.embedded_max_payload_bytes,
+        config.mqtt.embedded_max_inflight,
+    )?;
+    info!(addr = %embedded.addr, "embedded MQTT broker started (in memory: see README on crash guarantees)");
+    Ok(BrokerAddress {
+        host: connectable(embedded.addr).ip().to_string(),
+        port: embedded.addr.port(),
+        username: None,
+        password: None,
+    })
+}
+
+/// A wildcard listen address is not one to connect to; use loopback instead.
+fn connectable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn on_stop(
+    mut rx: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<()> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let store = crate::open_store(&config).await?;
+    let registry = Arc::new(Registry::new(config.municipalities.clone())?);
+    let broker = broker_for(&config)?;
+    info!(database = %vft_store::redact_url(&config.database_url), backend = store.backend(), broker = ?broker, "starting");
+
+    let status = Arc::new(IngestStatus::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ingest = tokio::spawn(vft_ingest::run(
+        config.ingest_config(broker.clone()),
+        store.clone(),
+        registry.clone(),
+        status.clone(),
+        on_stop(stop_rx.clone()),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the HTTP API (use --http-addr)",
+                config.http_addr
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let ready_status = status.clone();
+    let state = vft_api::AppState {
+        store: store.clone(),
+        registry,
+        readiness: Arc::new(move || {
+            if ready_status.connected() {
+                Ok(())
+            } else {
+                Err("ingest is not connected to the MQTT broker".into())
+            }
+        }),
+        metrics: Arc::new(move || prometheus.render()),
+    };
+    let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
+    println!("vft: API listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let outcome = match demo {
+        Some(demo) => {
+            let loaded = run_demo(&config, store.as_ref(), &status, &broker, addr, &demo).await;
+            if loaded.is_ok() && !demo.exit_when_loaded {
+                stop_signal().await;
+            }
+            loaded
+        }
+        None => {
+            stop_signal().await;
+            Ok(())
+        }
+    };
+    info!("stopping");
+    let _ = stop_tx.send(true);
+    api.await?.context("HTTP server failed")?;
+    ingest.await?.context("ingest failed")?;
+    outcome
+}
+
+async fn run_demo(
+    config: &Config,
+    store: &dyn vft_store::Store,
+    status: &IngestStatus,
+    broker: &BrokerAddress,
+    addr: SocketAddr,
+    demo: &DemoOptions,
+) -> anyhow::Result<()> {
+    let plan = vft_sim::Plan {
+        seed: demo.seed,
+        topic_prefix: config.mqtt.topic_prefix.clone(),
+        ..vft_sim::Plan::hallingdal_2025()
+    };
+    let year = plan.table.year;
+    let simulation = vft_sim::generate(&plan)?;
+    let before = status.messages_received();
+    let report = publish(broker, &simulation.messages, "demo").await?;
+    // Every message the broker acknowledged is on its way to ingest; wait until it is stored.
+    let bar = progress_bar(report.messages as u64, "storing");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let stored = status.messages_received().saturating_sub(before);
+        bar.set_position(stored.min(report.messages as u64));
+        if stored >= report.messages as u64 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest stored {stored} of {} messages within 10 minutes",
+            report.messages
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    let token = crate::create_token(store, &Role::Coordinator, Some("demo")).await?;
+    let base = format!("http://{addr}");
+    println!(
+        "vft: demo loaded {} events in {} messages through MQTT in {:.1} s",
+        report.events,
+        report.messages,
+        report.elapsed.as_secs_f64()
+    );
+    println!("vft: table   {base}/api/v1/rollups/devices?year={year}");
+    println!(
+        "vft: try     curl -H 'Authorization: Bearer {token}' '{base}/api/v1/rollups/devices?year={year}&format=csv'"
+    );
+    println!("vft: token   {token}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+async fn publish(
+    broker: &BrokerAddress,
+    messages: &[vft_sim::Message],
+    who: &str,
+) -> anyhow::Result<vft_sim::PublishReport> {
+    let target = vft_sim::BrokerTarget {
+        host: broker.host.clone(),
+        port: broker.port,
+        client_id: format!("vft-{who}-{}", std::process::id()),
+    };
+    let bar = progress_bar(messages.len() as u64, "publishing");
+    let report = vft_sim::publish(&target, messages, |acked| bar.set_position(acked as u64))
+        .await
+        .context("publishing the simulated region failed")?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>10} [{bar:40}] {pos}/{len} messages ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what);
+    bar
+}
+
+/// `vft sim`: publish the simulated region to a running vft's broker.
+pub async fn sim(config: &Config, seed: u64, heartbeat_days: u32) -> anyhow::Result<()> {
+    let broker = match &config.mqtt.url {
+        Some(url) => BrokerAddress::parse(url)?,
+        None => {
+            let addr = connectable(config.mqtt.embedded_addr);
+            BrokerAddress {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                username: None,
+                password: None,
+            }
+        }
+    };
+    let plan = vft_sim::Plan {
+        seed,
+        heartbeat_every_days: heartbeat_days.max(1),
+        topic_prefix: config.mqtt.topic_prefix.clone(),
+        ..vft_sim::Plan::hallingdal_2025()
+    };
+    let simulation = vft_sim::generate(&plan)?;
+    let report = publish(&broker, &simulation.messages, "sim").await?;
+    println!(
+        "published {} events in {} messages in {:.1} s ({:.0} events/s)",
+        report.events,
+        report.messages,
+        report.elapsed.as_secs_f64(),
+        report.events as f64 / report.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}

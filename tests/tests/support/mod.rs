@@ -1,0 +1,412 @@
+//! Real parts for the end-to-end tests: the vft binary as a child process, Mosquitto started
+//! from deploy/mosquitto/mosquitto.conf, an MQTT publisher that records PUBACKs, and HTTP.
+
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const VFT: &str = env!("CARGO_BIN_EXE_vft-e2e");
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `check` until it returns Some or the timeout passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A scratch directory with a SQLite database URL in it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("vft.db").display())
+    }
+}
+
+/// Runs `vft …` to completion and returns stdout; panics with stderr on failure.
+pub fn vft_cli(args: &[&str], cwd: &Path) -> Result<String, String> {
+    let out = Command::new(VFT)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run vft");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `vft token create …`: the token is the last line of stdout.
+pub fn create_token(database_url: &str, cwd: &Path, role_args: &[&str]) -> String {
+    let mut args = vec!["token", "create", "--database-url", database_url];
+    args.extend_from_slice(role_args);
+    let out = vft_cli(&args, cwd).unwrap_or_else(|e| panic!("token create failed: {e}"));
+    out.lines().last().expect("a token line").trim().to_owned()
+}
+
+/// `vft serve`/`vft demo` as a child process; stdout lines are collected as they come.
+pub struct VftProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    pub api: String,
+}
+
+impl VftProcess {
+    pub fn spawn(args: &[&str], cwd: &Path) -> Self {
+        let mut child = Command::new(VFT)
+            .args(args)
+            .current_dir(cwd)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vft");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            api: String::new(),
+        };
+        let line = p.wait_for_line("vft: API listening on ", Duration::from_secs(60));
+        p.api = line
+            .trim_start_matches("vft: API listening on ")
+            .trim()
+            .to_owned();
+        p
+    }
+
+    /// Waits for a stdout line starting with `prefix` and returns it.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "no line starting with {prefix:?} within {timeout:?} (exit: {status:?}); saw {:?}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: no cleanup at all, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vft did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for VftProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker a test publishes through.
+#[derive(Clone)]
+pub struct BrokerUnderTest {
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+}
+
+impl BrokerUnderTest {
+    /// The `--mqtt-url` vft connects with.
+    pub fn url(&self) -> String {
+        match &self.credentials {
+            Some((u, p)) => format!("mqtt://{u}:{p}@127.0.0.1:{}", self.port),
+            None => format!("mqtt://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+/// Mosquitto from Debian's package, with the production configuration from deploy/.
+pub struct Mosquitto {
+    child: Child,
+    pub broker: BrokerUnderTest,
+    _dir: tempfile::TempDir,
+}
+
+fn mosquitto_bin(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+impl Mosquitto {
+    /// `None` (with a loud message) only outside CI when Mosquitto is not installed.
+    pub fn start() -> Option<Self> {
+        let Some(bin) = mosquitto_bin("mosquitto") else {
+            assert!(
+                !in_ci(),
+                "Mosquitto is required in CI (.ci/run installs it)"
+            );
+            eprintln!(
+                "\n!!! SKIPPING Mosquitto test: mosquitto is not installed (apt-get install mosquitto)\n"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Mosquitto drops root privileges to its own user; let that user write here.
+        Command::new("chmod")
+            .arg("777")
+            .arg(dir.path())
+            .status()
+            .expect("chmod");
+        let port = free_port();
+        let passwd = dir.path().join("vft.passwd");
+        let (user, password) = ("vft".to_owned(), "test-secret".to_owned());
+        let status = Command::new(mosquitto_bin("mosquitto_passwd").expect("mosquitto_passwd"))
+            .args(["-c", "-b"])
+            .arg(&passwd)
+            .args([&user, &password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed");
+        Command::new("chmod")
+            .arg("644")
+            .arg(&passwd)
+            .status()
+            .expect("chmod");
+
+        let production =
+            std::fs::read_to_string(workspace_root().join("deploy/mosquitto/mosquitto.conf"))
+                .expect("deploy config");
+        let mut swapped = 0;
+        let conf: String = production
+            .lines()
+            .map(|line| {
+                let key = line.split_whitespace().next().unwrap_or("");
+                let replaced = match key {
+                    "listener" => Some(format!("listener {port} 127.0.0.1")),
+                    "persistence_location" => {
+                        Some(format!("persistence_location {}/", dir.path().display()))
+                    }
+                    "password_file" => Some(format!("password_file {}", passwd.display())),
+                    _ => None,
+                };
+                swapped += usize::from(replaced.is_some());
+                replaced.unwrap_or_else(|| line.to_owned()) + "\n"
+            })
+            .collect();
+        assert_eq!(
+            swapped, 3,
+            "deploy/mosquitto/mosquitto.conf lost a line the tests swap"
+        );
+        assert!(
+            conf.contains("\nmax_queued_messages 1000000\n"),
+            "the queue must be sized (see DESIGN.md traps)"
+        );
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).expect("write conf");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self {
+            child,
+            broker: BrokerUnderTest {
+                port,
+                credentials: Some((user, password)),
+            },
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes with QoS 1 and reports which messages the broker acknowledged (PUBACK).
+pub struct Publisher {
+    client: AsyncClient,
+    acked: tokio::sync::watch::Receiver<Vec<usize>>,
+    sent: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub async fn connect(broker: &BrokerUnderTest, client_id: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
+        options
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(2 << 20, 2 << 20)
+            .set_inflight(50);
+        if let Some((u, p)) = &broker.credentials {
+            options.set_credentials(u, p);
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, acked) = tokio::sync::watch::channel(Vec::new());
+        // Outgoing publishes are numbered in the order they leave; a PUBACK names the packet id.
+        let task = tokio::spawn(async move {
+            let mut next = 0usize;
+            let mut inflight: HashMap<u16, usize> = HashMap::new();
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        inflight.insert(pkid, next);
+                        next += 1;
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(i) = inflight.remove(&ack.pkid) {
+                            tx.send_modify(|v| v.push(i));
+                        }
+                    }
+                    Ok(_) => {}
+                    // The tests keep brokers up while publishing; an error ends this publisher.
+                    Err(_) => return,
+                }
+            }
+        });
+        Self {
+            client,
+            acked,
+            sent: 0,
+            task,
+        }
+    }
+
+    pub async fn publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("queue publish");
+        self.sent += 1;
+    }
+
+    /// Indices (in publish order) of the messages the broker has acknowledged so far.
+    pub fn acked(&self) -> Vec<usize> {
+        self.acked.borrow().clone()
+    }
+
+    pub async fn wait_all_acked(&mut self, timeout: Duration) {
+        let want = self.sent;
+        let mut rx = self.acked.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|v| v.len() >= want))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("broker acknowledged fewer than {want} messages within {timeout:?}")
+            })
+            .expect("publisher alive");
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+pub async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("HTTP request")
+}
+
+pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
+    let resp = get(url, Some(token)).await;
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    resp.json().await.expect("JSON body")
+}
