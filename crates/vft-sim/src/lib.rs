@@ -15,7 +15,7 @@ use vft_domain::{DeviceTable, Municipality};
 
 /// Embedded so the simulator (and `vft demo`) never reads files at run time.
 const TABLE_CSV: &str = include_str!("../data/hallingdal-vft-2025.csv");
-const MUNICIPALITIES_CSV: &str = include_str!("../data/municipalities.csv");
+const MUNICIPALITIES_CSV: &str = include_str!("../../../config/municipalities.csv");
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub fn embedded_table() -> DeviceTable {
     DeviceTable::from_csv(TABLE_CSV).expect("embedded table is valid")
 }
 
-/// The Hallingdal municipalities (`data/municipalities.csv`).
+/// The Hallingdal municipalities (`config/municipalities.csv`, the product's default region).
 pub fn embedded_municipalities() -> Vec<Municipality> {
     vft_domain::municipality::parse_csv(MUNICIPALITIES_CSV)
         .expect("embedded municipalities are valid")

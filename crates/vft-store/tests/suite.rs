@@ -140,7 +140,7 @@ async fn writes_are_idempotent_on_vendor_and_id(s: TestStore) {
     assert_eq!((first.events_inserted, first.events_duplicate), (1, 1));
     let again = s
         .store
-        .write_batch(&[e1.clone()], &[], Utc::now())
+        .write_batch(std::slice::from_ref(&e1), &[], Utc::now())
         .await
         .expect("write");
     assert_eq!((again.events_inserted, again.events_duplicate), (0, 1));

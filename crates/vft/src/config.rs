@@ -78,7 +78,9 @@ impl Default for Config {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://data/vft.db".into(),
-            log: "info".into(),
+            // The embedded broker logs every client disconnect, some at error level; its own logs are
+            // off unless asked for (e.g. log = "info,rumqttd=info").
+            log: "info,rumqttd=off".into(),
             sqlite: SqliteConfig {
                 synchronous: Synchronous::Full,
             },

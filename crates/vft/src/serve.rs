@@ -82,12 +82,8 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
-fn on_stop(
-    mut rx: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn on_stop(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<()> {
@@ -170,6 +166,7 @@ async fn run_demo(
     };
     let year = plan.table.year;
     let simulation = vft_sim::generate(&plan)?;
+    let started = Instant::now();
     let before = status.messages_received();
     let report = publish(broker, &simulation.messages, "demo").await?;
     // Every message the broker acknowledged is on its way to ingest; wait until it is stored.
@@ -189,13 +186,28 @@ async fn run_demo(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bar.finish_and_clear();
+    let loaded_in = started.elapsed();
     let token = crate::create_token(store, &Role::Coordinator, Some("demo")).await?;
+    let months = vft_domain::YearMonth::months_of_year(year)?;
+    let counts = store
+        .device_counts(
+            &vft_domain::month_end_instants(&months),
+            &Default::default(),
+        )
+        .await?;
+    let table = vft_domain::DeviceTable::from_counts(
+        year,
+        months,
+        &counts.into_iter().map(Some).collect::<Vec<_>>(),
+    );
+    print!("{}", text_table(&table));
     let base = format!("http://{addr}");
     println!(
-        "vft: demo loaded {} events in {} messages through MQTT in {:.1} s",
+        "vft: demo loaded {} events in {} messages through MQTT into {} in {:.1} s",
         report.events,
         report.messages,
-        report.elapsed.as_secs_f64()
+        store.backend(),
+        loaded_in.as_secs_f64()
     );
     println!("vft: table   {base}/api/v1/rollups/devices?year={year}");
     println!(
@@ -222,6 +234,25 @@ async fn publish(
         .context("publishing the simulated region failed")?;
     bar.finish_and_clear();
     Ok(report)
+}
+
+/// The table as aligned text for a terminal.
+fn text_table(table: &vft_domain::DeviceTable) -> String {
+    let mut out = format!("{:<20}", "");
+    for m in &table.months {
+        out += &format!("{:>8}", m.to_string());
+    }
+    out.push('\n');
+    let cell = |c: &Option<u64>| c.map_or_else(|| format!("{:>8}", "-"), |n| format!("{n:>8}"));
+    for row in &table.rows {
+        out += &format!("{:<20}", row.label);
+        row.counts.iter().for_each(|c| out += &cell(c));
+        out.push('\n');
+    }
+    out += &format!("{:<20}", "Sum");
+    table.total.iter().for_each(|c| out += &cell(c));
+    out.push('\n');
+    out
 }
 
 fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
