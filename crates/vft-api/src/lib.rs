@@ -13,7 +13,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Instant;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 use vft_domain::Registry;
 use vft_store::Store;
 
@@ -43,7 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http())
+        // 5xx responses (a not-ready /readyz among them) are logged as warnings, not errors:
+        // the API logs real failures itself.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
         .with_state(state)
 }
 

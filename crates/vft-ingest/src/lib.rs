@@ -136,16 +136,22 @@ async fn batcher(
                 None => return,
             },
         }
-        // Fill the batch for a short while: one transaction for many messages is what makes
-        // ack-after-commit fast.
+        // Group commit: take whatever arrived while the previous batch was committing, so
+        // batches grow with load and add no latency when idle. An optional linger
+        // (`batch_max_wait`) trades latency for larger batches.
         let deadline = tokio::time::Instant::now() + config.batch_max_wait;
         while batch.len() < config.batch_max_messages {
-            tokio::select! {
-                more = rx.recv() => match more {
-                    Some(m) => batch.push(m),
-                    None => break,
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) if config.batch_max_wait.is_zero() => break,
+                Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                    more = rx.recv() => match more {
+                        Some(m) => batch.push(m),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
                 },
-                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         let span = info_span!(

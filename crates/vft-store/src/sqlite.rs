@@ -25,7 +25,11 @@ impl SqliteStore {
                 SqliteSynchronous::Normal
             })
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // SQLite's default page cache (2 MB) makes the writer re-read index pages through
+            // the kernel on every batch; profiles showed the kernel copying pages half the time.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         if let Some(dir) = connect
             .get_filename()
             .parent()

@@ -96,7 +96,7 @@ impl Default for Config {
             },
             ingest: IngestSettings {
                 batch_max_messages: 1000,
-                batch_max_wait_ms: 5,
+                batch_max_wait_ms: 0,
                 max_payload_bytes: 256 * 1024,
                 backoff_initial_ms: 200,
                 backoff_max_ms: 30_000,

@@ -209,7 +209,7 @@ impl BrokerUnderTest {
 pub struct Mosquitto {
     child: Child,
     pub broker: BrokerUnderTest,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn mosquitto_bin(name: &str) -> Option<PathBuf> {
@@ -313,6 +313,11 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
+            eprintln!("--- mosquitto log ---\n{log}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -328,11 +333,19 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn connect(broker: &BrokerUnderTest, client_id: &str) -> Self {
+        Self::connect_with_inflight(broker, client_id, 50).await
+    }
+
+    pub async fn connect_with_inflight(
+        broker: &BrokerUnderTest,
+        client_id: &str,
+        inflight: u16,
+    ) -> Self {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", broker.port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(2 << 20, 2 << 20)
-            .set_inflight(50);
+            .set_inflight(inflight);
         if let Some((u, p)) = &broker.credentials {
             options.set_credentials(u, p);
         }
