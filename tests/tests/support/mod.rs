@@ -306,7 +306,7 @@ impl Mosquitto {
                 port,
                 credentials: Some((user, password)),
             },
-            _dir: dir,
+            dir,
         })
     }
 }
