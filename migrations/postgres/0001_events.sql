@@ -2,7 +2,7 @@
 -- epoch, UTC; ts_offset keeps the device's own UTC offset in seconds.
 CREATE TABLE events (
     vendor         TEXT    NOT NULL,
-    event_id       TEXT    NOT NULL,
+    event_id       TEXT    COLLATE "C" NOT NULL,
     gateway        TEXT    NOT NULL,
     ts             BIGINT  NOT NULL,
     ts_offset      BIGINT  NOT NULL,

@@ -1,6 +1,7 @@
 //! One storage interface ([`Store`]) with two backends behind it: SQLite (the embedded default)
 //! and PostgreSQL. The backend is chosen by the database URL. Only this crate touches sqlx.
 
+mod merge_sql;
 mod migrations;
 mod postgres;
 mod shared;
@@ -9,7 +10,10 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use vft_domain::{Event, LifecycleRecord, Role, RollupFilter};
+use vft_domain::{
+    Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, Role, RollupFilter,
+    TechnologyKind, VendorId,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -68,6 +72,108 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// Offline timeouts in seconds: per technology type (table order) and for a device of unknown
+/// type. A device's own `timeout_secs` overrides them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub per_kind: [u64; 6],
+    pub unknown_kind: u64,
+}
+
+/// Stable orders for device lists (stable so that cursor paging neither skips nor repeats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeviceSort {
+    #[default]
+    Device,
+    Installed,
+    Municipality,
+    Kind,
+}
+
+/// Where a page ended: the sort value and key of its last device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCursor {
+    pub sort_value: SortValue,
+    pub vendor: VendorId,
+    pub device: DeviceId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortValue {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceQuery {
+    /// Only these municipalities (`None` = all).
+    pub municipalities: Option<Vec<MunicipalityCode>>,
+    pub device: Option<(VendorId, DeviceId)>,
+    pub kind: Option<TechnologyKind>,
+    pub vendor: Option<VendorId>,
+    pub connectivity: Option<Connectivity>,
+    pub battery_below: Option<u8>,
+    pub installed_before: Option<DateTime<Utc>>,
+    pub installed_after: Option<DateTime<Utc>>,
+    pub in_service: Option<bool>,
+    /// Substring of the device id.
+    pub search: Option<String>,
+    pub sort: DeviceSort,
+    pub descending: bool,
+    pub after: Option<DeviceCursor>,
+    /// At most this many (0 = all).
+    pub limit: u32,
+    pub now: DateTime<Utc>,
+    pub timeouts: Timeouts,
+}
+
+impl DeviceQuery {
+    pub fn new(now: DateTime<Utc>, timeouts: Timeouts) -> Self {
+        Self {
+            municipalities: None,
+            device: None,
+            kind: None,
+            vendor: None,
+            connectivity: None,
+            battery_below: None,
+            installed_before: None,
+            installed_after: None,
+            in_service: None,
+            search: None,
+            sort: DeviceSort::default(),
+            descending: false,
+            after: None,
+            limit: 100,
+            now,
+            timeouts,
+        }
+    }
+}
+
+/// A device as the inventory shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub vendor: VendorId,
+    pub device: DeviceId,
+    pub kind: Option<TechnologyKind>,
+    pub municipality: MunicipalityCode,
+    pub gateway: Option<String>,
+    pub in_service: bool,
+    /// Time of the latest lifecycle event (installed or decommissioned).
+    pub lifecycle_at: Option<DateTime<Utc>>,
+    pub first_installed: Option<DateTime<Utc>>,
+    pub recipient: Option<String>,
+    pub replaces: Option<DeviceId>,
+    pub last_contact: Option<DateTime<Utc>>,
+    pub battery: Option<u8>,
+    pub battery_at: Option<DateTime<Utc>>,
+    pub fault_open: bool,
+    pub timeout_override_secs: Option<u64>,
+    pub connectivity: Connectivity,
+    /// Where this record sits in its sort order (for the next page's cursor).
+    pub cursor: DeviceCursor,
+}
+
 /// Tuning that only some backends use.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -118,6 +224,45 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token_hash: &str, role: &Role, label: Option<&str>) -> Result<()>;
 
     async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Devices matching a query, in its order, at most `limit`.
+    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
+
+    /// Devices of the same vendor whose `replaces` names this one.
+    async fn replaced_by(&self, vendor: &VendorId, device: &DeviceId) -> Result<Vec<DeviceId>>;
+
+    /// Stored events of these devices of one vendor, oldest first, at most `limit`.
+    async fn device_events(
+        &self,
+        vendor: &VendorId,
+        devices: &[DeviceId],
+        limit: u32,
+    ) -> Result<Vec<Event>>;
+
+    /// Sets or clears a device's own offline timeout. False if the device is unknown.
+    async fn set_device_timeout(
+        &self,
+        vendor: &VendorId,
+        device: &DeviceId,
+        secs: Option<u64>,
+    ) -> Result<bool>;
+
+    /// Records a gateway's status message (`online` / `offline`, e.g. its last will).
+    async fn set_gateway_status(
+        &self,
+        vendor: &VendorId,
+        gateway: &str,
+        online: bool,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Deletes events of these types older than `before` (raw status traffic past retention;
+    /// device state keeps what they said). Returns how many.
+    async fn purge_events(
+        &self,
+        types: &[vft_domain::EventType],
+        before: DateTime<Utc>,
+    ) -> Result<u64>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<()>;

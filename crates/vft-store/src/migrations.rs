@@ -25,17 +25,31 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
 }
 
 pub fn sqlite() -> Migrator {
-    migrator(&[(
-        1,
-        "events",
-        include_str!("../../../migrations/sqlite/0001_events.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "events",
+            include_str!("../../../migrations/sqlite/0001_events.sql"),
+        ),
+        (
+            2,
+            "state",
+            include_str!("../../../migrations/sqlite/0002_state.sql"),
+        ),
+    ])
 }
 
 pub fn postgres() -> Migrator {
-    migrator(&[(
-        1,
-        "events",
-        include_str!("../../../migrations/postgres/0001_events.sql"),
-    )])
+    migrator(&[
+        (
+            1,
+            "events",
+            include_str!("../../../migrations/postgres/0001_events.sql"),
+        ),
+        (
+            2,
+            "state",
+            include_str!("../../../migrations/postgres/0002_state.sql"),
+        ),
+    ])
 }

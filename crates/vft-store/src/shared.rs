@@ -3,10 +3,11 @@
 //! itself is portable (SQLite ≥ 3.35 and PostgreSQL ≥ 12) and placeholders come from
 //! `QueryBuilder`, which writes `?` or `$n` as the driver wants.
 
-use crate::{Result, StoreError, TokenRecord};
+use crate::{DeviceCursor, DeviceRecord, DeviceSort, Result, SortValue, StoreError, TokenRecord};
 use chrono::{DateTime, TimeZone, Utc};
 use vft_domain::{
-    DeviceId, Event, EventId, LifecycleRecord, MunicipalityCode, Role, TechnologyKind, VendorId,
+    Connectivity, DeviceId, Event, EventId, LifecycleRecord, MunicipalityCode, Role,
+    TechnologyKind, VendorId,
 };
 
 /// Rows per multi-row INSERT: 17 columns × 500 stays under both backends' parameter limits.
@@ -80,6 +81,143 @@ pub(crate) fn token_record(
     })
 }
 
+/// `%text%` for LIKE, with the wildcards in `text` escaped.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// The SQL sort key of each order; paired with (vendor, device) it is unique.
+pub(crate) fn sort_expr(sort: DeviceSort) -> &'static str {
+    match sort {
+        // PostgreSQL refuses a constant in ORDER BY, so the vendor stands in.
+        DeviceSort::Device => "x.vendor",
+        DeviceSort::Installed => "COALESCE(x.first_installed_ts, -1)",
+        DeviceSort::Municipality => "x.municipality",
+        DeviceSort::Kind => "COALESCE(x.kind, '')",
+    }
+}
+
+/// A device row as read, before parsing into domain types.
+pub(crate) struct RawDevice {
+    pub vendor: String,
+    pub device: String,
+    pub kind: Option<String>,
+    pub municipality: String,
+    pub gateway: Option<String>,
+    pub lc_installed: Option<i64>,
+    pub lifecycle_at: Option<DateTime<Utc>>,
+    pub first_installed: Option<DateTime<Utc>>,
+    pub recipient: Option<String>,
+    pub replaces: Option<String>,
+    pub last_contact: Option<DateTime<Utc>>,
+    pub battery: Option<i64>,
+    pub battery_at: Option<DateTime<Utc>>,
+    pub last_fault: Option<DateTime<Utc>>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub timeout_secs: Option<i64>,
+    pub connectivity: String,
+}
+
+impl RawDevice {
+    pub(crate) fn into_record(self, sort: DeviceSort) -> Result<DeviceRecord> {
+        let vendor = VendorId::parse(&self.vendor).map_err(corrupt)?;
+        let device = DeviceId::parse(&self.device).map_err(corrupt)?;
+        let sort_value = match sort {
+            DeviceSort::Device => SortValue::Text(self.vendor.clone()),
+            DeviceSort::Installed => SortValue::Int(self.first_installed.map_or(-1, micros)),
+            DeviceSort::Municipality => SortValue::Text(self.municipality.clone()),
+            DeviceSort::Kind => SortValue::Text(self.kind.clone().unwrap_or_default()),
+        };
+        Ok(DeviceRecord {
+            kind: self.kind.as_deref().and_then(TechnologyKind::from_id),
+            municipality: MunicipalityCode::parse(&self.municipality).map_err(corrupt)?,
+            gateway: self.gateway,
+            in_service: self.lc_installed == Some(1),
+            lifecycle_at: self.lifecycle_at,
+            first_installed: self.first_installed,
+            recipient: self.recipient,
+            replaces: self
+                .replaces
+                .as_deref()
+                .map(DeviceId::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            last_contact: self.last_contact,
+            battery: self.battery.and_then(|b| u8::try_from(b).ok()),
+            battery_at: self.battery_at,
+            fault_open: vft_domain::fault_open(self.last_fault, self.last_heartbeat),
+            timeout_override_secs: self.timeout_secs.and_then(|s| u64::try_from(s).ok()),
+            connectivity: Connectivity::from_id(&self.connectivity).ok_or_else(|| {
+                StoreError::Corrupt(format!("connectivity {:?}", self.connectivity))
+            })?,
+            cursor: DeviceCursor {
+                sort_value,
+                vendor: vendor.clone(),
+                device: device.clone(),
+            },
+            vendor,
+            device,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn event_from_row(
+    vendor: String,
+    event_id: String,
+    gateway: String,
+    ts: i64,
+    ts_offset: i64,
+    municipality: String,
+    device: String,
+    event_type: String,
+    kind: Option<String>,
+    battery: Option<i64>,
+    alarm: Option<String>,
+    cause: Option<String>,
+    outcome: Option<String>,
+    recipient: Option<String>,
+    replaces: Option<String>,
+) -> Result<Event> {
+    let offset = i32::try_from(ts_offset)
+        .ok()
+        .and_then(chrono::FixedOffset::east_opt)
+        .ok_or_else(|| StoreError::Corrupt(format!("offset {ts_offset}")))?;
+    Ok(Event {
+        vendor: VendorId::parse(&vendor).map_err(corrupt)?,
+        gateway: vft_domain::GatewayId::parse(&gateway).map_err(corrupt)?,
+        id: EventId::parse(&event_id).map_err(corrupt)?,
+        ts: from_micros(ts)?.with_timezone(&offset),
+        municipality: MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        device: DeviceId::parse(&device).map_err(corrupt)?,
+        event_type: vft_domain::EventType::from_id(&event_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("event type {event_type:?}")))?,
+        kind: kind.as_deref().and_then(TechnologyKind::from_id),
+        battery: battery.and_then(|b| u8::try_from(b).ok()),
+        alarm: alarm
+            .as_deref()
+            .map(vft_domain::AlarmRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        cause: cause.as_deref().and_then(vft_domain::Cause::from_id),
+        outcome: outcome.as_deref().and_then(vft_domain::Outcome::from_id),
+        recipient: recipient
+            .as_deref()
+            .map(vft_domain::RecipientRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        replaces: replaces
+            .as_deref()
+            .map(DeviceId::parse)
+            .transpose()
+            .map_err(corrupt)?,
+    })
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         #[async_trait::async_trait]
@@ -128,6 +266,77 @@ macro_rules! impl_store {
                     outcome.events_inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 outcome.events_duplicate = events.len() as u64 - outcome.events_inserted;
+                // Device and alarm state: merges are idempotent, so duplicates may pass through.
+                let deltas = vft_domain::DeviceDelta::fold(events);
+                for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO devices ({}) ",
+                        $crate::merge_sql::DEVICE_COLUMNS
+                    ));
+                    qb.push_values(chunk, |mut row, d| {
+                        let key = |k: Option<&vft_domain::state::EventKey>| {
+                            (k.map(|k| micros(k.0)), k.map(|k| i64::from(k.1)), k.map(|k| k.2.to_string()))
+                        };
+                        let (lc_ts, lc_rank, lc_id) = key(d.lifecycle.as_ref().map(|f| &f.key));
+                        let (in_ts, in_rank, in_id) = key(d.install.as_ref().map(|f| &f.key));
+                        let (c_ts, c_rank, c_id) = key(d.contact.as_ref().map(|f| &f.key));
+                        let (b_ts, b_rank, b_id) = key(d.battery.as_ref().map(|(k, _)| k));
+                        row.push_bind(d.vendor.to_string())
+                            .push_bind(d.device.to_string())
+                            .push_bind(lc_ts)
+                            .push_bind(lc_rank)
+                            .push_bind(lc_id)
+                            .push_bind(d.lifecycle.as_ref().map(|f| i64::from(f.installed)))
+                            .push_bind(d.lifecycle.as_ref().map(|f| f.municipality.to_string()))
+                            .push_bind(d.lifecycle.as_ref().map(|f| f.gateway.to_string()))
+                            .push_bind(in_ts)
+                            .push_bind(in_rank)
+                            .push_bind(in_id)
+                            .push_bind(d.install.as_ref().map(|f| f.kind.id()))
+                            .push_bind(d.install.as_ref().and_then(|f| f.recipient.as_ref().map(|r| r.to_string())))
+                            .push_bind(d.install.as_ref().and_then(|f| f.replaces.as_ref().map(|r| r.to_string())))
+                            .push_bind(d.first_installed.map(micros))
+                            .push_bind(c_ts)
+                            .push_bind(c_rank)
+                            .push_bind(c_id)
+                            .push_bind(d.contact.as_ref().map(|f| f.municipality.to_string()))
+                            .push_bind(d.contact.as_ref().map(|f| f.gateway.to_string()))
+                            .push_bind(b_ts)
+                            .push_bind(b_rank)
+                            .push_bind(b_id)
+                            .push_bind(d.battery.as_ref().map(|(_, b)| i64::from(*b)))
+                            .push_bind(d.last_fault.map(micros))
+                            .push_bind(d.last_heartbeat.map(micros));
+                    });
+                    qb.push($crate::merge_sql::DEVICE_UPSERT.as_str());
+                    qb.build().execute(&mut *tx).await?;
+                }
+                let alarms = vft_domain::AlarmDelta::fold(events);
+                for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO alarms ({}) ",
+                        $crate::merge_sql::ALARM_COLUMNS
+                    ));
+                    qb.push_values(chunk, |mut row, a| {
+                        row.push_bind(a.vendor.to_string())
+                            .push_bind(a.alarm.to_string())
+                            .push_bind(i64::from(a.origin.0))
+                            .push_bind(micros(a.origin.1))
+                            .push_bind(a.origin.2.to_string())
+                            .push_bind(a.device.to_string())
+                            .push_bind(a.municipality.to_string())
+                            .push_bind(a.kind.map(|k| k.id()))
+                            .push_bind(a.cause.map(|c| c.id()))
+                            .push_bind(a.triggered.map(micros))
+                            .push_bind(a.received.map(micros))
+                            .push_bind(a.acknowledged.map(micros))
+                            .push_bind(a.closed.as_ref().map(|c| micros(c.0)))
+                            .push_bind(a.closed.as_ref().map(|c| c.1.to_string()))
+                            .push_bind(a.closed.as_ref().and_then(|c| c.2.map(|o| o.id())));
+                    });
+                    qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
+                    qb.build().execute(&mut *tx).await?;
+                }
                 for chunk in dead_letters.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO dead_letters (fingerprint, topic, payload, reason_code, reason, received_at) ",
@@ -261,6 +470,183 @@ macro_rules! impl_store {
                     qb.build_query_as().fetch_optional(&self.reader).await?;
                 row.map(|(role, m, label, created)| $crate::shared::token_record(role, m, label, created))
                     .transpose()
+            }
+
+            async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {
+                use sqlx::Row;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, d.gateway, d.lc_installed, d.lc_ts, \
+                     d.first_installed_ts, d.recipient, d.replaces, d.contact_ts, d.battery, d.battery_ts, d.last_fault_ts, \
+                     d.last_heartbeat_ts, d.timeout_secs, CASE WHEN d.contact_ts IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
+                );
+                let now = $crate::shared::micros(q.now);
+                qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
+                for kind in vft_domain::TechnologyKind::ALL {
+                    qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");
+                    qb.push_bind(i64::try_from(q.timeouts.per_kind[kind.index()]).unwrap_or(i64::MAX / 2_000_000));
+                }
+                qb.push(" ELSE ").push_bind(i64::try_from(q.timeouts.unknown_kind).unwrap_or(i64::MAX / 2_000_000));
+                qb.push(
+                    " END) * 1000000 THEN 'offline' WHEN g.online = 0 AND g.changed_at >= d.contact_ts THEN 'offline' \
+                     ELSE 'online' END AS connectivity FROM devices d \
+                     LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
+                );
+                if let Some(ms) = &q.municipalities {
+                    if ms.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    qb.push(" AND x.municipality IN (");
+                    let mut sep = qb.separated(", ");
+                    for m in ms {
+                        sep.push_bind(m.to_string());
+                    }
+                    qb.push(")");
+                }
+                if let Some((v, d)) = &q.device {
+                    qb.push(" AND x.vendor = ").push_bind(v.to_string()).push(" AND x.device = ").push_bind(d.to_string());
+                }
+                if let Some(k) = q.kind {
+                    qb.push(" AND x.kind = ").push_bind(k.id());
+                }
+                if let Some(v) = &q.vendor {
+                    qb.push(" AND x.vendor = ").push_bind(v.to_string());
+                }
+                if let Some(c) = q.connectivity {
+                    qb.push(" AND x.connectivity = ").push_bind(c.id());
+                }
+                if let Some(b) = q.battery_below {
+                    qb.push(" AND x.battery < ").push_bind(i64::from(b));
+                }
+                if let Some(t) = q.installed_before {
+                    qb.push(" AND x.first_installed_ts < ").push_bind($crate::shared::micros(t));
+                }
+                if let Some(t) = q.installed_after {
+                    qb.push(" AND x.first_installed_ts >= ").push_bind($crate::shared::micros(t));
+                }
+                if let Some(s) = q.in_service {
+                    qb.push(if s { " AND x.lc_installed = 1" } else { " AND (x.lc_installed IS NULL OR x.lc_installed = 0)" });
+                }
+                if let Some(text) = &q.search {
+                    // LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+                    qb.push(" AND LOWER(x.device) LIKE LOWER(").push_bind($crate::shared::like_pattern(text)).push(") ESCAPE '\\'");
+                }
+                let sort_expr = $crate::shared::sort_expr(q.sort);
+                let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+                if let Some(c) = &q.after {
+                    qb.push(format!(" AND ({sort_expr}, x.vendor, x.device) {cmp} ("));
+                    match &c.sort_value {
+                        $crate::SortValue::Int(i) => qb.push_bind(*i),
+                        $crate::SortValue::Text(t) => qb.push_bind(t.clone()),
+                    };
+                    qb.push(", ").push_bind(c.vendor.to_string()).push(", ").push_bind(c.device.to_string()).push(")");
+                }
+                qb.push(format!(" ORDER BY {sort_expr} {dir}, x.vendor {dir}, x.device {dir}"));
+                if q.limit > 0 {
+                    qb.push(" LIMIT ").push_bind(i64::from(q.limit));
+                }
+                let rows = qb.build().fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| {
+                        let ts = |i: usize| -> $crate::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                            r.try_get::<Option<i64>, _>(i)?.map($crate::shared::from_micros).transpose()
+                        };
+                        let raw = $crate::shared::RawDevice {
+                            vendor: r.try_get(0)?,
+                            device: r.try_get(1)?,
+                            kind: r.try_get(2)?,
+                            municipality: r.try_get(3)?,
+                            gateway: r.try_get(4)?,
+                            lc_installed: r.try_get(5)?,
+                            lifecycle_at: ts(6)?,
+                            first_installed: ts(7)?,
+                            recipient: r.try_get(8)?,
+                            replaces: r.try_get(9)?,
+                            last_contact: ts(10)?,
+                            battery: r.try_get(11)?,
+                            battery_at: ts(12)?,
+                            last_fault: ts(13)?,
+                            last_heartbeat: ts(14)?,
+                            timeout_secs: r.try_get(15)?,
+                            connectivity: r.try_get(16)?,
+                        };
+                        raw.into_record(q.sort)
+                    })
+                    .collect()
+            }
+
+            async fn replaced_by(&self, vendor: &vft_domain::VendorId, device: &vft_domain::DeviceId) -> $crate::Result<Vec<vft_domain::DeviceId>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT device FROM devices WHERE vendor = ");
+                qb.push_bind(vendor.to_string()).push(" AND replaces = ").push_bind(device.to_string()).push(" ORDER BY device");
+                let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(d,)| vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt))
+                    .collect()
+            }
+
+            async fn device_events(&self, vendor: &vft_domain::VendorId, devices: &[vft_domain::DeviceId], limit: u32) -> $crate::Result<Vec<vft_domain::Event>> {
+                use sqlx::Row;
+                if devices.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT vendor, event_id, gateway, ts, ts_offset, municipality, device, type, kind, battery, alarm, cause, \
+                     outcome, recipient, replaces FROM events WHERE vendor = ",
+                );
+                qb.push_bind(vendor.to_string()).push(" AND device IN (");
+                let mut sep = qb.separated(", ");
+                for d in devices {
+                    sep.push_bind(d.to_string());
+                }
+                qb.push(") ORDER BY ts, COALESCE(lifecycle_rank, -1), event_id LIMIT ").push_bind(i64::from(limit));
+                let rows = qb.build().fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| {
+                        $crate::shared::event_from_row(
+                            r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
+                            r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
+                            r.try_get(12)?, r.try_get(13)?, r.try_get(14)?,
+                        )
+                    })
+                    .collect()
+            }
+
+            async fn set_device_timeout(&self, vendor: &vft_domain::VendorId, device: &vft_domain::DeviceId, secs: Option<u64>) -> $crate::Result<bool> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET timeout_secs = ");
+                qb.push_bind(secs.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
+                    .push(" WHERE vendor = ")
+                    .push_bind(vendor.to_string())
+                    .push(" AND device = ")
+                    .push_bind(device.to_string());
+                Ok(qb.build().execute(&self.writer).await?.rows_affected() > 0)
+            }
+
+            async fn set_gateway_status(&self, vendor: &vft_domain::VendorId, gateway: &str, online: bool, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<()> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO gateway_status (vendor, gateway, online, changed_at) ");
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(vendor.to_string())
+                        .push_bind(gateway)
+                        .push_bind(i64::from(online))
+                        .push_bind($crate::shared::micros(at));
+                });
+                qb.push(
+                    " ON CONFLICT (vendor, gateway) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at \
+                     WHERE excluded.changed_at >= gateway_status.changed_at",
+                );
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn purge_events(&self, types: &[vft_domain::EventType], before: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
+                if types.is_empty() {
+                    return Ok(0);
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM events WHERE type IN (");
+                let mut sep = qb.separated(", ");
+                for t in types {
+                    sep.push_bind(t.id());
+                }
+                qb.push(") AND ts < ").push_bind($crate::shared::micros(before));
+                Ok(qb.build().execute(&self.writer).await?.rows_affected())
             }
 
             async fn ping(&self) -> $crate::Result<()> {

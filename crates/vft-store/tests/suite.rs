@@ -4,11 +4,12 @@ mod common;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use common::TestStore;
+use vft_domain::{Connectivity, DeviceDelta};
 use vft_domain::{
     DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter,
     TechnologyKind, VendorId, YearMonth, month_end_counts, month_end_instants,
 };
-use vft_store::NewDeadLetter;
+use vft_store::{DeviceQuery, DeviceSort, NewDeadLetter, Timeouts};
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -31,6 +32,12 @@ both_backends!(
     dead_letters_are_kept_once_newest_first,
     tokens_round_trip_and_are_unique,
     large_batches_are_split_into_statements,
+    device_state_ignores_arrival_order,
+    connectivity_follows_timeouts_wills_and_overrides,
+    device_filters,
+    paging_neither_skips_nor_repeats_while_devices_are_added,
+    history_and_replacements,
+    retention_purges_status_events_but_keeps_state,
 );
 
 fn event(
@@ -394,4 +401,550 @@ async fn large_batches_are_split_into_statements(s: TestStore) {
         .expect("counts");
     assert_eq!(counts[0][TechnologyKind::SafetyAlarm.index()], 1234);
     assert!(s.store.ping().await.is_ok());
+}
+
+const HOUR: u64 = 3600;
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        per_kind: [HOUR; 6],
+        unknown_kind: 2 * HOUR,
+    }
+}
+
+fn query(now: &str) -> DeviceQuery {
+    let now = DateTime::parse_from_rfc3339(now)
+        .expect("now")
+        .with_timezone(&Utc);
+    let mut q = DeviceQuery::new(now, timeouts());
+    q.limit = 0;
+    q
+}
+
+fn status(id: &str, ts: &str, device: &str, t: EventType, battery: Option<u8>) -> Event {
+    let mut e = event("hepro", id, ts, "3328", device, t, None);
+    e.battery = battery;
+    e
+}
+
+async fn device_state_ignores_arrival_order(s: TestStore) {
+    let events = scenario(7, 300);
+    let mut stream: Vec<Event> = events.iter().rev().cloned().collect();
+    stream.extend(events[..100].iter().cloned());
+    let mut rng = Rng(5);
+    let mut rest = stream.as_slice();
+    while !rest.is_empty() {
+        let take = (1 + rng.below(30) as usize).min(rest.len());
+        let (batch, tail) = rest.split_at(take);
+        s.store
+            .write_batch(batch, &[], Utc::now())
+            .await
+            .expect("write");
+        rest = tail;
+    }
+    let got = s
+        .store
+        .devices(&query("2025-06-01T00:00:00Z"))
+        .await
+        .expect("devices");
+    let expected = DeviceDelta::fold(&events);
+    assert_eq!(got.len(), expected.len());
+    for (d, e) in got.iter().zip(&expected) {
+        assert_eq!((&d.vendor, &d.device), (&e.vendor, &e.device));
+        assert_eq!(
+            d.in_service,
+            e.lifecycle.as_ref().is_some_and(|l| l.installed),
+            "{}",
+            d.device
+        );
+        assert_eq!(d.kind, e.install.as_ref().map(|i| i.kind), "{}", d.device);
+        let municipality = e
+            .lifecycle
+            .as_ref()
+            .map(|l| &l.municipality)
+            .or(e.contact.as_ref().map(|c| &c.municipality));
+        assert_eq!(Some(&d.municipality), municipality, "{}", d.device);
+        assert_eq!(d.last_contact, e.contact.as_ref().map(|c| c.key.0));
+        assert_eq!(d.battery, e.battery.as_ref().map(|(_, b)| *b));
+        assert_eq!(d.first_installed, e.first_installed);
+        assert_eq!(d.lifecycle_at, e.lifecycle.as_ref().map(|l| l.key.0));
+    }
+}
+
+async fn connectivity_follows_timeouts_wills_and_overrides(s: TestStore) {
+    let events = [
+        install(
+            "i1",
+            "2025-03-01T08:00:00Z",
+            "3328",
+            "ON",
+            TechnologyKind::SafetyAlarm,
+        ),
+        status(
+            "h1",
+            "2025-03-01T11:30:00Z",
+            "ON",
+            EventType::Heartbeat,
+            Some(90),
+        ),
+        install(
+            "i2",
+            "2025-03-01T08:00:00Z",
+            "3328",
+            "NEVER",
+            TechnologyKind::SafetyAlarm,
+        ),
+        install(
+            "i3",
+            "2025-03-01T08:00:00Z",
+            "3328",
+            "WILL",
+            TechnologyKind::SafetyAlarm,
+        ),
+        status(
+            "h3",
+            "2025-03-01T11:40:00Z",
+            "WILL",
+            EventType::Heartbeat,
+            None,
+        ),
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let conn = |now: &'static str| {
+        let store = s.store.clone();
+        async move {
+            let rows = store.devices(&query(now)).await.expect("devices");
+            rows.into_iter()
+                .map(|d| (d.device.to_string(), d.connectivity))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let at_noon = conn("2025-03-01T12:00:00Z").await;
+    assert_eq!(at_noon["ON"], Connectivity::Online);
+    assert_eq!(at_noon["NEVER"], Connectivity::NeverSeen);
+    assert_eq!(at_noon["WILL"], Connectivity::Online);
+    // One hour after its last contact plus a second: offline, with no new message.
+    assert_eq!(
+        conn("2025-03-01T12:30:01Z").await["ON"],
+        Connectivity::Offline
+    );
+    assert_eq!(
+        conn("2025-03-01T12:30:00Z").await["ON"],
+        Connectivity::Online
+    );
+    // The gateway's last will after the device's last contact makes it unreachable.
+    let gw = VendorId::parse("hepro").expect("vendor");
+    let will_at = DateTime::parse_from_rfc3339("2025-03-01T11:50:00Z")
+        .expect("ts")
+        .with_timezone(&Utc);
+    s.store
+        .set_gateway_status(&gw, "gw-1", false, will_at)
+        .await
+        .expect("status");
+    let after_will = conn("2025-03-01T12:00:00Z").await;
+    assert_eq!(after_will["WILL"], Connectivity::Offline);
+    assert_eq!(after_will["ON"], Connectivity::Offline, "same gateway");
+    s.store
+        .set_gateway_status(&gw, "gw-1", true, will_at + Duration::minutes(5))
+        .await
+        .expect("status");
+    assert_eq!(
+        conn("2025-03-01T12:00:00Z").await["WILL"],
+        Connectivity::Online
+    );
+    // A per-device timeout overrides its type's.
+    let on = DeviceId::parse("ON").expect("device");
+    assert!(
+        s.store
+            .set_device_timeout(&gw, &on, Some(10 * HOUR))
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        conn("2025-03-01T20:00:00Z").await["ON"],
+        Connectivity::Online
+    );
+    assert!(
+        !s.store
+            .set_device_timeout(&gw, &DeviceId::parse("NOPE").expect("d"), Some(1))
+            .await
+            .expect("set")
+    );
+    let mut offline = query("2025-03-01T20:00:00Z");
+    offline.connectivity = Some(Connectivity::Offline);
+    let names: Vec<String> = s
+        .store
+        .devices(&offline)
+        .await
+        .expect("devices")
+        .iter()
+        .map(|d| d.device.to_string())
+        .collect();
+    assert_eq!(names, ["WILL"]);
+}
+
+async fn device_filters(s: TestStore) {
+    let mut events = vec![
+        install(
+            "a",
+            "2025-01-10T08:00:00Z",
+            "3320",
+            "HP-100%",
+            TechnologyKind::Tracking,
+        ),
+        install(
+            "b",
+            "2025-02-10T08:00:00Z",
+            "3328",
+            "HP-200",
+            TechnologyKind::SafetyAlarm,
+        ),
+        install(
+            "c",
+            "2025-03-10T08:00:00Z",
+            "3328",
+            "hp-300",
+            TechnologyKind::SafetyAlarm,
+        ),
+        event(
+            "hepro",
+            "d",
+            "2025-04-10T08:00:00Z",
+            "3328",
+            "hp-300",
+            EventType::Decommissioned,
+            None,
+        ),
+        status(
+            "e",
+            "2025-03-11T08:00:00Z",
+            "HP-200",
+            EventType::BatteryLow,
+            Some(8),
+        ),
+    ];
+    events.push(status(
+        "f",
+        "2025-03-12T08:00:00Z",
+        "HP-100%",
+        EventType::Heartbeat,
+        Some(55),
+    ));
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let names = |q: DeviceQuery| {
+        let store = s.store.clone();
+        async move {
+            store
+                .devices(&q)
+                .await
+                .expect("devices")
+                .iter()
+                .map(|d| d.device.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let base = || query("2025-06-01T00:00:00Z");
+    assert_eq!(
+        names(DeviceQuery {
+            kind: Some(TechnologyKind::SafetyAlarm),
+            ..base()
+        })
+        .await,
+        ["HP-200", "hp-300"]
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            municipalities: Some(vec![MunicipalityCode::parse("3320").expect("m")]),
+            ..base()
+        })
+        .await,
+        ["HP-100%"]
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            municipalities: Some(vec![]),
+            ..base()
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            battery_below: Some(20),
+            ..base()
+        })
+        .await,
+        ["HP-200"]
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            search: Some("100%".into()),
+            ..base()
+        })
+        .await,
+        ["HP-100%"]
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            search: Some("0%".into()),
+            ..base()
+        })
+        .await,
+        ["HP-100%"],
+        "% is literal"
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            search: Some("hp-".into()),
+            ..base()
+        })
+        .await
+        .len(),
+        3,
+        "case-insensitive"
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            in_service: Some(false),
+            ..base()
+        })
+        .await,
+        ["hp-300"]
+    );
+    let feb = DateTime::parse_from_rfc3339("2025-02-01T00:00:00Z")
+        .expect("ts")
+        .with_timezone(&Utc);
+    assert_eq!(
+        names(DeviceQuery {
+            installed_before: Some(feb),
+            ..base()
+        })
+        .await,
+        ["HP-100%"]
+    );
+    assert_eq!(
+        names(DeviceQuery {
+            installed_after: Some(feb),
+            ..base()
+        })
+        .await,
+        ["HP-200", "hp-300"]
+    );
+    let by_installed = DeviceQuery {
+        sort: DeviceSort::Installed,
+        descending: true,
+        ..base()
+    };
+    assert_eq!(names(by_installed).await, ["hp-300", "HP-200", "HP-100%"]);
+    let one = s
+        .store
+        .devices(&DeviceQuery {
+            device: Some((
+                VendorId::parse("hepro").expect("v"),
+                DeviceId::parse("HP-200").expect("d"),
+            )),
+            ..base()
+        })
+        .await
+        .expect("one");
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        (one[0].battery, one[0].kind),
+        (Some(8), Some(TechnologyKind::SafetyAlarm))
+    );
+}
+
+async fn paging_neither_skips_nor_repeats_while_devices_are_added(s: TestStore) {
+    let add = |from: usize, to: usize| -> Vec<Event> {
+        (from..to)
+            .map(|i| {
+                install(
+                    &format!("p{i}"),
+                    &format!("2025-01-{:02}T08:00:00Z", 1 + i % 28),
+                    ["3320", "3328"][i % 2],
+                    &format!("P{:03}", (i * 37) % 1000),
+                    TechnologyKind::ALL[i % 6],
+                )
+            })
+            .collect()
+    };
+    s.store
+        .write_batch(&add(0, 60), &[], Utc::now())
+        .await
+        .expect("write");
+    for sort in [
+        DeviceSort::Device,
+        DeviceSort::Installed,
+        DeviceSort::Municipality,
+        DeviceSort::Kind,
+    ] {
+        for descending in [false, true] {
+            let before: Vec<String> = s
+                .store
+                .devices(&query("2025-06-01T00:00:00Z"))
+                .await
+                .expect("all")
+                .iter()
+                .map(|d| d.device.to_string())
+                .collect();
+            let mut seen: Vec<String> = Vec::new();
+            let mut q = DeviceQuery {
+                sort,
+                descending,
+                limit: 7,
+                ..query("2025-06-01T00:00:00Z")
+            };
+            let mut round = 0;
+            loop {
+                let page = s.store.devices(&q).await.expect("page");
+                seen.extend(page.iter().map(|d| d.device.to_string()));
+                // New devices arrive between pages.
+                round += 1;
+                let start = 1000 + (sort as usize) * 100 + usize::from(descending) * 50 + round * 3;
+                s.store
+                    .write_batch(&add(start, start + 3), &[], Utc::now())
+                    .await
+                    .expect("write");
+                match page.last() {
+                    Some(last) if page.len() == 7 => q.after = Some(last.cursor.clone()),
+                    _ => break,
+                }
+            }
+            let mut unique = seen.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                seen.len(),
+                "{sort:?} desc={descending}: a device came twice"
+            );
+            for d in &before {
+                assert!(seen.contains(d), "{sort:?} desc={descending}: {d} skipped");
+            }
+        }
+    }
+}
+
+async fn history_and_replacements(s: TestStore) {
+    let mut new = install(
+        "r2",
+        "2025-05-01T10:00:00+02:00",
+        "3328",
+        "NEW",
+        TechnologyKind::SafetyAlarm,
+    );
+    new.replaces = Some(DeviceId::parse("OLD").expect("d"));
+    let events = [
+        install(
+            "r1",
+            "2025-01-01T10:00:00+01:00",
+            "3328",
+            "OLD",
+            TechnologyKind::SafetyAlarm,
+        ),
+        status(
+            "s1",
+            "2025-02-01T10:00:00+01:00",
+            "OLD",
+            EventType::Fault,
+            None,
+        ),
+        event(
+            "hepro",
+            "r3",
+            "2025-05-01T10:00:00+02:00",
+            "3328",
+            "OLD",
+            EventType::Decommissioned,
+            None,
+        ),
+        new,
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let vendor = VendorId::parse("hepro").expect("v");
+    let old = DeviceId::parse("OLD").expect("d");
+    assert_eq!(
+        s.store
+            .replaced_by(&vendor, &old)
+            .await
+            .expect("replaced_by"),
+        vec![DeviceId::parse("NEW").expect("d")]
+    );
+    let history = s
+        .store
+        .device_events(
+            &vendor,
+            &[old.clone(), DeviceId::parse("NEW").expect("d")],
+            100,
+        )
+        .await
+        .expect("history");
+    let ids: Vec<&str> = history.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["r1", "s1", "r2", "r3"],
+        "time order, installed before decommissioned at the same instant"
+    );
+    assert_eq!(
+        history[0], events[0],
+        "events come back as they went in, offset included"
+    );
+}
+
+async fn retention_purges_status_events_but_keeps_state(s: TestStore) {
+    let events = [
+        install(
+            "i",
+            "2025-01-01T10:00:00Z",
+            "3328",
+            "D",
+            TechnologyKind::SafetyAlarm,
+        ),
+        status(
+            "h1",
+            "2025-01-02T10:00:00Z",
+            "D",
+            EventType::Heartbeat,
+            Some(70),
+        ),
+        status(
+            "h2",
+            "2025-03-02T10:00:00Z",
+            "D",
+            EventType::Heartbeat,
+            Some(60),
+        ),
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let cutoff = DateTime::parse_from_rfc3339("2025-02-01T00:00:00Z")
+        .expect("ts")
+        .with_timezone(&Utc);
+    let purged = s
+        .store
+        .purge_events(&[EventType::Heartbeat, EventType::BatteryLow], cutoff)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1);
+    assert_eq!(s.store.event_count().await.expect("count"), 2);
+    let d = &s
+        .store
+        .devices(&query("2025-03-02T10:30:00Z"))
+        .await
+        .expect("devices")[0];
+    assert_eq!(
+        (d.battery, d.connectivity, d.in_service),
+        (Some(60), Connectivity::Online, true)
+    );
 }
