@@ -2,6 +2,7 @@
 //! shutdown signal are injected, so tests run the real router on port 0.
 
 mod auth;
+pub mod devices;
 mod error;
 mod rollups;
 
@@ -31,12 +32,19 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub readiness: ReadinessProbe,
     pub metrics: MetricsRenderer,
+    pub timeouts: vft_store::Timeouts,
 }
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/rollups/devices", get(rollups::devices))
-        .route("/dead-letters", get(rollups::dead_letters));
+        .route("/dead-letters", get(rollups::dead_letters))
+        .route("/devices", get(devices::list))
+        .route("/devices/{vendor}/{device}", get(devices::show))
+        .route(
+            "/devices/{vendor}/{device}/timeout",
+            axum::routing::put(devices::set_timeout),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))

@@ -176,6 +176,7 @@ pub enum DeadLetterReason {
     UnknownMunicipality(String),
     UnknownType(String),
     NationalIdentityNumber { field: String },
+    InvalidStatus,
 }
 
 impl DeadLetterReason {
@@ -192,6 +193,7 @@ impl DeadLetterReason {
             Self::UnknownMunicipality(_) => "unknown_municipality",
             Self::UnknownType(_) => "unknown_type",
             Self::NationalIdentityNumber { .. } => "national_identity_number",
+            Self::InvalidStatus => "invalid_status",
         }
     }
 }
@@ -214,6 +216,7 @@ impl fmt::Display for DeadLetterReason {
             Self::InvalidField { field, why } => write!(f, "invalid field `{field}`: {why}"),
             Self::UnknownMunicipality(code) => write!(f, "unknown municipality {code}"),
             Self::UnknownType(t) => write!(f, "unknown event type {t:?}"),
+            Self::InvalidStatus => write!(f, "a gateway status must be `online` or `offline`"),
             Self::NationalIdentityNumber { field } => write!(
                 f,
                 "field `{field}` holds a national identity number; refused (the number is masked here)"

@@ -30,4 +30,4 @@ pub use response::{AlarmRecord, MonthResponse, ResponseStandard, ResponseTimes, 
 pub use rollup::{LifecycleRecord, RollupFilter, in_service_at, month_end_counts};
 pub use state::{AlarmDelta, Connectivity, DeviceDelta, connectivity, fault_open};
 pub use table::{DeviceTable, TableError, TableRow};
-pub use topic::{EventTopic, TopicError};
+pub use topic::{EventTopic, TopicError, TopicKind};

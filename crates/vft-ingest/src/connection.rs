@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
+use vft_domain::TopicKind;
 use vft_domain::topic::subscription_filter;
 
 /// Largest packet the client accepts. Far above `max_payload_bytes` on purpose: a payload
@@ -105,7 +106,10 @@ pub(crate) async fn drive(
     status: Arc<IngestStatus>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let filter = subscription_filter(&config.topic_prefix, config.shared_group.as_deref());
+    let group = config.shared_group.as_deref();
+    let filters = [TopicKind::Events, TopicKind::Status]
+        .map(|k| subscription_filter(&config.topic_prefix, k, group));
+    let filter = filters.join(" ");
     let mut backoff = config.backoff_initial;
     loop {
         let polled = tokio::select! {
@@ -120,7 +124,10 @@ pub(crate) async fn drive(
                 info!(session_present = ack.session_present, broker = %config.broker.host, port = config.broker.port, %filter, "connected to the broker");
                 // try_subscribe: awaiting the request channel from inside the poll loop could
                 // deadlock (the loop that drains it is this one).
-                if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                let topics = filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                if let Err(e) = client.try_subscribe_many(topics) {
                     warn!(error = %e, "could not queue the subscription");
                 }
             }

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, error, info_span};
-use vft_domain::{EventTopic, ParsedItem, Registry, parse_payload};
+use vft_domain::topic::parse_status;
+use vft_domain::{DeadLetterReason, EventTopic, ParsedItem, Registry, TopicKind, parse_payload};
 use vft_store::{NewDeadLetter, Store};
 
 pub use connection::BrokerAddress;
@@ -196,14 +197,34 @@ async fn commit(
 ) -> bool {
     let mut events = Vec::new();
     let mut dead = Vec::new();
+    let mut statuses = Vec::new();
     for m in batch {
-        let topic = EventTopic::parse(&config.topic_prefix, &m.publish.topic);
-        for item in parse_payload(
-            topic.as_ref(),
-            &m.publish.payload,
-            registry,
-            config.max_payload_bytes,
-        ) {
+        let topic = EventTopic::parse_any(&config.topic_prefix, &m.publish.topic);
+        let items = match &topic {
+            Ok((t, TopicKind::Status)) => match parse_status(&m.publish.payload) {
+                Some(online) => {
+                    statuses.push((t.clone(), online));
+                    continue;
+                }
+                None => vec![ParsedItem::Dead {
+                    raw: m.publish.payload.iter().take(1024).copied().collect(),
+                    reason: DeadLetterReason::InvalidStatus,
+                }],
+            },
+            Ok((t, TopicKind::Events)) => parse_payload(
+                Ok(t),
+                &m.publish.payload,
+                registry,
+                config.max_payload_bytes,
+            ),
+            Err(e) => parse_payload(
+                Err(e),
+                &m.publish.payload,
+                registry,
+                config.max_payload_bytes,
+            ),
+        };
+        for item in items {
             match item {
                 ParsedItem::Event(e) => events.push(*e),
                 ParsedItem::Dead { raw, reason } => {
@@ -225,7 +246,17 @@ async fn commit(
     let mut backoff = config.backoff_initial;
     loop {
         let started = Instant::now();
-        match store.write_batch(&events, &dead, Utc::now()).await {
+        let now = Utc::now();
+        let written = async {
+            // Gateway statuses in arrival order (a will and a rebirth may share a batch).
+            for (t, online) in &statuses {
+                store
+                    .set_gateway_status(&t.vendor, t.gateway.as_str(), *online, now)
+                    .await?;
+            }
+            store.write_batch(&events, &dead, now).await
+        };
+        match written.await {
             Ok(outcome) => {
                 metrics::histogram!("vft_ingest_commit_seconds")
                     .record(started.elapsed().as_secs_f64());

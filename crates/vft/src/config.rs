@@ -6,10 +6,11 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use vft_domain::Municipality;
+use vft_domain::{Municipality, TechnologyKind};
 
 /// The region vft knows out of the box (Hallingdal); replace it with `[[municipalities]]`.
 const DEFAULT_MUNICIPALITIES: &str = include_str!("../../../config/municipalities.csv");
@@ -26,7 +27,30 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     pub mqtt: MqttConfig,
     pub ingest: IngestSettings,
+    pub connectivity: ConnectivityConfig,
+    pub retention: RetentionConfig,
     pub municipalities: Vec<Municipality>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectivityConfig {
+    /// How often offline devices are counted (metrics) and retention runs. Whether a device is
+    /// offline is decided from its last contact whenever asked, so it needs no new message.
+    pub check_interval_secs: u64,
+    /// Timeout for a device whose technology type is unknown.
+    pub default_timeout_secs: u64,
+    /// Seconds without contact after which a device of a type is offline. Types not listed use
+    /// `default_timeout_secs`. A device's own timeout (API/CLI) overrides both.
+    pub timeouts: BTreeMap<TechnologyKind, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days raw heartbeat and battery events are kept (0 = forever). Device state keeps what
+    /// they said; lifecycle, alarm and medication events are always kept.
+    pub status_event_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,6 +127,27 @@ impl Default for Config {
             },
             // The embedded CSV is part of the build; a parse failure is a build defect caught
             // by the tests, so fall back to an empty region rather than panic.
+            connectivity: ConnectivityConfig {
+                check_interval_secs: 60,
+                // Gateways report at least daily; 25 h leaves room for one late report.
+                default_timeout_secs: 25 * 3600,
+                timeouts: TechnologyKind::ALL
+                    .into_iter()
+                    .map(|k| {
+                        (
+                            k,
+                            if k == TechnologyKind::Tracking {
+                                2 * 3600
+                            } else {
+                                25 * 3600
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+            retention: RetentionConfig {
+                status_event_days: 90,
+            },
             municipalities: vft_domain::municipality::parse_csv(DEFAULT_MUNICIPALITIES)
                 .unwrap_or_default(),
         }
@@ -210,6 +255,19 @@ impl Config {
             max_payload_bytes: self.ingest.max_payload_bytes,
             backoff_initial: Duration::from_millis(self.ingest.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(self.ingest.backoff_max_ms.max(1)),
+        }
+    }
+
+    pub fn timeouts(&self) -> vft_store::Timeouts {
+        let c = &self.connectivity;
+        vft_store::Timeouts {
+            per_kind: TechnologyKind::ALL.map(|k| {
+                c.timeouts
+                    .get(&k)
+                    .copied()
+                    .unwrap_or(c.default_timeout_secs)
+            }),
+            unknown_kind: c.default_timeout_secs,
         }
     }
 

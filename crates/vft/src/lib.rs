@@ -3,6 +3,7 @@
 
 mod broker;
 pub mod config;
+mod devices;
 mod serve;
 
 use anyhow::Context;
@@ -33,6 +34,9 @@ enum Command {
     Token(TokenCommand),
     /// Print the effective configuration (secrets masked).
     PrintConfig,
+    /// The device inventory, read from the database (for scripts).
+    #[command(subcommand)]
+    Devices(devices::DevicesCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +104,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
         }
         Command::Sim(args) => serve::sim(&config, args.seed, args.heartbeat_days).await,
+        Command::Devices(cmd) => devices::run(&config, cmd).await,
         Command::PrintConfig => {
             print!("{}", config.redacted_toml()?);
             Ok(())

@@ -126,8 +126,10 @@ pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<
             }
         }),
         metrics: Arc::new(move || prometheus.render()),
+        timeouts: config.timeouts(),
     };
     let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
+    let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));
     println!("vft: API listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
@@ -148,7 +150,37 @@ pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<
     let _ = stop_tx.send(true);
     api.await?.context("HTTP server failed")?;
     ingest.await?.context("ingest failed")?;
+    upkeep.await?;
     outcome
+}
+
+/// Periodic upkeep: drops raw status events past retention. (Connectivity needs no job: it is
+/// decided from each device's last contact whenever asked.)
+async fn maintenance(
+    store: Arc<dyn vft_store::Store>,
+    config: Config,
+    mut stop: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_secs(config.connectivity.check_interval_secs);
+    loop {
+        if config.retention.status_event_days > 0 {
+            let cutoff = chrono::Utc::now()
+                - chrono::Duration::days(i64::from(config.retention.status_event_days));
+            let types = [
+                vft_domain::EventType::Heartbeat,
+                vft_domain::EventType::BatteryLow,
+            ];
+            match store.purge_events(&types, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, %cutoff, "dropped raw status events past retention"),
+                Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 async fn run_demo(

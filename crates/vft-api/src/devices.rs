@@ -1,0 +1,489 @@
+//! The device inventory: list with filters, sorting and cursor paging (JSON or CSV), one
+//! device with its replacement chain and history, and a device's own offline timeout.
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use vft_domain::{Connectivity, DeviceId, MunicipalityCode, Registry, TechnologyKind, VendorId};
+use vft_store::{DeviceCursor, DeviceQuery, DeviceRecord, DeviceSort, SortValue, Timeouts};
+
+/// Query parameters of a device list, as strings: parsed here so the API and the CLI agree.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeviceParams {
+    pub municipality: Option<String>,
+    pub kind: Option<String>,
+    pub vendor: Option<String>,
+    /// online | offline | never_seen
+    pub connectivity: Option<String>,
+    pub battery_below: Option<String>,
+    /// Date (YYYY-MM-DD, Europe/Oslo) or RFC 3339 instant.
+    pub installed_before: Option<String>,
+    pub installed_after: Option<String>,
+    pub in_service: Option<String>,
+    /// Substring of the device id, case-insensitive.
+    pub q: Option<String>,
+    /// device | installed | municipality | kind
+    pub sort: Option<String>,
+    /// asc | desc
+    pub order: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+    /// json | csv
+    pub format: Option<String>,
+}
+
+fn bad(what: &str, got: &str, expected: &str) -> ApiError {
+    ApiError::BadRequest(format!(
+        "{what} must be {expected}, got {:?}",
+        got.chars().take(64).collect::<String>()
+    ))
+}
+
+/// An RFC 3339 instant, or a date meaning its first instant in Europe/Oslo.
+fn instant(what: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
+    use chrono::TimeZone;
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| bad(what, s, "a date (YYYY-MM-DD) or RFC 3339 time"))?;
+    chrono_tz::Europe::Oslo
+        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| bad(what, s, "a date that exists in Europe/Oslo"))
+}
+
+impl DeviceParams {
+    /// Builds the store query. `scope` is the caller's own municipality, if it has one.
+    pub fn to_query(
+        &self,
+        scope: Option<&MunicipalityCode>,
+        registry: &Registry,
+        now: DateTime<Utc>,
+        timeouts: Timeouts,
+    ) -> Result<DeviceQuery, ApiError> {
+        let mut q = DeviceQuery::new(now, timeouts);
+        let asked = self
+            .municipality
+            .as_deref()
+            .map(|m| {
+                let code =
+                    MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                if registry.contains(&code) {
+                    Ok(code)
+                } else {
+                    Err(ApiError::BadRequest(format!("unknown municipality {code}")))
+                }
+            })
+            .transpose()?;
+        q.municipalities = match (scope, asked) {
+            (Some(own), Some(asked)) if *own != asked => {
+                return Err(ApiError::Forbidden(format!(
+                    "this token may see municipality {own} only, not {asked}"
+                )));
+            }
+            (Some(own), _) => Some(vec![own.clone()]),
+            (None, asked) => asked.map(|m| vec![m]),
+        };
+        if let Some(k) = &self.kind {
+            q.kind = Some(
+                TechnologyKind::from_id(k).ok_or_else(|| bad("kind", k, "a technology type id"))?,
+            );
+        }
+        if let Some(v) = &self.vendor {
+            q.vendor = Some(VendorId::parse(v).map_err(|e| ApiError::BadRequest(e.to_string()))?);
+        }
+        if let Some(c) = &self.connectivity {
+            q.connectivity = Some(
+                Connectivity::from_id(c)
+                    .ok_or_else(|| bad("connectivity", c, "online, offline or never_seen"))?,
+            );
+        }
+        if let Some(b) = &self.battery_below {
+            q.battery_below = Some(
+                b.parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= 101)
+                    .ok_or_else(|| bad("battery_below", b, "0-101"))?,
+            );
+        }
+        if let Some(t) = &self.installed_before {
+            q.installed_before = Some(instant("installed_before", t)?);
+        }
+        if let Some(t) = &self.installed_after {
+            q.installed_after = Some(instant("installed_after", t)?);
+        }
+        if let Some(s) = &self.in_service {
+            q.in_service = Some(match s.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad("in_service", s, "true or false")),
+            });
+        }
+        q.search = self
+            .q
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(64).collect());
+        q.sort = match self.sort.as_deref() {
+            None | Some("device") => DeviceSort::Device,
+            Some("installed") => DeviceSort::Installed,
+            Some("municipality") => DeviceSort::Municipality,
+            Some("kind") => DeviceSort::Kind,
+            Some(other) => {
+                return Err(bad(
+                    "sort",
+                    other,
+                    "device, installed, municipality or kind",
+                ));
+            }
+        };
+        q.descending = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => return Err(bad("order", other, "asc or desc")),
+        };
+        q.limit = match &self.limit {
+            None => 100,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| bad("limit", l, "1-1000"))?,
+        };
+        if let Some(c) = &self.cursor {
+            q.after = Some(decode_cursor(c, q.sort, q.descending)?);
+        }
+        Ok(q)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorWire {
+    sort: String,
+    desc: bool,
+    int: Option<i64>,
+    text: Option<String>,
+    vendor: String,
+    device: String,
+}
+
+fn sort_name(s: DeviceSort) -> &'static str {
+    match s {
+        DeviceSort::Device => "device",
+        DeviceSort::Installed => "installed",
+        DeviceSort::Municipality => "municipality",
+        DeviceSort::Kind => "kind",
+    }
+}
+
+/// Opaque to clients; carries its sort so a cursor is never used with another order.
+pub fn encode_cursor(sort: DeviceSort, desc: bool, c: &DeviceCursor) -> String {
+    let (int, text) = match &c.sort_value {
+        SortValue::Int(i) => (Some(*i), None),
+        SortValue::Text(t) => (None, Some(t.clone())),
+    };
+    let wire = CursorWire {
+        sort: sort_name(sort).into(),
+        desc,
+        int,
+        text,
+        vendor: c.vendor.to_string(),
+        device: c.device.to_string(),
+    };
+    hex::encode(serde_json::to_vec(&wire).unwrap_or_default())
+}
+
+fn decode_cursor(s: &str, sort: DeviceSort, desc: bool) -> Result<DeviceCursor, ApiError> {
+    let invalid = || {
+        ApiError::BadRequest(
+            "invalid cursor: pass next_cursor from the previous page unchanged".into(),
+        )
+    };
+    let bytes = hex::decode(s).map_err(|_| invalid())?;
+    let wire: CursorWire = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if wire.sort != sort_name(sort) || wire.desc != desc {
+        return Err(ApiError::BadRequest(
+            "the cursor belongs to another sort order".into(),
+        ));
+    }
+    let sort_value = match (wire.int, wire.text) {
+        (Some(i), None) => SortValue::Int(i),
+        (None, Some(t)) => SortValue::Text(t),
+        _ => return Err(invalid()),
+    };
+    Ok(DeviceCursor {
+        sort_value,
+        vendor: VendorId::parse(&wire.vendor).map_err(|_| invalid())?,
+        device: DeviceId::parse(&wire.device).map_err(|_| invalid())?,
+    })
+}
+
+/// A device as the API and CLI show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub vendor: String,
+    pub device: String,
+    pub kind: Option<TechnologyKind>,
+    pub municipality: String,
+    pub gateway: Option<String>,
+    pub in_service: bool,
+    pub connectivity: Connectivity,
+    pub last_contact: Option<DateTime<Utc>>,
+    pub battery: Option<u8>,
+    pub battery_at: Option<DateTime<Utc>>,
+    pub fault_open: bool,
+    pub first_installed: Option<DateTime<Utc>>,
+    pub lifecycle_at: Option<DateTime<Utc>>,
+    pub recipient: Option<String>,
+    pub replaces: Option<String>,
+    /// The offline timeout in force: the device's own, else its type's.
+    pub timeout_secs: u64,
+    pub timeout_override_secs: Option<u64>,
+}
+
+impl DeviceView {
+    pub fn new(r: &DeviceRecord, timeouts: &Timeouts) -> Self {
+        let type_timeout = r
+            .kind
+            .map_or(timeouts.unknown_kind, |k| timeouts.per_kind[k.index()]);
+        Self {
+            vendor: r.vendor.to_string(),
+            device: r.device.to_string(),
+            kind: r.kind,
+            municipality: r.municipality.to_string(),
+            gateway: r.gateway.clone(),
+            in_service: r.in_service,
+            connectivity: r.connectivity,
+            last_contact: r.last_contact,
+            battery: r.battery,
+            battery_at: r.battery_at,
+            fault_open: r.fault_open,
+            first_installed: r.first_installed,
+            lifecycle_at: r.lifecycle_at,
+            recipient: r.recipient.clone(),
+            replaces: r.replaces.as_ref().map(ToString::to_string),
+            timeout_secs: r.timeout_override_secs.unwrap_or(type_timeout),
+            timeout_override_secs: r.timeout_override_secs,
+        }
+    }
+}
+
+/// The same rows as CSV, one line per device.
+pub fn devices_csv(views: &[DeviceView]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "vendor",
+        "device",
+        "kind",
+        "municipality",
+        "gateway",
+        "in_service",
+        "connectivity",
+        "last_contact",
+        "battery",
+        "fault_open",
+        "first_installed",
+        "recipient",
+        "replaces",
+        "timeout_secs",
+    ]);
+    let t = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    for v in views {
+        let _ = w.write_record([
+            v.vendor.clone(),
+            v.device.clone(),
+            v.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
+            v.municipality.clone(),
+            v.gateway.clone().unwrap_or_default(),
+            v.in_service.to_string(),
+            v.connectivity.id().to_owned(),
+            t(&v.last_contact),
+            v.battery.map(|b| b.to_string()).unwrap_or_default(),
+            v.fault_open.to_string(),
+            t(&v.first_installed),
+            v.recipient.clone().unwrap_or_default(),
+            v.replaces.clone().unwrap_or_default(),
+            v.timeout_secs.to_string(),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(bad("format", other, "json or csv")),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))),
+    }
+}
+
+/// `GET /api/v1/devices`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<DeviceParams>,
+) -> Result<Response, ApiError> {
+    let mut query = params.to_query(
+        caller.0.municipality(),
+        &state.registry,
+        Utc::now(),
+        state.timeouts,
+    )?;
+    if wants_csv(params.format.as_deref(), &headers)? {
+        // The export is the whole query, not one page.
+        query.limit = 0;
+        query.after = None;
+        let rows = state.store.devices(&query).await?;
+        let views: Vec<DeviceView> = rows
+            .iter()
+            .map(|r| DeviceView::new(r, &state.timeouts))
+            .collect();
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"vft-devices.csv\"",
+                ),
+            ],
+            devices_csv(&views),
+        )
+            .into_response());
+    }
+    let rows = state.store.devices(&query).await?;
+    let next = (rows.len() == query.limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| encode_cursor(query.sort, query.descending, &r.cursor))
+        })
+        .flatten();
+    let items: Vec<DeviceView> = rows
+        .iter()
+        .map(|r| DeviceView::new(r, &state.timeouts))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next })).into_response())
+}
+
+async fn visible_device(
+    state: &AppState,
+    caller: &Caller,
+    vendor: &VendorId,
+    device: &DeviceId,
+) -> Result<Option<DeviceRecord>, ApiError> {
+    let mut q = DeviceQuery::new(Utc::now(), state.timeouts);
+    q.device = Some((vendor.clone(), device.clone()));
+    q.municipalities = caller.0.municipality().map(|m| vec![m.clone()]);
+    Ok(state.store.devices(&q).await?.into_iter().next())
+}
+
+fn parse_key(vendor: &str, device: &str) -> Result<(VendorId, DeviceId), ApiError> {
+    Ok((
+        VendorId::parse(vendor).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        DeviceId::parse(device).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    ))
+}
+
+/// `GET /api/v1/devices/{vendor}/{device}`: the device, its replacement chain both ways, and
+/// the history of the whole chain (lifecycle, status, alarms), oldest first.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((vendor, device)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (vendor, device) = parse_key(&vendor, &device)?;
+    // Another municipality's device is invisible: 404, as if it did not exist.
+    let record = visible_device(&state, &caller, &vendor, &device)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;
+    const MAX_CHAIN: usize = 50;
+    let mut older = Vec::new();
+    let mut cursor = record.replaces.clone();
+    while let Some(prev) = cursor.filter(|_| older.len() < MAX_CHAIN) {
+        match visible_device(&state, &caller, &vendor, &prev).await? {
+            Some(r) if !older.contains(&r.device) && r.device != device => {
+                cursor = r.replaces.clone();
+                older.push(r.device);
+            }
+            _ => break,
+        }
+    }
+    let mut newer = Vec::new();
+    let mut frontier = vec![device.clone()];
+    while let Some(d) = frontier.pop().filter(|_| newer.len() < MAX_CHAIN) {
+        for next in state.store.replaced_by(&vendor, &d).await? {
+            if next != device
+                && !newer.contains(&next)
+                && visible_device(&state, &caller, &vendor, &next)
+                    .await?
+                    .is_some()
+            {
+                frontier.push(next.clone());
+                newer.push(next);
+            }
+        }
+    }
+    let mut chain: Vec<DeviceId> = older.iter().rev().cloned().collect();
+    chain.push(device.clone());
+    chain.extend(newer.iter().cloned());
+    let history = state.store.device_events(&vendor, &chain, 5000).await?;
+    let history: Vec<serde_json::Value> = history
+        .iter()
+        .map(|e| {
+            let mut v = e.to_json();
+            v["vendor"] = e.vendor.as_str().into();
+            v["gateway"] = e.gateway.as_str().into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "device": DeviceView::new(&record, &state.timeouts),
+        "replaces_chain": older.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "replaced_by_chain": newer.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "history": history,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TimeoutBody {
+    /// Seconds; `null` returns the device to its type's timeout.
+    pub timeout_secs: Option<u64>,
+}
+
+/// `PUT /api/v1/devices/{vendor}/{device}/timeout`
+pub async fn set_timeout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((vendor, device)): Path<(String, String)>,
+    Json(body): Json<TimeoutBody>,
+) -> Result<Response, ApiError> {
+    let (vendor, device) = parse_key(&vendor, &device)?;
+    if body.timeout_secs == Some(0) {
+        return Err(ApiError::BadRequest(
+            "timeout_secs must be at least 1 (or null)".into(),
+        ));
+    }
+    visible_device(&state, &caller, &vendor, &device)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;
+    state
+        .store
+        .set_device_timeout(&vendor, &device, body.timeout_secs)
+        .await?;
+    let record = visible_device(&state, &caller, &vendor, &device)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;
+    Ok(Json(DeviceView::new(&record, &state.timeouts)).into_response())
+}
