@@ -10,9 +10,11 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use vft_domain::attribution::InService;
+use vft_domain::response::AlarmRecord;
 use vft_domain::{
     Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, Role, RollupFilter,
-    TechnologyKind, VendorId,
+    TechnologyKind, VendorId, YearMonth,
 };
 
 pub use postgres::PostgresStore;
@@ -174,6 +176,28 @@ pub struct DeviceRecord {
     pub cursor: DeviceCursor,
 }
 
+/// Month-end figures of one municipality, vendor and technology type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakdownRow {
+    /// Index into the instants asked for.
+    pub idx: usize,
+    pub municipality: MunicipalityCode,
+    pub vendor: VendorId,
+    pub kind: TechnologyKind,
+    pub devices: u64,
+    /// Distinct service recipients among those devices.
+    pub recipients: u64,
+}
+
+/// A published month's figures as they were published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedMonth {
+    pub month: YearMonth,
+    pub published_at: DateTime<Utc>,
+    pub published_by: Option<String>,
+    pub rows: Vec<BreakdownRow>,
+}
+
 /// Tuning that only some backends use.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -224,6 +248,37 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token_hash: &str, role: &Role, label: Option<&str>) -> Result<()>;
 
     async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Month-end figures just before each instant, per municipality, vendor and type.
+    async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;
+
+    /// Every device in service just before `before`, with what its latest install said.
+    async fn in_service_snapshot(&self, before: DateTime<Utc>) -> Result<Vec<InService>>;
+
+    /// Alarms anchored (triggered, else earliest step) in `[from, to)`.
+    async fn alarm_records(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<AlarmRecord>>;
+
+    /// Medication events per period `[start, end)`: (municipality, taken, missed) per period index.
+    async fn dose_counts(
+        &self,
+        periods: &[(DateTime<Utc>, DateTime<Utc>)],
+    ) -> Result<Vec<(usize, MunicipalityCode, u64, u64)>>;
+
+    /// Stores a month's figures as published (idempotent: publishing twice keeps the first).
+    /// Returns false when the month was already published.
+    async fn publish_month(
+        &self,
+        month: YearMonth,
+        rows: &[BreakdownRow],
+        by: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Published months among `months`.
+    async fn published_months(&self, months: &[YearMonth]) -> Result<Vec<PublishedMonth>>;
 
     /// Devices matching a query, in its order, at most `limit`.
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;

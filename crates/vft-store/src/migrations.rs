@@ -24,32 +24,34 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     }
 }
 
+/// Every file of a backend's migration directory, in order. `tests::every_file_is_embedded`
+/// fails when a file is added to the directory but not here.
+macro_rules! embedded {
+    ($dir:literal: $($version:literal $name:literal),+ $(,)?) => {
+        migrator(&[$(($version, $name, include_str!(concat!("../../../migrations/", $dir, "/", $name, ".sql")))),+])
+    };
+}
+
 pub fn sqlite() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "events",
-            include_str!("../../../migrations/sqlite/0001_events.sql"),
-        ),
-        (
-            2,
-            "state",
-            include_str!("../../../migrations/sqlite/0002_state.sql"),
-        ),
-    ])
+    embedded!("sqlite": 1 "0001_events", 2 "0002_state", 3 "0003_published")
 }
 
 pub fn postgres() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "events",
-            include_str!("../../../migrations/postgres/0001_events.sql"),
-        ),
-        (
-            2,
-            "state",
-            include_str!("../../../migrations/postgres/0002_state.sql"),
-        ),
-    ])
+    embedded!("postgres": 1 "0001_events", 2 "0002_state", 3 "0003_published")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_is_embedded() {
+        for (dir, migrator) in [("sqlite", super::sqlite()), ("postgres", super::postgres())] {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/").to_owned() + dir;
+            let files = std::fs::read_dir(&path).expect("migrations dir").count();
+            assert_eq!(
+                files,
+                migrator.migrations.len(),
+                "{dir}: a migration file is not embedded"
+            );
+        }
+    }
 }

@@ -165,6 +165,35 @@ impl RawDevice {
     }
 }
 
+pub(crate) fn in_service(
+    vendor: String,
+    device: String,
+    kind: Option<String>,
+    municipality: String,
+    recipient: Option<String>,
+    replaces: Option<String>,
+) -> Result<vft_domain::attribution::InService> {
+    Ok(vft_domain::attribution::InService {
+        vendor: VendorId::parse(&vendor).map_err(corrupt)?,
+        device: DeviceId::parse(&device).map_err(corrupt)?,
+        kind: kind
+            .as_deref()
+            .and_then(TechnologyKind::from_id)
+            .ok_or_else(|| StoreError::Corrupt(format!("installed without kind: {kind:?}")))?,
+        municipality: MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        recipient: recipient
+            .as_deref()
+            .map(vft_domain::RecipientRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        replaces: replaces
+            .as_deref()
+            .map(DeviceId::parse)
+            .transpose()
+            .map_err(corrupt)?,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn event_from_row(
     vendor: String,
@@ -220,6 +249,32 @@ pub(crate) fn event_from_row(
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
+        impl $store {
+            /// Devices in service just before each instant: each lifecycle event covers
+            /// [ts, next lifecycle event's ts) of its device, and an installed event covering
+            /// the instant just before a cut means "in service". `columns` follow `cut.idx`.
+            fn month_end_query<'a>(before: &[chrono::DateTime<chrono::Utc>], columns: &str) -> sqlx::QueryBuilder<'a, $db> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH cut (idx, t) AS (VALUES ");
+                let mut sep = qb.separated(", ");
+                for (i, t) in before.iter().enumerate() {
+                    sep.push("(");
+                    sep.push_bind_unseparated(i as i64);
+                    sep.push_unseparated(", ");
+                    sep.push_bind_unseparated($crate::shared::micros(*t));
+                    sep.push_unseparated(")");
+                }
+                qb.push(format!(
+                    "), lc AS (SELECT vendor, device, municipality, kind, recipient, lifecycle_rank, ts, \
+                     LEAD(ts) OVER (PARTITION BY vendor, device ORDER BY ts, lifecycle_rank, event_id) AS next_ts \
+                     FROM events WHERE lifecycle_rank IS NOT NULL) \
+                     SELECT cut.idx, {columns} FROM lc JOIN cut \
+                     ON lc.ts < cut.t AND (lc.next_ts IS NULL OR lc.next_ts >= cut.t) \
+                     WHERE lc.lifecycle_rank = 0"
+                ));
+                qb
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -367,25 +422,7 @@ macro_rules! impl_store {
                 if before.is_empty() {
                     return Ok(counts);
                 }
-                // Each lifecycle event covers [ts, next lifecycle event's ts) of its device; an
-                // installed event covering the instant just before a cut means "in service".
-                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH cut (idx, t) AS (VALUES ");
-                let mut sep = qb.separated(", ");
-                for (i, t) in before.iter().enumerate() {
-                    sep.push("(");
-                    sep.push_bind_unseparated(i as i64);
-                    sep.push_unseparated(", ");
-                    sep.push_bind_unseparated($crate::shared::micros(*t));
-                    sep.push_unseparated(")");
-                }
-                qb.push(
-                    "), lc AS (SELECT vendor, device, municipality, kind, lifecycle_rank, ts, \
-                     LEAD(ts) OVER (PARTITION BY vendor, device ORDER BY ts, lifecycle_rank, event_id) AS next_ts \
-                     FROM events WHERE lifecycle_rank IS NOT NULL) \
-                     SELECT cut.idx, lc.kind, COUNT(*) AS n FROM lc JOIN cut \
-                     ON lc.ts < cut.t AND (lc.next_ts IS NULL OR lc.next_ts >= cut.t) \
-                     WHERE lc.lifecycle_rank = 0",
-                );
+                let mut qb = Self::month_end_query(before, "lc.kind, COUNT(*)");
                 if let Some(m) = &filter.municipality {
                     qb.push(" AND lc.municipality = ").push_bind(m.as_str());
                 }
@@ -470,6 +507,179 @@ macro_rules! impl_store {
                     qb.build_query_as().fetch_optional(&self.reader).await?;
                 row.map(|(role, m, label, created)| $crate::shared::token_record(role, m, label, created))
                     .transpose()
+            }
+
+            async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {
+                use sqlx::Row;
+                if before.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = Self::month_end_query(before, "lc.municipality, lc.vendor, lc.kind, COUNT(*), COUNT(DISTINCT lc.recipient)");
+                qb.push(" GROUP BY cut.idx, lc.municipality, lc.vendor, lc.kind");
+                let rows = qb.build().fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| {
+                        let kind: Option<String> = r.try_get(3)?;
+                        Ok($crate::BreakdownRow {
+                            idx: usize::try_from(r.try_get::<i64, _>(0)?).map_err($crate::shared::corrupt)?,
+                            municipality: vft_domain::MunicipalityCode::parse(&r.try_get::<String, _>(1)?).map_err($crate::shared::corrupt)?,
+                            vendor: vft_domain::VendorId::parse(&r.try_get::<String, _>(2)?).map_err($crate::shared::corrupt)?,
+                            kind: kind
+                                .as_deref()
+                                .and_then(vft_domain::TechnologyKind::from_id)
+                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("installed without kind: {kind:?}")))?,
+                            devices: u64::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
+                            recipients: u64::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT vendor, device, kind, \
+                     municipality, recipient, replaces, lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY vendor, device \
+                     ORDER BY ts DESC, lifecycle_rank DESC, event_id DESC) AS rn FROM events \
+                     WHERE lifecycle_rank IS NOT NULL AND ts < ",
+                );
+                qb.push_bind($crate::shared::micros(before));
+                qb.push(") x WHERE rn = 1 AND lifecycle_rank = 0 ORDER BY vendor, device");
+                let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
+            }
+
+            async fn alarm_records(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
+                use sqlx::Row;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), a.cause, a.triggered_ts, \
+                     a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome FROM alarms a \
+                     LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device WHERE a.origin_ts >= ",
+                );
+                qb.push_bind($crate::shared::micros(from)).push(" AND a.origin_ts < ").push_bind($crate::shared::micros(to));
+                qb.push(" ORDER BY a.origin_ts, a.vendor, a.alarm");
+                let rows = qb.build().fetch_all(&self.reader).await?;
+                rows.iter()
+                    .map(|r| {
+                        let ts = |i: usize| -> $crate::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                            r.try_get::<Option<i64>, _>(i)?.map($crate::shared::from_micros).transpose()
+                        };
+                        let text = |i: usize| r.try_get::<Option<String>, _>(i);
+                        Ok(vft_domain::response::AlarmRecord {
+                            vendor: vft_domain::VendorId::parse(&r.try_get::<String, _>(0)?).map_err($crate::shared::corrupt)?,
+                            alarm: vft_domain::AlarmRef::parse(&r.try_get::<String, _>(1)?).map_err($crate::shared::corrupt)?,
+                            device: vft_domain::DeviceId::parse(&r.try_get::<String, _>(2)?).map_err($crate::shared::corrupt)?,
+                            municipality: vft_domain::MunicipalityCode::parse(&r.try_get::<String, _>(3)?).map_err($crate::shared::corrupt)?,
+                            kind: text(4)?.as_deref().and_then(vft_domain::TechnologyKind::from_id),
+                            cause: text(5)?.as_deref().and_then(vft_domain::Cause::from_id),
+                            triggered: ts(6)?,
+                            received: ts(7)?,
+                            acknowledged: ts(8)?,
+                            closed: ts(9)?,
+                            outcome: text(10)?.as_deref().and_then(vft_domain::Outcome::from_id),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn dose_counts(&self, periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)]) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {
+                if periods.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH p (idx, s, e) AS (VALUES ");
+                let mut sep = qb.separated(", ");
+                for (i, (start, end)) in periods.iter().enumerate() {
+                    sep.push("(");
+                    sep.push_bind_unseparated(i as i64);
+                    sep.push_unseparated(", ");
+                    sep.push_bind_unseparated($crate::shared::micros(*start));
+                    sep.push_unseparated(", ");
+                    sep.push_bind_unseparated($crate::shared::micros(*end));
+                    sep.push_unseparated(")");
+                }
+                qb.push(
+                    ") SELECT p.idx, ev.municipality, SUM(CASE WHEN ev.type = 'dose_taken' THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN ev.type = 'dose_missed' THEN 1 ELSE 0 END) FROM events ev \
+                     JOIN p ON ev.ts >= p.s AND ev.ts < p.e WHERE ev.type IN ('dose_taken', 'dose_missed') \
+                     GROUP BY p.idx, ev.municipality ORDER BY p.idx, ev.municipality",
+                );
+                let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(i, m, taken, missed)| {
+                        Ok((
+                            usize::try_from(i).map_err($crate::shared::corrupt)?,
+                            vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
+                            u64::try_from(taken).unwrap_or(0),
+                            u64::try_from(missed).unwrap_or(0),
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn publish_month(&self, month: vft_domain::YearMonth, rows: &[$crate::BreakdownRow], by: Option<&str>) -> $crate::Result<bool> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO published_month_log (year_month, published_at, published_by) ");
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(month.to_string()).push_bind($crate::shared::micros(chrono::Utc::now())).push_bind(by);
+                });
+                qb.push(" ON CONFLICT (year_month) DO NOTHING");
+                if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO published_months (year_month, municipality, vendor, kind, devices, recipients) ",
+                    );
+                    qb.push_values(chunk, |mut row, r| {
+                        row.push_bind(month.to_string())
+                            .push_bind(r.municipality.to_string())
+                            .push_bind(r.vendor.to_string())
+                            .push_bind(r.kind.id())
+                            .push_bind(i64::try_from(r.devices).unwrap_or(i64::MAX))
+                            .push_bind(i64::try_from(r.recipients).unwrap_or(i64::MAX));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn published_months(&self, months: &[vft_domain::YearMonth]) -> $crate::Result<Vec<$crate::PublishedMonth>> {
+                if months.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT year_month, published_at, published_by FROM published_month_log WHERE year_month IN (");
+                let mut sep = qb.separated(", ");
+                for m in months {
+                    sep.push_bind(m.to_string());
+                }
+                qb.push(") ORDER BY year_month");
+                let logs: Vec<(String, i64, Option<String>)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                let mut out = Vec::new();
+                for (ym, at, by) in logs {
+                    let month: vft_domain::YearMonth = ym.parse().map_err($crate::shared::corrupt)?;
+                    let idx = months.iter().position(|m| *m == month).unwrap_or(0);
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT municipality, vendor, kind, devices, recipients FROM published_months WHERE year_month = ",
+                    );
+                    qb.push_bind(ym.clone());
+                    let rows: Vec<(String, String, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                    let rows = rows
+                        .into_iter()
+                        .map(|(m, v, k, d, r)| {
+                            Ok($crate::BreakdownRow {
+                                idx,
+                                municipality: vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
+                                vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                                kind: vft_domain::TechnologyKind::from_id(&k).ok_or_else(|| $crate::StoreError::Corrupt(k.clone()))?,
+                                devices: u64::try_from(d).unwrap_or(0),
+                                recipients: u64::try_from(r).unwrap_or(0),
+                            })
+                        })
+                        .collect::<$crate::Result<Vec<_>>>()?;
+                    out.push($crate::PublishedMonth { month, published_at: $crate::shared::from_micros(at)?, published_by: by, rows });
+                }
+                Ok(out)
             }
 
             async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {

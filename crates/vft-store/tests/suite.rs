@@ -38,6 +38,9 @@ both_backends!(
     paging_neither_skips_nor_repeats_while_devices_are_added,
     history_and_replacements,
     retention_purges_status_events_but_keeps_state,
+    breakdown_and_snapshot_agree_with_the_domain_rules,
+    alarms_merge_in_any_order_and_doses_count_per_month,
+    published_months_keep_their_figures,
 );
 
 fn event(
@@ -947,4 +950,231 @@ async fn retention_purges_status_events_but_keeps_state(s: TestStore) {
         (d.battery, d.connectivity, d.in_service),
         (Some(60), Connectivity::Online, true)
     );
+}
+
+async fn breakdown_and_snapshot_agree_with_the_domain_rules(s: TestStore) {
+    let mut events = scenario(11, 250);
+    for (i, e) in events.iter_mut().enumerate() {
+        // Two devices of one recipient count one recipient.
+        e.recipient =
+            Some(vft_domain::RecipientRef::parse(&format!("r-{}", i % 5)).expect("recipient"));
+    }
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let instants = months_2025();
+    let breakdown = s
+        .store
+        .month_end_breakdown(&instants)
+        .await
+        .expect("breakdown");
+    let counts = s
+        .store
+        .device_counts(&instants, &RollupFilter::default())
+        .await
+        .expect("counts");
+    let records: Vec<_> = events
+        .iter()
+        .filter_map(vft_domain::LifecycleRecord::from_event)
+        .collect();
+    for (m, t) in instants.iter().enumerate() {
+        let mut sums = [0u64; 6];
+        for row in breakdown.iter().filter(|r| r.idx == m) {
+            sums[row.kind.index()] += row.devices;
+            assert!(row.recipients <= row.devices && row.recipients <= 5);
+        }
+        assert_eq!(sums, counts[m], "month {m}");
+        let snapshot = s.store.in_service_snapshot(*t).await.expect("snapshot");
+        let expected = vft_domain::in_service_at(&records, *t);
+        let got: Vec<(String, String)> = snapshot
+            .iter()
+            .map(|d| (d.vendor.to_string(), d.device.to_string()))
+            .collect();
+        let want: Vec<(String, String)> = expected
+            .keys()
+            .map(|(v, d)| (v.to_string(), d.to_string()))
+            .collect();
+        assert_eq!(got, want, "month {m}");
+        for d in &snapshot {
+            let r = expected[&(&d.vendor, &d.device)];
+            assert_eq!((Some(d.kind), &d.municipality), (r.kind, &r.municipality));
+        }
+    }
+}
+
+async fn alarms_merge_in_any_order_and_doses_count_per_month(s: TestStore) {
+    let alarm = |id: &str, ts: &str, t: EventType| {
+        let mut e = event("hepro", id, ts, "3328", "SA1", t, None);
+        e.alarm = Some(vft_domain::AlarmRef::parse("A-1").expect("alarm"));
+        e.cause = (t == EventType::Alarm).then_some(vft_domain::Cause::Fall);
+        e.outcome = (t == EventType::AlarmClosed).then_some(vft_domain::Outcome::HelpDispatched);
+        e
+    };
+    let events = [
+        install(
+            "i",
+            "2025-01-01T10:00:00+01:00",
+            "3328",
+            "SA1",
+            TechnologyKind::SafetyAlarm,
+        ),
+        alarm("a4", "2025-01-31T23:59:30+01:00", EventType::Alarm),
+        alarm("a5", "2025-01-31T23:59:31+01:00", EventType::AlarmReceived),
+        alarm(
+            "a6",
+            "2025-02-01T00:00:40+01:00",
+            EventType::AlarmAcknowledged,
+        ),
+        alarm("a7", "2025-02-01T00:10:00+01:00", EventType::AlarmClosed),
+        event(
+            "hepro",
+            "d1",
+            "2025-01-05T08:00:00+01:00",
+            "3328",
+            "MD",
+            EventType::DoseTaken,
+            None,
+        ),
+        event(
+            "hepro",
+            "d2",
+            "2025-01-06T08:00:00+01:00",
+            "3328",
+            "MD",
+            EventType::DoseMissed,
+            None,
+        ),
+        event(
+            "hepro",
+            "d3",
+            "2025-02-01T00:30:00+01:00",
+            "3320",
+            "MD2",
+            EventType::DoseTaken,
+            None,
+        ),
+    ];
+    // Response-centre events arrive backwards, one batch each.
+    for e in events.iter().rev() {
+        s.store
+            .write_batch(std::slice::from_ref(e), &[], Utc::now())
+            .await
+            .expect("write");
+    }
+    let jan = YearMonth::new(2025, 1).expect("month");
+    let records = s
+        .store
+        .alarm_records(jan.start(), jan.end_exclusive())
+        .await
+        .expect("alarms");
+    assert_eq!(
+        records.len(),
+        1,
+        "one alarm, in January where it was triggered"
+    );
+    let a = &records[0];
+    assert_eq!(
+        a.kind,
+        Some(TechnologyKind::SafetyAlarm),
+        "kind from the device"
+    );
+    assert_eq!(a.response_ms(), Some(70_000));
+    assert_eq!(
+        (a.cause, a.outcome),
+        (
+            Some(vft_domain::Cause::Fall),
+            Some(vft_domain::Outcome::HelpDispatched)
+        )
+    );
+    let feb = jan.next();
+    assert!(
+        s.store
+            .alarm_records(feb.start(), feb.end_exclusive())
+            .await
+            .expect("alarms")
+            .is_empty()
+    );
+    let doses = s
+        .store
+        .dose_counts(&[
+            (jan.start(), jan.end_exclusive()),
+            (feb.start(), feb.end_exclusive()),
+        ])
+        .await
+        .expect("doses");
+    let as_text: Vec<(usize, String, u64, u64)> = doses
+        .into_iter()
+        .map(|(i, m, t, x)| (i, m.to_string(), t, x))
+        .collect();
+    assert_eq!(
+        as_text,
+        [(0, "3328".to_string(), 1, 1), (1, "3320".to_string(), 1, 0)]
+    );
+}
+
+async fn published_months_keep_their_figures(s: TestStore) {
+    s.store
+        .write_batch(
+            &[install(
+                "a",
+                "2025-03-03T10:00:00+01:00",
+                "3328",
+                "D1",
+                TechnologyKind::Tracking,
+            )],
+            &[],
+            Utc::now(),
+        )
+        .await
+        .expect("write");
+    let march = YearMonth::new(2025, 3).expect("month");
+    let rows = s
+        .store
+        .month_end_breakdown(&[march.end_exclusive()])
+        .await
+        .expect("breakdown");
+    assert!(
+        s.store
+            .publish_month(march, &rows, Some("coordinator"))
+            .await
+            .expect("publish")
+    );
+    assert!(
+        !s.store
+            .publish_month(march, &[], None)
+            .await
+            .expect("publish again"),
+        "publishing twice keeps the first"
+    );
+    // A late event changes the live figure, not the published one.
+    s.store
+        .write_batch(
+            &[install(
+                "b",
+                "2025-03-04T10:00:00+01:00",
+                "3328",
+                "D2",
+                TechnologyKind::Tracking,
+            )],
+            &[],
+            Utc::now(),
+        )
+        .await
+        .expect("write");
+    let published = s
+        .store
+        .published_months(&[march, march.next()])
+        .await
+        .expect("published");
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].month, march);
+    assert_eq!(published[0].published_by.as_deref(), Some("coordinator"));
+    assert_eq!(published[0].rows.iter().map(|r| r.devices).sum::<u64>(), 1);
+    let live = s
+        .store
+        .month_end_breakdown(&[march.end_exclusive()])
+        .await
+        .expect("breakdown");
+    assert_eq!(live.iter().map(|r| r.devices).sum::<u64>(), 2);
 }
