@@ -4,6 +4,7 @@
 mod auth;
 pub mod devices;
 mod error;
+mod figures;
 mod rollups;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -33,12 +34,21 @@ pub struct AppState {
     pub readiness: ReadinessProbe,
     pub metrics: MetricsRenderer,
     pub timeouts: vft_store::Timeouts,
+    pub cooperations: Arc<Vec<vft_domain::membership::Cooperation>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/rollups/devices", get(rollups::devices))
         .route("/dead-letters", get(rollups::dead_letters))
+        .route("/rollups/devices/changes", get(rollups::changes))
+        .route("/rollups/response-centre", get(figures::response_centre))
+        .route("/rollups/medication", get(figures::medication))
+        .route("/months", get(figures::published))
+        .route(
+            "/months/{month}/publish",
+            axum::routing::post(figures::publish),
+        )
         .route("/devices", get(devices::list))
         .route("/devices/{vendor}/{device}", get(devices::show))
         .route(

@@ -6,13 +6,17 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use vft_domain::{DeviceTable, MunicipalityCode, RollupFilter, VendorId, YearMonth};
+use vft_domain::attribution::{Scope, attribute_changes};
+use vft_domain::membership::Cooperation;
+use vft_domain::{DeviceTable, MunicipalityCode, Registry, TechnologyKind, VendorId, YearMonth};
+use vft_store::BreakdownRow;
 
 #[derive(Debug, Deserialize)]
 pub struct DevicesQuery {
     year: Option<String>,
     municipality: Option<String>,
     vendor: Option<String>,
+    cooperation: Option<String>,
     format: Option<String>,
 }
 
@@ -31,7 +35,124 @@ fn parse_year(year: Option<&str>, now: DateTime<Utc>) -> Result<i32, ApiError> {
     }
 }
 
-/// `GET /api/v1/rollups/devices`: devices in service at each month end of a year.
+/// Which devices a figure counts: one municipality and/or vendor, and/or the members of a
+/// cooperation at the instant the figure is taken.
+pub(crate) struct Selection {
+    municipality: Option<MunicipalityCode>,
+    vendor: Option<VendorId>,
+    cooperation: Option<Cooperation>,
+}
+
+impl Selection {
+    pub(crate) fn parse(
+        state: &AppState,
+        caller: &Caller,
+        municipality: Option<&str>,
+        vendor: Option<&str>,
+        cooperation: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let asked = municipality
+            .map(|m| {
+                let code =
+                    MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                if state.registry.contains(&code) {
+                    Ok(code)
+                } else {
+                    Err(ApiError::BadRequest(format!("unknown municipality {code}")))
+                }
+            })
+            .transpose()?;
+        let municipality = caller.scope(asked)?;
+        let vendor = vendor
+            .map(|v| VendorId::parse(v).map_err(|e| ApiError::BadRequest(e.to_string())))
+            .transpose()?;
+        let cooperation = cooperation
+            .map(|c| {
+                state
+                    .cooperations
+                    .iter()
+                    .find(|k| k.id == c)
+                    .cloned()
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            state.cooperations.iter().map(|k| k.id.as_str()).collect();
+                        ApiError::BadRequest(format!(
+                            "unknown cooperation {c:?}; known: {}",
+                            known.join(", ")
+                        ))
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            municipality,
+            vendor,
+            cooperation,
+        })
+    }
+
+    /// Whether a municipality and vendor count in a figure taken just before `cut`.
+    pub(crate) fn admits(
+        &self,
+        municipality: &MunicipalityCode,
+        vendor: &VendorId,
+        cut: DateTime<Utc>,
+    ) -> bool {
+        let at = cut - chrono::Duration::microseconds(1);
+        self.municipality.as_ref().is_none_or(|m| m == municipality)
+            && self.vendor.as_ref().is_none_or(|v| v == vendor)
+            && self
+                .cooperation
+                .as_ref()
+                .is_none_or(|c| c.is_member(municipality, at))
+    }
+
+    /// The same selection as an attribution scope at one cut.
+    pub(crate) fn scope(&self, registry: &Registry, cut: DateTime<Utc>) -> Scope {
+        let at = cut - chrono::Duration::microseconds(1);
+        let municipalities = match (&self.municipality, &self.cooperation) {
+            (None, None) => None,
+            (m, c) => Some(
+                registry
+                    .iter()
+                    .map(|x| x.code.clone())
+                    .filter(|code| m.as_ref().is_none_or(|m| m == code))
+                    .filter(|code| c.as_ref().is_none_or(|c| c.is_member(code, at)))
+                    .collect(),
+            ),
+        };
+        Scope {
+            municipalities,
+            vendor: self.vendor.clone(),
+        }
+    }
+
+    /// Devices and recipients per type, summed over the admitted rows of one cut.
+    fn sum(&self, rows: &[BreakdownRow], idx: usize, cut: DateTime<Utc>) -> ([u64; 6], [u64; 6]) {
+        let mut devices = [0; 6];
+        let mut recipients = [0; 6];
+        for r in rows
+            .iter()
+            .filter(|r| r.idx == idx && self.admits(&r.municipality, &r.vendor, cut))
+        {
+            devices[r.kind.index()] += r.devices;
+            recipients[r.kind.index()] += r.recipients;
+        }
+        (devices, recipients)
+    }
+}
+
+/// Past months are taken at their last instant, the current month as of now; months not begun
+/// have no figure (`None`).
+pub(crate) fn month_cuts(months: &[YearMonth], now: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
+    months
+        .iter()
+        .map(|m| (m.start() <= now).then(|| m.end_exclusive().min(now)))
+        .collect()
+}
+
+/// `GET /api/v1/rollups/devices`: devices in service at each month end of a year (Contract 2),
+/// with, beside the contract's fields, distinct service recipients per type, which months are
+/// published, and corrections where later events changed a published figure.
 pub async fn devices(
     State(state): State<AppState>,
     caller: Caller,
@@ -40,25 +161,13 @@ pub async fn devices(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let year = parse_year(q.year.as_deref(), now)?;
-    let asked = q
-        .municipality
-        .as_deref()
-        .map(|m| {
-            let code =
-                MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            if state.registry.contains(&code) {
-                Ok(code)
-            } else {
-                Err(ApiError::BadRequest(format!("unknown municipality {code}")))
-            }
-        })
-        .transpose()?;
-    let municipality = caller.scope(asked)?;
-    let vendor = q
-        .vendor
-        .as_deref()
-        .map(|v| VendorId::parse(v).map_err(|e| ApiError::BadRequest(e.to_string())))
-        .transpose()?;
+    let selection = Selection::parse(
+        &state,
+        &caller,
+        q.municipality.as_deref(),
+        q.vendor.as_deref(),
+        q.cooperation.as_deref(),
+    )?;
     let csv = match q.format.as_deref() {
         Some("csv") => true,
         Some("json") => false,
@@ -75,39 +184,146 @@ pub async fn devices(
 
     let months =
         YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Past months are taken at their last instant; the current month as of now; future
-    // months have no figure yet (null).
-    let cuts: Vec<Option<DateTime<Utc>>> = months
-        .iter()
-        .map(|m| (m.start() <= now).then(|| m.end_exclusive().min(now)))
-        .collect();
+    let cuts = month_cuts(&months, now);
     let instants: Vec<DateTime<Utc>> = cuts.iter().flatten().copied().collect();
-    let filter = RollupFilter {
-        municipality,
-        vendor,
-    };
-    let mut counts = state
-        .store
-        .device_counts(&instants, &filter)
-        .await?
-        .into_iter();
-    let per_month: Vec<Option<[u64; 6]>> =
-        cuts.iter().map(|c| c.and_then(|_| counts.next())).collect();
-    let table = DeviceTable::from_counts(year, months, &per_month);
+    let live = state.store.month_end_breakdown(&instants).await?;
+    let published = state.store.published_months(&months).await?;
 
+    let mut shown: Vec<Option<[u64; 6]>> = Vec::new();
+    let mut recipients: Vec<Option<[u64; 6]>> = Vec::new();
+    let mut corrections = Vec::new();
+    let mut next_idx = 0;
+    for (m, cut) in months.iter().zip(&cuts) {
+        let Some(cut) = *cut else {
+            shown.push(None);
+            recipients.push(None);
+            continue;
+        };
+        let (live_devices, live_recipients) = selection.sum(&live, next_idx, cut);
+        next_idx += 1;
+        match published.iter().find(|p| p.month == *m) {
+            Some(p) => {
+                let (pub_devices, pub_recipients) =
+                    selection.sum(&p.rows, p.rows.first().map_or(0, |r| r.idx), cut);
+                for kind in TechnologyKind::ALL {
+                    let (was, is) = (pub_devices[kind.index()], live_devices[kind.index()]);
+                    if was != is {
+                        corrections.push(serde_json::json!({
+                            "month": m, "kind": kind, "published": was, "current": is, "difference": is as i64 - was as i64,
+                        }));
+                    }
+                }
+                shown.push(Some(pub_devices));
+                recipients.push(Some(pub_recipients));
+            }
+            None => {
+                shown.push(Some(live_devices));
+                recipients.push(Some(live_recipients));
+            }
+        }
+    }
+    let table = DeviceTable::from_counts(year, months.clone(), &shown);
     if csv {
         let filename = format!("attachment; filename=\"vft-devices-{year}.csv\"");
-        Ok((
+        return Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
                 (header::CONTENT_DISPOSITION, filename),
             ],
             table.to_csv(),
         )
-            .into_response())
-    } else {
-        Ok(Json(table).into_response())
+            .into_response());
     }
+    let recipient_table = DeviceTable::from_counts(year, months.clone(), &recipients);
+    let mut body = serde_json::to_value(&table).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["recipients"] = serde_json::json!({
+        "rows": recipient_table.rows.iter().map(|r| serde_json::json!({ "kind": r.kind, "counts": r.counts })).collect::<Vec<_>>(),
+        "total": recipient_table.total,
+    });
+    body["published"] = months
+        .iter()
+        .map(|m| published.iter().any(|p| p.month == *m))
+        .collect::<Vec<_>>()
+        .into();
+    body["corrections"] = corrections.into();
+    if let Some(c) = &selection.cooperation {
+        body["cooperation"] = c.id.clone().into();
+    }
+    Ok(Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangesQuery {
+    month: Option<String>,
+    municipality: Option<String>,
+    vendor: Option<String>,
+    cooperation: Option<String>,
+}
+
+/// Devices listed per change line; the count is always complete.
+const MAX_LISTED: usize = 500;
+
+/// `GET /api/v1/rollups/devices/changes?month=YYYY-MM`: why each row moved since the month
+/// before, line by line; the lines of a row add up to its change.
+pub async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ChangesQuery>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let month: YearMonth = q
+        .month
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?
+        .parse()
+        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))?;
+    if month.start() > now {
+        return Err(ApiError::BadRequest(format!("{month} has not begun")));
+    }
+    let selection = Selection::parse(
+        &state,
+        &caller,
+        q.municipality.as_deref(),
+        q.vendor.as_deref(),
+        q.cooperation.as_deref(),
+    )?;
+    let before_cut = month.start();
+    let after_cut = month.end_exclusive().min(now);
+    let before = state.store.in_service_snapshot(before_cut).await?;
+    let after = state.store.in_service_snapshot(after_cut).await?;
+    let before_scope = selection.scope(&state.registry, before_cut);
+    let after_scope = selection.scope(&state.registry, after_cut);
+    let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
+    let count =
+        |set: &[vft_domain::attribution::InService], scope: &Scope, kind: TechnologyKind| {
+            set.iter()
+                .filter(|d| d.kind == kind && scope.counts(d))
+                .count() as i64
+        };
+    let previous = YearMonth::containing(before_cut - chrono::Duration::microseconds(1));
+    let rows: Vec<serde_json::Value> = TechnologyKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let (b, a) = (count(&before, &before_scope, kind), count(&after, &after_scope, kind));
+            let kind_lines: Vec<serde_json::Value> = lines
+                .iter()
+                .filter(|l| l.kind == kind)
+                .map(|l| {
+                    serde_json::json!({
+                        "cause": l.cause,
+                        "delta": l.delta,
+                        "device_count": l.devices.len(),
+                        "devices": l.devices.iter().take(MAX_LISTED).map(|(v, d)| serde_json::json!({ "vendor": v, "device": d })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "kind": kind, "label": kind.label_nb(), "before": b, "after": a, "delta": a - b, "lines": kind_lines })
+        })
+        .collect();
+    Ok(
+        Json(serde_json::json!({ "month": month, "previous_month": previous, "rows": rows }))
+            .into_response(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

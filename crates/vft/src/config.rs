@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use vft_domain::membership::Cooperation;
 use vft_domain::{Municipality, TechnologyKind};
 
 /// The region vft knows out of the box (Hallingdal); replace it with `[[municipalities]]`.
@@ -30,6 +31,9 @@ pub struct Config {
     pub connectivity: ConnectivityConfig,
     pub retention: RetentionConfig,
     pub municipalities: Vec<Municipality>,
+    /// Cooperations and their members' periods (e.g. Nesbyen left Hallinghelse on 2025-07-01).
+    /// A rollup asked for one counts only its members in each month.
+    pub cooperations: Vec<Cooperation>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,6 +154,8 @@ impl Default for Config {
             },
             municipalities: vft_domain::municipality::parse_csv(DEFAULT_MUNICIPALITIES)
                 .unwrap_or_default(),
+            cooperations: vft_domain::membership::cooperations_from_csv(DEFAULT_MUNICIPALITIES)
+                .unwrap_or_default(),
         }
     }
 }
@@ -231,7 +237,23 @@ impl Config {
             !self.mqtt.topic_prefix.is_empty() && !self.mqtt.topic_prefix.contains(['+', '#']),
             "mqtt.topic_prefix must be a plain topic prefix without wildcards"
         );
-        vft_domain::Registry::new(self.municipalities.clone())?;
+        let registry = vft_domain::Registry::new(self.municipalities.clone())?;
+        let mut ids = std::collections::BTreeSet::new();
+        for c in &self.cooperations {
+            anyhow::ensure!(
+                ids.insert(&c.id),
+                "cooperation {:?} is configured twice",
+                c.id
+            );
+            for m in &c.members {
+                anyhow::ensure!(
+                    registry.contains(&m.municipality),
+                    "cooperation {:?} lists unknown municipality {}",
+                    c.id,
+                    m.municipality
+                );
+            }
+        }
         Ok(())
     }
 
@@ -287,6 +309,8 @@ mod tests {
     fn defaults_hold_the_embedded_region() {
         let c = Config::default();
         assert_eq!(c.municipalities.len(), 6);
+        let ids: Vec<&str> = c.cooperations.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["hallinghelse", "ehealth"]);
         assert!(c.validate().is_ok());
     }
 
@@ -298,6 +322,14 @@ mod tests {
             ..Default::default()
         };
         let loaded = Config::load(&flags).expect("example config loads");
+        assert_eq!(
+            loaded,
+            Config {
+                http_addr: loaded.http_addr,
+                ..Config::default()
+            },
+            "the example shows the defaults"
+        );
         assert_eq!(loaded.mqtt.topic_prefix, "vft/v1");
 
         let dir = tempfile_dir();

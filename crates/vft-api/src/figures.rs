@@ -1,0 +1,152 @@
+//! Response-centre and medication figures per month, and publishing (closing) a month.
+
+use crate::auth::Caller;
+use crate::rollups::Selection;
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use vft_domain::response::{ResponseStandard, response_figures};
+use vft_domain::{TechnologyKind, YearMonth};
+
+#[derive(Debug, Deserialize)]
+pub struct FiguresQuery {
+    year: Option<String>,
+    municipality: Option<String>,
+    kind: Option<String>,
+}
+
+fn year_months(year: Option<&str>, now: DateTime<Utc>) -> Result<Vec<YearMonth>, ApiError> {
+    let year = match year {
+        None => YearMonth::containing(now).year(),
+        Some(y) => y
+            .parse::<i32>()
+            .ok()
+            .filter(|y| (1970..=9999).contains(y))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "year must be a year between 1970 and 9999, got {y:?}"
+                ))
+            })?,
+    };
+    YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// `GET /api/v1/rollups/response-centre?year=&municipality=&kind=`: per month, alarms
+/// triggered, received, acknowledged and closed; response time median, 90th percentile and
+/// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
+/// never acknowledged. An alarm belongs to the month it was triggered in (Europe/Oslo).
+pub async fn response_centre(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FiguresQuery>,
+) -> Result<Response, ApiError> {
+    let months = year_months(q.year.as_deref(), Utc::now())?;
+    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            TechnologyKind::from_id(k)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown technology type {k:?}")))
+        })
+        .transpose()?;
+    let (first, last) = (months[0], months[months.len() - 1]);
+    let mut alarms = state
+        .store
+        .alarm_records(first.start(), last.end_exclusive())
+        .await?;
+    alarms.retain(|a| {
+        let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
+        selection.admits(&a.municipality, &a.vendor, cut) && kind.is_none_or(|k| a.kind == Some(k))
+    });
+    let standard = ResponseStandard::default();
+    let figures = response_figures(&alarms, &months, &standard);
+    Ok(
+        Json(serde_json::json!({ "year": first.year(), "standard": standard, "months": figures }))
+            .into_response(),
+    )
+}
+
+/// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.
+pub async fn medication(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<FiguresQuery>,
+) -> Result<Response, ApiError> {
+    let months = year_months(q.year.as_deref(), Utc::now())?;
+    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
+    let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
+        .iter()
+        .map(|m| (m.start(), m.end_exclusive()))
+        .collect();
+    let mut taken = vec![0u64; months.len()];
+    let mut missed = vec![0u64; months.len()];
+    let any_vendor =
+        vft_domain::VendorId::parse("any").map_err(|e| ApiError::Internal(e.to_string()))?;
+    for (i, municipality, t, m) in state.store.dose_counts(&periods).await? {
+        if selection.admits(&municipality, &any_vendor, periods[i].1) {
+            taken[i] += t;
+            missed[i] += m;
+        }
+    }
+    let rows: Vec<serde_json::Value> = months
+        .iter()
+        .enumerate()
+        .map(|(i, m)| serde_json::json!({ "month": m, "taken": taken[i], "missed": missed[i] }))
+        .collect();
+    Ok(Json(serde_json::json!({ "year": months[0].year(), "months": rows })).into_response())
+}
+
+/// `POST /api/v1/months/{month}/publish` (coordinator): closes a month. Its figures stay as
+/// published; later events that would change them show as corrections beside them.
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(month): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_coordinator()?;
+    let month: YearMonth = month
+        .parse()
+        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))?;
+    if month.end_exclusive() > Utc::now() {
+        return Err(ApiError::BadRequest(format!(
+            "{month} has not ended; only past months can be published"
+        )));
+    }
+    let rows = state
+        .store
+        .month_end_breakdown(&[month.end_exclusive()])
+        .await?;
+    if state
+        .store
+        .publish_month(month, &rows, Some("coordinator"))
+        .await?
+    {
+        Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "month": month, "published": true })),
+        )
+            .into_response())
+    } else {
+        Err(ApiError::Conflict(format!("{month} is already published")))
+    }
+}
+
+/// `GET /api/v1/months?year=`: the published months of a year.
+pub async fn published(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<FiguresQuery>,
+) -> Result<Response, ApiError> {
+    let months = year_months(q.year.as_deref(), Utc::now())?;
+    let published = state.store.published_months(&months).await?;
+    let items: Vec<serde_json::Value> = published
+        .iter()
+        .map(|p| serde_json::json!({ "month": p.month, "published_at": p.published_at, "published_by": p.published_by }))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
