@@ -1,0 +1,485 @@
+//! End to end: response-centre figures, published months and corrections, change attribution,
+//! cooperations, recipients, and the municipality scoping of every figure endpoint.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Server {
+    vft: VftProcess,
+    broker: BrokerUnderTest,
+    coordinator: String,
+    aal: String,
+    scratch: Scratch,
+}
+
+async fn start() -> Server {
+    let scratch = Scratch::new();
+    let db = scratch.database_url();
+    let port = free_port();
+    let mqtt = format!("127.0.0.1:{port}");
+    let vft = VftProcess::spawn(
+        &[
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            &mqtt,
+            "--database-url",
+            &db,
+        ],
+        scratch.dir.path(),
+    );
+    let coordinator = create_token(&db, scratch.dir.path(), &["--role", "coordinator"]);
+    let aal = create_token(
+        &db,
+        scratch.dir.path(),
+        &["--role", "municipality", "--municipality", "3328"],
+    );
+    eventually("readyz", WAIT, || async {
+        (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
+    })
+    .await;
+    Server {
+        vft,
+        broker: BrokerUnderTest {
+            port,
+            credentials: None,
+        },
+        coordinator,
+        aal,
+        scratch,
+    }
+}
+
+impl Server {
+    async fn get(&self, path: &str) -> Value {
+        get_json(&format!("{}{path}", self.vft.api), &self.coordinator).await
+    }
+
+    /// Publishes events (one message each) and waits until the store holds `expected_total`.
+    async fn publish(&self, events: &[Value]) {
+        let mut p = Publisher::connect(&self.broker, "figures").await;
+        for e in events {
+            p.publish("vft/v1/hepro/gw-1/events", e.to_string()).await;
+        }
+        p.wait_all_acked(WAIT).await;
+        p.disconnect().await;
+    }
+
+    async fn wait_events(&self, total: u64) {
+        let store = vft_store::open(&self.scratch.database_url(), &Default::default())
+            .await
+            .expect("store");
+        eventually("events stored", WAIT, || async {
+            (store.event_count().await.ok()? >= total).then_some(())
+        })
+        .await;
+    }
+}
+
+fn ev(id: &str, ts: &str, municipality: &str, device: &str, t: &str) -> Value {
+    json!({ "id": id, "ts": ts, "municipality": municipality, "device": device, "type": t })
+}
+
+fn alarm(id: &str, ts: &str, alarm: &str, t: &str) -> Value {
+    let mut e = ev(id, ts, "3328", "SA1", t);
+    e["alarm"] = alarm.into();
+    match t {
+        "alarm" => e["cause"] = "fall".into(),
+        "alarm_closed" => {
+            e["outcome"] = match alarm {
+                "A1" => "false_alarm",
+                "A2" => "help_dispatched",
+                "A4" => "resolved_remotely",
+                _ => "no_contact",
+            }
+            .into()
+        }
+        _ => {}
+    }
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_centre_figures_match_a_hand_computed_example() {
+    let s = start().await;
+    let mut install = ev(
+        "i1",
+        "2025-01-01T08:00:00+01:00",
+        "3328",
+        "SA1",
+        "installed",
+    );
+    install["kind"] = "safety_alarm".into();
+    let events = vec![
+        install,
+        // A1: answered in 30 s, closed as a false alarm.
+        alarm("a1", "2025-01-10T10:00:00+01:00", "A1", "alarm"),
+        alarm("a1r", "2025-01-10T10:00:02+01:00", "A1", "alarm_received"),
+        alarm(
+            "a1a",
+            "2025-01-10T10:00:30+01:00",
+            "A1",
+            "alarm_acknowledged",
+        ),
+        alarm("a1c", "2025-01-10T10:05:00+01:00", "A1", "alarm_closed"),
+        // A2: answered in 90 s: within 180 s, not within 60 s.
+        alarm("a2", "2025-01-15T12:00:00+01:00", "A2", "alarm"),
+        alarm(
+            "a2a",
+            "2025-01-15T12:01:30+01:00",
+            "A2",
+            "alarm_acknowledged",
+        ),
+        alarm("a2c", "2025-01-15T12:20:00+01:00", "A2", "alarm_closed"),
+        // A3: never acknowledged.
+        alarm("a3", "2025-01-20T08:00:00+01:00", "A3", "alarm"),
+        // A4: triggered 30 s before February, answered 40 s into it: January, 70 s.
+        alarm("a4", "2025-01-31T23:59:30+01:00", "A4", "alarm"),
+        alarm(
+            "a4a",
+            "2025-02-01T00:00:40+01:00",
+            "A4",
+            "alarm_acknowledged",
+        ),
+        alarm("a4c", "2025-02-01T00:03:00+01:00", "A4", "alarm_closed"),
+        // B1: February, 45 s.
+        alarm("b1", "2025-02-03T09:00:00+01:00", "B1", "alarm"),
+        alarm(
+            "b1a",
+            "2025-02-03T09:00:45+01:00",
+            "B1",
+            "alarm_acknowledged",
+        ),
+        alarm("b1c", "2025-02-03T09:10:00+01:00", "B1", "alarm_closed"),
+    ];
+    // Out of order: the response centre's events before the alarms they belong to.
+    let mut shuffled = events.clone();
+    shuffled.reverse();
+    s.publish(&shuffled).await;
+    s.wait_events(events.len() as u64).await;
+
+    let body = s.get("/api/v1/rollups/response-centre?year=2025").await;
+    let jan = &body["months"][0];
+    assert_eq!(jan["month"], "2025-01");
+    assert_eq!(
+        (jan["triggered"].as_u64(), jan["received"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(
+        (jan["acknowledged"].as_u64(), jan["closed"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(jan["never_acknowledged"], 1);
+    // Response times 30 s, 70 s, 90 s: nearest-rank median is the 2nd, 90th percentile the 3rd.
+    assert_eq!(
+        jan["response"],
+        json!({ "median_ms": 70_000, "p90_ms": 90_000, "max_ms": 90_000 })
+    );
+    // Within 60 s: A1 of 4 alarms; within 180 s: A1, A2, A4 of 4 (A3 never answered counts against).
+    assert_eq!(
+        (
+            jan["share_within_60s"].as_f64(),
+            jan["share_within_180s"].as_f64()
+        ),
+        (Some(0.25), Some(0.75))
+    );
+    assert_eq!(
+        (jan["meets_60s"].as_bool(), jan["meets_180s"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_eq!(jan["outcomes"]["false_alarm"], 1);
+    assert_eq!(jan["outcomes"]["help_dispatched"], 1);
+    assert_eq!(jan["outcomes"]["resolved_remotely"], 1);
+    assert_eq!(jan["outcomes"]["no_contact"], 0);
+    let feb = &body["months"][1];
+    assert_eq!(
+        (
+            feb["triggered"].as_u64(),
+            feb["never_acknowledged"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(feb["response"]["median_ms"], 45_000);
+    assert_eq!(
+        (feb["meets_60s"].as_bool(), feb["meets_180s"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(
+        body["months"][2]["share_within_60s"].is_null(),
+        "no alarms, no share"
+    );
+    assert_eq!(body["standard"]["within_60s"], 0.975);
+    // By technology type: all of them are safety alarms.
+    let safety = s
+        .get("/api/v1/rollups/response-centre?year=2025&kind=safety_alarm")
+        .await;
+    assert_eq!(safety["months"], body["months"]);
+    let smoke = s
+        .get("/api/v1/rollups/response-centre?year=2025&kind=smoke_detector")
+        .await;
+    assert_eq!(smoke["months"][0]["triggered"], 0);
+}
+
+fn installed(id: &str, ts: &str, m: &str, device: &str, kind: &str) -> Value {
+    let mut e = ev(id, ts, m, device, "installed");
+    e["kind"] = kind.into();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one() {
+    let s = start().await;
+    s.publish(&[
+        installed("p1", "2025-03-05T10:00:00+01:00", "3324", "G1", "tracking"),
+        installed("p2", "2025-03-06T10:00:00+01:00", "3324", "G2", "tracking"),
+    ])
+    .await;
+    s.wait_events(2).await;
+    let url = format!("{}/api/v1/months/2025-03/publish", s.vft.api);
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(&url)
+        .bearer_auth(&s.aal)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 403, "only the coordinator closes a month");
+    let resp = client
+        .post(&url)
+        .bearer_auth(&s.coordinator)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        client
+            .post(&url)
+            .bearer_auth(&s.coordinator)
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        409
+    );
+    let future = client
+        .post(format!("{}/api/v1/months/2099-01/publish", s.vft.api))
+        .bearer_auth(&s.coordinator)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(future.status(), 400);
+
+    // A late install in March (closed) and one in April (open).
+    s.publish(&[
+        installed(
+            "late1",
+            "2025-03-20T10:00:00+01:00",
+            "3324",
+            "G3",
+            "tracking",
+        ),
+        installed(
+            "late2",
+            "2025-04-20T10:00:00+02:00",
+            "3324",
+            "G4",
+            "tracking",
+        ),
+    ])
+    .await;
+    s.wait_events(4).await;
+    let table = s.get("/api/v1/rollups/devices?year=2025").await;
+    let tracking = &table["rows"][2];
+    assert_eq!(tracking["kind"], "tracking");
+    assert_eq!(tracking["counts"][2], 2, "March stays as published");
+    assert_eq!(tracking["counts"][3], 4, "April (open) follows the events");
+    assert_eq!(table["published"][2], true);
+    assert_eq!(table["published"][3], false);
+    assert_eq!(
+        table["corrections"],
+        json!([{ "month": "2025-03", "kind": "tracking", "published": 2, "current": 3, "difference": 1 }])
+    );
+    let months = s.get("/api/v1/months?year=2025").await;
+    assert_eq!(months["items"][0]["month"], "2025-03");
+}
+
+/// Runs `vft sim` against the server's broker: the simulated region, with installs, removals,
+/// replacements and the Hepro → Atea migration.
+async fn load_simulated_region(s: &Server) {
+    let mqtt = format!("127.0.0.1:{}", s.broker.port);
+    let out = vft_cli(
+        &["sim", "--mqtt-addr", &mqtt, "--heartbeat-days", "30"],
+        s.scratch.dir.path(),
+    )
+    .expect("vft sim");
+    let events: u64 = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("published N events");
+    s.wait_events(events).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_see_only_themselves()
+ {
+    let s = start().await;
+    load_simulated_region(&s).await;
+    let table = s.get("/api/v1/rollups/devices?year=2025").await;
+    let dec_2024 = s.get("/api/v1/rollups/devices?year=2024").await;
+
+    // Every month: each row's lines add up to the row's change, which is the table's change.
+    let mut causes = std::collections::BTreeSet::new();
+    for m in 0..12 {
+        let month = format!("2025-{:02}", m + 1);
+        let changes = s
+            .get(&format!("/api/v1/rollups/devices/changes?month={month}"))
+            .await;
+        for (k, row) in changes["rows"].as_array().expect("rows").iter().enumerate() {
+            let lines = row["lines"].as_array().expect("lines");
+            let sum: i64 = lines
+                .iter()
+                .map(|l| l["delta"].as_i64().expect("delta"))
+                .sum();
+            assert_eq!(
+                sum,
+                row["delta"].as_i64().expect("delta"),
+                "{month} {}",
+                row["kind"]
+            );
+            let before = if m == 0 {
+                &dec_2024["rows"][k]["counts"][11]
+            } else {
+                &table["rows"][k]["counts"][m - 1]
+            };
+            assert_eq!(row["before"], *before, "{month} {}", row["kind"]);
+            assert_eq!(
+                row["after"], table["rows"][k]["counts"][m],
+                "{month} {}",
+                row["kind"]
+            );
+            for l in lines {
+                causes.insert(l["cause"].as_str().expect("cause").to_owned());
+                assert!(l["device_count"].as_u64().expect("count") > 0);
+            }
+        }
+    }
+    for cause in [
+        "installed",
+        "decommissioned",
+        "replaced",
+        "vendor_migration",
+    ] {
+        assert!(
+            causes.contains(cause),
+            "the simulated year has {cause} lines: {causes:?}"
+        );
+    }
+
+    // Cooperations: Nesbyen (3322) left Hallinghelse on 2025-07-01 but stays in e-health.
+    let nesbyen = s
+        .get("/api/v1/rollups/devices?year=2025&municipality=3322")
+        .await;
+    let hallinghelse = s
+        .get("/api/v1/rollups/devices?year=2025&cooperation=hallinghelse")
+        .await;
+    let ehealth = s
+        .get("/api/v1/rollups/devices?year=2025&cooperation=ehealth")
+        .await;
+    for m in 0..12 {
+        let total = table["total"][m].as_u64().expect("n");
+        let nes = nesbyen["total"][m].as_u64().expect("n");
+        assert_eq!(ehealth["total"][m].as_u64(), Some(total));
+        let expected = if m < 6 { total } else { total - nes };
+        assert_eq!(
+            hallinghelse["total"][m].as_u64(),
+            Some(expected),
+            "month {}",
+            m + 1
+        );
+    }
+    assert!(nesbyen["total"][6].as_u64().expect("n") > 0);
+    // July under Hallinghelse: the lines still add up, and Nesbyen's devices leave as a
+    // municipality leaving, not as removals.
+    let july = s
+        .get("/api/v1/rollups/devices/changes?month=2025-07&cooperation=hallinghelse")
+        .await;
+    let mut left = 0;
+    for (k, row) in july["rows"].as_array().expect("rows").iter().enumerate() {
+        let lines = row["lines"].as_array().expect("lines");
+        let sum: i64 = lines
+            .iter()
+            .map(|l| l["delta"].as_i64().expect("delta"))
+            .sum();
+        let before = hallinghelse["rows"][k]["counts"][5].as_i64().expect("n");
+        let after = hallinghelse["rows"][k]["counts"][6].as_i64().expect("n");
+        assert_eq!(sum, after - before, "July {}", row["kind"]);
+        left -= lines
+            .iter()
+            .filter(|l| l["cause"] == "municipality_left")
+            .map(|l| l["delta"].as_i64().expect("delta"))
+            .sum::<i64>();
+    }
+    assert!(
+        left > 0 && left <= nesbyen["total"][5].as_i64().expect("n"),
+        "{left} of Nesbyen's devices left with it"
+    );
+
+    // Recipients beside devices: never more recipients than devices.
+    for (k, row) in table["recipients"]["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .enumerate()
+    {
+        for m in 0..12 {
+            let recipients = row["counts"][m].as_u64().expect("n");
+            assert!(
+                recipients > 0 && recipients <= table["rows"][k]["counts"][m].as_u64().expect("n")
+            );
+        }
+    }
+
+    // A municipality token: every figure endpoint answers for Ål exactly what the coordinator
+    // gets when asking for Ål, and refuses another municipality.
+    for path in [
+        "/api/v1/rollups/devices?year=2025",
+        "/api/v1/rollups/devices/changes?month=2025-11",
+        "/api/v1/rollups/response-centre?year=2025",
+        "/api/v1/rollups/medication?year=2025",
+        "/api/v1/devices?limit=1000",
+    ] {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let own = get_json(&format!("{}{path}", s.vft.api), &s.aal).await;
+        let asked = get_json(
+            &format!("{}{path}{sep}municipality=3328", s.vft.api),
+            &s.coordinator,
+        )
+        .await;
+        let region = get_json(&format!("{}{path}", s.vft.api), &s.coordinator).await;
+        assert_eq!(own, asked, "{path}");
+        assert_ne!(own, region, "{path}: the region is more than Ål");
+        let other = get(
+            &format!("{}{path}{sep}municipality=3324", s.vft.api),
+            Some(&s.aal),
+        )
+        .await;
+        assert_eq!(other.status(), 403, "{path}");
+    }
+    let devices = get_json(&format!("{}/api/v1/devices?limit=1000", s.vft.api), &s.aal).await;
+    assert!(
+        devices["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|d| d["municipality"] == "3328")
+    );
+    let medication = s.get("/api/v1/rollups/medication?year=2025").await;
+    assert!(medication["months"][0]["taken"].as_u64().expect("n") > 0);
+}
