@@ -395,6 +395,18 @@ async fn table_through_the_embedded_broker() {
         "{metrics}"
     );
     assert!(metrics.contains("vft_http_requests_total"), "{metrics}");
+    let openapi: Value = get(&format!("{}/api/openapi.json", vft.api), None)
+        .await
+        .json()
+        .await
+        .expect("openapi");
+    assert!(
+        openapi["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('3')),
+        "{openapi}"
+    );
+    assert!(openapi["paths"]["/api/v1/rollups/devices"]["get"].is_object());
     assert!(vft.terminate().success(), "vft exits cleanly on SIGTERM");
 }
 

@@ -13,7 +13,8 @@ use vft_domain::{Connectivity, DeviceId, MunicipalityCode, Registry, TechnologyK
 use vft_store::{DeviceCursor, DeviceQuery, DeviceRecord, DeviceSort, SortValue, Timeouts};
 
 /// Query parameters of a device list, as strings: parsed here so the API and the CLI agree.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceParams {
     pub municipality: Option<String>,
     pub kind: Option<String>,
@@ -226,14 +227,17 @@ fn decode_cursor(s: &str, sort: DeviceSort, desc: bool) -> Result<DeviceCursor, 
 }
 
 /// A device as the API and CLI show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub vendor: String,
     pub device: String,
+    #[schema(value_type = Option<String>)]
     pub kind: Option<TechnologyKind>,
     pub municipality: String,
     pub gateway: Option<String>,
     pub in_service: bool,
+    /// online, offline or never_seen
+    #[schema(value_type = String)]
     pub connectivity: Connectivity,
     pub last_contact: Option<DateTime<Utc>>,
     pub battery: Option<u8>,
@@ -328,6 +332,7 @@ fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "items (DeviceView) and next_cursor; CSV of the whole query with format=csv.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/devices`
 pub async fn list(
     State(state): State<AppState>,
@@ -395,6 +400,7 @@ fn parse_key(vendor: &str, device: &str) -> Result<(VendorId, DeviceId), ApiErro
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{vendor}/{device}", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), responses((status = 200, description = "device (DeviceView), replaces_chain, replaced_by_chain, history.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 404, description = "No such device visible to this token", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/devices/{vendor}/{device}`: the device, its replacement chain both ways, and
 /// the history of the whole chain (lifecycle, status, alarms), oldest first.
 pub async fn show(
@@ -456,12 +462,13 @@ pub async fn show(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TimeoutBody {
     /// Seconds; `null` returns the device to its type's timeout.
     pub timeout_secs: Option<u64>,
 }
 
+#[utoipa::path(put, path = "/api/v1/devices/{vendor}/{device}/timeout", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), request_body = TimeoutBody, responses((status = 200, body = DeviceView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
 /// `PUT /api/v1/devices/{vendor}/{device}/timeout`
 pub async fn set_timeout(
     State(state): State<AppState>,

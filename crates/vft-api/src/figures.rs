@@ -12,10 +12,13 @@ use serde::Deserialize;
 use vft_domain::response::{ResponseStandard, response_figures};
 use vft_domain::{TechnologyKind, YearMonth};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FiguresQuery {
+    /// The year (default: this year).
     year: Option<String>,
     municipality: Option<String>,
+    /// A technology type id (response centre only).
     kind: Option<String>,
 }
 
@@ -35,6 +38,7 @@ fn year_months(year: Option<&str>, now: DateTime<Utc>) -> Result<Vec<YearMonth>,
     YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+#[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year, standard (within_60s, within_180s) and months: triggered, received, acknowledged, closed, never_acknowledged, response (median_ms, p90_ms, max_ms), share_within_60s/180s, meets_60s/180s, outcomes.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/response-centre?year=&municipality=&kind=`: per month, alarms
 /// triggered, received, acknowledged and closed; response time median, 90th percentile and
 /// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
@@ -71,6 +75,7 @@ pub async fn response_centre(
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year and months: month, taken, missed.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.
 pub async fn medication(
     State(state): State<AppState>,
@@ -101,6 +106,7 @@ pub async fn medication(
     Ok(Json(serde_json::json!({ "year": months[0].year(), "months": rows })).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/months/{month}/publish", tag = "months", params(("month" = String, Path, description = "YYYY-MM")), responses((status = 201, description = "Published.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 409, description = "Already published", body = crate::openapi::ErrorBody)))]
 /// `POST /api/v1/months/{month}/publish` (coordinator): closes a month. Its figures stay as
 /// published; later events that would change them show as corrections beside them.
 pub async fn publish(
@@ -136,6 +142,7 @@ pub async fn publish(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/months", tag = "months", params(FiguresQuery), responses((status = 200, description = "items: month, published_at, published_by.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/months?year=`: the published months of a year.
 pub async fn published(
     State(state): State<AppState>,

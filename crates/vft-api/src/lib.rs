@@ -5,6 +5,7 @@ mod auth;
 pub mod devices;
 mod error;
 mod figures;
+mod openapi;
 mod rollups;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -57,7 +58,8 @@ pub fn router(state: AppState) -> Router {
         );
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/openapi.json", get(openapi::serve))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -79,6 +81,14 @@ pub async fn serve(
         .await
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "ok")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers and ingest is subscribed to the broker.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await.map_err(|e| format!("store: {e}"));
     match store.and_then(|()| (state.readiness)()) {
@@ -98,6 +108,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()), responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -11,12 +11,18 @@ use vft_domain::membership::Cooperation;
 use vft_domain::{DeviceTable, MunicipalityCode, Registry, TechnologyKind, VendorId, YearMonth};
 use vft_store::BreakdownRow;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DevicesQuery {
+    /// The year (default: this year).
     year: Option<String>,
+    /// One municipality number (a municipality token gets its own without asking).
     municipality: Option<String>,
+    /// One vendor, e.g. hepro.
     vendor: Option<String>,
+    /// A configured cooperation: only its members in each month count.
     cooperation: Option<String>,
+    /// json (default) or csv; `Accept: text/csv` works too.
     format: Option<String>,
 }
 
@@ -150,6 +156,7 @@ pub(crate) fn month_cuts(months: &[YearMonth], now: DateTime<Utc>) -> Vec<Option
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2): year, months, rows (kind, label, counts), total; plus recipients, published, corrections, cooperation. CSV with format=csv.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/devices`: devices in service at each month end of a year (Contract 2),
 /// with, beside the contract's fields, distinct service recipients per type, which months are
 /// published, and corrections where later events changed a published figure.
@@ -252,8 +259,10 @@ pub async fn devices(
     Ok(Json(body).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
+    /// The month to explain (YYYY-MM), against the month before.
     month: Option<String>,
     municipality: Option<String>,
     vendor: Option<String>,
@@ -263,6 +272,7 @@ pub struct ChangesQuery {
 /// Devices listed per change line; the count is always complete.
 const MAX_LISTED: usize = 500;
 
+#[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and lines (cause, delta, device_count, devices) adding up to delta.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/devices/changes?month=YYYY-MM`: why each row moved since the month
 /// before, line by line; the lines of a row add up to its change.
 pub async fn changes(
@@ -326,12 +336,16 @@ pub async fn changes(
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLettersQuery {
+    /// At most this many (1-1000, default 100).
     limit: Option<u32>,
+    /// Only those older than this id (`next_before` of the previous page).
     before: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "items (id, topic, reason_code, reason, received_at, payload, payload_bytes), newest first, and next_before.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/dead-letters`: what broke the contract, newest first. Coordinator only: a
 /// dead letter may not say which municipality it belongs to.
 pub async fn dead_letters(

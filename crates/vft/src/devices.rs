@@ -9,7 +9,7 @@ use vft_domain::{DeviceId, Registry, VendorId};
 #[derive(Debug, clap::Subcommand)]
 pub enum DevicesCommand {
     /// List devices (all pages unless --limit).
-    List(ListArgs),
+    List(Box<ListArgs>),
     /// One device as JSON.
     Show { vendor: String, device: String },
     /// Set a device's own offline timeout in seconds, or `none` for its type's.
@@ -68,6 +68,7 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match cmd {
         DevicesCommand::List(a) => {
+            let a = *a;
             let params = DeviceParams {
                 municipality: a.municipality,
                 kind: a.kind,

@@ -36,7 +36,7 @@ enum Command {
     PrintConfig,
     /// The device inventory, read from the database (for scripts).
     #[command(subcommand)]
-    Devices(devices::DevicesCommand),
+    Devices(Box<devices::DevicesCommand>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,7 +104,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .await
         }
         Command::Sim(args) => serve::sim(&config, args.seed, args.heartbeat_days).await,
-        Command::Devices(cmd) => devices::run(&config, cmd).await,
+        Command::Devices(cmd) => devices::run(&config, *cmd).await,
         Command::PrintConfig => {
             print!("{}", config.redacted_toml()?);
             Ok(())
