@@ -1,7 +1,7 @@
 //! Response-centre and medication figures per month, and publishing (closing) a month.
 
 use crate::auth::Caller;
-use crate::rollups::Selection;
+use crate::rollups::{Selection, parse_month, parse_year};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -23,19 +23,8 @@ pub struct FiguresQuery {
 }
 
 fn year_months(year: Option<&str>, now: DateTime<Utc>) -> Result<Vec<YearMonth>, ApiError> {
-    let year = match year {
-        None => YearMonth::containing(now).year(),
-        Some(y) => y
-            .parse::<i32>()
-            .ok()
-            .filter(|y| (1970..=9999).contains(y))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "year must be a year between 1970 and 9999, got {y:?}"
-                ))
-            })?,
-    };
-    YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))
+    YearMonth::months_of_year(parse_year(year, now)?)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 #[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year, standard (within_60s, within_180s) and months: triggered, received, acknowledged, closed, never_acknowledged, response (median_ms, p90_ms, max_ms), share_within_60s/180s, meets_60s/180s, outcomes.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
@@ -115,9 +104,7 @@ pub async fn publish(
     Path(month): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require_coordinator()?;
-    let month: YearMonth = month
-        .parse()
-        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))?;
+    let month = parse_month(&month)?;
     if month.end_exclusive() > Utc::now() {
         return Err(ApiError::BadRequest(format!(
             "{month} has not ended; only past months can be published"

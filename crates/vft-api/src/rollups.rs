@@ -26,7 +26,12 @@ pub struct DevicesQuery {
     format: Option<String>,
 }
 
-fn parse_year(year: Option<&str>, now: DateTime<Utc>) -> Result<i32, ApiError> {
+pub(crate) fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
+    s.parse()
+        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))
+}
+
+pub(crate) fn parse_year(year: Option<&str>, now: DateTime<Utc>) -> Result<i32, ApiError> {
     match year {
         None => Ok(YearMonth::containing(now).year()),
         Some(y) => y
@@ -281,12 +286,11 @@ pub async fn changes(
     Query(q): Query<ChangesQuery>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let month: YearMonth = q
-        .month
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?
-        .parse()
-        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))?;
+    let month = parse_month(
+        q.month
+            .as_deref()
+            .ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?,
+    )?;
     if month.start() > now {
         return Err(ApiError::BadRequest(format!("{month} has not begun")));
     }
