@@ -443,7 +443,11 @@ pub async fn show(
     let mut chain: Vec<DeviceId> = older.iter().rev().cloned().collect();
     chain.push(device.clone());
     chain.extend(newer.iter().cloned());
-    let history = state.store.device_events(&vendor, &chain, 5000).await?;
+    let mut history = state.store.device_events(&vendor, &chain, 5000).await?;
+    // A device that moved in keeps its earlier municipality's events out of this one's sight.
+    if let Some(own) = caller.0.municipality() {
+        history.retain(|e| e.municipality == *own);
+    }
     let history: Vec<serde_json::Value> = history
         .iter()
         .map(|e| {
@@ -462,10 +466,31 @@ pub async fn show(
     .into_response())
 }
 
+/// Longest offline timeout accepted: ten years. Larger values would overflow the stores'
+/// microsecond arithmetic and mean "never offline", which is not a timeout.
+pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TimeoutBody {
-    /// Seconds; `null` returns the device to its type's timeout.
+    /// Seconds (1 to ten years); `null` returns the device to its type's timeout. Required.
+    #[serde(deserialize_with = "required_nullable")]
     pub timeout_secs: Option<u64>,
+}
+
+/// Present-but-null is allowed; absent is an error (a typo must not clear an override).
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)
+}
+
+/// Checks a device's own timeout, wherever it comes from (API or CLI).
+pub fn check_timeout(secs: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match secs {
+        Some(s) if !(1..=MAX_TIMEOUT_SECS).contains(&s) => Err(ApiError::BadRequest(format!(
+            "timeout_secs must be 1 to {MAX_TIMEOUT_SECS} seconds (or null), got {s}"
+        ))),
+        other => Ok(other),
+    }
 }
 
 #[utoipa::path(put, path = "/api/v1/devices/{vendor}/{device}/timeout", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), request_body = TimeoutBody, responses((status = 200, body = DeviceView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
@@ -474,14 +499,16 @@ pub async fn set_timeout(
     State(state): State<AppState>,
     caller: Caller,
     Path((vendor, device)): Path<(String, String)>,
-    Json(body): Json<TimeoutBody>,
+    body: Result<Json<TimeoutBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let (vendor, device) = parse_key(&vendor, &device)?;
-    if body.timeout_secs == Some(0) {
-        return Err(ApiError::BadRequest(
-            "timeout_secs must be at least 1 (or null)".into(),
-        ));
-    }
+    let Json(body) = body.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"timeout_secs\": seconds or null}}: {}",
+            e.body_text()
+        ))
+    })?;
+    check_timeout(body.timeout_secs)?;
     visible_device(&state, &caller, &vendor, &device)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;

@@ -10,6 +10,7 @@ pub mod membership;
 pub mod month;
 pub mod municipality;
 pub mod nin;
+pub mod reconcile;
 pub mod response;
 pub mod rollup;
 pub mod state;

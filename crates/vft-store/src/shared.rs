@@ -684,12 +684,22 @@ macro_rules! impl_store {
 
             async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {
                 use sqlx::Row;
+                let now = $crate::shared::micros(q.now);
+                // In service now: the stored latest lifecycle event, unless it lies in the
+                // future (planned); then the latest one up to now decides (rare: a lookup).
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, d.gateway, d.lc_installed, d.lc_ts, \
+                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, d.gateway, \
+                     CASE WHEN d.lc_ts IS NULL OR d.lc_ts <= ",
+                );
+                qb.push_bind(now).push(
+                    " THEN d.lc_installed ELSE (SELECT CASE WHEN e.lifecycle_rank = 0 THEN 1 ELSE 0 END FROM events e \
+                     WHERE e.vendor = d.vendor AND e.device = d.device AND e.lifecycle_rank IS NOT NULL AND e.ts <= ",
+                );
+                qb.push_bind(now).push(
+                    " ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC LIMIT 1) END AS lc_installed, d.lc_ts, \
                      d.first_installed_ts, d.recipient, d.replaces, d.contact_ts, d.battery, d.battery_ts, d.last_fault_ts, \
                      d.last_heartbeat_ts, d.timeout_secs, CASE WHEN d.contact_ts IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
                 );
-                let now = $crate::shared::micros(q.now);
                 qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
                 for kind in vft_domain::TechnologyKind::ALL {
                     qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");

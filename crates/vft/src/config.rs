@@ -237,6 +237,21 @@ impl Config {
             !self.mqtt.topic_prefix.is_empty() && !self.mqtt.topic_prefix.contains(['+', '#']),
             "mqtt.topic_prefix must be a plain topic prefix without wildcards"
         );
+        anyhow::ensure!(
+            self.connectivity.check_interval_secs > 0,
+            "connectivity.check_interval_secs must be at least 1"
+        );
+        let max = vft_api::devices::MAX_TIMEOUT_SECS;
+        let timeouts = self.connectivity.timeouts.iter().map(|(k, s)| (k.id(), *s));
+        for (what, secs) in timeouts.chain([(
+            "default_timeout_secs",
+            self.connectivity.default_timeout_secs,
+        )]) {
+            anyhow::ensure!(
+                (1..=max).contains(&secs),
+                "connectivity timeout {what} must be 1 to {max} seconds, got {secs}"
+            );
+        }
         let registry = vft_domain::Registry::new(self.municipalities.clone())?;
         let mut ids = std::collections::BTreeSet::new();
         for c in &self.cooperations {
@@ -341,6 +356,28 @@ mod tests {
         })
         .expect_err("typo rejected");
         assert!(format!("{err:#}").contains("http_adr"), "{err:#}");
+        let zero = dir.join("zero.toml");
+        std::fs::write(&zero, "[connectivity]\ncheck_interval_secs = 0\n").expect("write");
+        assert!(
+            Config::load(&Overrides {
+                config: Some(zero),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        let huge = dir.join("huge.toml");
+        std::fs::write(
+            &huge,
+            "[connectivity.timeouts]\nsafety_alarm = 18446744073709551615\n",
+        )
+        .expect("write");
+        assert!(
+            Config::load(&Overrides {
+                config: Some(huge),
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]

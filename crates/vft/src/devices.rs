@@ -141,11 +141,10 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
                 "none" => None,
                 s => Some(
                     s.parse::<u64>()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .context("timeout must be seconds (at least 1) or `none`")?,
+                        .context("timeout must be seconds or `none`")?,
                 ),
             };
+            let secs = vft_api::devices::check_timeout(secs).map_err(|e| anyhow::anyhow!("{e}"))?;
             let found = store
                 .set_device_timeout(&VendorId::parse(&vendor)?, &DeviceId::parse(&device)?, secs)
                 .await?;

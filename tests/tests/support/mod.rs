@@ -99,10 +99,18 @@ pub struct VftProcess {
 
 impl VftProcess {
     pub fn spawn(args: &[&str], cwd: &Path) -> Self {
+        Self::spawn_with_env(args, cwd, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables for the child (e.g. `VFT_CONNECTIVITY__…`
+    /// configuration), so tests never touch the test process's own environment.
+    pub fn spawn_with_env(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(VFT)
             .args(args)
             .current_dir(cwd)
-            .env("RUST_LOG", "warn")
+            // The embedded broker logs every disconnect; keep test output for vft's warnings.
+            .env("RUST_LOG", "warn,rumqttd=off")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -285,11 +293,13 @@ impl Mosquitto {
         );
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
+        // Mosquitto's log goes to a file, shown if the test fails.
+        let log = std::fs::File::create(dir.path().join("mosquitto.log")).expect("log file");
         let child = Command::new(bin)
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start mosquitto");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -313,6 +323,11 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
+            eprintln!("--- mosquitto log ---\n{log}");
+        }
         if std::thread::panicking() {
             let log =
                 std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
