@@ -18,7 +18,10 @@ struct Server {
 }
 
 async fn start() -> Server {
-    let scratch = Scratch::new();
+    start_on(Scratch::new()).await
+}
+
+async fn start_on(scratch: Scratch) -> Server {
     let db = scratch.database_url();
     let port = free_port();
     let mqtt = format!("127.0.0.1:{port}");
@@ -107,7 +110,18 @@ fn alarm(id: &str, ts: &str, alarm: &str, t: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn response_centre_figures_match_a_hand_computed_example() {
-    let s = start().await;
+    response_centre_figures_match_a_hand_computed_example_on(Scratch::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_centre_figures_match_a_hand_computed_example_on_postgres() {
+    if let Some(scratch) = Scratch::postgres().await {
+        response_centre_figures_match_a_hand_computed_example_on(scratch).await
+    }
+}
+
+async fn response_centre_figures_match_a_hand_computed_example_on(scratch: Scratch) {
+    let s = start_on(scratch).await;
     let mut install = ev(
         "i1",
         "2025-01-01T08:00:00+01:00",
@@ -234,7 +248,23 @@ fn installed(id: &str, ts: &str, m: &str, device: &str, kind: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one() {
-    let s = start().await;
+    a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one_on(Scratch::new())
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one_on_postgres()
+{
+    if let Some(scratch) = Scratch::postgres().await {
+        a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one_on(scratch)
+            .await
+    }
+}
+
+async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one_on(
+    scratch: Scratch,
+) {
+    let s = start_on(scratch).await;
     s.publish(&[
         installed("p1", "2025-03-05T10:00:00+01:00", "3324", "G1", "tracking"),
         installed("p2", "2025-03-06T10:00:00+01:00", "3324", "G2", "tracking"),

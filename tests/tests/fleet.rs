@@ -346,6 +346,24 @@ fn connectivity_rule(view: &Value, now: i64) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after_restart() {
+    a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after_restart_on(
+        Scratch::new(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after_restart_on_postgres()
+ {
+    if let Some(scratch) = Scratch::postgres().await {
+        a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after_restart_on(scratch)
+            .await
+    }
+}
+
+async fn a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after_restart_on(
+    scratch: Scratch,
+) {
     const TIMEOUT_SECS: i64 = 5;
     const CHECK_SECS: i64 = 1;
     let (timeout, check) = (TIMEOUT_SECS.to_string(), CHECK_SECS.to_string());
@@ -353,7 +371,6 @@ async fn a_silent_device_goes_offline_within_its_timeout_and_stays_offline_after
         ("VFT_CONNECTIVITY__TIMEOUTS__SAFETY_ALARM", timeout.as_str()),
         ("VFT_CONNECTIVITY__CHECK_INTERVAL_SECS", check.as_str()),
     ];
-    let scratch = Scratch::new();
     let (vft, broker) = serve(&scratch, None, &env);
     let token = coordinator_token(&scratch);
     wait_ready(&vft.api).await;
@@ -626,7 +643,17 @@ async fn a_gateways_last_will_turns_its_devices_offline_through_mosquitto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replacement_keeps_the_history_of_the_whole_chain() {
-    let scratch = Scratch::new();
+    a_replacement_keeps_the_history_of_the_whole_chain_on(Scratch::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_keeps_the_history_of_the_whole_chain_on_postgres() {
+    if let Some(scratch) = Scratch::postgres().await {
+        a_replacement_keeps_the_history_of_the_whole_chain_on(scratch).await
+    }
+}
+
+async fn a_replacement_keeps_the_history_of_the_whole_chain_on(scratch: Scratch) {
     let (vft, broker) = serve(&scratch, None, &[]);
     let token = coordinator_token(&scratch);
     wait_ready(&vft.api).await;
@@ -1107,7 +1134,17 @@ fn assert_csv_matches(csv: &str, items: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules() {
-    let scratch = Scratch::new();
+    inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules_on(Scratch::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules_on_postgres() {
+    if let Some(scratch) = Scratch::postgres().await {
+        inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules_on(scratch).await
+    }
+}
+
+async fn inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules_on(scratch: Scratch) {
     let (vft, broker) = serve(&scratch, None, &[]);
     let token = coordinator_token(&scratch);
     wait_ready(&vft.api).await;
@@ -1314,7 +1351,17 @@ async fn inventory_pages_neither_skip_nor_repeat_and_filters_follow_the_rules() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_municipality_token_never_sees_another_municipalitys_device() {
-    let scratch = Scratch::new();
+    a_municipality_token_never_sees_another_municipalitys_device_on(Scratch::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_municipality_token_never_sees_another_municipalitys_device_on_postgres() {
+    if let Some(scratch) = Scratch::postgres().await {
+        a_municipality_token_never_sees_another_municipalitys_device_on(scratch).await
+    }
+}
+
+async fn a_municipality_token_never_sees_another_municipalitys_device_on(scratch: Scratch) {
     let (vft, broker) = serve(&scratch, None, &[]);
     let coordinator = coordinator_token(&scratch);
     let aal = municipality_token(&scratch, "3328");

@@ -920,7 +920,7 @@ mod tests {
         let mut c = config();
         c.device_id = rules;
         c.fields.insert("replaces".into(), "old".into());
-        let event = json!({"eid": "e", "unit": {"serial": " sn:x-1 "}, "old": "sn y 2"});
+        let event = json!({"eid": "e", "unit": {"serial": " sn:x-1 "}, "old": "SN: y-2"});
         let v = one(&c, &event).expect("mapped");
         assert_eq!((&v["device"], &v["replaces"]), (&json!("X1"), &json!("Y2")));
         c.device_id.strip_prefix = Some("sn:".into());

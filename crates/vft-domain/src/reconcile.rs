@@ -20,6 +20,10 @@
 //!   `Recipient(r)` if the counterpart has one, else `Device(old vendor, serial)`;
 //! - otherwise `Device(its vendor, serial)`.
 //!
+//! A subject now only on the new vendor "was ever on the old vendor" when `ever_old` has an
+//! entry with the same key and kind, or a recipient-less old entry with the serial and kind of
+//! one of its devices (Hepro did not know the recipient, Atea does: matched on the device).
+//!
 //! The kind is part of the identity because a recipient with a Hepro safety alarm and a Hepro
 //! dispenser who has moved only the alarm has one migrated service and one pending service,
 //! not one "double" recipient. It follows that a service whose kind changes in the move
@@ -54,9 +58,9 @@
 //!   evidently works). Only for a vendor that has an export at all: with no export (or an empty
 //!   one) nothing can be "unlisted".
 //!
-//! A contact counts when `at - silent_after < last_contact <= at`; the caller passes the latest
-//! contact at or before `at`, so a contact after `at` (when reconciling a past date) is outside
-//! the window rather than proof of life back then.
+//! A contact counts when `at - silent_after < last_contact <= at`. The caller should pass the
+//! latest contact at or before `at`; one after `at` (reconciling a past date with today's
+//! figure) counts as no contact, since it says nothing about the window before `at`.
 //!
 //! # Where a subject is counted
 //!
@@ -265,7 +269,10 @@ fn snapshot<'a>(
     new: &VendorId,
 ) -> BTreeMap<Key<'a>, &'a InService> {
     let mut map = BTreeMap::new();
-    for d in devices.iter().filter(|d| d.vendor == *old || d.vendor == *new) {
+    for d in devices
+        .iter()
+        .filter(|d| d.vendor == *old || d.vendor == *new)
+    {
         map.entry(key(d)).or_insert(d);
     }
     map
@@ -477,7 +484,7 @@ pub fn migration_progress(per_month: &[(YearMonth, Vec<ReconcileRow>)]) -> Vec<M
         .collect();
     let mut counts: BTreeMap<(&MunicipalityCode, YearMonth), [u64; 4]> = BTreeMap::new();
     for (&month, rows) in &months {
-        for row in rows {
+        for row in rows.iter() {
             let slot = match row.class {
                 ReconcileClass::Migrated => 0,
                 ReconcileClass::Pending => 1,
@@ -838,10 +845,7 @@ mod tests {
         }
         // Mid-morning B was the recipient's only unit: pending.
         let case = snapshots(&history, utc("2025-10-15T08:00:00Z"), Duration::days(30));
-        assert_eq!(
-            case.lines(),
-            ["3324 safety_alarm pending 1: r8 [hepro/B]"]
-        );
+        assert_eq!(case.lines(), ["3324 safety_alarm pending 1: r8 [hepro/B]"]);
     }
 
     #[test]
@@ -894,11 +898,14 @@ mod tests {
             ]
         );
         // An Atea export that lists something else makes A1 unlisted.
-        case.listings.push(listed("atea", "A2", SafetyAlarm, "3324"));
+        case.listings
+            .push(listed("atea", "A2", SafetyAlarm, "3324"));
         case.reporting.push(seen("atea", "A2", recent));
         assert!(
-            case.lines()
-                .contains(&"3324 safety_alarm reporting_unlisted 2: atea/A1 [atea/A1]; hepro/H1 [hepro/H1]".to_string())
+            case.lines().contains(
+                &"3324 safety_alarm reporting_unlisted 2: atea/A1 [atea/A1]; hepro/H1 [hepro/H1]"
+                    .to_string()
+            )
         );
     }
 
@@ -910,7 +917,10 @@ mod tests {
         for (last, expected) in [
             (None, &silent[..]),
             (Some(case.at - case.silent_after), &silent[..]),
-            (Some(case.at - case.silent_after + Duration::seconds(1)), &[][..]),
+            (
+                Some(case.at - case.silent_after + Duration::seconds(1)),
+                &[][..],
+            ),
             // A contact after `at` says nothing about the window before it.
             (Some(case.at + Duration::seconds(1)), &silent[..]),
         ] {
@@ -978,7 +988,11 @@ mod tests {
             }])
         );
         assert_eq!(
-            serde_json::to_value(SubjectKey::Device(vendor("hepro"), DeviceId::parse("H1").expect("device"))).expect("json"),
+            serde_json::to_value(SubjectKey::Device(
+                vendor("hepro"),
+                DeviceId::parse("H1").expect("device")
+            ))
+            .expect("json"),
             serde_json::json!({"device": ["hepro", "H1"]})
         );
         for class in ReconcileClass::ALL {
@@ -1023,7 +1037,13 @@ mod tests {
             .map(|p| {
                 format!(
                     "{} {} {}/{}/{}/{} {:?}",
-                    p.municipality, p.month, p.migrated, p.pending, p.double, p.new, p.share_migrated
+                    p.municipality,
+                    p.month,
+                    p.migrated,
+                    p.pending,
+                    p.double,
+                    p.new,
+                    p.share_migrated
                 )
             })
             .collect();
@@ -1099,9 +1119,8 @@ mod tests {
             render(&rows); // checks count == subjects and each subject sits in its row
 
             prop_assert!(rows.iter().all(|r| r.count > 0));
-            prop_assert!(rows.windows(2).all(|w| {
-                (&w[0].municipality, w[0].kind, w[0].class) < (&w[1].municipality, w[1].kind, w[1].class)
-            }));
+            let order = |r: &ReconcileRow| (r.municipality.clone(), r.kind, r.class);
+            prop_assert!(rows.windows(2).all(|w| order(&w[0]) < order(&w[1])), "rows out of order");
 
             // No subject twice across the four classes.
             let partition: Vec<(&ReconcileRow, &Subject)> = rows

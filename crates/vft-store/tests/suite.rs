@@ -1,15 +1,15 @@
 //! The shared store suite: every test runs against SQLite and against PostgreSQL.
 
-mod common;
+use vft_testkit as common;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
-use common::TestStore;
 use vft_domain::{Connectivity, DeviceDelta};
 use vft_domain::{
     DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter,
     TechnologyKind, VendorId, YearMonth, month_end_counts, month_end_instants,
 };
 use vft_store::{DeviceQuery, DeviceSort, NewDeadLetter, Timeouts};
+use vft_testkit::TestStore;
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {

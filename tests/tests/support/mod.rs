@@ -50,19 +50,34 @@ where
     }
 }
 
-/// A scratch directory with a SQLite database URL in it.
+/// A scratch directory and a fresh database: a SQLite file in the directory, or a fresh
+/// PostgreSQL database (`Scratch::postgres`).
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    postgres_url: Option<String>,
 }
 
 impl Scratch {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: None,
         }
     }
+
+    /// `None` (loudly) only outside CI when no PostgreSQL can be started.
+    pub async fn postgres() -> Option<Self> {
+        let url = vft_testkit::postgres_database_url().await?;
+        Some(Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_url: Some(url),
+        })
+    }
+
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("vft.db").display())
+        self.postgres_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("vft.db").display()))
     }
 }
 

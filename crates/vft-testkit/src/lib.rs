@@ -1,8 +1,7 @@
-//! Real databases for the shared store suite: a fresh SQLite file per test, and a fresh
-//! PostgreSQL database per test in a throwaway cluster started once per test binary with the
-//! machine's `initdb`/`postgres` (or the server `VFT_TEST_DATABASE_URL` names).
-
-#![allow(dead_code)]
+//! Real databases for vft's tests: a fresh SQLite file per test, and a fresh PostgreSQL
+//! database per test in a throwaway cluster started once per test binary with the machine's
+//! `initdb`/`postgres` (or the server `VFT_TEST_DATABASE_URL` names). Test-only: no product
+//! crate depends on this.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,9 +29,9 @@ pub async fn sqlite() -> TestStore {
     }
 }
 
-/// `None` only outside CI when no PostgreSQL can be started (with a loud message); in CI
-/// (`CI=true`) a missing PostgreSQL fails the test.
-pub async fn postgres() -> Option<TestStore> {
+/// The URL of a fresh, empty PostgreSQL database. `None` only outside CI when no PostgreSQL
+/// can be started (with a loud message); in CI (`CI=true`) a missing PostgreSQL fails the test.
+pub async fn postgres_database_url() -> Option<String> {
     let admin = match admin_url() {
         Ok(url) => url,
         Err(why) => {
@@ -52,7 +51,12 @@ pub async fn postgres() -> Option<TestStore> {
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
     create_database(&admin, &name).await;
-    let url = with_database(&admin, &name);
+    Some(with_database(&admin, &name))
+}
+
+/// A store on a fresh PostgreSQL database; `None` as for [`postgres_database_url`].
+pub async fn postgres() -> Option<TestStore> {
+    let url = postgres_database_url().await?;
     let store = vft_store::open(&url, &StoreOptions::default())
         .await
         .expect("open postgres");
