@@ -447,7 +447,8 @@ async fn device_state_ignores_arrival_order(s: TestStore) {
     }
     let got = s
         .store
-        .devices(&query("2025-06-01T00:00:00Z"))
+        // "Now" after every event, so the latest lifecycle event is the one in force.
+        .devices(&query("2030-01-01T00:00:00Z"))
         .await
         .expect("devices");
     let expected = DeviceDelta::fold(&events);
