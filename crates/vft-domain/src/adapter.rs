@@ -188,7 +188,9 @@ impl AdapterConfig {
                 ));
             }
             if path.is_empty() || path.split('.').any(str::is_empty) {
-                bad(format!("fields.{field}: path {path:?} has an empty segment"));
+                bad(format!(
+                    "fields.{field}: path {path:?} has an empty segment"
+                ));
             }
         }
         for (field, value) in &self.constants {
@@ -197,7 +199,9 @@ impl AdapterConfig {
             } else if matches!(field.as_str(), "id" | "ts") {
                 // A constant id makes every event a duplicate of the first; a constant ts is
                 // never true.
-                bad(format!("constants: `{field}` must come from the vendor's event"));
+                bad(format!(
+                    "constants: `{field}` must come from the vendor's event"
+                ));
             } else if self.fields.contains_key(field) {
                 bad(format!(
                     "`{field}` is both in fields and in constants; pick one"
@@ -269,11 +273,7 @@ impl AdapterConfig {
         if filter.len() != parts.len() {
             return None;
         }
-        if filter
-            .iter()
-            .zip(&parts)
-            .any(|(f, p)| *f != "+" && f != p)
-        {
+        if filter.iter().zip(&parts).any(|(f, p)| *f != "+" && f != p) {
             return None;
         }
         GatewayId::parse(parts.get(self.gateway_segment)?).ok()
@@ -379,10 +379,7 @@ impl AdapterConfig {
                 Value::String(ts)
             }
             "battery" => match &value {
-                Value::String(s) => s
-                    .trim()
-                    .parse::<u64>()
-                    .map_or(value.clone(), Value::from),
+                Value::String(s) => s.trim().parse::<u64>().map_or(value.clone(), Value::from),
                 _ => value,
             },
             "municipality" => match &value {
@@ -471,7 +468,9 @@ fn locate<'a>(root: &'a RawValue, path: &str) -> Result<&'a RawValue, String> {
         } else if text.starts_with('[') {
             let items = serde_json::from_str::<Vec<&'a RawValue>>(current.get())
                 .map_err(|e| format!("not JSON: {e}"))?;
-            seg.parse::<usize>().ok().and_then(|i| items.get(i).copied())
+            seg.parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i).copied())
         } else {
             return Err(format!(
                 "events_path {path:?}: {here} is not an object or array"
@@ -493,11 +492,7 @@ impl DeviceIdRules {
         if self.uppercase {
             s = s.to_uppercase();
         }
-        if let Some(rest) = self
-            .strip_prefix
-            .as_deref()
-            .and_then(|p| s.strip_prefix(p))
-        {
+        if let Some(rest) = self.strip_prefix.as_deref().and_then(|p| s.strip_prefix(p)) {
             s = if self.trim { rest.trim() } else { rest }.to_owned();
         }
         if let Some(remove) = &self.remove {
@@ -576,8 +571,9 @@ impl TimeFormat {
         self.zone
             .as_deref()
             .map(|z| {
-                z.parse::<Tz>()
-                    .map_err(|_| format!("unknown time zone {z:?} (use an IANA name like Europe/Oslo)"))
+                z.parse::<Tz>().map_err(|_| {
+                    format!("unknown time zone {z:?} (use an IANA name like Europe/Oslo)")
+                })
             })
             .transpose()
     }
@@ -599,12 +595,14 @@ impl TimeFormat {
             return Err("format is empty".into());
         }
         if StrftimeItems::new(pattern).any(|i| matches!(i, Item::Error)) {
-            return Err(format!("format {pattern:?} is not a valid chrono strftime pattern"));
+            return Err(format!(
+                "format {pattern:?} is not a valid chrono strftime pattern"
+            ));
         }
         // Round-trip a sample, so a pattern that loses part of the date or time (no year, no
         // minutes) is caught here rather than by every message.
-        let sample = DateTime::parse_from_rfc3339("2025-06-30T23:59:00+02:00")
-            .map_err(|e| e.to_string())?;
+        let sample =
+            DateTime::parse_from_rfc3339("2025-06-30T23:59:00+02:00").map_err(|e| e.to_string())?;
         let mut text = String::new();
         write!(text, "{}", sample.format(pattern))
             .map_err(|_| format!("format {pattern:?} cannot be used to read times"))?;
@@ -806,7 +804,10 @@ mod tests {
         let parsed = parse_payload(Ok(&topic), mapped.to_string().as_bytes(), &registry, 4096);
         assert!(matches!(
             &parsed[..],
-            [ParsedItem::Dead { reason: DeadLetterReason::UnknownMunicipality(_), .. }]
+            [ParsedItem::Dead {
+                reason: DeadLetterReason::UnknownMunicipality(_),
+                ..
+            }]
         ));
     }
 
@@ -815,7 +816,10 @@ mod tests {
         let event = json!({"eid": "e", "code": "EXPLODED", "meta": {"ts": "2025-01-01T00:00:00Z"}});
         let (field, why) = field_error(one(&config(), &event));
         assert_eq!(field, "type");
-        assert!(why.contains("\"EXPLODED\"") && why.contains("`code`"), "{why}");
+        assert!(
+            why.contains("\"EXPLODED\"") && why.contains("`code`"),
+            "{why}"
+        );
         // Numbers are looked up by their JSON text.
         let event = json!({"eid": "e", "code": 1, "meta": {"ts": "2025-01-01T00:00:00Z"}});
         assert_eq!(one(&config(), &event).expect("mapped")["type"], "installed");
@@ -823,7 +827,10 @@ mod tests {
         let event = json!({"eid": "e", "unit": {"serial": {"a": 1}}});
         let (field, why) = field_error(one(&config(), &event));
         assert_eq!(field, "device");
-        assert!(why.contains("`unit.serial`") && why.contains("object"), "{why}");
+        assert!(
+            why.contains("`unit.serial`") && why.contains("object"),
+            "{why}"
+        );
         let text = MappingError::Field { field, why }.to_string();
         assert!(text.starts_with("field `device`: "), "{text}");
     }
@@ -924,7 +931,11 @@ mod tests {
         let v = one(&c, &event).expect("mapped");
         assert_eq!((&v["device"], &v["replaces"]), (&json!("X1"), &json!("Y2")));
         c.device_id.strip_prefix = Some("sn:".into());
-        assert!(c.validate().expect_err("lower-case prefix").contains("strip_prefix"));
+        assert!(
+            c.validate()
+                .expect_err("lower-case prefix")
+                .contains("strip_prefix")
+        );
     }
 
     #[test]
@@ -948,7 +959,11 @@ mod tests {
         assert_eq!(raw, br#"{"data":{"other":[]}}"#);
         assert!(why.contains("no `events` in `data`"), "{why}");
         assert!(whole(&c, br#"{"data":[1]}"#).1.contains("no `events`"));
-        assert!(whole(&c, br#"{"data":{"events":[]}}"#).1.contains("no events"));
+        assert!(
+            whole(&c, br#"{"data":{"events":[]}}"#)
+                .1
+                .contains("no events")
+        );
         assert!(whole(&c, b"{oops").1.contains("not JSON"));
         assert!(whole(&c, b"\xff").1.contains("UTF-8"));
         // A single nested object is one event.
@@ -1002,35 +1017,49 @@ mod tests {
         assert!(broken(|c| c.topic = "acme/#".into()).contains("`#`"));
         assert!(broken(|c| c.topic = "acme/+x/up/+".into()).contains("whole segment"));
         assert!(broken(|c| c.topic = "acme//up/+".into()).contains("empty segment"));
-        assert!(broken(|c| {
-            c.fields.insert("colour".into(), "c".into());
-        })
-        .contains("not a canonical field"));
-        assert!(broken(|c| {
-            c.fields.remove("id");
-        })
-        .contains("`id` is required"));
-        assert!(broken(|c| {
-            c.constants.insert("id".into(), json!("x"));
-        })
-        .contains("must come from the vendor"));
-        assert!(broken(|c| {
-            c.constants.insert("kind".into(), json!("toaster"));
-        })
-        .contains("\"toaster\" is not one of"));
-        assert!(broken(|c| {
-            c.value_maps
-                .get_mut("type")
-                .expect("map")
-                .insert("X".into(), "alarms".into());
-        })
-        .contains("value_maps.type.X"));
-        assert!(broken(|c| {
-            c.value_maps.insert("cause".into(), BTreeMap::new());
-        })
-        .contains("never used"));
+        assert!(
+            broken(|c| {
+                c.fields.insert("colour".into(), "c".into());
+            })
+            .contains("not a canonical field")
+        );
+        assert!(
+            broken(|c| {
+                c.fields.remove("id");
+            })
+            .contains("`id` is required")
+        );
+        assert!(
+            broken(|c| {
+                c.constants.insert("id".into(), json!("x"));
+            })
+            .contains("must come from the vendor")
+        );
+        assert!(
+            broken(|c| {
+                c.constants.insert("kind".into(), json!("toaster"));
+            })
+            .contains("\"toaster\" is not one of")
+        );
+        assert!(
+            broken(|c| {
+                c.value_maps
+                    .get_mut("type")
+                    .expect("map")
+                    .insert("X".into(), "alarms".into());
+            })
+            .contains("value_maps.type.X")
+        );
+        assert!(
+            broken(|c| {
+                c.value_maps.insert("cause".into(), BTreeMap::new());
+            })
+            .contains("never used")
+        );
         assert!(broken(|c| c.time.zone = Some("Europe/Olso".into())).contains("unknown time zone"));
-        assert!(broken(|c| c.time.format = "%d.%m.%Y %H:%M".into()).contains("time.zone is required"));
+        assert!(
+            broken(|c| c.time.format = "%d.%m.%Y %H:%M".into()).contains("time.zone is required")
+        );
         assert!(broken(|c| c.time.format = "%H:%M:%S".into()).contains("full date and time"));
         assert!(broken(|c| c.time.format = "%d.%m.%Y %Q".into()).contains("not a valid"));
         // Several problems are reported together.
@@ -1038,7 +1067,10 @@ mod tests {
             c.gateway_segment = 0;
             c.time.zone = Some("Mars/Base".into());
         });
-        assert!(both.contains("gateway_segment") && both.contains("Mars/Base"), "{both}");
+        assert!(
+            both.contains("gateway_segment") && both.contains("Mars/Base"),
+            "{both}"
+        );
     }
 
     #[test]
@@ -1052,7 +1084,13 @@ mod tests {
             let payload = json!({ *field: null }).to_string();
             let parsed = parse_payload(Ok(&topic), payload.as_bytes(), &Registry::default(), 4096);
             assert!(
-                !matches!(&parsed[..], [ParsedItem::Dead { reason: DeadLetterReason::UnknownField(_), .. }]),
+                !matches!(
+                    &parsed[..],
+                    [ParsedItem::Dead {
+                        reason: DeadLetterReason::UnknownField(_),
+                        ..
+                    }]
+                ),
                 "{field}: {parsed:?}"
             );
         }
@@ -1091,7 +1129,10 @@ mod tests {
     fn configs_round_trip_through_serde_and_reject_unknown_keys() {
         let c = config();
         let text = serde_json::to_string(&c).expect("serialize");
-        assert_eq!(serde_json::from_str::<AdapterConfig>(&text).expect("parse"), c);
+        assert_eq!(
+            serde_json::from_str::<AdapterConfig>(&text).expect("parse"),
+            c
+        );
         let mut v: Value = serde_json::from_str(&text).expect("json");
         v["colour"] = json!("red");
         assert!(serde_json::from_value::<AdapterConfig>(v).is_err());

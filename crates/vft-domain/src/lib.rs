@@ -1,6 +1,7 @@
 //! Pure types and rules of vft. No I/O: everything here takes values and returns values,
 //! so the rules that make the numbers can be tested exhaustively (see the property tests).
 
+pub mod adapter;
 pub mod attribution;
 pub mod auth;
 pub mod event;

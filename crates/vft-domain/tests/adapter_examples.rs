@@ -93,7 +93,11 @@ fn hepro_example_maps_to_valid_events() {
             .all(|e| e.vendor.as_str() == "hepro" && e.gateway.as_str() == "HG-BASE-0042")
     );
     let install = &events[0];
-    assert_eq!(install.device.as_str(), "HP4711-0042", "trimmed, uppercased");
+    assert_eq!(
+        install.device.as_str(),
+        "HP4711-0042",
+        "trimmed, uppercased"
+    );
     assert_eq!(install.kind, Some(TechnologyKind::SafetyAlarm));
     assert_eq!(install.municipality.as_str(), "3324");
     assert_eq!(
@@ -109,11 +113,7 @@ fn hepro_example_maps_to_valid_events() {
             .iter()
             .all(|e| e.alarm.as_ref().map(|a| a.as_str()) == Some("HP-ALM-88121"))
     );
-    assert_eq!(
-        (events[4].ts - alarm.ts).num_seconds(),
-        33,
-        "response time"
-    );
+    assert_eq!((events[4].ts - alarm.ts).num_seconds(), 33, "response time");
     assert_eq!(events[5].outcome.map(|o| o.id()), Some("help_dispatched"));
     let smoke = &events[6];
     assert_eq!(smoke.kind, Some(TechnologyKind::SmokeDetector));
@@ -155,7 +155,11 @@ fn atea_example_maps_to_valid_events() {
         "AT77310009",
         "prefix, spaces and dashes gone"
     );
-    assert_eq!(install.municipality.as_str(), "3328", "numeric municipality");
+    assert_eq!(
+        install.municipality.as_str(),
+        "3328",
+        "numeric municipality"
+    );
     assert_eq!(install.kind, Some(TechnologyKind::SafetyAlarm));
     // Oslo local time in summer: +02:00.
     assert_eq!(install.ts.to_rfc3339(), "2025-06-30T23:59:00+02:00");
@@ -176,11 +180,7 @@ fn atea_example_maps_to_valid_events() {
             .iter()
             .all(|e| e.alarm.as_ref().map(|a| a.as_str()) == Some("AT-2025-0630-0147"))
     );
-    assert_eq!(
-        (events[4].ts - alarm.ts).num_seconds(),
-        36,
-        "response time"
-    );
+    assert_eq!((events[4].ts - alarm.ts).num_seconds(), 36, "response time");
     assert_eq!(events[5].outcome.map(|o| o.id()), Some("resolved_remotely"));
     // Winter: +01:00.
     let dispenser = &events[6];
@@ -211,7 +211,10 @@ fn an_unknown_vendor_code_is_a_mapping_error_naming_the_field() {
         panic!("{:?}", out[1])
     };
     assert_eq!(field, "type");
-    assert!(why.contains("SELF_TEST") && why.contains("eventCode"), "{why}");
+    assert!(
+        why.contains("SELF_TEST") && why.contains("eventCode"),
+        "{why}"
+    );
     assert!(String::from_utf8_lossy(raw).contains("4f1d0c2a-0002"));
     assert!(out.iter().filter(|r| r.is_ok()).count() == 6);
 }
