@@ -5,6 +5,7 @@ mod auth;
 pub mod devices;
 mod error;
 mod figures;
+pub mod imports;
 mod openapi;
 mod rollups;
 
@@ -36,7 +37,13 @@ pub struct AppState {
     pub metrics: MetricsRenderer,
     pub timeouts: vft_store::Timeouts,
     pub cooperations: Arc<Vec<vft_domain::membership::Cooperation>>,
+    /// Inventory export formats per vendor (`[imports.<vendor>]`).
+    pub imports: Arc<imports::ImportFormats>,
+    pub reconciliation: imports::ReconcileSettings,
 }
+
+/// Largest inventory export accepted in one request.
+pub const IMPORT_BODY_LIMIT: usize = 200 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -55,7 +62,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/devices/{vendor}/{device}/timeout",
             axum::routing::put(devices::set_timeout),
-        );
+        )
+        .route("/imports", get(imports::history))
+        .route(
+            "/imports/{vendor}",
+            // Exports of a national fleet run to hundreds of megabytes.
+            axum::routing::post(imports::post_import)
+                .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route("/reconciliation", get(imports::reconciliation))
+        .route("/reconciliation/progress", get(imports::progress));
     Router::new()
         .nest("/api/v1", api)
         .route("/api/openapi.json", get(openapi::serve))

@@ -166,17 +166,30 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetterReason {
     BadTopic(String),
-    Oversized { size: usize, max: usize },
+    Oversized {
+        size: usize,
+        max: usize,
+    },
     MalformedJson(String),
     NotAnObject,
     EmptyBatch,
     MissingField(&'static str),
     UnknownField(String),
-    InvalidField { field: &'static str, why: String },
+    InvalidField {
+        field: &'static str,
+        why: String,
+    },
     UnknownMunicipality(String),
     UnknownType(String),
-    NationalIdentityNumber { field: String },
+    NationalIdentityNumber {
+        field: String,
+    },
     InvalidStatus,
+    /// A vendor adapter could not map the vendor's message (the text names the field).
+    Mapping {
+        vendor: String,
+        why: String,
+    },
 }
 
 impl DeadLetterReason {
@@ -194,6 +207,7 @@ impl DeadLetterReason {
             Self::UnknownType(_) => "unknown_type",
             Self::NationalIdentityNumber { .. } => "national_identity_number",
             Self::InvalidStatus => "invalid_status",
+            Self::Mapping { .. } => "mapping_failed",
         }
     }
 }
@@ -217,6 +231,7 @@ impl fmt::Display for DeadLetterReason {
             Self::UnknownMunicipality(code) => write!(f, "unknown municipality {code}"),
             Self::UnknownType(t) => write!(f, "unknown event type {t:?}"),
             Self::InvalidStatus => write!(f, "a gateway status must be `online` or `offline`"),
+            Self::Mapping { vendor, why } => write!(f, "{vendor} adapter: {why}"),
             Self::NationalIdentityNumber { field } => write!(
                 f,
                 "field `{field}` holds a national identity number; refused (the number is masked here)"

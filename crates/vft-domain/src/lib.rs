@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod auth;
 pub mod event;
 pub mod ids;
+pub mod import;
 pub mod kind;
 pub mod membership;
 pub mod month;

@@ -107,8 +107,14 @@ pub(crate) async fn drive(
     mut stop: watch::Receiver<bool>,
 ) {
     let group = config.shared_group.as_deref();
-    let filters = [TopicKind::Events, TopicKind::Status]
-        .map(|k| subscription_filter(&config.topic_prefix, k, group));
+    let mut filters: Vec<String> = [TopicKind::Events, TopicKind::Status]
+        .map(|k| subscription_filter(&config.topic_prefix, k, group))
+        .to_vec();
+    // Vendor adapters' own topics, in the same shared group when there is one.
+    filters.extend(config.adapters.iter().map(|a| match group {
+        Some(g) => format!("$share/{g}/{}", a.topic),
+        None => a.topic.clone(),
+    }));
     let filter = filters.join(" ");
     let mut backoff = config.backoff_initial;
     loop {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, error, info_span};
+use vft_domain::adapter::AdapterConfig;
 use vft_domain::topic::parse_status;
 use vft_domain::{DeadLetterReason, EventTopic, ParsedItem, Registry, TopicKind, parse_payload};
 use vft_store::{NewDeadLetter, Store};
@@ -44,6 +45,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    /// Vendors that publish their own format on their own topics, mapped to canonical events.
+    pub adapters: Vec<AdapterConfig>,
 }
 
 /// Shared view of the ingest's health, for readiness and metrics.
@@ -217,12 +220,25 @@ async fn commit(
                 registry,
                 config.max_payload_bytes,
             ),
-            Err(e) => parse_payload(
-                Err(e),
-                &m.publish.payload,
-                registry,
-                config.max_payload_bytes,
-            ),
+            Err(e) => match config
+                .adapters
+                .iter()
+                .find_map(|a| a.matches(&m.publish.topic).map(|gw| (a, gw)))
+            {
+                Some((adapter, gateway)) => map_with(
+                    adapter,
+                    gateway,
+                    &m.publish.payload,
+                    registry,
+                    config.max_payload_bytes,
+                ),
+                None => parse_payload(
+                    Err(e),
+                    &m.publish.payload,
+                    registry,
+                    config.max_payload_bytes,
+                ),
+            },
         };
         for item in items {
             match item {
@@ -288,4 +304,42 @@ async fn commit(
             }
         }
     }
+}
+
+/// A vendor's message through its adapter: each mapped element goes through the canonical
+/// parser, so every rule of the contract (known municipality, no identity numbers, …) applies.
+fn map_with(
+    adapter: &AdapterConfig,
+    gateway: vft_domain::GatewayId,
+    payload: &[u8],
+    registry: &Registry,
+    max_payload_bytes: usize,
+) -> Vec<ParsedItem> {
+    let topic = EventTopic {
+        vendor: adapter.vendor.clone(),
+        gateway,
+    };
+    if payload.len() > max_payload_bytes {
+        // The canonical size check (and its dead letter) applies to vendor payloads too.
+        return parse_payload(Ok(&topic), payload, registry, max_payload_bytes);
+    }
+    adapter
+        .map(payload)
+        .into_iter()
+        .flat_map(|mapped| match mapped {
+            Ok(canonical) => parse_payload(
+                Ok(&topic),
+                canonical.to_string().as_bytes(),
+                registry,
+                max_payload_bytes,
+            ),
+            Err((raw, e)) => vec![ParsedItem::Dead {
+                raw,
+                reason: DeadLetterReason::Mapping {
+                    vendor: adapter.vendor.to_string(),
+                    why: e.to_string(),
+                },
+            }],
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use vft_domain::attribution::InService;
+use vft_domain::reconcile::{Listing, Reporting};
 use vft_domain::response::AlarmRecord;
 use vft_domain::{
     Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, Role, RollupFilter,
@@ -198,6 +199,26 @@ pub struct PublishedMonth {
     pub rows: Vec<BreakdownRow>,
 }
 
+/// What importing one inventory file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub import_id: i64,
+    /// False when this vendor's same file (by SHA-256) was imported before: nothing changed.
+    pub new: bool,
+}
+
+/// One stored inventory import (a dated snapshot of a vendor's export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub id: i64,
+    pub vendor: VendorId,
+    pub as_of: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    pub file_sha256: String,
+    pub rows: u64,
+    pub errors: u64,
+}
+
 /// Tuning that only some backends use.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -318,6 +339,36 @@ pub trait Store: Send + Sync + 'static {
         types: &[vft_domain::EventType],
         before: DateTime<Utc>,
     ) -> Result<u64>;
+
+    /// Keeps a vendor's inventory export as a snapshot as of `as_of`, once per file hash:
+    /// the same vendor and hash again returns the first import with `new: false`.
+    async fn import_inventory(
+        &self,
+        vendor: &VendorId,
+        as_of: DateTime<Utc>,
+        file_sha256: &str,
+        rows: &[Listing],
+        error_count: u64,
+    ) -> Result<ImportOutcome>;
+
+    /// Import history, oldest snapshot first (one vendor or all).
+    async fn imports(&self, vendor: Option<&VendorId>) -> Result<Vec<ImportSummary>>;
+
+    /// The rows of the vendor's latest import with `as_of <= at` (empty when none).
+    async fn listing_at(&self, vendor: &VendorId, at: DateTime<Utc>) -> Result<Vec<Listing>>;
+
+    /// Every install of the vendor's devices before `before`, oldest first, with what it said.
+    async fn ever_in_service(
+        &self,
+        vendor: &VendorId,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<InService>>;
+
+    /// Per device, its latest contact (any event but installed/decommissioned) in
+    /// `(since, at]`, from the events and from device state (raw status events may be purged).
+    /// Devices without contact in the window are left out.
+    async fn reporting_at(&self, at: DateTime<Utc>, since: DateTime<Utc>)
+    -> Result<Vec<Reporting>>;
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<()>;

@@ -194,6 +194,32 @@ pub(crate) fn in_service(
     })
 }
 
+pub(crate) fn listing(
+    vendor: &VendorId,
+    device: String,
+    kind: Option<String>,
+    municipality: Option<String>,
+    recipient: Option<String>,
+    in_service: i64,
+) -> Result<vft_domain::reconcile::Listing> {
+    Ok(vft_domain::reconcile::Listing {
+        vendor: vendor.clone(),
+        device: DeviceId::parse(&device).map_err(corrupt)?,
+        kind: kind.as_deref().and_then(TechnologyKind::from_id),
+        municipality: municipality
+            .as_deref()
+            .map(MunicipalityCode::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        recipient: recipient
+            .as_deref()
+            .map(vft_domain::RecipientRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        in_service: in_service != 0,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn event_from_row(
     vendor: String,
@@ -867,6 +893,132 @@ macro_rules! impl_store {
                 }
                 qb.push(") AND ts < ").push_bind($crate::shared::micros(before));
                 Ok(qb.build().execute(&self.writer).await?.rows_affected())
+            }
+
+            async fn import_inventory(
+                &self,
+                vendor: &vft_domain::VendorId,
+                as_of: chrono::DateTime<chrono::Utc>,
+                file_sha256: &str,
+                rows: &[vft_domain::reconcile::Listing],
+                error_count: u64,
+            ) -> $crate::Result<$crate::ImportOutcome> {
+                use $crate::shared::{micros, ROWS_PER_STATEMENT};
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO inventory_imports (vendor, as_of, imported_at, file_sha256, rows, errors) ",
+                );
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(vendor.to_string())
+                        .push_bind(micros(as_of))
+                        .push_bind(micros(chrono::Utc::now()))
+                        .push_bind(file_sha256)
+                        .push_bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+                        .push_bind(i64::try_from(error_count).unwrap_or(i64::MAX));
+                });
+                qb.push(" ON CONFLICT (vendor, file_sha256) DO NOTHING RETURNING id");
+                let inserted: Option<(i64,)> = qb.build_query_as().fetch_optional(&mut *tx).await?;
+                let Some((import_id,)) = inserted else {
+                    // The same file again: report the first import, touch nothing.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM inventory_imports WHERE vendor = ");
+                    qb.push_bind(vendor.to_string()).push(" AND file_sha256 = ").push_bind(file_sha256);
+                    let (import_id,): (i64,) = qb.build_query_as().fetch_one(&mut *tx).await?;
+                    return Ok($crate::ImportOutcome { import_id, new: false });
+                };
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO inventory_rows (import_id, vendor, device, kind, municipality, recipient, in_service) ",
+                    );
+                    qb.push_values(chunk, |mut row, l| {
+                        row.push_bind(import_id)
+                            .push_bind(vendor.to_string())
+                            .push_bind(l.device.to_string())
+                            .push_bind(l.kind.map(|k| k.id()))
+                            .push_bind(l.municipality.as_ref().map(|m| m.to_string()))
+                            .push_bind(l.recipient.as_ref().map(|r| r.to_string()))
+                            .push_bind(i64::from(l.in_service));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok($crate::ImportOutcome { import_id, new: true })
+            }
+
+            async fn imports(&self, vendor: Option<&vft_domain::VendorId>) -> $crate::Result<Vec<$crate::ImportSummary>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, vendor, as_of, imported_at, file_sha256, rows, errors FROM inventory_imports",
+                );
+                if let Some(v) = vendor {
+                    qb.push(" WHERE vendor = ").push_bind(v.to_string());
+                }
+                qb.push(" ORDER BY as_of, id");
+                let rows: Vec<(i64, String, i64, i64, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(id, v, as_of, at, sha, n, errors)| {
+                        Ok($crate::ImportSummary {
+                            id,
+                            vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                            as_of: $crate::shared::from_micros(as_of)?,
+                            imported_at: $crate::shared::from_micros(at)?,
+                            file_sha256: sha,
+                            rows: u64::try_from(n).unwrap_or(0),
+                            errors: u64::try_from(errors).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn listing_at(&self, vendor: &vft_domain::VendorId, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Listing>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT r.device, r.kind, r.municipality, r.recipient, r.in_service FROM inventory_rows r \
+                     WHERE r.import_id = (SELECT id FROM inventory_imports WHERE vendor = ",
+                );
+                qb.push_bind(vendor.to_string())
+                    .push(" AND as_of <= ")
+                    .push_bind($crate::shared::micros(at))
+                    .push(" ORDER BY as_of DESC, id DESC LIMIT 1) ORDER BY r.device");
+                let rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(d, k, m, r, s)| $crate::shared::listing(vendor, d, k, m, r, s))
+                    .collect()
+            }
+
+            async fn ever_in_service(&self, vendor: &vft_domain::VendorId, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT vendor, device, kind, municipality, recipient, replaces FROM events \
+                     WHERE lifecycle_rank = 0 AND vendor = ",
+                );
+                qb.push_bind(vendor.to_string())
+                    .push(" AND ts < ")
+                    .push_bind($crate::shared::micros(before))
+                    .push(" ORDER BY ts, event_id");
+                let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
+            }
+
+            async fn reporting_at(&self, at: chrono::DateTime<chrono::Utc>, since: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Reporting>> {
+                let (at, since) = ($crate::shared::micros(at), $crate::shared::micros(since));
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT vendor, device, MAX(t) FROM (SELECT vendor, device, ts AS t FROM events \
+                     WHERE lifecycle_rank IS NULL AND ts > ",
+                );
+                qb.push_bind(since).push(" AND ts <= ").push_bind(at);
+                // Device state keeps the latest contact after its raw events are purged.
+                qb.push(" UNION ALL SELECT vendor, device, contact_ts AS t FROM devices WHERE contact_ts > ");
+                qb.push_bind(since).push(" AND contact_ts <= ").push_bind(at);
+                qb.push(") x GROUP BY vendor, device ORDER BY vendor, device");
+                let rows: Vec<(String, String, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(v, d, t)| {
+                        Ok(vft_domain::reconcile::Reporting {
+                            vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                            device: vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt)?,
+                            last_contact: Some($crate::shared::from_micros(t)?),
+                        })
+                    })
+                    .collect()
             }
 
             async fn ping(&self) -> $crate::Result<()> {

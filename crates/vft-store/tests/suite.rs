@@ -41,6 +41,8 @@ both_backends!(
     breakdown_and_snapshot_agree_with_the_domain_rules,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
+    inventory_imports_are_dated_snapshots_kept_once,
+    reconciliation_inputs_from_events,
 );
 
 fn event(
@@ -1178,4 +1180,242 @@ async fn published_months_keep_their_figures(s: TestStore) {
         .await
         .expect("breakdown");
     assert_eq!(live.iter().map(|r| r.devices).sum::<u64>(), 2);
+}
+
+fn listing(device: &str, in_service: bool) -> vft_domain::reconcile::Listing {
+    vft_domain::reconcile::Listing {
+        vendor: VendorId::parse("hepro").expect("vendor"),
+        device: DeviceId::parse(device).expect("device"),
+        kind: Some(TechnologyKind::SafetyAlarm),
+        municipality: Some(MunicipalityCode::parse("3328").expect("code")),
+        recipient: Some(vft_domain::RecipientRef::parse("r1").expect("recipient")),
+        in_service,
+    }
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("ts")
+        .with_timezone(&Utc)
+}
+
+async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
+    let hepro = VendorId::parse("hepro").expect("vendor");
+    let atea = VendorId::parse("atea").expect("vendor");
+    let march = utc("2025-02-28T23:00:00Z");
+    let april = utc("2025-03-31T22:00:00Z");
+    let first = s
+        .store
+        .import_inventory(
+            &hepro,
+            march,
+            "aa",
+            &[listing("H1", true), listing("H2", false)],
+            3,
+        )
+        .await
+        .expect("import");
+    assert!(first.new);
+    // The same file again (even with another date) changes nothing.
+    let again = s
+        .store
+        .import_inventory(&hepro, april, "aa", &[listing("H9", true)], 0)
+        .await
+        .expect("import");
+    assert_eq!((again.import_id, again.new), (first.import_id, false));
+    // Another vendor may have a file with the same hash.
+    assert!(
+        s.store
+            .import_inventory(&atea, march, "aa", &[], 0)
+            .await
+            .expect("import")
+            .new
+    );
+    let second = s
+        .store
+        .import_inventory(&hepro, april, "bb", &[listing("H3", true)], 0)
+        .await
+        .expect("import");
+    assert!(second.new);
+
+    let history = s.store.imports(Some(&hepro)).await.expect("imports");
+    let summary: Vec<(i64, u64, u64, &str)> = history
+        .iter()
+        .map(|i| (i.id, i.rows, i.errors, i.file_sha256.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (first.import_id, 2, 3, "aa"),
+            (second.import_id, 1, 0, "bb")
+        ]
+    );
+    assert_eq!(history[0].as_of, march);
+    assert_eq!(s.store.imports(None).await.expect("imports").len(), 3);
+
+    let devices = |l: Vec<vft_domain::reconcile::Listing>| {
+        l.into_iter()
+            .map(|l| format!("{}:{}", l.device, l.in_service))
+            .collect::<Vec<_>>()
+    };
+    let at = |t: DateTime<Utc>| {
+        let store = s.store.clone();
+        let hepro = hepro.clone();
+        async move { devices(store.listing_at(&hepro, t).await.expect("listing")) }
+    };
+    assert!(at(march - Duration::microseconds(1)).await.is_empty());
+    assert_eq!(at(march).await, ["H1:true", "H2:false"]);
+    assert_eq!(
+        at(april - Duration::seconds(1)).await,
+        ["H1:true", "H2:false"]
+    );
+    assert_eq!(at(april).await, ["H3:true"]);
+    let one = s.store.listing_at(&hepro, march).await.expect("listing");
+    assert_eq!(one[0], listing("H1", true));
+}
+
+async fn reconciliation_inputs_from_events(s: TestStore) {
+    let mut a = install(
+        "i1",
+        "2025-01-10T10:00:00+01:00",
+        "3324",
+        "H1",
+        TechnologyKind::SafetyAlarm,
+    );
+    a.recipient = Some(vft_domain::RecipientRef::parse("r1").expect("recipient"));
+    let mut moved = install(
+        "i2",
+        "2025-06-01T10:00:00+02:00",
+        "3328",
+        "H1",
+        TechnologyKind::SafetyAlarm,
+    );
+    moved.recipient = a.recipient.clone();
+    let events = vec![
+        a,
+        event(
+            "hepro",
+            "d1",
+            "2025-05-01T10:00:00+02:00",
+            "3324",
+            "H1",
+            EventType::Decommissioned,
+            None,
+        ),
+        moved,
+        event(
+            "atea",
+            "i3",
+            "2025-07-01T10:00:00+02:00",
+            "3328",
+            "A1",
+            EventType::Installed,
+            Some(TechnologyKind::Tracking),
+        ),
+        status(
+            "h1",
+            "2025-12-20T10:00:00+01:00",
+            "H1",
+            EventType::Heartbeat,
+            None,
+        ),
+        status(
+            "h2",
+            "2025-12-30T10:00:00+01:00",
+            "H1",
+            EventType::Heartbeat,
+            None,
+        ),
+        // After `at`: says nothing about the window.
+        status(
+            "h3",
+            "2026-01-05T10:00:00+01:00",
+            "H2",
+            EventType::Heartbeat,
+            None,
+        ),
+        event(
+            "atea",
+            "b1",
+            "2025-12-28T10:00:00+01:00",
+            "3328",
+            "A1",
+            EventType::BatteryLow,
+            None,
+        ),
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let hepro = VendorId::parse("hepro").expect("vendor");
+
+    let ever = s
+        .store
+        .ever_in_service(&hepro, utc("2026-01-01T00:00:00Z"))
+        .await
+        .expect("ever");
+    let seen: Vec<String> = ever
+        .iter()
+        .map(|d| format!("{} {}", d.device, d.municipality))
+        .collect();
+    assert_eq!(seen, ["H1 3324", "H1 3328"]);
+    assert_eq!(ever[0].recipient.as_ref().map(|r| r.as_str()), Some("r1"));
+    assert_eq!(
+        s.store
+            .ever_in_service(&hepro, utc("2025-06-01T08:00:00Z"))
+            .await
+            .expect("ever")
+            .len(),
+        1,
+        "an install at `before` is not before it"
+    );
+
+    let at = utc("2025-12-31T22:59:59Z");
+    let reporting = |since: DateTime<Utc>| {
+        let store = s.store.clone();
+        async move {
+            store
+                .reporting_at(at, since)
+                .await
+                .expect("reporting")
+                .into_iter()
+                .map(|r| {
+                    format!(
+                        "{}/{} {}",
+                        r.vendor,
+                        r.device,
+                        r.last_contact.expect("contact").to_rfc3339()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        reporting(at - Duration::days(7)).await,
+        [
+            "atea/A1 2025-12-28T09:00:00+00:00",
+            "hepro/H1 2025-12-30T09:00:00+00:00"
+        ]
+    );
+    assert_eq!(
+        reporting(utc("2025-12-29T00:00:00Z")).await,
+        ["hepro/H1 2025-12-30T09:00:00+00:00"]
+    );
+
+    // Raw heartbeats purged by retention: device state still knows the latest contact.
+    s.store
+        .purge_events(
+            &[EventType::Heartbeat, EventType::BatteryLow],
+            utc("2026-02-01T00:00:00Z"),
+        )
+        .await
+        .expect("purge");
+    assert_eq!(
+        reporting(at - Duration::days(7)).await,
+        [
+            "atea/A1 2025-12-28T09:00:00+00:00",
+            "hepro/H1 2025-12-30T09:00:00+00:00"
+        ]
+    );
 }

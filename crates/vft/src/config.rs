@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use vft_domain::adapter::AdapterConfig;
+use vft_domain::import::ImportFormat;
 use vft_domain::membership::Cooperation;
 use vft_domain::{Municipality, TechnologyKind};
 
@@ -31,10 +33,40 @@ pub struct Config {
     pub connectivity: ConnectivityConfig,
     pub retention: RetentionConfig,
     pub municipalities: Vec<Municipality>,
+    /// Vendor adapters given inline (`[[adapters]]`, see config/adapters/*.example.toml).
+    pub adapters: Vec<AdapterConfig>,
+    /// Files with one adapter each, added to `adapters` (e.g. config/adapters/hepro.toml).
+    pub adapter_files: Vec<PathBuf>,
     /// Cooperations and their members' periods (e.g. Nesbyen left Hallinghelse on 2025-07-01).
     /// A rollup asked for one counts only its members in each month.
     pub cooperations: Vec<Cooperation>,
+    pub reconciliation: ReconciliationConfig,
+    /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
+    /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
+    pub imports: BTreeMap<String, ImportFormat>,
 }
+
+/// The vendor transition's reconciliation (classes: vft_domain::reconcile).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationConfig {
+    /// A subject in service on both vendors longer than this is `double` (paid twice).
+    pub grace_days: u32,
+    /// A unit listed in service with no contact for this long is `listed_silent`.
+    pub silent_after_days: u32,
+}
+
+/// The example import formats shipped with vft (EXAMPLES: real formats come from the vendors).
+const EXAMPLE_IMPORTS: [(&str, &str); 2] = [
+    (
+        "hepro",
+        include_str!("../../../config/imports/hepro.example.toml"),
+    ),
+    (
+        "atea",
+        include_str!("../../../config/imports/atea.example.toml"),
+    ),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -154,8 +186,19 @@ impl Default for Config {
             },
             municipalities: vft_domain::municipality::parse_csv(DEFAULT_MUNICIPALITIES)
                 .unwrap_or_default(),
+            adapters: Vec::new(),
+            adapter_files: Vec::new(),
             cooperations: vft_domain::membership::cooperations_from_csv(DEFAULT_MUNICIPALITIES)
                 .unwrap_or_default(),
+            reconciliation: ReconciliationConfig {
+                grace_days: 30,
+                silent_after_days: 7,
+            },
+            // Embedded at build time; a parse failure is a build defect caught by the tests.
+            imports: EXAMPLE_IMPORTS
+                .iter()
+                .filter_map(|(v, text)| Some(((*v).to_owned(), toml::from_str(text).ok()?)))
+                .collect(),
         }
     }
 }
@@ -215,7 +258,15 @@ impl Config {
         if let Some(v) = &flags.database_url {
             figment = figment.merge(("database_url", v));
         }
-        let config: Config = figment.extract().context("invalid configuration")?;
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        for path in &config.adapter_files {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read adapter file {}", path.display()))?;
+            let adapter: AdapterConfig = toml::from_str(&text)
+                .with_context(|| format!("invalid adapter file {}", path.display()))?;
+            config.adapters.push(adapter);
+        }
+        config.adapter_files.clear();
         config.validate()?;
         Ok(config)
     }
@@ -252,6 +303,28 @@ impl Config {
                 "connectivity timeout {what} must be 1 to {max} seconds, got {secs}"
             );
         }
+        for a in &self.adapters {
+            a.validate()
+                .map_err(|why| anyhow::anyhow!("adapter for vendor {}: {why}", a.vendor))?;
+            anyhow::ensure!(
+                !a.topic.starts_with(&format!("{}/", self.mqtt.topic_prefix)),
+                "adapter for vendor {}: its topic {} lies under the canonical prefix {}",
+                a.vendor,
+                a.topic,
+                self.mqtt.topic_prefix
+            );
+        }
+        for (vendor, format) in &self.imports {
+            vft_domain::VendorId::parse(vendor)
+                .with_context(|| format!("[imports.{vendor}]: not a vendor id"))?;
+            format
+                .validate()
+                .with_context(|| format!("[imports.{vendor}]"))?;
+        }
+        anyhow::ensure!(
+            self.reconciliation.silent_after_days >= 1,
+            "reconciliation.silent_after_days must be at least 1"
+        );
         let registry = vft_domain::Registry::new(self.municipalities.clone())?;
         let mut ids = std::collections::BTreeSet::new();
         for c in &self.cooperations {
@@ -292,6 +365,7 @@ impl Config {
             max_payload_bytes: self.ingest.max_payload_bytes,
             backoff_initial: Duration::from_millis(self.ingest.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(self.ingest.backoff_max_ms.max(1)),
+            adapters: self.adapters.clone(),
         }
     }
 
@@ -305,6 +379,14 @@ impl Config {
                     .unwrap_or(c.default_timeout_secs)
             }),
             unknown_kind: c.default_timeout_secs,
+        }
+    }
+
+    pub fn reconcile_settings(&self) -> vft_api::imports::ReconcileSettings {
+        let days = |d: u32| chrono::Duration::days(i64::from(d));
+        vft_api::imports::ReconcileSettings {
+            grace: days(self.reconciliation.grace_days),
+            silent_after: days(self.reconciliation.silent_after_days),
         }
     }
 
@@ -327,6 +409,12 @@ mod tests {
         let ids: Vec<&str> = c.cooperations.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["hallinghelse", "ehealth"]);
         assert!(c.validate().is_ok());
+        let imports: Vec<&str> = c.imports.keys().map(String::as_str).collect();
+        assert_eq!(
+            imports,
+            ["atea", "hepro"],
+            "the example import formats parse"
+        );
     }
 
     #[test]

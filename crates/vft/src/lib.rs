@@ -4,6 +4,7 @@
 mod broker;
 pub mod config;
 mod devices;
+mod import;
 mod serve;
 
 use anyhow::Context;
@@ -37,6 +38,11 @@ enum Command {
     /// The device inventory, read from the database (for scripts).
     #[command(subcommand)]
     Devices(Box<devices::DevicesCommand>),
+    /// Import vendor data into the database (inventory exports).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Reconcile an old and a new vendor at a date (the vendor transition).
+    Reconcile(import::ReconcileArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +111,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Sim(args) => serve::sim(&config, args.seed, args.heartbeat_days).await,
         Command::Devices(cmd) => devices::run(&config, *cmd).await,
+        Command::Import(cmd) => import::import(&config, cmd).await,
+        Command::Reconcile(args) => import::reconcile(&config, args).await,
         Command::PrintConfig => {
             print!("{}", config.redacted_toml()?);
             Ok(())

@@ -1,0 +1,502 @@
+//! The vendor transition: inventory imports (vendors' CSV exports kept as dated snapshots) and
+//! the reconciliation between an old and a new vendor (classes defined in
+//! `vft_domain::reconcile`). The shaping here is shared with the CLI (`vft import`,
+//! `vft reconcile`), so both give the same answers.
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use vft_domain::import::{ImportFormat, file_sha256, parse_inventory};
+use vft_domain::reconcile::{
+    MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, SubjectKey,
+    migration_progress, reconcile,
+};
+use vft_domain::{MunicipalityCode, Registry, VendorId, YearMonth};
+use vft_store::Store;
+
+/// Import formats per vendor id.
+pub type ImportFormats = BTreeMap<String, ImportFormat>;
+
+/// Reconciliation settings from configuration (`[reconciliation]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReconcileSettings {
+    /// On both vendors longer than this: `double`.
+    pub grace: Duration,
+    /// Listed in service but no contact for this long: `listed_silent`.
+    pub silent_after: Duration,
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(msg)
+}
+
+fn vendor(what: &str, v: &str) -> Result<VendorId, ApiError> {
+    VendorId::parse(v).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+fn date(what: &str, s: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| bad(format!("{what} must be a date (YYYY-MM-DD), got {s:?}")))
+}
+
+fn oslo_midnight(d: NaiveDate) -> Result<DateTime<Utc>, ApiError> {
+    chrono_tz::Europe::Oslo
+        .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| bad(format!("{d} does not exist in Europe/Oslo")))
+}
+
+/// An export's date: it lists the fleet from the start of that day (Europe/Oslo). Default: today.
+pub fn as_of_instant(s: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let d = match s {
+        Some(s) => date("as_of", s)?,
+        None => now.with_timezone(&chrono_tz::Europe::Oslo).date_naive(),
+    };
+    oslo_midnight(d)
+}
+
+/// A reconciliation date: the last instant of that day (Europe/Oslo), so the day's events and
+/// that day's export count.
+pub fn end_of_day(s: &str) -> Result<DateTime<Utc>, ApiError> {
+    let d = date("at", s)?;
+    let next = d
+        .succ_opt()
+        .ok_or_else(|| bad(format!("at {s:?} is out of range")))?;
+    Ok(oslo_midnight(next)? - Duration::microseconds(1))
+}
+
+/// One row left out of an import.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RowErrorView {
+    pub line: u64,
+    /// Header of the offending cell, when one cell is to blame.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImportReport {
+    pub import_id: i64,
+    /// False when this vendor's same file was imported before: nothing changed.
+    pub new: bool,
+    pub vendor: String,
+    pub as_of: DateTime<Utc>,
+    pub file_sha256: String,
+    /// Rows kept.
+    pub rows: u64,
+    pub errors: Vec<RowErrorView>,
+    /// Lines that repeat an earlier line exactly (kept once).
+    pub duplicates: Vec<u64>,
+}
+
+/// Parses a vendor's export with its configured format and keeps it as a snapshot.
+pub async fn import_file(
+    store: &dyn Store,
+    formats: &ImportFormats,
+    vendor_id: &str,
+    as_of: DateTime<Utc>,
+    bytes: Bytes,
+) -> Result<ImportReport, ApiError> {
+    let v = vendor("vendor", vendor_id)?;
+    let format = formats.get(v.as_str()).cloned().ok_or_else(|| {
+        bad(format!(
+            "no import format for vendor {v} (configure [imports.{v}]); known: {}",
+            formats.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    // Parsing half a million rows is CPU work: off the async workers.
+    let (parsed, sha) = {
+        let v = v.clone();
+        tokio::task::spawn_blocking(move || {
+            (parse_inventory(&format, &v, &bytes), file_sha256(&bytes))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let parsed = parsed.map_err(|e| bad(e.to_string()))?;
+    let listings: Vec<_> = parsed.rows.iter().map(|(_, l)| l.clone()).collect();
+    let outcome = store
+        .import_inventory(&v, as_of, &sha, &listings, parsed.errors.len() as u64)
+        .await?;
+    Ok(ImportReport {
+        import_id: outcome.import_id,
+        new: outcome.new,
+        vendor: v.to_string(),
+        as_of,
+        file_sha256: sha,
+        rows: listings.len() as u64,
+        errors: parsed
+            .errors
+            .into_iter()
+            .map(|e| RowErrorView {
+                line: e.line,
+                column: e.column,
+                reason: e.why,
+            })
+            .collect(),
+        duplicates: parsed.duplicates,
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Date the export was taken (YYYY-MM-DD, Europe/Oslo); default today.
+    pub as_of: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/imports/{vendor}", tag = "vendor transition", params(("vendor" = String, Path), ImportQuery), request_body(content = String, content_type = "text/csv", description = "The vendor's inventory export as exported (encoding per its format)."), responses((status = 200, body = ImportReport), (status = 400, description = "Unknown vendor format, bad date or unreadable header", body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
+/// `POST /api/v1/imports/{vendor}?as_of=` (coordinator): imports a vendor's inventory export.
+/// Rows that cannot be read are reported by line and left out; the rest are kept. The same
+/// file again changes nothing (`new: false`).
+pub async fn post_import(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(vendor_id): Path<String>,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_coordinator()?;
+    let as_of = as_of_instant(q.as_of.as_deref(), Utc::now())?;
+    let report = import_file(
+        state.store.as_ref(),
+        &state.imports,
+        &vendor_id,
+        as_of,
+        body,
+    )
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+/// One import as the history shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ImportView {
+    pub id: i64,
+    pub vendor: String,
+    pub as_of: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    pub file_sha256: String,
+    pub rows: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    pub vendor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/imports", tag = "vendor transition", params(HistoryQuery), responses((status = 200, description = "imports (ImportView), oldest snapshot first.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/imports[?vendor=]`: the import history (dated snapshots).
+pub async fn history(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let v = q
+        .vendor
+        .as_deref()
+        .map(|v| vendor("vendor", v))
+        .transpose()?;
+    let imports: Vec<ImportView> = state
+        .store
+        .imports(v.as_ref())
+        .await?
+        .into_iter()
+        .map(|i| ImportView {
+            id: i.id,
+            vendor: i.vendor.to_string(),
+            as_of: i.as_of,
+            imported_at: i.imported_at,
+            file_sha256: i.file_sha256,
+            rows: i.rows,
+            errors: i.errors,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "imports": imports })).into_response())
+}
+
+/// Gathers what the reconciliation at instant `at` looks at, and runs it.
+pub async fn reconcile_at(
+    store: &dyn Store,
+    old: &VendorId,
+    new: &VendorId,
+    at: DateTime<Utc>,
+    settings: ReconcileSettings,
+) -> Result<Vec<ReconcileRow>, ApiError> {
+    // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
+    let tick = Duration::microseconds(1);
+    let in_service = store.in_service_snapshot(at + tick).await?;
+    let grace_ago = store
+        .in_service_snapshot(at - settings.grace + tick)
+        .await?;
+    let ever_old = store.ever_in_service(old, at + tick).await?;
+    let mut listings = store.listing_at(old, at).await?;
+    listings.extend(store.listing_at(new, at).await?);
+    let reporting = store.reporting_at(at, at - settings.silent_after).await?;
+    Ok(reconcile(&ReconcileInput {
+        at,
+        old,
+        new,
+        in_service: &in_service,
+        in_service_grace_ago: &grace_ago,
+        ever_old: &ever_old,
+        listings: &listings,
+        reporting: &reporting,
+        silent_after: settings.silent_after,
+    }))
+}
+
+/// Query of a reconciliation, as strings: parsed here so the API and the CLI agree.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReconcileParams {
+    /// The old vendor, e.g. hepro.
+    pub from: Option<String>,
+    /// The new vendor, e.g. atea.
+    pub to: Option<String>,
+    /// Date (YYYY-MM-DD): reconciled at the end of that day, Europe/Oslo. Default today.
+    pub at: Option<String>,
+    pub municipality: Option<String>,
+    /// json | csv
+    pub format: Option<String>,
+}
+
+/// The reconciliation as the API and CLI show it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReconcileReport {
+    pub from: String,
+    pub to: String,
+    pub at: String,
+    pub instant: DateTime<Utc>,
+    pub grace_days: i64,
+    pub silent_after_days: i64,
+    /// Subjects per class over the rows shown.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub totals: BTreeMap<ReconcileClass, u64>,
+    /// Per municipality × technology type × class: count and the subjects behind it.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<ReconcileRow>,
+}
+
+fn vendors(from: Option<&str>, to: Option<&str>) -> Result<(VendorId, VendorId), ApiError> {
+    let from = vendor(
+        "from",
+        from.ok_or_else(|| bad("from (the old vendor) is required".into()))?,
+    )?;
+    let to = vendor(
+        "to",
+        to.ok_or_else(|| bad("to (the new vendor) is required".into()))?,
+    )?;
+    if from == to {
+        return Err(bad("from and to must be different vendors".into()));
+    }
+    Ok((from, to))
+}
+
+/// A municipality asked for, checked against the region.
+pub fn municipality(
+    registry: &Registry,
+    m: Option<&str>,
+) -> Result<Option<MunicipalityCode>, ApiError> {
+    m.map(|m| {
+        let code = MunicipalityCode::parse(m).map_err(|e| bad(e.to_string()))?;
+        if registry.contains(&code) {
+            Ok(code)
+        } else {
+            Err(bad(format!("unknown municipality {code}")))
+        }
+    })
+    .transpose()
+}
+
+impl ReconcileParams {
+    /// Runs the reconciliation; `scope` (already checked against the caller) keeps one
+    /// municipality's rows. Filtering after computing keeps each subject where the rule put it.
+    pub async fn run(
+        &self,
+        store: &dyn Store,
+        settings: ReconcileSettings,
+        scope: Option<&MunicipalityCode>,
+        now: DateTime<Utc>,
+    ) -> Result<ReconcileReport, ApiError> {
+        let (from, to) = vendors(self.from.as_deref(), self.to.as_deref())?;
+        let day = match &self.at {
+            Some(d) => d.clone(),
+            None => now
+                .with_timezone(&chrono_tz::Europe::Oslo)
+                .date_naive()
+                .to_string(),
+        };
+        let at = end_of_day(&day)?;
+        let mut rows = reconcile_at(store, &from, &to, at, settings).await?;
+        if let Some(m) = scope {
+            rows.retain(|r| r.municipality == *m);
+        }
+        let mut totals: BTreeMap<ReconcileClass, u64> =
+            ReconcileClass::ALL.iter().map(|c| (*c, 0)).collect();
+        for r in &rows {
+            *totals.entry(r.class).or_default() += r.count;
+        }
+        Ok(ReconcileReport {
+            from: from.to_string(),
+            to: to.to_string(),
+            at: day,
+            instant: at,
+            grace_days: settings.grace.num_days(),
+            silent_after_days: settings.silent_after.num_days(),
+            totals,
+            rows,
+        })
+    }
+}
+
+/// A subject's key as text: the recipient reference, or `vendor/device`.
+pub fn subject_text(key: &SubjectKey) -> String {
+    match key {
+        SubjectKey::Recipient(r) => r.to_string(),
+        SubjectKey::Device(v, d) => format!("{v}/{d}"),
+    }
+}
+
+/// One line per subject: municipality, kind, class, subject, devices (space-separated).
+pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["municipality", "kind", "class", "subject", "devices"]);
+    for r in rows {
+        for s in &r.subjects {
+            let devices: Vec<String> = s.devices.iter().map(|(v, d)| format!("{v}/{d}")).collect();
+            let _ = w.write_record([
+                r.municipality.as_str(),
+                r.kind.id(),
+                r.class.id(),
+                &subject_text(&s.key),
+                &devices.join(" "),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(bad(format!("format must be json or csv, got {other:?}"))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "ReconcileReport (JSON), or with format=csv one line per subject: municipality,kind,class,subject,devices.", body = ReconcileReport), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
+/// classed as migrated, pending, double or new, and the export flags listed_silent and
+/// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`).
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Query(params): Query<ReconcileParams>,
+) -> Result<Response, ApiError> {
+    let asked = municipality(&state.registry, params.municipality.as_deref())?;
+    let scope = caller.scope(asked)?;
+    let csv = wants_csv(params.format.as_deref(), &headers)?;
+    let report = params
+        .run(
+            state.store.as_ref(),
+            state.reconciliation,
+            scope.as_ref(),
+            Utc::now(),
+        )
+        .await?;
+    if csv {
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"vft-reconciliation.csv\"",
+                ),
+            ],
+            reconciliation_csv(&report.rows),
+        )
+            .into_response());
+    }
+    Ok(Json(report).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProgressQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Default: this year.
+    pub year: Option<String>,
+    pub municipality: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "from, to, year, months and progress: per municipality and month migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/reconciliation/progress?from=&to=&year=[&municipality=]`: the reconciliation at
+/// each month end (Europe/Oslo), as migration progress per municipality.
+pub async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ProgressQuery>,
+) -> Result<Response, ApiError> {
+    let asked = municipality(&state.registry, q.municipality.as_deref())?;
+    let scope = caller.scope(asked)?;
+    let (from, to) = vendors(q.from.as_deref(), q.to.as_deref())?;
+    let now = Utc::now();
+    let year = crate::rollups::parse_year(q.year.as_deref(), now)?;
+    let months: Vec<YearMonth> = YearMonth::months_of_year(year)
+        .map_err(|e| bad(e.to_string()))?
+        .into_iter()
+        .filter(|m| m.start() <= now)
+        .collect();
+    let progress = migration_progress_of(
+        state.store.as_ref(),
+        &from,
+        &to,
+        &months,
+        state.reconciliation,
+        scope.as_ref(),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({
+        "from": from, "to": to, "year": year, "months": months, "progress": progress,
+    }))
+    .into_response())
+}
+
+/// Reconciles at each month's last instant and summarises per municipality.
+pub async fn migration_progress_of(
+    store: &dyn Store,
+    from: &VendorId,
+    to: &VendorId,
+    months: &[YearMonth],
+    settings: ReconcileSettings,
+    scope: Option<&MunicipalityCode>,
+) -> Result<Vec<MigrationProgress>, ApiError> {
+    let mut per_month = Vec::with_capacity(months.len());
+    for m in months {
+        let at = m.end_exclusive() - Duration::microseconds(1);
+        let mut rows = reconcile_at(store, from, to, at, settings).await?;
+        if let Some(own) = scope {
+            rows.retain(|r| r.municipality == *own);
+        }
+        per_month.push((*m, rows));
+    }
+    Ok(migration_progress(&per_month))
+}
