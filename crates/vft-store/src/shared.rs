@@ -1001,9 +1001,14 @@ macro_rules! impl_store {
             async fn reporting_at(&self, at: chrono::DateTime<chrono::Utc>, since: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Reporting>> {
                 let (at, since) = ($crate::shared::micros(at), $crate::shared::micros(since));
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT vendor, device, MAX(t) FROM (SELECT vendor, device, ts AS t FROM events \
-                     WHERE lifecycle_rank IS NULL AND ts > ",
+                    "SELECT vendor, device, MAX(t) FROM (SELECT vendor, device, ts AS t FROM events WHERE type IN (",
                 );
+                // Listing the contact types lets the (type, ts) index find the window.
+                let mut sep = qb.separated(", ");
+                for t in vft_domain::EventType::ALL.iter().filter(|t| t.lifecycle_rank().is_none()) {
+                    sep.push_bind(t.id());
+                }
+                qb.push(") AND ts > ");
                 qb.push_bind(since).push(" AND ts <= ").push_bind(at);
                 // Device state keeps the latest contact after its raw events are purged.
                 qb.push(" UNION ALL SELECT vendor, device, contact_ts AS t FROM devices WHERE contact_ts > ");
