@@ -1,15 +1,30 @@
-//! End to end: the Hepro → Atea transition. Canonical events of both vendors through a real
-//! broker, both example inventory exports through the import API, and every class of the
-//! reconciliation checked on a hand-built scenario (a recipient who moves municipality during
-//! the migration, a device replaced the day it migrates), on SQLite and PostgreSQL.
+//! End to end: the Hepro → Atea transition. Both vendors' events through a real broker (as
+//! canonical events, and again in each vendor's own format through its example adapter), both
+//! example inventory exports through the import API, and every class of the reconciliation
+//! checked on a hand-built scenario (a recipient who moves municipality during the migration, a
+//! device replaced the day it migrates), on SQLite and PostgreSQL.
 
 mod support;
 
-use serde_json::{Value, json};
+use chrono::DateTime;
+use chrono_tz::Tz;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
 use std::time::Duration;
 use support::*;
+use vft_domain::adapter::{AdapterConfig, DeviceIdRules, TimeFormat};
 
 const WAIT: Duration = Duration::from_secs(120);
+
+/// How the scenario's events reach the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Contract 1 events on `vft/v1/{vendor}/{gateway}/events`.
+    Canonical,
+    /// Each vendor's own format on its own topic, through the example adapters in
+    /// `config/adapters/` (the server is configured with `adapter_files`).
+    Vendor,
+}
 
 struct Server {
     vft: VftProcess,
@@ -17,29 +32,75 @@ struct Server {
     coordinator: String,
     aal: String,
     scratch: Scratch,
+    /// The adapters the server was configured with; empty for [`Format::Canonical`].
+    adapters: Vec<AdapterConfig>,
 }
 
-async fn start_on(scratch: Scratch) -> Server {
+fn example_adapter_files() -> Vec<PathBuf> {
+    let dir = workspace_root().join("config/adapters");
+    vec![
+        dir.join("hepro.example.toml"),
+        dir.join("atea.example.toml"),
+    ]
+}
+
+async fn start_on(scratch: Scratch, format: Format) -> Server {
     let db = scratch.database_url();
     let port = free_port();
     let mqtt = format!("127.0.0.1:{port}");
-    let vft = VftProcess::spawn(
-        &[
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            &mqtt,
-            "--database-url",
-            &db,
-        ],
+    let mut config_args: Vec<String> = Vec::new();
+    let mut adapters = Vec::new();
+    if format == Format::Vendor {
+        let files = example_adapter_files();
+        let list: Vec<String> = files
+            .iter()
+            .map(|f| format!("{:?}", f.display().to_string()))
+            .collect();
+        let config_path = scratch.dir.path().join("vft.toml");
+        std::fs::write(
+            &config_path,
+            format!("adapter_files = [{}]\n", list.join(", ")),
+        )
+        .expect("write config");
+        config_args = vec!["--config".into(), config_path.display().to_string()];
+        adapters = files
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(f).expect("example adapter");
+                let adapter: AdapterConfig = toml::from_str(&text).expect("adapter toml");
+                adapter.validate().expect("valid example adapter");
+                adapter
+            })
+            .collect();
+    }
+    let config_args: Vec<&str> = config_args.iter().map(String::as_str).collect();
+    let mut args = vec![
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--mqtt-addr",
+        &mqtt,
+        "--database-url",
+        &db,
+    ];
+    args.extend(&config_args);
+    let vft = VftProcess::spawn(&args, scratch.dir.path());
+    let token_args = |role: &[&'static str]| -> Vec<&str> {
+        config_args
+            .iter()
+            .copied()
+            .chain(role.iter().copied())
+            .collect()
+    };
+    let coordinator = create_token(
+        &db,
         scratch.dir.path(),
+        &token_args(&["--role", "coordinator"]),
     );
-    let coordinator = create_token(&db, scratch.dir.path(), &["--role", "coordinator"]);
     let aal = create_token(
         &db,
         scratch.dir.path(),
-        &["--role", "municipality", "--municipality", "3328"],
+        &token_args(&["--role", "municipality", "--municipality", "3328"]),
     );
     eventually("readyz", WAIT, || async {
         (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
@@ -54,6 +115,7 @@ async fn start_on(scratch: Scratch) -> Server {
         coordinator,
         aal,
         scratch,
+        adapters,
     }
 }
 
@@ -80,18 +142,234 @@ impl Server {
         resp.json().await.expect("json")
     }
 
+    /// Publishes canonical `events` of `vendor`: as they are, or (when the server runs with
+    /// adapters) rendered into the vendor's own format, a few events per message.
     async fn publish(&self, vendor: &str, events: &[Value]) {
-        let mut p = Publisher::connect(&self.broker, &format!("gw-{vendor}")).await;
-        for e in events {
-            p.publish(
-                &format!("vft/v1/{vendor}/gw-{vendor}/events"),
-                e.to_string(),
-            )
-            .await;
+        let gateway = format!("gw-{vendor}");
+        let mut p = Publisher::connect(&self.broker, &gateway).await;
+        if self.adapters.is_empty() {
+            for e in events {
+                p.publish(&format!("vft/v1/{vendor}/{gateway}/events"), e.to_string())
+                    .await;
+            }
+        } else {
+            let adapter = self
+                .adapters
+                .iter()
+                .find(|a| a.vendor.as_str() == vendor)
+                .unwrap_or_else(|| panic!("no adapter for {vendor}"));
+            let topic = vendor_topic(adapter, &gateway);
+            for chunk in events.chunks(3) {
+                let payload = vendor_message(adapter, chunk);
+                p.publish(&topic, payload).await;
+            }
         }
         p.wait_all_acked(WAIT).await;
         p.disconnect().await;
     }
+}
+
+// Rendering canonical events into a vendor's format, generically, by inverting its adapter
+// configuration. Nothing here knows Hepro or Atea: if an example adapter stops mapping a field
+// the scenario needs (or maps it differently from what its configuration says), the vendor
+// variant of the scenario fails.
+
+/// A topic the adapter's filter matches, with `gateway` in its gateway segment.
+fn vendor_topic(adapter: &AdapterConfig, gateway: &str) -> String {
+    let topic = adapter
+        .topic
+        .split('/')
+        .enumerate()
+        .map(|(i, s)| match s {
+            "+" if i == adapter.gateway_segment => gateway,
+            "+" => "any",
+            literal => literal,
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(
+        adapter.matches(&topic).map(|g| g.to_string()).as_deref(),
+        Some(gateway),
+        "{topic} does not match {}",
+        adapter.topic
+    );
+    topic
+}
+
+/// One vendor message carrying `events` at the adapter's `events_path`. Checks in-process that
+/// the adapter maps it back to exactly `events`, so a failure names the field.
+fn vendor_message(adapter: &AdapterConfig, events: &[Value]) -> String {
+    let rendered: Vec<Value> = events.iter().map(|e| vendor_event(adapter, e)).collect();
+    let mut message = Value::Null;
+    if adapter.events_path.is_empty() {
+        message = Value::Array(rendered);
+    } else {
+        set_path(&mut message, &adapter.events_path, Value::Array(rendered));
+    }
+    let text = message.to_string();
+    let mapped: Vec<Value> = adapter
+        .map(text.as_bytes())
+        .into_iter()
+        .map(|m| {
+            m.unwrap_or_else(|(raw, e)| {
+                panic!(
+                    "{}: {e} in {}",
+                    adapter.vendor,
+                    String::from_utf8_lossy(&raw)
+                )
+            })
+        })
+        .collect();
+    let same_instant = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                let ts = DateTime::parse_from_rfc3339(e["ts"].as_str().expect("ts")).expect("ts");
+                e["ts"] = ts.timestamp().into();
+                e
+            })
+            .collect()
+    };
+    assert_eq!(
+        same_instant(&mapped),
+        same_instant(events),
+        "{} adapter does not map {text} back to the scenario's events",
+        adapter.vendor
+    );
+    text
+}
+
+/// One canonical event in the vendor's shape: each field written at the vendor path the adapter
+/// reads it from, in the vendor's codes, time format and device-id spelling.
+fn vendor_event(adapter: &AdapterConfig, event: &Value) -> Value {
+    let mut out = Value::Object(Map::new());
+    for (field, value) in event.as_object().expect("canonical event") {
+        if let Some(constant) = adapter.constants.get(field) {
+            assert_eq!(
+                constant, value,
+                "{}: `{field}` is the constant {constant}, cannot express {value}",
+                adapter.vendor
+            );
+            continue;
+        }
+        let Some(path) = adapter.fields.get(field) else {
+            panic!(
+                "{}: the adapter cannot express `{field}` ({value}), which the scenario needs",
+                adapter.vendor
+            )
+        };
+        let vendor_value = match field.as_str() {
+            "ts" => vendor_time(&adapter.time, value.as_str().expect("ts")),
+            "device" | "replaces" => {
+                vendor_device_id(&adapter.device_id, value.as_str().expect("device")).into()
+            }
+            _ => value.clone(),
+        };
+        let vendor_value = match adapter.value_maps.get(field) {
+            None => vendor_value,
+            Some(map) => {
+                let text = vendor_value
+                    .as_str()
+                    .map_or_else(|| vendor_value.to_string(), str::to_owned);
+                let code = map
+                    .iter()
+                    .find(|(_, canonical)| **canonical == text)
+                    .map(|(code, _)| code.clone())
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{}: value_maps.{field} has no vendor code for {text:?}",
+                            adapter.vendor
+                        )
+                    });
+                Value::String(code)
+            }
+        };
+        set_path(&mut out, path, vendor_value);
+    }
+    out
+}
+
+/// `ts` (RFC 3339) written the way the adapter reads it.
+fn vendor_time(time: &TimeFormat, ts: &str) -> Value {
+    let t = DateTime::parse_from_rfc3339(ts).expect("canonical ts");
+    let zone: Option<Tz> = time
+        .zone
+        .as_deref()
+        .map(|z| z.parse().expect("adapter time zone"));
+    match (time.format.as_str(), zone) {
+        ("unix_seconds", _) => t.timestamp().into(),
+        ("unix_millis", _) => t.timestamp_millis().into(),
+        ("rfc3339", Some(z)) => t.with_timezone(&z).to_rfc3339().into(),
+        ("rfc3339", None) => t.to_rfc3339().into(),
+        (pattern, Some(z)) => t.with_timezone(&z).format(pattern).to_string().into(),
+        (pattern, None) => t.format(pattern).to_string().into(),
+    }
+}
+
+/// A device id the way a vendor might write it, so that the adapter's rules (trim, uppercase,
+/// strip prefix, remove characters) bring it back to `id`: the scenario's ids are already in
+/// normalised form, and this undoes each rule the adapter declares.
+fn vendor_device_id(rules: &DeviceIdRules, id: &str) -> String {
+    assert_eq!(
+        rules.apply(id),
+        id,
+        "scenario device id {id:?} is not in the adapter's normalised form"
+    );
+    let mut s = id.to_owned();
+    if let (Some(c), Some((at, _))) = (
+        rules.remove.as_deref().and_then(|r| r.chars().next()),
+        s.char_indices().nth(1),
+    ) {
+        s.insert(at, c);
+    }
+    if let Some(prefix) = &rules.strip_prefix {
+        s = format!("{prefix}{}{s}", if rules.trim { " " } else { "" });
+    }
+    if rules.uppercase {
+        s = s.to_lowercase();
+    }
+    if rules.trim {
+        s = format!(" {s} ");
+    }
+    if rules.apply(&s) == id {
+        s
+    } else {
+        id.to_owned()
+    }
+}
+
+/// Writes `value` at a dotted path, creating objects (and arrays for numeric segments).
+fn set_path(target: &mut Value, path: &str, value: Value) {
+    let segments: Vec<&str> = path.split('.').collect();
+    let mut current = target;
+    for (i, seg) in segments.iter().enumerate() {
+        let next_is_index = segments
+            .get(i + 1)
+            .is_some_and(|s| s.parse::<usize>().is_ok());
+        let fresh = || {
+            if next_is_index { json!([]) } else { json!({}) }
+        };
+        if current.is_null() {
+            *current = if seg.parse::<usize>().is_ok() {
+                json!([])
+            } else {
+                json!({})
+            };
+        }
+        current = match current {
+            Value::Array(items) => {
+                let index: usize = seg.parse().expect("array index");
+                while items.len() <= index {
+                    items.push(fresh());
+                }
+                &mut items[index]
+            }
+            Value::Object(fields) => fields.entry((*seg).to_owned()).or_insert_with(fresh),
+            other => panic!("{path}: `{seg}` would go through {other}"),
+        };
+    }
+    *current = value;
 }
 
 fn ev(id: &str, ts: &str, municipality: &str, device: &str, t: &str) -> Value {
@@ -372,18 +650,45 @@ const EXPECTED: [&str; 13] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_class_of_the_reconciliation_on_a_hand_built_scenario() {
-    scenario_on(Scratch::new()).await
+    scenario_on(Scratch::new(), Format::Canonical).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_class_of_the_reconciliation_on_a_hand_built_scenario_on_postgres() {
     if let Some(scratch) = Scratch::postgres().await {
-        scenario_on(scratch).await
+        scenario_on(scratch, Format::Canonical).await;
     }
 }
 
-async fn scenario_on(scratch: Scratch) {
-    let s = start_on(scratch).await;
+/// The same scenario with every event sent in its vendor's own format through the example
+/// adapters (`config/adapters/{hepro,atea}.example.toml`) instead of as canonical events. The
+/// example adapters map every canonical field the scenario uses (id, ts, municipality, device,
+/// type, kind, recipient, replaces), so nothing is left out. Both variants run side by side and
+/// must give the same reconciliation, progress, CSV and municipality view, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_class_of_the_reconciliation_with_both_vendors_in_their_own_formats() {
+    let (canonical, vendor) = tokio::join!(
+        scenario_on(Scratch::new(), Format::Canonical),
+        scenario_on(Scratch::new(), Format::Vendor),
+    );
+    assert_eq!(vendor.report, canonical.report);
+    assert_eq!(vendor.november, canonical.november);
+    assert_eq!(vendor.progress, canonical.progress);
+    assert_eq!(vendor.csv, canonical.csv);
+    assert_eq!(vendor.own, canonical.own);
+}
+
+/// What a scenario run answered, for comparing the two formats.
+struct Answers {
+    report: Value,
+    november: Value,
+    progress: Value,
+    csv: String,
+    own: Value,
+}
+
+async fn scenario_on(scratch: Scratch, format: Format) -> Answers {
+    let s = start_on(scratch, format).await;
     let (hepro, atea) = (hepro_events(), atea_events());
     s.publish("hepro", &hepro).await;
     s.publish("atea", &atea).await;
@@ -393,6 +698,14 @@ async fn scenario_on(scratch: Scratch) {
         .expect("store");
     let total = (hepro.len() + atea.len()) as u64;
     eventually("events stored", WAIT, || async {
+        let dead = store.dead_letters(10, None).await.ok()?;
+        assert!(
+            dead.is_empty(),
+            "{format:?}: dead letters {:?}",
+            dead.iter()
+                .map(|d| (&d.topic, &d.reason_code, &d.reason))
+                .collect::<Vec<_>>()
+        );
         (store.event_count().await.ok()? == total).then_some(())
     })
     .await;
@@ -628,4 +941,11 @@ async fn scenario_on(scratch: Scratch) {
     .expect("vft reconcile");
     assert!(table.contains("double"), "{table}");
     assert!(!table.contains("3324"), "{table}");
+    Answers {
+        report,
+        november,
+        progress,
+        csv,
+        own,
+    }
 }
