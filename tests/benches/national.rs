@@ -7,14 +7,15 @@
 //! is timed over HTTP: once cold-ish (first call), then 5 warm calls (min / median / max).
 //!
 //! Run: `cargo bench -p vft-e2e --bench national` (add `-- --devices 20000` for a quick check,
-//! `-- --keep` to keep the database directory for a look with `sqlite3`). Prints figures;
-//! asserts only that every request answers 200 with a non-empty body.
+//! `-- --keep` to keep the database directory, `-- --reuse DIR` to time the requests again
+//! against a kept one without loading). Prints figures; asserts only that every request
+//! answers 200 with a non-empty body.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
 use vft_domain::{
@@ -436,7 +437,14 @@ impl Generator {
     }
 
     /// Sends batches of about `BATCH` events until the plan is exhausted.
-    fn run(mut self, periods: &[(i64, i64)], tx: &tokio::sync::mpsc::Sender<Vec<Event>>) {
+    /// Returns the time spent generating (not waiting for the writer).
+    fn run(
+        mut self,
+        periods: &[(i64, i64)],
+        tx: &tokio::sync::mpsc::Sender<Vec<Event>>,
+    ) -> Duration {
+        let started = Instant::now();
+        let mut waiting = Duration::ZERO;
         let mut batch = Vec::with_capacity(BATCH + 64);
         for (p, &(start, end)) in periods.iter().enumerate() {
             for i in 0..self.plans.len() {
@@ -446,15 +454,18 @@ impl Generator {
                 }
                 if batch.len() >= BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH + 64));
+                    let sent = Instant::now();
                     if tx.blocking_send(full).is_err() {
-                        return;
+                        break;
                     }
+                    waiting += sent.elapsed();
                 }
             }
         }
         if !batch.is_empty() {
             let _ = tx.blocking_send(batch);
         }
+        started.elapsed().saturating_sub(waiting)
     }
 }
 
@@ -531,6 +542,49 @@ async fn measure(
     first.body
 }
 
+/// Fills the store through `Store::write_batch`: generation on its own thread, writes here, so
+/// both cores work.
+async fn load(db_url: &str, generator: Generator, periods: Vec<(i64, i64)>) {
+    let store = vft_store::open(db_url, &Default::default())
+        .await
+        .expect("open store");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Event>>(4);
+    let producer = std::thread::spawn(move || generator.run(&periods, &tx));
+    let started = Instant::now();
+    let (mut written, mut batches) = (0u64, 0u64);
+    let mut last_report = Instant::now();
+    while let Some(batch) = rx.recv().await {
+        let outcome = store
+            .write_batch(&batch, &[], Utc::now())
+            .await
+            .expect("write batch");
+        assert_eq!(
+            outcome.events_inserted,
+            batch.len() as u64,
+            "every generated event is new"
+        );
+        written += outcome.events_inserted;
+        batches += 1;
+        if last_report.elapsed() > Duration::from_secs(30) {
+            last_report = Instant::now();
+            println!(
+                "  … {written} events after {:.0} s ({:.0} events/s)",
+                started.elapsed().as_secs_f64(),
+                written as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let generating = producer.join().expect("generator");
+    let load = started.elapsed();
+    assert_eq!(store.event_count().await.expect("count"), written);
+    println!(
+        "load: {written} events in {batches} batches, {:.1} s, {:.0} events/s (write_batch, synchronous = full; generator busy {:.1} s of it)",
+        load.as_secs_f64(),
+        written as f64 / load.as_secs_f64(),
+        generating.as_secs_f64(),
+    );
+}
+
 fn flag_value(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let prefixed = format!("{name}=");
@@ -555,13 +609,20 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let scratch = Scratch::new();
-    let db_url = scratch.database_url();
-    let db_path = scratch.dir.path().join("vft.db");
+    // A database kept by an earlier `--keep` run (same --devices) skips the load.
+    let reuse = flag_value("--reuse").map(PathBuf::from);
+    let scratch = reuse.is_none().then(Scratch::new);
+    let dir = match (&reuse, &scratch) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(s)) => s.dir.path().to_path_buf(),
+        (None, None) => unreachable!("a scratch directory when not reusing"),
+    };
+    let db_path = dir.join("vft.db");
+    let db_url = format!("sqlite://{}", db_path.display());
 
     // The region: every code an event uses is configured, so nothing becomes a dead letter.
     let region = municipalities();
-    let config_path = scratch.dir.path().join("national.toml");
+    let config_path = dir.join("national.toml");
     let mut toml = String::from(
         "# Generated by the national benchmark.\ncooperations = []\n\n\
          # Keep the 2025 heartbeats: retention would purge them at start-up and compete with the\n\
@@ -630,45 +691,12 @@ async fn main() {
         plans,
     };
 
-    // Load: generation on its own thread, writes here, so both cores work.
-    let store = vft_store::open(&db_url, &Default::default())
-        .await
-        .expect("open store");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Event>>(4);
-    let producer = std::thread::spawn(move || generator.run(&periods, &tx));
-    let started = Instant::now();
-    let (mut written, mut batches) = (0u64, 0u64);
-    let mut last_report = Instant::now();
-    while let Some(batch) = rx.recv().await {
-        let outcome = store
-            .write_batch(&batch, &[], Utc::now())
-            .await
-            .expect("write batch");
-        assert_eq!(
-            outcome.events_inserted,
-            batch.len() as u64,
-            "every generated event is new"
-        );
-        written += outcome.events_inserted;
-        batches += 1;
-        if last_report.elapsed() > Duration::from_secs(30) {
-            last_report = Instant::now();
-            println!(
-                "  … {written} events after {:.0} s ({:.0} events/s)",
-                started.elapsed().as_secs_f64(),
-                written as f64 / started.elapsed().as_secs_f64()
-            );
-        }
+    if reuse.is_some() {
+        assert!(db_path.is_file(), "--reuse: no {}", db_path.display());
+        println!("load: skipped, reusing {}", db_path.display());
+    } else {
+        load(&db_url, generator, periods).await;
     }
-    producer.join().expect("generator");
-    let load = started.elapsed();
-    assert_eq!(store.event_count().await.expect("count"), written);
-    drop(store);
-    println!(
-        "load: {written} events in {batches} batches, {:.1} s, {:.0} events/s (write_batch, synchronous = full)",
-        load.as_secs_f64(),
-        written as f64 / load.as_secs_f64()
-    );
     let wal = db_path.with_extension("db-wal");
     println!(
         "database: {:.1} MiB ({} bytes) + WAL {:.1} MiB",
@@ -678,7 +706,7 @@ async fn main() {
     );
 
     // Serve it.
-    let cwd = scratch.dir.path();
+    let cwd = dir.as_path();
     let coordinator = create_token(
         &db_url,
         cwd,
@@ -869,10 +897,11 @@ async fn main() {
         mib(file_size(&wal))
     );
     drop(vft);
-    if keep {
-        let dir = scratch.dir.keep();
+    if let Some(s) = scratch.filter(|_| keep) {
+        let dir = s.dir.keep();
         println!(
-            "kept {} (database vft.db, config national.toml)",
+            "kept {} (vft.db, national.toml); time the requests again with `-- --devices {devices} --reuse {}`",
+            dir.display(),
             dir.display()
         );
     }
