@@ -5,7 +5,7 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -320,18 +320,6 @@ pub fn devices_csv(views: &[DeviceView]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
-    match format {
-        Some("csv") => Ok(true),
-        Some("json") => Ok(false),
-        Some(other) => Err(bad("format", other, "json or csv")),
-        None => Ok(headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"))),
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "items (DeviceView) and next_cursor; CSV of the whole query with format=csv.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/devices`
 pub async fn list(
@@ -346,7 +334,7 @@ pub async fn list(
         Utc::now(),
         state.timeouts,
     )?;
-    if wants_csv(params.format.as_deref(), &headers)? {
+    if crate::wants_csv(params.format.as_deref(), &headers)? {
         // The export is the whole query, not one page.
         query.limit = 0;
         query.after = None;
@@ -355,17 +343,7 @@ pub async fn list(
             .iter()
             .map(|r| DeviceView::new(r, &state.timeouts))
             .collect();
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"vft-devices.csv\"",
-                ),
-            ],
-            devices_csv(&views),
-        )
-            .into_response());
+        return Ok(crate::csv_response("vft-devices.csv", devices_csv(&views)));
     }
     let rows = state.store.devices(&query).await?;
     let next = (rows.len() == query.limit as usize)

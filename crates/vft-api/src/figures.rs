@@ -79,10 +79,8 @@ pub async fn medication(
         .collect();
     let mut taken = vec![0u64; months.len()];
     let mut missed = vec![0u64; months.len()];
-    let any_vendor =
-        vft_domain::VendorId::parse("any").map_err(|e| ApiError::Internal(e.to_string()))?;
     for (i, municipality, t, m) in state.store.dose_counts(&periods).await? {
-        if selection.admits(&municipality, &any_vendor, periods[i].1) {
+        if selection.admits_municipality(&municipality, periods[i].1) {
             taken[i] += t;
             missed[i] += m;
         }

@@ -8,7 +8,7 @@ use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -388,18 +388,6 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
-    match format {
-        Some("csv") => Ok(true),
-        Some("json") => Ok(false),
-        Some(other) => Err(bad(format!("format must be json or csv, got {other:?}"))),
-        None => Ok(headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"))),
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "ReconcileReport (JSON), or with format=csv one line per subject: municipality,kind,class,subject,devices.", body = ReconcileReport), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
@@ -412,7 +400,7 @@ pub async fn reconciliation(
 ) -> Result<Response, ApiError> {
     let asked = municipality(&state.registry, params.municipality.as_deref())?;
     let scope = caller.scope(asked)?;
-    let csv = wants_csv(params.format.as_deref(), &headers)?;
+    let csv = crate::wants_csv(params.format.as_deref(), &headers)?;
     let report = params
         .run(
             state.store.as_ref(),
@@ -422,17 +410,10 @@ pub async fn reconciliation(
         )
         .await?;
     if csv {
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"vft-reconciliation.csv\"",
-                ),
-            ],
+        return Ok(crate::csv_response(
+            "vft-reconciliation.csv",
             reconciliation_csv(&report.rows),
-        )
-            .into_response());
+        ));
     }
     Ok(Json(report).into_response())
 }

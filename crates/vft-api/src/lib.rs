@@ -103,6 +103,38 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `format=csv|json`, else the `Accept` header: whether a figure endpoint answers as CSV.
+pub(crate) fn wants_csv(
+    format: Option<&str>,
+    headers: &axum::http::HeaderMap,
+) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format must be json or csv, got {:?}",
+            other.chars().take(64).collect::<String>()
+        ))),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"))),
+    }
+}
+
+/// A CSV body as a download named `filename`.
+pub(crate) fn csv_response(filename: &str, body: String) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Readiness: the database answers and ingest is subscribed to the broker.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -2,7 +2,7 @@ use crate::auth::Caller;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -108,9 +108,18 @@ impl Selection {
         vendor: &VendorId,
         cut: DateTime<Utc>,
     ) -> bool {
+        self.vendor.as_ref().is_none_or(|v| v == vendor)
+            && self.admits_municipality(municipality, cut)
+    }
+
+    /// The municipality part alone, for figures that have no vendor (medication).
+    pub(crate) fn admits_municipality(
+        &self,
+        municipality: &MunicipalityCode,
+        cut: DateTime<Utc>,
+    ) -> bool {
         let at = cut - chrono::Duration::microseconds(1);
         self.municipality.as_ref().is_none_or(|m| m == municipality)
-            && self.vendor.as_ref().is_none_or(|v| v == vendor)
             && self
                 .cooperation
                 .as_ref()
@@ -119,18 +128,14 @@ impl Selection {
 
     /// The same selection as an attribution scope at one cut.
     pub(crate) fn scope(&self, registry: &Registry, cut: DateTime<Utc>) -> Scope {
-        let at = cut - chrono::Duration::microseconds(1);
-        let municipalities = match (&self.municipality, &self.cooperation) {
-            (None, None) => None,
-            (m, c) => Some(
+        let municipalities =
+            (self.municipality.is_some() || self.cooperation.is_some()).then(|| {
                 registry
                     .iter()
                     .map(|x| x.code.clone())
-                    .filter(|code| m.as_ref().is_none_or(|m| m == code))
-                    .filter(|code| c.as_ref().is_none_or(|c| c.is_member(code, at)))
-                    .collect(),
-            ),
-        };
+                    .filter(|code| self.admits_municipality(code, cut))
+                    .collect()
+            });
         Scope {
             municipalities,
             vendor: self.vendor.clone(),
@@ -180,19 +185,7 @@ pub async fn devices(
         q.vendor.as_deref(),
         q.cooperation.as_deref(),
     )?;
-    let csv = match q.format.as_deref() {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "format must be json or csv, got {other:?}"
-            )));
-        }
-        None => headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv")),
-    };
+    let csv = crate::wants_csv(q.format.as_deref(), &headers)?;
 
     let months =
         YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -236,15 +229,10 @@ pub async fn devices(
     }
     let table = DeviceTable::from_counts(year, months.clone(), &shown);
     if csv {
-        let filename = format!("attachment; filename=\"vft-devices-{year}.csv\"");
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (header::CONTENT_DISPOSITION, filename),
-            ],
+        return Ok(crate::csv_response(
+            &format!("vft-devices-{year}.csv"),
             table.to_csv(),
-        )
-            .into_response());
+        ));
     }
     let recipient_table = DeviceTable::from_counts(year, months.clone(), &recipients);
     let mut body = serde_json::to_value(&table).map_err(|e| ApiError::Internal(e.to_string()))?;
