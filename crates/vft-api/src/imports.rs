@@ -125,7 +125,7 @@ pub async fn import_file(
     let parsed = parsed.map_err(|e| bad(e.to_string()))?;
     let listings: Vec<_> = parsed.rows.iter().map(|(_, l)| l.clone()).collect();
     let outcome = store
-        .import_inventory(&v, as_of, &sha, &listings, parsed.errors.len() as u64)
+        .import_inventory(&v, as_of, &sha, &listings, &parsed.errors)
         .await?;
     Ok(ImportReport {
         import_id: outcome.import_id,

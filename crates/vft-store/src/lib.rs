@@ -207,6 +207,22 @@ pub struct ImportOutcome {
     pub new: bool,
 }
 
+/// One unreadable row of a stored import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportErrorRecord {
+    pub import_id: i64,
+    pub vendor: VendorId,
+    pub as_of: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    pub line: u64,
+    pub column: Option<String>,
+    pub why: String,
+}
+
+/// Unreadable rows kept per import: a broken export can have millions, and the first ones
+/// show what is wrong.
+pub const MAX_KEPT_IMPORT_ERRORS: usize = 1000;
+
 /// One stored inventory import (a dated snapshot of a vendor's export).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -348,8 +364,29 @@ pub trait Store: Send + Sync + 'static {
         as_of: DateTime<Utc>,
         file_sha256: &str,
         rows: &[Listing],
-        error_count: u64,
+        errors: &[vft_domain::import::RowError],
     ) -> Result<ImportOutcome>;
+
+    /// Rows of imports that could not be read: newest import first, then by line; at most
+    /// `limit`. Only the first [`MAX_KEPT_IMPORT_ERRORS`] of each import are kept.
+    async fn import_errors(&self, limit: u32) -> Result<Vec<ImportErrorRecord>>;
+
+    /// Opens a dashboard session (both values are hashes); expired sessions go on the way.
+    async fn create_session(
+        &self,
+        session_hash: &str,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// The token behind a session still open at `now`, and when the session ends.
+    async fn find_session(
+        &self,
+        session_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(TokenRecord, DateTime<Utc>)>>;
+
+    async fn delete_session(&self, session_hash: &str) -> Result<()>;
 
     /// Import history, oldest snapshot first (one vendor or all).
     async fn imports(&self, vendor: Option<&VendorId>) -> Result<Vec<ImportSummary>>;

@@ -33,11 +33,11 @@ macro_rules! embedded {
 }
 
 pub fn sqlite() -> Migrator {
-    embedded!("sqlite": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle")
+    embedded!("sqlite": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard")
 }
 
 pub fn postgres() -> Migrator {
-    embedded!("postgres": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle")
+    embedded!("postgres": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard")
 }
 
 #[cfg(test)]

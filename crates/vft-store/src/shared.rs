@@ -901,7 +901,7 @@ macro_rules! impl_store {
                 as_of: chrono::DateTime<chrono::Utc>,
                 file_sha256: &str,
                 rows: &[vft_domain::reconcile::Listing],
-                error_count: u64,
+                errors: &[vft_domain::import::RowError],
             ) -> $crate::Result<$crate::ImportOutcome> {
                 use $crate::shared::{micros, ROWS_PER_STATEMENT};
                 let mut tx = self.writer.begin().await?;
@@ -914,7 +914,7 @@ macro_rules! impl_store {
                         .push_bind(micros(chrono::Utc::now()))
                         .push_bind(file_sha256)
                         .push_bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-                        .push_bind(i64::try_from(error_count).unwrap_or(i64::MAX));
+                        .push_bind(i64::try_from(errors.len()).unwrap_or(i64::MAX));
                 });
                 qb.push(" ON CONFLICT (vendor, file_sha256) DO NOTHING RETURNING id");
                 let inserted: Option<(i64,)> = qb.build_query_as().fetch_optional(&mut *tx).await?;
@@ -940,8 +940,102 @@ macro_rules! impl_store {
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
+                let kept = &errors[..errors.len().min($crate::MAX_KEPT_IMPORT_ERRORS)];
+                for chunk in kept.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO inventory_import_errors (import_id, line, col, why) ",
+                    );
+                    qb.push_values(chunk, |mut row, e| {
+                        row.push_bind(import_id)
+                            .push_bind(i64::try_from(e.line).unwrap_or(i64::MAX))
+                            .push_bind(e.column.as_deref())
+                            .push_bind(e.why.as_str());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok($crate::ImportOutcome { import_id, new: true })
+            }
+
+            async fn import_errors(&self, limit: u32) -> $crate::Result<Vec<$crate::ImportErrorRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT i.id, i.vendor, i.as_of, i.imported_at, e.line, e.col, e.why \
+                     FROM inventory_import_errors e JOIN inventory_imports i ON i.id = e.import_id \
+                     ORDER BY i.imported_at DESC, i.id DESC, e.line LIMIT ",
+                );
+                qb.push_bind(i64::from(limit));
+                let rows: Vec<(i64, String, i64, i64, i64, Option<String>, String)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(import_id, v, as_of, at, line, column, why)| {
+                        Ok($crate::ImportErrorRecord {
+                            import_id,
+                            vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                            as_of: $crate::shared::from_micros(as_of)?,
+                            imported_at: $crate::shared::from_micros(at)?,
+                            line: u64::try_from(line).unwrap_or(0),
+                            column,
+                            why,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn create_session(
+                &self,
+                session_hash: &str,
+                token_hash: &str,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                use $crate::shared::micros;
+                let now = chrono::Utc::now();
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE expires_at <= ");
+                qb.push_bind(micros(now));
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO sessions (session_hash, token_hash, created_at, expires_at) ",
+                );
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(session_hash)
+                        .push_bind(token_hash)
+                        .push_bind(micros(now))
+                        .push_bind(micros(expires_at));
+                });
+                qb.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn find_session(
+                &self,
+                session_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Option<($crate::TokenRecord, chrono::DateTime<chrono::Utc>)>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT t.role, t.municipality, t.label, t.created_at, s.expires_at \
+                     FROM sessions s JOIN api_tokens t ON t.token_hash = s.token_hash \
+                     WHERE s.session_hash = ",
+                );
+                qb.push_bind(session_hash)
+                    .push(" AND s.expires_at > ")
+                    .push_bind($crate::shared::micros(now));
+                let row: Option<(String, Option<String>, Option<String>, i64, i64)> =
+                    qb.build_query_as().fetch_optional(&self.reader).await?;
+                row.map(|(role, m, label, created, expires)| {
+                    Ok((
+                        $crate::shared::token_record(role, m, label, created)?,
+                        $crate::shared::from_micros(expires)?,
+                    ))
+                })
+                .transpose()
+            }
+
+            async fn delete_session(&self, session_hash: &str) -> $crate::Result<()> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE session_hash = ");
+                qb.push_bind(session_hash);
+                qb.build().execute(&self.writer).await?;
+                Ok(())
             }
 
             async fn imports(&self, vendor: Option<&vft_domain::VendorId>) -> $crate::Result<Vec<$crate::ImportSummary>> {

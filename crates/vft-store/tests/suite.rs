@@ -42,6 +42,8 @@ both_backends!(
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
+    import_errors_are_capped_per_import,
+    sessions_expire_and_end,
     reconciliation_inputs_from_events,
 );
 
@@ -1211,7 +1213,11 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
             march,
             "aa",
             &[listing("H1", true), listing("H2", false)],
-            3,
+            &[
+                row_error(4, Some("Installert"), "bad date"),
+                row_error(2, None, "too few columns"),
+                row_error(9, Some("Produkt"), "unknown product"),
+            ],
         )
         .await
         .expect("import");
@@ -1219,21 +1225,33 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
     // The same file again (even with another date) changes nothing.
     let again = s
         .store
-        .import_inventory(&hepro, april, "aa", &[listing("H9", true)], 0)
+        .import_inventory(
+            &hepro,
+            april,
+            "aa",
+            &[listing("H9", true)],
+            &[row_error(1, None, "again")],
+        )
         .await
         .expect("import");
     assert_eq!((again.import_id, again.new), (first.import_id, false));
     // Another vendor may have a file with the same hash.
     assert!(
         s.store
-            .import_inventory(&atea, march, "aa", &[], 0)
+            .import_inventory(&atea, march, "aa", &[], &[])
             .await
             .expect("import")
             .new
     );
     let second = s
         .store
-        .import_inventory(&hepro, april, "bb", &[listing("H3", true)], 0)
+        .import_inventory(
+            &hepro,
+            april,
+            "bb",
+            &[listing("H3", true)],
+            &[row_error(7, None, "newest")],
+        )
         .await
         .expect("import");
     assert!(second.new);
@@ -1247,7 +1265,7 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
         summary,
         [
             (first.import_id, 2, 3, "aa"),
-            (second.import_id, 1, 0, "bb")
+            (second.import_id, 1, 1, "bb")
         ]
     );
     assert_eq!(history[0].as_of, march);
@@ -1272,6 +1290,124 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
     assert_eq!(at(april).await, ["H3:true"]);
     let one = s.store.listing_at(&hepro, march).await.expect("listing");
     assert_eq!(one[0], listing("H1", true));
+
+    // Unreadable rows: newest import first, by line within an import; a repeated file adds none.
+    let errors: Vec<(i64, u64, Option<String>, String)> = s
+        .store
+        .import_errors(10)
+        .await
+        .expect("import errors")
+        .into_iter()
+        .map(|e| (e.import_id, e.line, e.column, e.why))
+        .collect();
+    let e = |id: i64, line: u64, col: Option<&str>, why: &str| {
+        (id, line, col.map(str::to_owned), why.to_owned())
+    };
+    assert_eq!(
+        errors,
+        [
+            e(second.import_id, 7, None, "newest"),
+            e(first.import_id, 2, None, "too few columns"),
+            e(first.import_id, 4, Some("Installert"), "bad date"),
+            e(first.import_id, 9, Some("Produkt"), "unknown product"),
+        ]
+    );
+    assert_eq!(
+        s.store.import_errors(2).await.expect("import errors").len(),
+        2
+    );
+}
+
+fn row_error(line: u64, column: Option<&str>, why: &str) -> vft_domain::import::RowError {
+    vft_domain::import::RowError {
+        line,
+        column: column.map(str::to_owned),
+        why: why.to_owned(),
+    }
+}
+
+/// Only the first errors of a huge broken export are kept; the count stays whole.
+async fn import_errors_are_capped_per_import(s: TestStore) {
+    let hepro = VendorId::parse("hepro").expect("vendor");
+    let many: Vec<_> = (1..=(vft_store::MAX_KEPT_IMPORT_ERRORS as u64 + 50))
+        .map(|line| row_error(line, None, "bad"))
+        .collect();
+    s.store
+        .import_inventory(&hepro, utc("2025-03-31T22:00:00Z"), "cc", &[], &many)
+        .await
+        .expect("import");
+    let history = s.store.imports(None).await.expect("imports");
+    assert_eq!(history[0].errors, many.len() as u64);
+    let kept = s.store.import_errors(5000).await.expect("import errors");
+    assert_eq!(kept.len(), vft_store::MAX_KEPT_IMPORT_ERRORS);
+    assert_eq!(
+        kept.last().map(|e| e.line),
+        Some(vft_store::MAX_KEPT_IMPORT_ERRORS as u64)
+    );
+}
+
+/// A session lives until it expires, belongs to its token, and ends when deleted.
+async fn sessions_expire_and_end(s: TestStore) {
+    let aal = vft_domain::MunicipalityCode::parse("3328").expect("code");
+    s.store
+        .create_token("tok-hash", &Role::Municipality(aal.clone()), Some("Ål"))
+        .await
+        .expect("token");
+    let now = Utc::now();
+    let expires = now + Duration::hours(8);
+    s.store
+        .create_session("open", "tok-hash", expires)
+        .await
+        .expect("session");
+    s.store
+        .create_session("old", "tok-hash", now - Duration::seconds(1))
+        .await
+        .expect("session");
+    let (token, until) = s
+        .store
+        .find_session("open", now)
+        .await
+        .expect("find")
+        .expect("an open session");
+    assert_eq!(token.role, Role::Municipality(aal));
+    assert_eq!(until.timestamp_micros(), expires.timestamp_micros());
+    assert!(
+        s.store
+            .find_session("open", expires)
+            .await
+            .expect("find")
+            .is_none(),
+        "expired at its end"
+    );
+    assert!(
+        s.store
+            .find_session("old", now)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        s.store
+            .find_session("nope", now)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    // A session for a token that does not exist cannot be opened.
+    assert!(
+        s.store
+            .create_session("orphan", "no-such-token", expires)
+            .await
+            .is_err()
+    );
+    s.store.delete_session("open").await.expect("delete");
+    assert!(
+        s.store
+            .find_session("open", now)
+            .await
+            .expect("find")
+            .is_none()
+    );
 }
 
 async fn reconciliation_inputs_from_events(s: TestStore) {
