@@ -4,85 +4,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::Duration;
 use support::*;
 
-const WAIT: Duration = Duration::from_secs(120);
-
-struct Server {
-    vft: VftProcess,
-    broker: BrokerUnderTest,
-    coordinator: String,
-    aal: String,
-    scratch: Scratch,
-}
-
 async fn start() -> Server {
-    start_on(Scratch::new()).await
-}
-
-async fn start_on(scratch: Scratch) -> Server {
-    let db = scratch.database_url();
-    let port = free_port();
-    let mqtt = format!("127.0.0.1:{port}");
-    let vft = VftProcess::spawn(
-        &[
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            &mqtt,
-            "--database-url",
-            &db,
-        ],
-        scratch.dir.path(),
-    );
-    let coordinator = create_token(&db, scratch.dir.path(), &["--role", "coordinator"]);
-    let aal = create_token(
-        &db,
-        scratch.dir.path(),
-        &["--role", "municipality", "--municipality", "3328"],
-    );
-    eventually("readyz", WAIT, || async {
-        (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
-    })
-    .await;
-    Server {
-        vft,
-        broker: BrokerUnderTest {
-            port,
-            credentials: None,
-        },
-        coordinator,
-        aal,
-        scratch,
-    }
-}
-
-impl Server {
-    async fn get(&self, path: &str) -> Value {
-        get_json(&format!("{}{path}", self.vft.api), &self.coordinator).await
-    }
-
-    /// Publishes events (one message each) and waits until the store holds `expected_total`.
-    async fn publish(&self, events: &[Value]) {
-        let mut p = Publisher::connect(&self.broker, "figures").await;
-        for e in events {
-            p.publish("vft/v1/hepro/gw-1/events", e.to_string()).await;
-        }
-        p.wait_all_acked(WAIT).await;
-        p.disconnect().await;
-    }
-
-    async fn wait_events(&self, total: u64) {
-        let store = vft_store::open(&self.scratch.database_url(), &Default::default())
-            .await
-            .expect("store");
-        eventually("events stored", WAIT, || async {
-            (store.event_count().await.ok()? >= total).then_some(())
-        })
-        .await;
-    }
+    Server::start(Scratch::new()).await
 }
 
 fn ev(id: &str, ts: &str, municipality: &str, device: &str, t: &str) -> Value {
@@ -121,7 +46,7 @@ async fn response_centre_figures_match_a_hand_computed_example_on_postgres() {
 }
 
 async fn response_centre_figures_match_a_hand_computed_example_on(scratch: Scratch) {
-    let s = start_on(scratch).await;
+    let s = Server::start(scratch).await;
     let mut install = ev(
         "i1",
         "2025-01-01T08:00:00+01:00",
@@ -264,7 +189,7 @@ async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_close
 async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_closed_one_on(
     scratch: Scratch,
 ) {
-    let s = start_on(scratch).await;
+    let s = Server::start(scratch).await;
     s.publish(&[
         installed("p1", "2025-03-05T10:00:00+01:00", "3324", "G1", "tracking"),
         installed("p2", "2025-03-06T10:00:00+01:00", "3324", "G2", "tracking"),

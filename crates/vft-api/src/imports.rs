@@ -226,6 +226,57 @@ pub async fn history(
     Ok(Json(serde_json::json!({ "imports": imports })).into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportErrorsQuery {
+    /// At most this many (1-1000, default 200).
+    pub limit: Option<u32>,
+}
+
+/// One unreadable row of an import.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ImportErrorView {
+    pub import_id: i64,
+    pub vendor: String,
+    pub as_of: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    /// Line in the file (1 = the header).
+    pub line: u64,
+    pub column: Option<String>,
+    pub why: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/imports/errors", tag = "vendor transition", params(ImportErrorsQuery), responses((status = 200, description = "items (ImportErrorView): newest import first, then by line. The first 1000 of each import are kept; the import history has the full count.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/imports/errors` (coordinator): the rows imports could not read, with why. A
+/// row may name any municipality, so like dead letters this is the coordinator's.
+pub async fn errors(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ImportErrorsQuery>,
+) -> Result<Response, ApiError> {
+    caller.require_coordinator()?;
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1-1000".into()));
+    }
+    let items: Vec<ImportErrorView> = state
+        .store
+        .import_errors(limit)
+        .await?
+        .into_iter()
+        .map(|e| ImportErrorView {
+            import_id: e.import_id,
+            vendor: e.vendor.to_string(),
+            as_of: e.as_of,
+            imported_at: e.imported_at,
+            line: e.line,
+            column: e.column,
+            why: e.why,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
 /// Gathers what the reconciliation at instant `at` looks at, and runs it.
 pub async fn reconcile_at(
     store: &dyn Store,

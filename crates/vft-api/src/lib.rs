@@ -8,6 +8,8 @@ mod figures;
 pub mod imports;
 mod openapi;
 mod rollups;
+pub mod session;
+pub mod ui;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -23,6 +25,7 @@ use vft_domain::Registry;
 use vft_store::Store;
 
 pub use error::ApiError;
+pub use session::SessionSettings;
 
 /// Whether the parts the API depends on beside the store (ingest's broker connection) are up.
 pub type ReadinessProbe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -40,6 +43,7 @@ pub struct AppState {
     /// Inventory export formats per vendor (`[imports.<vendor>]`).
     pub imports: Arc<imports::ImportFormats>,
     pub reconciliation: imports::ReconcileSettings,
+    pub sessions: SessionSettings,
 }
 
 /// Largest inventory export accepted in one request.
@@ -63,7 +67,11 @@ pub fn router(state: AppState) -> Router {
             "/devices/{vendor}/{device}/timeout",
             axum::routing::put(devices::set_timeout),
         )
+        .route("/session", get(session::current))
+        .route("/municipalities", get(session::municipalities))
+        .route("/cooperations", get(session::cooperations))
         .route("/imports", get(imports::history))
+        .route("/imports/errors", get(imports::errors))
         .route(
             "/imports/{vendor}",
             // Exports of a national fleet run to hundreds of megabytes.
@@ -75,6 +83,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/api/openapi.json", get(openapi::serve))
+        .route(
+            "/api/session",
+            axum::routing::post(session::sign_in).delete(session::sign_out),
+        )
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

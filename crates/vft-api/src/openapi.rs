@@ -22,6 +22,13 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The dashboard's session (from POST /api/session) works wherever the bearer does.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::new(crate::auth::SESSION_COOKIE),
+            )),
+        );
     }
 }
 
@@ -41,15 +48,21 @@ impl Modify for BearerAuth {
         crate::devices::set_timeout,
         crate::imports::post_import,
         crate::imports::history,
+        crate::imports::errors,
+        crate::session::sign_in,
+        crate::session::sign_out,
+        crate::session::current,
+        crate::session::municipalities,
+        crate::session::cooperations,
         crate::imports::reconciliation,
         crate::imports::progress,
         crate::healthz,
         crate::readyz,
         crate::metrics,
     ),
-    components(schemas(ErrorBody, crate::devices::DeviceView, crate::devices::TimeoutBody, crate::imports::ImportReport, crate::imports::RowErrorView, crate::imports::ImportView, crate::imports::ReconcileReport)),
+    components(schemas(ErrorBody, crate::devices::DeviceView, crate::devices::TimeoutBody, crate::imports::ImportReport, crate::imports::RowErrorView, crate::imports::ImportView, crate::imports::ReconcileReport, crate::imports::ImportErrorView, crate::session::SignIn, crate::session::SessionView, crate::session::MunicipalityView)),
     modifiers(&BearerAuth),
-    security(("bearer" = []))
+    security(("bearer" = []), ("session" = []))
 )]
 pub struct ApiDoc;
 

@@ -41,6 +41,7 @@ pub struct Config {
     /// A rollup asked for one counts only its members in each month.
     pub cooperations: Vec<Cooperation>,
     pub reconciliation: ReconciliationConfig,
+    pub dashboard: DashboardConfig,
     /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
     /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
     pub imports: BTreeMap<String, ImportFormat>,
@@ -54,6 +55,16 @@ pub struct ReconciliationConfig {
     pub grace_days: u32,
     /// A unit listed in service with no contact for this long is `listed_silent`.
     pub silent_after_days: u32,
+}
+
+/// The web dashboard's sign-in (served at `/`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// How long a sign-in lasts (1-720 hours).
+    pub session_hours: u32,
+    /// Send the session cookie over HTTPS only. Turn on when vft is served behind TLS.
+    pub secure_cookie: bool,
 }
 
 /// The example import formats shipped with vft (EXAMPLES: real formats come from the vendors).
@@ -194,6 +205,10 @@ impl Default for Config {
                 grace_days: 30,
                 silent_after_days: 7,
             },
+            dashboard: DashboardConfig {
+                session_hours: 8,
+                secure_cookie: false,
+            },
             // Embedded at build time; a parse failure is a build defect caught by the tests.
             imports: EXAMPLE_IMPORTS
                 .iter()
@@ -272,6 +287,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=720).contains(&self.dashboard.session_hours),
+            "dashboard.session_hours must be 1-720"
+        );
         anyhow::ensure!(
             !self.municipalities.is_empty(),
             "no municipalities configured"
@@ -387,6 +406,13 @@ impl Config {
         vft_api::imports::ReconcileSettings {
             grace: days(self.reconciliation.grace_days),
             silent_after: days(self.reconciliation.silent_after_days),
+        }
+    }
+
+    pub fn session_settings(&self) -> vft_api::SessionSettings {
+        vft_api::SessionSettings {
+            lifetime: chrono::Duration::hours(i64::from(self.dashboard.session_hours)),
+            secure_cookie: self.dashboard.secure_cookie,
         }
     }
 

@@ -130,6 +130,7 @@ pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<
         cooperations: Arc::new(config.cooperations.clone()),
         imports: Arc::new(config.imports.clone()),
         reconciliation: config.reconcile_settings(),
+        sessions: config.session_settings(),
     };
     let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
     let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));

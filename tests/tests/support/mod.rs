@@ -453,3 +453,81 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
     assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
     resp.json().await.expect("JSON body")
 }
+
+/// `vft serve` on free ports with a fresh database, a coordinator token and a token for Ål
+/// (3328), ready to take requests.
+pub struct Server {
+    pub vft: VftProcess,
+    pub broker: BrokerUnderTest,
+    pub coordinator: String,
+    pub aal: String,
+    pub scratch: Scratch,
+}
+
+impl Server {
+    pub async fn start(scratch: Scratch) -> Self {
+        Self::start_with_env(scratch, &[]).await
+    }
+
+    pub async fn start_with_env(scratch: Scratch, envs: &[(&str, &str)]) -> Self {
+        let db = scratch.database_url();
+        let port = free_port();
+        let mqtt = format!("127.0.0.1:{port}");
+        let args = [
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            &mqtt,
+            "--database-url",
+            &db,
+        ];
+        let vft = VftProcess::spawn_with_env(&args, scratch.dir.path(), envs);
+        let coordinator = create_token(&db, scratch.dir.path(), &["--role", "coordinator"]);
+        let aal = create_token(
+            &db,
+            scratch.dir.path(),
+            &["--role", "municipality", "--municipality", "3328"],
+        );
+        eventually("readyz", Duration::from_secs(120), || async {
+            (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
+        })
+        .await;
+        Self {
+            vft,
+            broker: BrokerUnderTest {
+                port,
+                credentials: None,
+            },
+            coordinator,
+            aal,
+            scratch,
+        }
+    }
+
+    /// GET as the coordinator; the JSON body of a success.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        get_json(&format!("{}{path}", self.vft.api), &self.coordinator).await
+    }
+
+    /// Publishes events (one message each, one gateway) and waits for every PUBACK.
+    pub async fn publish(&self, events: &[serde_json::Value]) {
+        let mut p = Publisher::connect(&self.broker, "server-publisher").await;
+        for e in events {
+            p.publish("vft/v1/hepro/gw-1/events", e.to_string()).await;
+        }
+        p.wait_all_acked(Duration::from_secs(120)).await;
+        p.disconnect().await;
+    }
+
+    /// Waits until the store holds at least `total` events.
+    pub async fn wait_events(&self, total: u64) {
+        let store = vft_store::open(&self.scratch.database_url(), &Default::default())
+            .await
+            .expect("store");
+        eventually("events stored", Duration::from_secs(120), || async {
+            (store.event_count().await.ok()? >= total).then_some(())
+        })
+        .await;
+    }
+}

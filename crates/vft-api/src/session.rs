@@ -1,0 +1,184 @@
+//! Dashboard sign-in: a token from `vft token create` is exchanged for an HttpOnly,
+//! SameSite=Strict session cookie that expires. The token itself never reaches the page's
+//! script after sign-in, and the cookie is worth nothing once the session ends.
+
+use crate::auth::{Caller, SESSION_COOKIE, authenticate, session_cookie};
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vft_domain::{Role, hash_token};
+
+/// How dashboard sessions behave (`[dashboard]` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// How long a sign-in lasts.
+    pub lifetime: chrono::Duration,
+    /// Mark the cookie `Secure` (only sent over HTTPS): on when vft is served behind TLS.
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            lifetime: chrono::Duration::hours(8),
+            secure_cookie: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// A token from `vft token create`.
+    pub token: String,
+}
+
+/// Who is signed in, and until when.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    /// `coordinator` or `municipality`.
+    pub role: String,
+    pub municipality: Option<String>,
+    pub municipality_name: Option<String>,
+    /// End of the dashboard session; `null` when asked with a bearer token.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn view(state: &AppState, role: &Role, expires_at: Option<DateTime<Utc>>) -> SessionView {
+    let municipality = role.municipality();
+    SessionView {
+        role: role.name().to_owned(),
+        municipality: municipality.map(ToString::to_string),
+        municipality_name: municipality
+            .and_then(|m| state.registry.get(m))
+            .map(|m| m.name.clone()),
+        expires_at,
+    }
+}
+
+fn cookie_header(value: &str, max_age: chrono::Duration, secure: bool) -> HeaderValue {
+    let cookie = cookie::Cookie::build((SESSION_COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .secure(secure)
+        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).expect("a cookie of hex and fixed words")
+}
+
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Unknown token", body = crate::openapi::ErrorBody)))]
+/// `POST /api/session {"token": …}`: signs in to the dashboard.
+pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let SignIn { token } = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("expected a JSON body {\"token\": \"…\"}".into()))?;
+    let token = token.trim();
+    if token.is_empty() || token.len() > 256 {
+        return Err(ApiError::Unauthorized);
+    }
+    let token_hash = hash_token(token);
+    let record = state
+        .store
+        .find_token(&token_hash)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let settings = state.sessions;
+    let expires_at = Utc::now() + settings.lifetime;
+    state
+        .store
+        .create_session(&hash_token(&secret), &token_hash, expires_at)
+        .await?;
+    tracing::info!(role = record.role.name(), "dashboard sign-in");
+    let mut response = Json(view(&state, &record.role, Some(expires_at))).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie_header(&secret, settings.lifetime, settings.secure_cookie),
+    );
+    Ok(response)
+}
+
+#[utoipa::path(delete, path = "/api/session", tag = "dashboard", security(()), responses((status = 204, description = "Signed out; the cookie is cleared.")))]
+/// `DELETE /api/session`: signs out (ends the session, clears the cookie).
+pub async fn sign_out(
+    State(state): State<AppState>,
+    parts: RequestHead,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = session_cookie(&parts.0.headers) {
+        state.store.delete_session(&hash_token(&secret)).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie_header("", chrono::Duration::zero(), state.sessions.secure_cookie),
+    );
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/session", tag = "dashboard", responses((status = 200, body = SessionView), (status = 401, body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/session`: who the caller is.
+pub async fn current(
+    State(state): State<AppState>,
+    parts: RequestHead,
+) -> Result<Response, ApiError> {
+    let who = authenticate(&parts.0, &state).await?;
+    Ok(Json(view(&state, &who.role, who.session_expires)).into_response())
+}
+
+/// The request's head, for handlers that read cookies themselves.
+pub struct RequestHead(Parts);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestHead {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.clone()))
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MunicipalityView {
+    pub code: String,
+    pub name: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "municipalities: those the caller may see (a municipality token: its own).", body = serde_json::Value), (status = 401, body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/municipalities`: the municipalities the caller may see.
+pub async fn municipalities(State(state): State<AppState>, caller: Caller) -> Response {
+    let list: Vec<MunicipalityView> = state
+        .registry
+        .iter()
+        .filter(|m| caller.0.may_see(&m.code))
+        .map(|m| MunicipalityView {
+            code: m.code.to_string(),
+            name: m.name.clone(),
+        })
+        .collect();
+    Json(serde_json::json!({ "municipalities": list })).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "cooperations (id, name, members with from/until dates); a municipality token sees those it has been a member of, with its own periods only.", body = serde_json::Value), (status = 401, body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/cooperations`: the configured cooperations and their membership periods.
+pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Response {
+    let list: Vec<vft_domain::membership::Cooperation> = state
+        .cooperations
+        .iter()
+        .map(|c| vft_domain::membership::Cooperation {
+            members: c
+                .members
+                .iter()
+                .filter(|m| caller.0.may_see(&m.municipality))
+                .cloned()
+                .collect(),
+            ..c.clone()
+        })
+        .filter(|c| !c.members.is_empty() || caller.0 == Role::Coordinator)
+        .collect();
+    Json(serde_json::json!({ "cooperations": list })).into_response()
+}

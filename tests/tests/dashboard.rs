@@ -1,0 +1,363 @@
+//! End to end: the dashboard's page, its files and its sign-in (the session cookie) over real
+//! HTTP, and what a municipality's session can and cannot reach. The pages themselves are
+//! tested in a real browser by `browser.rs`.
+
+mod support;
+
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use serde_json::{Value, json};
+use support::*;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn sign_in(s: &Server, body: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/api/session", s.vft.api))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST /api/session")
+}
+
+/// Signs in with `token` and returns the `name=value` pair of the session cookie.
+async fn session(s: &Server, token: &str) -> String {
+    let resp = sign_in(s, &json!({ "token": token }).to_string()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    set_cookie(resp.headers())
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned()
+}
+
+fn set_cookie(headers: &HeaderMap) -> String {
+    headers
+        .get(header::SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .expect("ASCII")
+        .to_owned()
+}
+
+async fn get_with_cookie(s: &Server, path: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", s.vft.api))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("GET")
+}
+
+async fn json_with_cookie(s: &Server, path: &str, cookie: &str) -> Value {
+    let resp = get_with_cookie(s, path, cookie).await;
+    assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+    resp.json().await.expect("JSON")
+}
+
+/// The `/ui/…` files a page names in `src="…"` or `href="…"`.
+fn referenced_files(html: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for piece in html.split(attr).skip(1) {
+            let target = piece.split('"').next().unwrap_or_default();
+            if target.starts_with("/ui/") {
+                files.push(target.to_owned());
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn the_page_and_every_file_it_names_are_served_under_a_self_only_policy() {
+    let s = Server::start(Scratch::new()).await;
+    let page = client()
+        .get(format!("{}/", s.vft.api))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    let header = |name: header::HeaderName| {
+        headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} on /"))
+            .to_owned()
+    };
+    assert!(header(header::CONTENT_TYPE).starts_with("text/html"));
+    let policy = header(header::CONTENT_SECURITY_POLICY);
+    for directive in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(policy.contains(directive), "{directive} missing: {policy}");
+    }
+    let html = page.text().await.expect("body");
+    let files = referenced_files(&html);
+    assert!(
+        files.iter().any(|f| f.ends_with(".js")),
+        "the page loads no script: {files:?}"
+    );
+    for file in &files {
+        let resp = client()
+            .get(format!("{}{file}", s.vft.api))
+            .send()
+            .await
+            .expect("GET file");
+        assert_eq!(resp.status(), StatusCode::OK, "{file}");
+        let etag = resp
+            .headers()
+            .get(header::ETAG)
+            .expect("an ETag")
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        assert!(
+            !resp.bytes().await.expect("body").is_empty(),
+            "{file} empty"
+        );
+        let again = client()
+            .get(format!("{}{file}", s.vft.api))
+            .header(header::IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .expect("GET file again");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
+    }
+    let missing = client()
+        .get(format!("{}/ui/no-such-file.js", s.vft.api))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let escape = client()
+        .get(format!("{}/ui/..%2f..%2fCargo.toml", s.vft.api))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(escape.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn signing_in_gives_a_strict_expiring_cookie_that_the_api_accepts_until_sign_out() {
+    let s = Server::start_with_env(Scratch::new(), &[("VFT_DASHBOARD__SESSION_HOURS", "2")]).await;
+    // Wrong token, no token, not JSON: refused plainly, no cookie.
+    for (body, status) in [
+        (
+            json!({ "token": "not-a-token" }).to_string(),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (json!({ "token": "" }).to_string(), StatusCode::UNAUTHORIZED),
+        ("{}".to_owned(), StatusCode::BAD_REQUEST),
+        ("token=abc".to_owned(), StatusCode::BAD_REQUEST),
+    ] {
+        let resp = sign_in(&s, &body).await;
+        assert_eq!(resp.status(), status, "{body}");
+        assert!(resp.headers().get(header::SET_COOKIE).is_none());
+        let error: Value = resp.json().await.expect("JSON error");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let resp = sign_in(&s, &json!({ "token": s.coordinator }).to_string()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let set = set_cookie(resp.headers());
+    let attributes: Vec<String> = set.split(';').map(|a| a.trim().to_owned()).collect();
+    assert!(attributes[0].starts_with("vft_session="), "{set}");
+    for wanted in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=7200"] {
+        assert!(
+            attributes.iter().any(|a| a == wanted),
+            "{wanted} missing: {set}"
+        );
+    }
+    let body: Value = resp.json().await.expect("JSON");
+    assert_eq!(body["role"], "coordinator");
+    let cookie = attributes[0].clone();
+
+    let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
+    let expires: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(who["expires_at"].clone()).expect("expires_at");
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(110) && left <= chrono::Duration::hours(2),
+        "{left}"
+    );
+    // The cookie reads what the bearer token reads.
+    let path = "/api/v1/rollups/devices?year=2025";
+    assert_eq!(json_with_cookie(&s, path, &cookie).await, s.get(path).await);
+    assert_eq!(
+        get_with_cookie(&s, path, "vft_session=forged")
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let out = client()
+        .delete(format!("{}/api/session", s.vft.api))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("DELETE /api/session");
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert!(set_cookie(out.headers()).contains("Max-Age=0"));
+    assert_eq!(
+        get_with_cookie(&s, path, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a signed-out session still works"
+    );
+}
+
+#[tokio::test]
+async fn a_municipality_session_reaches_its_own_municipality_only() {
+    let s = Server::start(Scratch::new()).await;
+    let cookie = session(&s, &s.aal).await;
+    let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
+    assert_eq!(
+        (
+            &who["role"],
+            &who["municipality"],
+            &who["municipality_name"]
+        ),
+        (&json!("municipality"), &json!("3328"), &json!("Ål"))
+    );
+    let listed = json_with_cookie(&s, "/api/v1/municipalities", &cookie).await;
+    assert_eq!(
+        listed["municipalities"],
+        json!([{ "code": "3328", "name": "Ål" }])
+    );
+    let everyone = s.get("/api/v1/municipalities").await;
+    assert!(everyone["municipalities"].as_array().expect("list").len() > 1);
+    let cooperations = json_with_cookie(&s, "/api/v1/cooperations", &cookie).await;
+    for c in cooperations["cooperations"].as_array().expect("list") {
+        for m in c["members"].as_array().expect("members") {
+            assert_eq!(m["municipality"], "3328", "{c}");
+        }
+    }
+    for path in [
+        "/api/v1/rollups/devices?year=2025&municipality=3330",
+        "/api/v1/rollups/devices/changes?month=2025-03&municipality=3330",
+        "/api/v1/rollups/response-centre?year=2025&municipality=3330",
+        "/api/v1/devices?municipality=3330",
+        "/api/v1/dead-letters",
+        "/api/v1/imports/errors",
+    ] {
+        assert_eq!(
+            get_with_cookie(&s, path, &cookie).await.status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let own = json_with_cookie(&s, "/api/v1/rollups/devices?year=2025", &cookie).await;
+    let asked = json_with_cookie(
+        &s,
+        "/api/v1/rollups/devices?year=2025&municipality=3328",
+        &cookie,
+    )
+    .await;
+    assert_eq!(own, asked);
+}
+
+#[tokio::test]
+async fn a_change_through_a_session_must_come_from_the_page_itself() {
+    let s = Server::start(Scratch::new()).await;
+    s.publish(&[json!({
+        "id": "i-1", "ts": "2025-03-01T10:00:00Z", "municipality": "3328",
+        "device": "HP-1", "type": "installed", "kind": "safety_alarm"
+    })])
+    .await;
+    s.wait_events(1).await;
+    let cookie = session(&s, &s.coordinator).await;
+    let url = format!("{}/api/v1/devices/hepro/HP-1/timeout", s.vft.api);
+    let put = |origin: Option<String>| {
+        let mut req = client()
+            .put(&url)
+            .header(header::COOKIE, &cookie)
+            .json(&json!({ "timeout_secs": 3600 }));
+        if let Some(o) = origin {
+            req = req.header(header::ORIGIN, o);
+        }
+        req.send()
+    };
+    assert_eq!(
+        put(None).await.expect("PUT").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put(Some("http://elsewhere.invalid".into()))
+            .await
+            .expect("PUT")
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let own = put(Some(s.vft.api.clone())).await.expect("PUT");
+    assert_eq!(own.status(), StatusCode::OK);
+    let device: Value = own.json().await.expect("JSON");
+    assert_eq!(device["timeout_secs"], 3600, "{device}");
+}
+
+#[tokio::test]
+async fn import_errors_are_listed_newest_first_with_their_reasons() {
+    let s = Server::start(Scratch::new()).await;
+    let post = |file: String, as_of: &str| {
+        client()
+            .post(format!("{}/api/v1/imports/hepro?as_of={as_of}", s.vft.api))
+            .bearer_auth(&s.coordinator)
+            .body(file)
+            .send()
+    };
+    let header = "Serienr;Produkt;Kommunenr;Kommune;Brukerref;Status;Installert;Merknad\n";
+    let older = format!(
+        "{header}HP-1;TA;3328;Al;r1;I drift;01.03.2025;\nHP-2;TA;3328;Al;r2;I drift;31.02.2025;\n"
+    );
+    let newer = format!("{header}HP-3;XX;3328;Al;r3;I drift;01.03.2025;\nHP-4;TA;3328\n");
+    let mut reports = Vec::new();
+    for (file, as_of) in [(older, "2025-04-01"), (newer, "2025-05-01")] {
+        let resp = post(file, as_of).await.expect("POST import");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let report: Value = resp.json().await.expect("JSON");
+        assert!(!report["errors"].as_array().expect("errors").is_empty());
+        reports.push(report);
+    }
+    let listed = s.get("/api/v1/imports/errors").await;
+    let listed: Vec<(i64, u64, String)> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["import_id"].as_i64().expect("id"),
+                e["line"].as_u64().expect("line"),
+                e["why"].as_str().expect("why").to_owned(),
+            )
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for report in reports.iter().rev() {
+        let mut lines: Vec<(i64, u64, String)> = report["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| {
+                (
+                    report["import_id"].as_i64().expect("id"),
+                    e["line"].as_u64().expect("line"),
+                    e["reason"].as_str().expect("reason").to_owned(),
+                )
+            })
+            .collect();
+        lines.sort_by_key(|l| l.1);
+        expected.extend(lines);
+    }
+    assert_eq!(listed, expected);
+    let bad_limit = get(
+        &format!("{}/api/v1/imports/errors?limit=0", s.vft.api),
+        Some(&s.coordinator),
+    )
+    .await;
+    assert_eq!(bad_limit.status(), StatusCode::BAD_REQUEST);
+}
