@@ -1,0 +1,127 @@
+//! The dashboard in a real headless Chromium: loads the demo region into a fresh vft and runs
+//! the Playwright tests in `tests/browser/*.test.mjs` against it (sign-in, every cell of the
+//! table against the API, language, devices, CSV download, a municipality's limits, and that no
+//! request leaves the vft server).
+//!
+//! Needs Node.js, `npm ci` in tests/browser and Debian's chromium; `.ci/run` installs them.
+//! Without them the test is skipped loudly on a workstation and fails in CI.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Longest the browser tests may run before they count as hung.
+const BROWSER_TESTS_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// What is missing to run the browser tests, if anything.
+fn missing_parts(browser_dir: &Path) -> Vec<String> {
+    let mut missing = Vec::new();
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node {
+        missing.push("node (Node.js 20)".to_owned());
+    }
+    if !browser_dir.join("node_modules/playwright-core").is_dir() {
+        missing.push("tests/browser/node_modules (run `npm ci` in tests/browser)".to_owned());
+    }
+    if !chromium().is_file() {
+        missing.push(format!(
+            "{} (apt-get install chromium)",
+            chromium().display()
+        ));
+    }
+    missing
+}
+
+fn browser_test_files(browser_dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(browser_dir)
+        .expect("tests/browser")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".test.mjs"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_dashboard_in_headless_chromium() {
+    let root = workspace_root();
+    let browser_dir = root.join("tests/browser");
+    let missing = missing_parts(&browser_dir);
+    if !missing.is_empty() {
+        let message = format!(
+            "browser tests need {}; .ci/run installs them",
+            missing.join(", ")
+        );
+        assert!(!in_ci(), "{message}");
+        eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
+        return;
+    }
+    let files = browser_test_files(&browser_dir);
+    assert!(!files.is_empty(), "no tests/browser/*.test.mjs");
+
+    let scratch = Scratch::new();
+    let db = scratch.database_url();
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "demo",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--mqtt-addr",
+        &mqtt,
+        "--database-url",
+        &db,
+    ];
+    let mut demo = VftProcess::spawn(&args, scratch.dir.path());
+    let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
+    let coordinator = token_line
+        .trim_start_matches("vft: token")
+        .trim()
+        .to_owned();
+    let aal = create_token(
+        &db,
+        scratch.dir.path(),
+        &["--role", "municipality", "--municipality", "3328"],
+    );
+
+    let mut node = Command::new("node")
+        .arg("--test")
+        .args(&files)
+        .current_dir(&browser_dir)
+        .env("VFT_URL", &demo.api)
+        .env("VFT_COORDINATOR_TOKEN", &coordinator)
+        .env("VFT_MUNICIPALITY_TOKEN", &aal)
+        .env("VFT_MUNICIPALITY", "3328")
+        .env("VFT_OTHER_MUNICIPALITY", "3330")
+        .env("CHROMIUM", chromium())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + BROWSER_TESTS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("wait for node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            panic!("the browser tests did not finish within {BROWSER_TESTS_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "browser tests failed: {status}");
+    assert!(demo.terminate().success());
+}
