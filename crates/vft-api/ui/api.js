@@ -1,0 +1,74 @@
+// Talking to the vft server. The session cookie (HttpOnly) authenticates every request; the
+// page never sees or stores the token.
+
+import { t } from './i18n.js';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+    this.serverMessage = message || '';
+  }
+}
+
+let unauthorizedHandler = null;
+
+/** Called (once per failing request) when the server answers 401 on an API route. */
+export function onUnauthorized(fn) {
+  unauthorizedHandler = fn;
+}
+
+/**
+ * fetch + JSON. Resolves to the parsed body (null for 204); rejects with ApiError for HTTP
+ * errors and network failures, or with the AbortError when `signal` aborts.
+ */
+export async function api(path, { method = 'GET', body, signal, quiet401 = false } = {}) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: body === undefined
+        ? { Accept: 'application/json' }
+        : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (e) {
+    if (e && e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', '');
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  const text = await res.text();
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data?.error ?? `http_${res.status}`, data?.message ?? '');
+    if (res.status === 401 && !quiet401 && unauthorizedHandler) unauthorizedHandler(err);
+    throw err;
+  }
+  if (data === null) throw new ApiError(res.status, 'bad_response', 'the answer was not JSON');
+  return data;
+}
+
+/** Builds `path?k=v&…`, leaving out empty values. */
+export function url(path, params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params ?? {})) {
+    if (v === undefined || v === null || v === '') continue;
+    q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+/** A plain-language sentence for an error. */
+export function describe(err) {
+  if (!(err instanceof ApiError)) return t('error.500');
+  if (err.status === 0) return t('error.network');
+  if ([400, 403, 404, 409].includes(err.status)) return t(`error.${err.status}`);
+  if (err.status >= 500) return t('error.500');
+  return t('error.other', { status: err.status });
+}

@@ -1,0 +1,98 @@
+// Avvik: dead letters (messages ingest refused) and rows left out of imports, newest first,
+// with the reason in plain language. Coordinator only.
+
+import { h, replace } from '../dom.js';
+import { t, fmtInt, fmtDateTime, fmtDate, has } from '../i18n.js';
+import { api, url, ApiError } from '../api.js';
+import { loading, errorBox, scroller, empty } from '../ui.js';
+
+const PAGE = 50;
+
+export function render(root, ctx) {
+  const head = h('div', { class: 'page-head' }, h('h1', null, t('avvik.title')), h('p', { class: 'lead' }, t('avvik.intro')));
+  if (ctx.session.role !== 'coordinator') {
+    replace(root, head, h('section', { class: 'card' }, h('p', { class: 'state state-info', 'data-testid': 'avvik-coordinator-only' }, t('avvik.municipality'))));
+    return;
+  }
+  const dead = h('section', { class: 'card', 'aria-labelledby': 'avvik-dead-h' });
+  const imports = h('section', { class: 'card', 'aria-labelledby': 'avvik-imp-h' });
+  replace(root, head, dead, imports);
+  loadDead(dead, ctx);
+  loadImportErrors(imports, ctx);
+}
+
+function reasonText(code) {
+  return has(`reason.${code}`) ? t(`reason.${code}`) : t('reason.unknown');
+}
+
+async function loadDead(el, ctx) {
+  const heading = h('h2', { id: 'avvik-dead-h' }, t('avvik.dead'));
+  replace(el, heading, loading());
+  const tbody = h('tbody');
+  const more = h('div', { class: 'actions' });
+  let first;
+  try {
+    first = await api(url('/api/v1/dead-letters', { limit: PAGE }), { signal: ctx.signal });
+  } catch (err) {
+    if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+    replace(el, heading, errorBox(err, () => loadDead(el, ctx)));
+    return;
+  }
+  if (!first.items.length) {
+    replace(el, heading, empty(t('avvik.deadEmpty')));
+    return;
+  }
+  const add = (page) => {
+    tbody.append(...page.items.map((d) => h('tr', null,
+      h('td', { class: 'nowrap' }, fmtDateTime(d.received_at)),
+      h('td', null, h('code', null, d.topic)),
+      h('td', null, h('p', { class: 'reason' }, reasonText(d.reason_code)), h('p', { class: 'reason-tech' }, d.reason)),
+      h('td', null, h('details', null,
+        h('summary', null, t('avvik.showPayload', { n: fmtInt(d.payload_bytes) })),
+        h('pre', { class: 'payload' }, d.payload))))));
+    replace(more);
+    if (page.next_before) {
+      const btn = h('button', { type: 'button', class: 'btn' }, t('avvik.older'));
+      btn.addEventListener('click', async () => {
+        btn.disabled = true;
+        try {
+          add(await api(url('/api/v1/dead-letters', { limit: PAGE, before: page.next_before }), { signal: ctx.signal }));
+        } catch (err) {
+          if (err.name === 'AbortError') return;
+          btn.disabled = false;
+          replace(more, btn, errorBox(err));
+        }
+      });
+      more.append(btn);
+    }
+  };
+  add(first);
+  replace(el, heading, scroller(h('table', { class: 'data', id: 'dead-letters' },
+    h('thead', null, h('tr', null, ['time', 'source', 'reason', 'content'].map((c) => h('th', { scope: 'col' }, t(`avvik.col.${c}`))))),
+    tbody), t('avvik.dead')), more);
+}
+
+async function loadImportErrors(el, ctx) {
+  const heading = h('h2', { id: 'avvik-imp-h' }, t('avvik.imports'));
+  replace(el, heading, loading());
+  let data;
+  try {
+    data = await api(url('/api/v1/imports/errors', { limit: 200 }), { signal: ctx.signal });
+  } catch (err) {
+    if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+    replace(el, heading, errorBox(err, () => loadImportErrors(el, ctx)));
+    return;
+  }
+  const items = data.items ?? [];
+  if (!items.length) {
+    replace(el, heading, empty(t('avvik.importsEmpty')));
+    return;
+  }
+  replace(el, heading, scroller(h('table', { class: 'data', id: 'import-errors' },
+    h('thead', null, h('tr', null, ['import', 'line', 'column', 'reason'].map((c) => h('th', { scope: 'col', class: c === 'line' ? 'num' : null }, t(`avvik.col.${c}`))))),
+    h('tbody', null, items.map((e) => h('tr', null,
+      h('td', null, t('avvik.importOf', { vendor: e.vendor, asOf: fmtDate(e.as_of) }), h('br'), h('span', { class: 'muted' }, fmtDateTime(e.imported_at))),
+      h('td', { class: 'num' }, fmtInt(e.line)),
+      h('td', null, e.column ?? '–'),
+      h('td', null, e.why))))), t('avvik.imports')));
+}

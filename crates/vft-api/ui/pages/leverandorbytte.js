@@ -1,0 +1,202 @@
+// Leverandørbytte: migration progress per municipality over the months, the reconciliation
+// classes with their lists, and the import history.
+
+import { h, replace } from '../dom.js';
+import { t, fmtInt, fmtPercent, monthName, fmtDate, fmtDateTime, kindLabel, label } from '../i18n.js';
+import { api, url, ApiError } from '../api.js';
+import { makeChart, chartBox, PALETTE } from '../charts.js';
+import { loading, errorBox, accessDenied, select, input, scroller, yearOptions, yearParam, empty } from '../ui.js';
+import { areaSelect, askedMunicipality, isForeign, withParams, areaName } from './common.js';
+
+const CLASSES = ['migrated', 'pending', 'double', 'new', 'listed_silent', 'reporting_unlisted'];
+const MAX_SUBJECTS = 200;
+
+function defaultAt(year) {
+  const now = new Date();
+  const today = new Intl.DateTimeFormat('sv-SE', { timeZone: 'Europe/Oslo' }).format(now); // YYYY-MM-DD
+  return Number(year) < Number(today.slice(0, 4)) ? `${year}-12-31` : today;
+}
+
+export function render(root, ctx) {
+  const year = yearParam(ctx.params);
+  const municipality = askedMunicipality(ctx);
+  const from = ctx.params.get('from') || 'hepro';
+  const to = ctx.params.get('to') || 'atea';
+  const at = ctx.params.get('at') || defaultAt(year);
+  const go = (o) => ctx.navigate('leverandorbytte', withParams(ctx.params, o));
+
+  const form = h('form', { class: 'filters no-print', 'aria-label': t('filter.legend') },
+    select({ id: 'f-year', labelText: t('filter.year'), value: year, options: yearOptions(year) }),
+    areaSelect(ctx, { value: municipality }),
+    input({ id: 'f-from', labelText: t('lb.from'), value: from, attrs: { size: 10, autocomplete: 'off' } }),
+    input({ id: 'f-to', labelText: t('lb.to'), value: to, attrs: { size: 10, autocomplete: 'off' } }),
+    input({ id: 'f-at', labelText: t('lb.at'), value: at, type: 'date' }),
+    h('div', { class: 'field field-actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, t('filter.apply'))));
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const v = (id) => form.querySelector(`#${id}`).value.trim();
+    const newYear = v('f-year');
+    // A new year without a hand-picked date reconciles at that year's end (or today).
+    const atValue = v('f-at');
+    go({
+      year: newYear,
+      municipality: v('f-municipality'),
+      from: v('f-from').toLowerCase(),
+      to: v('f-to').toLowerCase(),
+      at: newYear !== year && atValue === at && !ctx.params.get('at') ? null : atValue,
+    });
+  });
+
+  const progress = h('section', { class: 'card', 'aria-labelledby': 'lb-progress-h' });
+  const recon = h('section', { class: 'card', 'aria-labelledby': 'lb-recon-h' });
+  const imports = h('section', { class: 'card', 'aria-labelledby': 'lb-imports-h' });
+  replace(root,
+    h('div', { class: 'page-head' }, h('h1', null, t('lb.title')), h('p', { class: 'lead' }, t('lb.intro'))),
+    form, progress, recon, imports);
+
+  const q = { year, municipality, from, to, at };
+  loadProgress(progress, ctx, q);
+  loadRecon(recon, ctx, q);
+  loadImports(imports, ctx);
+}
+
+function failed(el, ctx, q, err, retry, heading) {
+  if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+  if (err instanceof ApiError && err.status === 403 && isForeign(ctx, q.municipality)) replace(el, heading, accessDenied(ctx.session, q.municipality, ctx.municipalityName));
+  else replace(el, heading, errorBox(err, retry));
+}
+
+async function loadProgress(el, ctx, q) {
+  const heading = h('h2', { id: 'lb-progress-h' }, `${t('lb.progress')}, ${q.year}`);
+  replace(el, heading, loading());
+  let data;
+  try {
+    data = await api(url('/api/v1/reconciliation/progress', { from: q.from, to: q.to, year: q.year, municipality: q.municipality }), { signal: ctx.signal });
+  } catch (err) {
+    failed(el, ctx, q, err, () => loadProgress(el, ctx, q), heading);
+    return;
+  }
+  const months = data.months ?? [];
+  const byMunicipality = new Map();
+  for (const p of data.progress ?? []) {
+    if (!byMunicipality.has(p.municipality)) byMunicipality.set(p.municipality, new Map());
+    byMunicipality.get(p.municipality).set(p.month, p);
+  }
+  if (!byMunicipality.size || !months.length) {
+    replace(el, heading, empty(t('lb.progressEmpty', { year: q.year })));
+    return;
+  }
+  const name = (code) => ctx.municipalityName(code) ?? code;
+  const { box, canvas } = chartBox(t('lb.progress'), { height: 280 });
+  const table = h('table', { class: 'data', id: 'lb-progress' },
+    h('caption', null, `${t('lb.progress')} (${q.from} → ${q.to}), ${areaName(ctx, q.municipality)}`),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('lb.municipality')),
+      months.map((m) => h('th', { scope: 'col', class: 'num' }, monthName(m))))),
+    h('tbody', null, [...byMunicipality].map(([code, perMonth]) => h('tr', { 'data-municipality': code },
+      h('th', { scope: 'row' }, name(code)),
+      months.map((m) => {
+        const p = perMonth.get(m);
+        if (!p) return h('td', { class: 'num' }, '–');
+        const detail = t('lb.cellTitle', { migrated: fmtInt(p.migrated), pending: fmtInt(p.pending), double: fmtInt(p.double), new: fmtInt(p.new) });
+        return h('td', { class: 'num', title: detail },
+          h('span', { class: 'share' }, fmtPercent(p.share_migrated, 0)),
+          h('span', { class: 'sub' }, `${fmtInt(p.migrated)}/${fmtInt(p.migrated + p.pending + p.double)}`));
+      })))));
+  replace(el, heading, h('p', { class: 'hint' }, t('lb.progressIntro')),
+    h('figure', { class: 'chart-card wide' }, box),
+    scroller(table, t('lb.progress')));
+  makeChart(canvas, {
+    type: 'line', labels: months.map((m) => monthName(m)), percent: true, yMin: 0, yMax: 1,
+    datasets: [...byMunicipality].map(([code, perMonth], i) => ({
+      label: name(code),
+      data: months.map((m) => perMonth.get(m)?.share_migrated ?? null),
+      color: PALETTE[i % PALETTE.length],
+    })),
+  });
+}
+
+async function loadRecon(el, ctx, q) {
+  const heading = h('h2', { id: 'lb-recon-h' }, t('lb.reconciliation', { at: fmtDate(`${q.at}T12:00:00Z`) }));
+  replace(el, heading, loading());
+  let data;
+  const params = { from: q.from, to: q.to, at: q.at, municipality: q.municipality };
+  try {
+    data = await api(url('/api/v1/reconciliation', params), { signal: ctx.signal });
+  } catch (err) {
+    failed(el, ctx, q, err, () => loadRecon(el, ctx, q), heading);
+    return;
+  }
+  const rows = data.rows ?? [];
+  const csv = h('a', { class: 'btn no-print', href: url('/api/v1/reconciliation', { ...params, format: 'csv' }), download: 'vft-reconciliation.csv' }, t('lb.csv'));
+  if (!rows.length) {
+    replace(el, heading, empty(t('lb.reconEmpty')));
+    return;
+  }
+  const classes = [...new Set([...CLASSES, ...Object.keys(data.totals ?? {})])];
+  const blocks = classes.map((c) => {
+    const classRows = rows.filter((r) => r.class === c);
+    const n = data.totals?.[c] ?? classRows.reduce((s, r) => s + r.count, 0);
+    const det = h('details', { class: `recon-class class-${c}`, 'data-class': c },
+      h('summary', null,
+        h('span', { class: 'class-name' }, label('class', c)),
+        h('span', { class: 'class-count' }, fmtInt(n)),
+        h('span', { class: 'class-help' }, t(`classHelp.${c}`, { grace: data.grace_days, silent: data.silent_after_days }))));
+    let filled = false;
+    det.addEventListener('toggle', () => {
+      if (!det.open || filled) return;
+      filled = true;
+      det.append(classRows.length ? classRows.map((r) => subjectTable(ctx, r)) : empty('–'));
+    });
+    return det;
+  });
+  replace(el, heading, h('p', { class: 'hint' }, t('lb.reconciliationIntro')), h('div', { class: 'recon-classes' }, blocks), h('div', { class: 'actions' }, csv));
+}
+
+function subjectTable(ctx, r) {
+  const subjects = r.subjects ?? [];
+  const shown = subjects.slice(0, MAX_SUBJECTS);
+  const subjectText = (s) => {
+    const k = s.key ?? s;
+    if (typeof k === 'string') return k;
+    if (k.recipient) return k.recipient;
+    if (k.device) return Array.isArray(k.device) ? k.device.join('/') : `${k.device.vendor ?? ''}/${k.device.device ?? k.device}`;
+    return JSON.stringify(k);
+  };
+  const devices = (s) => (s.devices ?? []).map((d) => (Array.isArray(d) ? `${d[0]}/${d[1]}` : `${d.vendor}/${d.device}`));
+  const title = `${ctx.municipalityName(r.municipality) ?? r.municipality} · ${kindLabel(r.kind)} · ${fmtInt(r.count)}`;
+  return h('div', { class: 'recon-row' },
+    h('h4', null, title),
+    scroller(h('table', { class: 'data compact' },
+      h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('lb.subject')), h('th', { scope: 'col' }, t('lb.devicesCol')))),
+      h('tbody', null, shown.map((s) => h('tr', null,
+        h('td', null, subjectText(s)),
+        h('td', null, devices(s).map((d, i) => [i ? ', ' : '', h('a', { href: ctx.hashFor('enheter', { device: d }) }, d)])))))), title),
+    subjects.length > shown.length ? h('p', { class: 'hint' }, t('lb.moreSubjects', { shown: fmtInt(shown.length), n: fmtInt(subjects.length) })) : null);
+}
+
+async function loadImports(el, ctx) {
+  const heading = h('h2', { id: 'lb-imports-h' }, t('lb.imports'));
+  replace(el, heading, loading());
+  let data;
+  try {
+    data = await api('/api/v1/imports', { signal: ctx.signal });
+  } catch (err) {
+    if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+    replace(el, heading, errorBox(err, () => loadImports(el, ctx)));
+    return;
+  }
+  const list = [...(data.imports ?? [])].sort((a, b) => String(b.imported_at).localeCompare(String(a.imported_at)) || b.id - a.id);
+  if (!list.length) {
+    replace(el, heading, empty(t('lb.importsEmpty')));
+    return;
+  }
+  replace(el, heading, scroller(h('table', { class: 'data', id: 'lb-imports' },
+    h('thead', null, h('tr', null, ['vendor', 'asOf', 'importedAt', 'rows', 'errors']
+      .map((c) => h('th', { scope: 'col', class: c === 'rows' || c === 'errors' ? 'num' : null }, t(`lb.col.${c}`))))),
+    h('tbody', null, list.map((i) => h('tr', null,
+      h('td', null, i.vendor),
+      h('td', null, fmtDate(i.as_of)),
+      h('td', null, fmtDateTime(i.imported_at)),
+      h('td', { class: 'num' }, fmtInt(i.rows)),
+      h('td', { class: `num${i.errors ? ' warn-text' : ''}` }, i.errors ? h('a', { href: '#/avvik' }, fmtInt(i.errors)) : '0'))))), t('lb.imports')));
+}

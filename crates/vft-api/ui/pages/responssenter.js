@@ -1,0 +1,139 @@
+// Responssenter: alarms per month, response times, shares within 60 s / 180 s against the
+// standard, outcomes and unanswered alarms (/api/v1/rollups/response-centre).
+
+import { h, replace, srOnly } from '../dom.js';
+import { t, fmtInt, fmtPercent, fmtSeconds, monthName, fmtMonth, label } from '../i18n.js';
+import { api, url, ApiError } from '../api.js';
+import { makeChart, chartBox } from '../charts.js';
+import { loading, errorBox, accessDenied, select, scroller, yearOptions, yearParam, empty } from '../ui.js';
+import { areaSelect, askedMunicipality, isForeign, kindOptions, withParams, areaName } from './common.js';
+
+const OUTCOMES = ['false_alarm', 'resolved_remotely', 'help_dispatched', 'emergency_services', 'no_contact'];
+
+export function render(root, ctx) {
+  const year = yearParam(ctx.params);
+  const municipality = askedMunicipality(ctx);
+  const kind = ctx.params.get('kind') ?? '';
+  const go = (o) => ctx.navigate('responssenter', withParams(ctx.params, o));
+  const body = h('div', { class: 'page-body' }, loading());
+  replace(root,
+    h('div', { class: 'page-head' }, h('h1', null, t('rs.title')), h('p', { class: 'lead' }, t('rs.intro'))),
+    h('form', { class: 'filters no-print', 'aria-label': t('filter.legend'), onsubmit: (e) => e.preventDefault() },
+      select({ id: 'f-year', labelText: t('filter.year'), value: year, options: yearOptions(year), onchange: (e) => go({ year: e.target.value }) }),
+      areaSelect(ctx, { value: municipality, onchange: (e) => go({ municipality: e.target.value }) }),
+      select({ id: 'f-kind', labelText: t('filter.kind'), value: kind, options: kindOptions(t('filter.allKinds')), onchange: (e) => go({ kind: e.target.value }) })),
+    body);
+  load(body, ctx, { year, municipality, kind });
+}
+
+async function load(body, ctx, query) {
+  replace(body, loading());
+  let data;
+  try {
+    data = await api(url('/api/v1/rollups/response-centre', query), { signal: ctx.signal });
+  } catch (err) {
+    if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+    if (err instanceof ApiError && err.status === 403 && isForeign(ctx, query.municipality)) replace(body, accessDenied(ctx.session, query.municipality, ctx.municipalityName));
+    else replace(body, errorBox(err, () => load(body, ctx, query)));
+    return;
+  }
+  show(body, ctx, query, data);
+}
+
+function show(body, ctx, query, data) {
+  const months = data.months ?? [];
+  const std = data.standard ?? { within_60s: 0.975, within_180s: 0.99 };
+  const labels = months.map((m) => monthName(m.month));
+  const total = months.reduce((s, m) => s + m.triggered, 0);
+  const never = months.reduce((s, m) => s + m.never_acknowledged, 0);
+  const area = areaName(ctx, query.municipality);
+
+  if (total === 0 && months.every((m) => m.received === 0)) {
+    replace(body, h('section', { class: 'card' }, empty(t('rs.empty', { year: data.year }))));
+    return;
+  }
+
+  const summary = h('section', { class: 'card summary', 'aria-label': `${data.year}, ${area}` },
+    h('ul', { class: 'kpis' },
+      h('li', null, h('span', { class: 'kpi-value' }, fmtInt(total)), h('span', { class: 'kpi-label' }, `${t('rs.triggered')} ${data.year}`)),
+      h('li', { class: never ? 'warn' : null }, h('span', { class: 'kpi-value', id: 'never-acknowledged' }, fmtInt(never)), h('span', { class: 'kpi-label' }, t('rs.never'))),
+      h('li', null, h('span', { class: 'kpi-value' }, fmtPercent(std.within_60s)), h('span', { class: 'kpi-label' }, t('rs.req60'))),
+      h('li', null, h('span', { class: 'kpi-value' }, fmtPercent(std.within_180s)), h('span', { class: 'kpi-label' }, t('rs.req180')))),
+    h('p', null, never ? t('rs.unack', { year: data.year, n: fmtInt(never) }) : t('rs.unackNone', { year: data.year })));
+
+  const c1 = chartBox(t('rs.chart.alarms'), { height: 240 });
+  const c2 = chartBox(t('rs.chart.times'), { height: 240 });
+  const c3 = chartBox(t('rs.chart.shares'), { height: 260 });
+  const charts = h('div', { class: 'chart-grid chart-grid-3' },
+    h('figure', { class: 'chart-card' }, h('figcaption', null, t('rs.chart.alarms')), c1.box),
+    h('figure', { class: 'chart-card' }, h('figcaption', null, t('rs.chart.times')), c2.box),
+    h('figure', { class: 'chart-card' }, h('figcaption', null, t('rs.chart.shares')), c3.box));
+
+  const meets = (share, ok) => {
+    if (share === null || share === undefined) return h('span', { class: 'muted' }, '–');
+    return h('span', { class: ok ? 'ok' : 'bad' },
+      fmtPercent(share), ' ', h('span', { 'aria-hidden': 'true' }, ok ? '✓' : '✗'), srOnly(ok ? t('rs.meets') : t('rs.fails')));
+  };
+  const table = h('table', { class: 'data', id: 'rs-table' },
+    h('caption', null, `${t('rs.table')}, ${data.year}, ${area}`),
+    h('thead', null, h('tr', null,
+      [t('rs.month'), t('rs.triggered'), t('rs.received'), t('rs.acknowledged'), t('rs.closed'), t('rs.never'),
+        t('rs.median'), t('rs.p90'), t('rs.max'), t('rs.within60'), t('rs.within180')]
+        .map((c, i) => h('th', { scope: 'col', class: i ? 'num' : null }, c)))),
+    h('tbody', null, months.map((m) => h('tr', { 'data-month': m.month },
+      h('th', { scope: 'row' }, fmtMonth(m.month)),
+      h('td', { class: 'num' }, fmtInt(m.triggered)),
+      h('td', { class: 'num' }, fmtInt(m.received)),
+      h('td', { class: 'num' }, fmtInt(m.acknowledged)),
+      h('td', { class: 'num' }, fmtInt(m.closed)),
+      h('td', { class: `num${m.never_acknowledged ? ' warn-text' : ''}` }, fmtInt(m.never_acknowledged)),
+      h('td', { class: 'num' }, fmtSeconds(m.response?.median_ms)),
+      h('td', { class: 'num' }, fmtSeconds(m.response?.p90_ms)),
+      h('td', { class: 'num' }, fmtSeconds(m.response?.max_ms)),
+      h('td', { class: 'num' }, meets(m.share_within_60s, m.meets_60s)),
+      h('td', { class: 'num' }, meets(m.share_within_180s, m.meets_180s))))));
+
+  const outcomeIds = [...new Set([...OUTCOMES, ...months.flatMap((m) => Object.keys(m.outcomes ?? {}))])];
+  const outcomes = h('table', { class: 'data', id: 'rs-outcomes' },
+    h('caption', null, `${t('rs.outcomes')}, ${data.year}`),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('rs.month')),
+      outcomeIds.map((o) => h('th', { scope: 'col', class: 'num' }, label('outcome', o))))),
+    h('tbody', null, months.map((m) => h('tr', null,
+      h('th', { scope: 'row' }, fmtMonth(m.month)),
+      outcomeIds.map((o) => h('td', { class: 'num' }, fmtInt(m.outcomes?.[o] ?? 0)))))),
+    h('tfoot', null, h('tr', null, h('th', { scope: 'row' }, t('oversikt.total')),
+      outcomeIds.map((o) => h('td', { class: 'num' }, fmtInt(months.reduce((s, m) => s + (m.outcomes?.[o] ?? 0), 0)))))));
+
+  replace(body,
+    summary,
+    h('section', { class: 'card', 'aria-label': t('rs.chart.shares') }, charts),
+    h('section', { class: 'card' }, scroller(table, t('rs.table'))),
+    h('section', { class: 'card' }, scroller(outcomes, t('rs.outcomes'))));
+
+  makeChart(c1.canvas, {
+    type: 'bar', labels, integer: true,
+    datasets: [
+      { label: t('rs.triggered'), data: months.map((m) => m.triggered), color: '#0B5CAD' },
+      { label: t('rs.never'), data: months.map((m) => m.never_acknowledged), color: '#B8316F' },
+    ],
+  });
+  makeChart(c2.canvas, {
+    type: 'line', labels,
+    datasets: [
+      { label: t('rs.median'), data: months.map((m) => (m.response ? m.response.median_ms / 1000 : null)), color: '#0B5CAD' },
+      { label: t('rs.p90'), data: months.map((m) => (m.response ? m.response.p90_ms / 1000 : null)), color: '#C75B00' },
+    ],
+  });
+  const shares = months.flatMap((m) => [m.share_within_60s, m.share_within_180s]).filter((x) => x !== null && x !== undefined);
+  const low = Math.min(std.within_60s, ...shares);
+  makeChart(c3.canvas, {
+    type: 'line', labels, percent: true,
+    yMin: Math.max(0, Math.floor((low - 0.01) * 50) / 50), yMax: 1,
+    datasets: [
+      { label: t('rs.within60'), data: months.map((m) => m.share_within_60s ?? null), color: '#0B5CAD' },
+      { label: t('rs.within180'), data: months.map((m) => m.share_within_180s ?? null), color: '#00806A' },
+      { label: t('rs.std60', { pct: fmtPercent(std.within_60s) }), data: months.map(() => std.within_60s), color: '#0B5CAD', dashed: true },
+      { label: t('rs.std180', { pct: fmtPercent(std.within_180s) }), data: months.map(() => std.within_180s), color: '#00806A', dashed: true },
+    ],
+  });
+}

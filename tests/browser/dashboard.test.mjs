@@ -1,0 +1,338 @@
+// The vft dashboard in headless Chromium, against a running vft loaded with the demo region.
+// Run: cd tests/browser && npm ci && VFT_URL=… VFT_COORDINATOR_TOKEN=… VFT_MUNICIPALITY_TOKEN=…
+//      VFT_MUNICIPALITY=3328 VFT_OTHER_MUNICIPALITY=3330 node --test
+// (tests/tests/browser.rs does exactly this against a fresh `vft demo`.)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { requireEnv, launch, apiGet, apiJson, signIn } from './lib.mjs';
+
+const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY']);
+const BASE = ENV.VFT_URL;
+const ORIGIN = new URL(BASE).origin;
+const YEAR = '2025';
+const MONTHS_NB = ['jan', 'feb', 'mar', 'apr', 'mai', 'jun', 'jul', 'aug', 'sep', 'okt', 'nov', 'des'];
+const TIMEOUT = 180_000;
+
+let browser;
+
+before(async () => {
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(60_000);
+  return { context, page };
+}
+
+/** "1 033" (any space), "–" → numbers; the table's cells as the page shows them. */
+async function readTable(page) {
+  return page.evaluate(() => {
+    const table = document.querySelector('#vft-table');
+    const num = (s) => {
+      const t = s.replace(/[\s\u00a0\u202f]/g, '');
+      return /^\d+$/.test(t) ? Number(t) : `not a number: ${JSON.stringify(s)}`;
+    };
+    const cell = (td) => {
+      if (td.classList.contains('future')) return td.textContent.includes('–') ? null : 'future cell without –';
+      const count = td.querySelector('button.cell-btn .count');
+      return count ? num(count.textContent) : 'cell without button';
+    };
+    const heads = [...table.querySelectorAll('thead th[data-month]')];
+    return {
+      caption: table.querySelector('caption').textContent,
+      months: heads.map((th) => th.dataset.month),
+      monthLabels: heads.map((th) => th.querySelector('.month-label').textContent),
+      rows: [...table.querySelectorAll('tbody tr')].map((tr) => ({
+        kind: tr.dataset.kind,
+        label: tr.querySelector('th').textContent,
+        counts: [...tr.querySelectorAll('td')].map(cell),
+      })),
+      total: [...table.querySelectorAll('tfoot tr td')].map(cell),
+    };
+  });
+}
+
+/** Every cell of the page's table equals the API's JSON for the same query. */
+function assertSameTable(shown, api) {
+  assert.deepEqual(shown.months, api.months, 'month columns');
+  assert.deepEqual(shown.monthLabels, api.months.map((m) => MONTHS_NB[Number(m.slice(5)) - 1]), 'month labels');
+  assert.equal(shown.rows.length, api.rows.length, 'row count');
+  api.rows.forEach((row, i) => {
+    assert.equal(shown.rows[i].kind, row.kind, `row ${i} kind`);
+    assert.equal(shown.rows[i].label, row.label, `row ${i} label`);
+    assert.deepEqual(shown.rows[i].counts, row.counts, `row ${row.kind} counts`);
+  });
+  assert.deepEqual(shown.total, api.total, 'total row');
+}
+
+async function waitForTable(page, captionPart) {
+  await page.waitForFunction(
+    (part) => document.querySelector('#vft-table caption')?.textContent.includes(part),
+    captionPart,
+  );
+}
+
+test('sign-in: a wrong token gets a plain error, the coordinator token signs in', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await page.goto(`${BASE}/`);
+    await page.locator('#token').fill('not-a-real-token');
+    await page.locator('#signin-form button[type=submit]').click();
+    const message = page.locator('#signin-message');
+    await message.filter({ hasText: 'ble ikke godkjent' }).waitFor();
+    const text = await message.textContent();
+    assert.doesNotMatch(text, /[{}]|unauthori[sz]ed|Error:|at \w+ \(/, 'plain language, no JSON or stack trace');
+    assert.equal(await page.locator('#mainnav').isVisible(), false, 'not signed in');
+
+    await page.locator('#token').fill(ENV.VFT_COORDINATOR_TOKEN);
+    await page.locator('#signin-form button[type=submit]').click();
+    await page.locator('#mainnav').waitFor({ state: 'visible' });
+    await page.locator('#who').filter({ hasText: 'Koordinator' }).waitFor();
+    await page.locator('#vft-table').waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('the session cookie is HttpOnly and SameSite=Strict', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN);
+    const cookies = await context.cookies(BASE);
+    const session = cookies.find((c) => c.name === 'vft_session');
+    assert.ok(session, `a vft_session cookie (got ${cookies.map((c) => c.name).join(', ') || 'none'})`);
+    assert.equal(session.httpOnly, true, 'HttpOnly');
+    assert.equal(session.sameSite, 'Strict', 'SameSite=Strict');
+    assert.ok(session.expires > Date.now() / 1000, 'expires');
+    assert.equal(await page.evaluate(() => document.cookie.includes('vft_session')), false, 'invisible to script');
+    // The token is not kept in the page's storage either.
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    assert.ok(!stored.includes(ENV.VFT_COORDINATOR_TOKEN), 'token not in web storage');
+  } finally {
+    await context.close();
+  }
+});
+
+test('Oversikt: every cell of the 2025 table equals the API, for the region and one municipality', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    const region = await apiJson(BASE, `/api/v1/rollups/devices?year=${YEAR}`, ENV.VFT_COORDINATOR_TOKEN);
+    const shownRegion = await readTable(page);
+    assertSameTable(shownRegion, region);
+    assert.ok(region.total.some((n) => n > 0), 'the demo has devices in 2025');
+
+    // Pick one municipality in the area picker.
+    await page.locator('#f-municipality').selectOption(ENV.VFT_MUNICIPALITY);
+    await waitForTable(page, `(${ENV.VFT_MUNICIPALITY})`);
+    assert.match(page.url(), new RegExp(`municipality=${ENV.VFT_MUNICIPALITY}`));
+    const one = await apiJson(BASE, `/api/v1/rollups/devices?year=${YEAR}&municipality=${ENV.VFT_MUNICIPALITY}`, ENV.VFT_COORDINATOR_TOKEN);
+    const shownOne = await readTable(page);
+    assertSameTable(shownOne, one);
+    assert.notDeepEqual(one.total, region.total, 'one municipality is not the region');
+
+    // A cell opens the change since the month before, with its attribution.
+    const row = one.rows.find((r) => r.counts[5] !== null);
+    await page.locator(`#vft-table tr[data-kind="${row.kind}"] td[data-month="${one.months[5]}"] button`).click();
+    const panel = page.locator('#change-panel');
+    await panel.locator(`.change-kind[data-kind="${row.kind}"]`).waitFor();
+    const changes = await apiJson(BASE, `/api/v1/rollups/devices/changes?month=${one.months[5]}&municipality=${ENV.VFT_MUNICIPALITY}`, ENV.VFT_COORDINATOR_TOKEN);
+    const expected = changes.rows.find((r) => r.kind === row.kind);
+    const summary = (await panel.locator('.change-summary').textContent()).replace(/[\s\u00a0\u202f]/g, '');
+    assert.ok(summary.startsWith(`${expected.before}→${expected.after}`), `change summary ${summary} for ${expected.before} → ${expected.after}`);
+    assert.equal(await panel.locator('table.change-lines tbody tr').count(), expected.lines.length, 'one line per cause');
+  } finally {
+    await context.close();
+  }
+});
+
+test('language: English on the switch, remembered, and back to Norwegian', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    await page.locator('.lang-btn[data-lang="en"]').click();
+    await page.locator('#mainnav a[data-route="oversikt"]').filter({ hasText: 'Overview' }).waitFor();
+    assert.equal(await page.locator('html').getAttribute('lang'), 'en');
+    await page.locator('h1').filter({ hasText: 'Overview' }).waitFor();
+    await page.locator('#vft-table thead th').filter({ hasText: 'Technology type' }).waitFor();
+    await page.locator('#vft-table tr[data-kind="safety_alarm"] th').filter({ hasText: 'Safety alarm' }).waitFor();
+    await page.locator('#download-csv').filter({ hasText: 'Download CSV' }).waitFor();
+
+    await page.reload();
+    await page.locator('#mainnav a[data-route="enheter"]').filter({ hasText: 'Devices' }).waitFor();
+    assert.equal(await page.locator('html').getAttribute('lang'), 'en', 'the choice survives a reload');
+
+    await page.locator('.lang-btn[data-lang="nb"]').click();
+    await page.locator('#mainnav a[data-route="oversikt"]').filter({ hasText: 'Oversikt' }).waitFor();
+    assert.equal(await page.locator('html').getAttribute('lang'), 'nb');
+    await page.locator('#vft-table tr[data-kind="safety_alarm"] th').filter({ hasText: 'Trygghetsalarm' }).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('Enheter: a device opens its history, Esc closes it', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, '#/enheter');
+    const first = page.locator('#device-table tbody tr button[data-device]').first();
+    await first.waitFor();
+    const key = await first.getAttribute('data-device');
+    await first.click();
+    const dialog = page.locator('#device-dialog');
+    await dialog.waitFor({ state: 'visible' });
+    await page.locator('#device-history tbody tr').first().waitFor();
+    assert.match(await dialog.locator('h2').textContent(), new RegExp(key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    assert.match(page.url(), /device=/, 'the open device is in the address');
+    const [vendor, device] = key.split('/');
+    const api = await apiJson(BASE, `/api/v1/devices/${encodeURIComponent(vendor)}/${encodeURIComponent(device)}`, ENV.VFT_COORDINATOR_TOKEN);
+    assert.equal(await page.locator('#device-history tbody tr').count(), api.history.length, 'every history event shown');
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    await page.waitForFunction(() => !location.hash.includes('device='));
+
+    // A device in the address opens directly.
+    await page.goto(`${BASE}/#/enheter?device=${encodeURIComponent(key)}`);
+    await page.locator('#device-history tbody tr').first().waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('"Last ned CSV" downloads exactly the API\'s CSV', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#download-csv').click()]);
+    const got = await readFile(await download.path());
+    const res = await apiGet(BASE, `/api/v1/rollups/devices?year=${YEAR}&format=csv`, ENV.VFT_COORDINATOR_TOKEN);
+    assert.equal(res.status, 200);
+    const want = Buffer.from(await res.arrayBuffer());
+    assert.ok(want.length > 0);
+    assert.ok(got.equals(want), `downloaded CSV differs from the API's:\n${got}\n---\n${want}`);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a municipality token sees its own municipality only, from the page and by the URL', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  const own = ENV.VFT_MUNICIPALITY;
+  const other = ENV.VFT_OTHER_MUNICIPALITY;
+  const otherAnswers = [];
+  page.on('response', (r) => {
+    if (r.url().includes(`municipality=${other}`)) otherAnswers.push(r.status());
+  });
+  try {
+    await signIn(page, BASE, ENV.VFT_MUNICIPALITY_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, `(${own})`);
+    const options = await page.locator('#f-municipality option').evaluateAll((os) => os.map((o) => o.value));
+    assert.deepEqual(options, [own], 'the picker offers only its own municipality');
+    const mine = await apiJson(BASE, `/api/v1/rollups/devices?year=${YEAR}&municipality=${own}`, ENV.VFT_MUNICIPALITY_TOKEN);
+    assertSameTable(await readTable(page), mine);
+
+    // Editing the address to another municipality: a plain message, no figures.
+    await page.evaluate(([y, m]) => { location.hash = `#/oversikt?year=${y}&municipality=${m}`; }, [YEAR, other]);
+    const denied = page.locator('[data-testid="access-denied"]');
+    await denied.waitFor();
+    assert.match(await denied.textContent(), /ikke tilgang/);
+    assert.equal(await page.locator('#vft-table').count(), 0, 'no table is shown');
+    assert.equal(await page.locator('.cell-btn, canvas').count(), 0, 'no figures or charts are shown');
+    assert.ok(otherAnswers.length > 0 && otherAnswers.every((s) => s === 403), `server answered ${otherAnswers} for ${other}`);
+
+    // The same on the device list.
+    await page.evaluate((m) => { location.hash = `#/enheter?municipality=${m}`; }, other);
+    await page.locator('[data-testid="access-denied"]').waitFor();
+    assert.equal(await page.locator('#device-table').count(), 0);
+
+    // And straight at the API with the page's own cookie.
+    const direct = await context.request.get(`${BASE}/api/v1/rollups/devices?year=${YEAR}&municipality=${other}`);
+    assert.equal(direct.status(), 403);
+    const body = await direct.json();
+    assert.equal(body.error, 'forbidden');
+    assert.equal(body.rows, undefined);
+    const devices = await context.request.get(`${BASE}/api/v1/devices?municipality=${other}`);
+    assert.equal(devices.status(), 403);
+    const ownDirect = await context.request.get(`${BASE}/api/v1/rollups/devices?year=${YEAR}&municipality=${own}`);
+    assert.equal(ownDirect.status(), 200, 'the cookie does authenticate');
+
+    // The deviations are the coordinator's: said plainly.
+    await page.evaluate(() => { location.hash = '#/avvik'; });
+    await page.locator('[data-testid="avvik-coordinator-only"]').waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('no request leaves the vft server on any of the five pages', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  const urls = [];
+  const problems = [];
+  context.on('request', (r) => urls.push(r.url()));
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) problems.push(m.text());
+  });
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    await page.locator('#vft-table canvas, .chart-grid canvas').first().waitFor();
+    const pages = [
+      ['enheter', '#device-table'],
+      ['responssenter', '#rs-table'],
+      ['leverandorbytte', '#lb-imports-h'],
+      ['avvik', '#avvik-dead-h'],
+    ];
+    for (const [route, marker] of pages) {
+      await page.locator(`#mainnav a[data-route="${route}"]`).click();
+      await page.locator(marker).first().waitFor();
+      await page.waitForFunction(() => document.querySelectorAll('.page .state-loading').length === 0);
+    }
+    assert.ok(urls.length > 10, `requests were recorded (${urls.length})`);
+    const foreign = urls.filter((u) => {
+      if (u.startsWith('data:') || u.startsWith('blob:')) return false;
+      return new URL(u).origin !== ORIGIN;
+    });
+    assert.deepEqual(foreign, [], 'every request goes to the vft server');
+    assert.deepEqual(problems, [], 'no script errors or blocked loads');
+  } finally {
+    await context.close();
+  }
+});
+
+test('keyboard: Tab from the top reaches the navigation and Enter follows a link', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    await page.reload();
+    await waitForTable(page, YEAR);
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'skip-link', 'the skip link comes first');
+    let reached = false;
+    for (let i = 0; i < 15 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.dataset?.route === 'enheter');
+    }
+    assert.ok(reached, 'Tab reaches the Enheter link');
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert.notEqual(outline, 'none', 'the focus is visible');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => location.hash.startsWith('#/enheter'));
+    await page.locator('h1').filter({ hasText: 'Enheter' }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'H1', 'focus moves to the new page');
+  } finally {
+    await context.close();
+  }
+});
