@@ -279,6 +279,49 @@ macro_rules! impl_store {
             /// Devices in service just before each instant: each lifecycle event covers
             /// [ts, next lifecycle event's ts) of its device, and an installed event covering
             /// the instant just before a cut means "in service". `columns` follow `cut.idx`.
+            /// Keeps computed month ends, if no lifecycle batch was stored since `generation`
+            /// was read. The no-op UPDATE takes the generation row's lock in PostgreSQL: a
+            /// batch that holds it commits first (and the check fails), a batch that comes
+            /// after waits and then drops what is kept here if it must.
+            async fn keep_month_ends(
+                &self,
+                generation: i64,
+                month_ends: &[(&i64, &Vec<(String, String, String, i64, i64)>)],
+            ) -> $crate::Result<()> {
+                let mut tx = self.writer.begin().await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE lifecycle_generation SET generation = generation WHERE id = 1 AND generation = ",
+                );
+                qb.push_bind(generation);
+                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                    return Ok(());
+                }
+                for (cut, rows) in month_ends {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO month_end_cuts (cut) VALUES (");
+                    qb.push_bind(**cut).push(") ON CONFLICT (cut) DO NOTHING");
+                    // Another request kept this month end first: keep its rows only.
+                    if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                        continue;
+                    }
+                    for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO month_end_cache (cut, municipality, vendor, kind, devices, recipients) ",
+                        );
+                        qb.push_values(chunk, |mut row, (m, v, k, d, r)| {
+                            row.push_bind(**cut)
+                                .push_bind(m.as_str())
+                                .push_bind(v.as_str())
+                                .push_bind(k.as_str())
+                                .push_bind(*d)
+                                .push_bind(*r);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
             fn month_end_query<'a>(before: &[chrono::DateTime<chrono::Utc>], columns: &str) -> sqlx::QueryBuilder<'a, $db> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("WITH cut (idx, t) AS (VALUES ");
                 let mut sep = qb.separated(", ");
@@ -318,7 +361,19 @@ macro_rules! impl_store {
                 let received = micros(received_at);
                 let unique = first_of_each_id(events);
                 let mut outcome = $crate::WriteOutcome::default();
+                let earliest_lifecycle = unique
+                    .iter()
+                    .filter(|e| e.event_type.lifecycle_rank().is_some())
+                    .map(|e| micros(e.ts_utc()))
+                    .min();
                 let mut tx = self.writer.begin().await?;
+                if earliest_lifecycle.is_some() {
+                    // First, so that in PostgreSQL this row lock orders the batch against a
+                    // month-end cache fill (see month_end_breakdown).
+                    sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for chunk in unique.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (vendor, event_id, gateway, ts, ts_offset, municipality, device, type, \
@@ -347,6 +402,12 @@ macro_rules! impl_store {
                     outcome.events_inserted += qb.build().execute(&mut *tx).await?.rows_affected();
                 }
                 outcome.events_duplicate = events.len() as u64 - outcome.events_inserted;
+                if let Some(earliest) = earliest_lifecycle {
+                    // A lifecycle event at ts changes every month end after ts.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM month_end_cuts WHERE cut > ");
+                    qb.push_bind(earliest);
+                    qb.build().execute(&mut *tx).await?;
+                }
                 // Device and alarm state: merges are idempotent, so duplicates may pass through.
                 let deltas = vft_domain::DeviceDelta::fold(events);
                 for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
@@ -535,30 +596,97 @@ macro_rules! impl_store {
                     .transpose()
             }
 
+            /// Past month ends come from `month_end_cache` when kept there; the others are
+            /// computed from the lifecycle events and kept, unless a lifecycle batch was stored
+            /// meanwhile (the generation moved). Correct because every batch with a lifecycle
+            /// event at ts drops the kept month ends after ts in its own transaction.
             async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {
+                use $crate::shared::micros;
                 use sqlx::Row;
                 if before.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = Self::month_end_query(before, "lc.municipality, lc.vendor, lc.kind, COUNT(*), COUNT(DISTINCT lc.recipient)");
-                qb.push(" GROUP BY cut.idx, lc.municipality, lc.vendor, lc.kind");
-                let rows = qb.build().fetch_all(&self.reader).await?;
-                rows.iter()
-                    .map(|r| {
+                let now = micros(chrono::Utc::now());
+                let cuts: Vec<i64> = before.iter().map(|t| micros(*t)).collect();
+                let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM lifecycle_generation WHERE id = 1")
+                    .fetch_one(&self.reader)
+                    .await?;
+                let past: Vec<i64> = cuts.iter().copied().filter(|c| *c < now).collect();
+                let mut kept: std::collections::BTreeMap<i64, Vec<(String, String, String, i64, i64)>> = Default::default();
+                if !past.is_empty() {
+                    // One statement, one snapshot: a kept cut comes with all of its rows.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT c.cut, m.municipality, m.vendor, m.kind, m.devices, m.recipients \
+                         FROM month_end_cuts c LEFT JOIN month_end_cache m ON m.cut = c.cut WHERE c.cut IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for c in &past {
+                        sep.push_bind(*c);
+                    }
+                    qb.push(")");
+                    for r in qb.build().fetch_all(&self.reader).await? {
+                        let rows = kept.entry(r.try_get::<i64, _>(0)?).or_default();
+                        if let Some(municipality) = r.try_get::<Option<String>, _>(1)? {
+                            rows.push((
+                                municipality,
+                                r.try_get(2)?,
+                                r.try_get(3)?,
+                                r.try_get(4)?,
+                                r.try_get(5)?,
+                            ));
+                        }
+                    }
+                }
+                let missing: Vec<i64> = {
+                    let mut m: Vec<i64> = cuts.iter().copied().filter(|c| !kept.contains_key(c)).collect();
+                    m.sort_unstable();
+                    m.dedup();
+                    m
+                };
+                let mut computed: std::collections::BTreeMap<i64, Vec<(String, String, String, i64, i64)>> = Default::default();
+                if !missing.is_empty() {
+                    let instants: Vec<chrono::DateTime<chrono::Utc>> = missing
+                        .iter()
+                        .map(|c| $crate::shared::from_micros(*c))
+                        .collect::<$crate::Result<_>>()?;
+                    let mut qb = Self::month_end_query(&instants, "lc.municipality, lc.vendor, lc.kind, COUNT(*), COUNT(DISTINCT lc.recipient)");
+                    qb.push(" GROUP BY cut.idx, lc.municipality, lc.vendor, lc.kind");
+                    for c in &missing {
+                        computed.insert(*c, Vec::new());
+                    }
+                    for r in qb.build().fetch_all(&self.reader).await? {
+                        let idx = usize::try_from(r.try_get::<i64, _>(0)?).map_err($crate::shared::corrupt)?;
                         let kind: Option<String> = r.try_get(3)?;
-                        Ok($crate::BreakdownRow {
-                            idx: usize::try_from(r.try_get::<i64, _>(0)?).map_err($crate::shared::corrupt)?,
-                            municipality: vft_domain::MunicipalityCode::parse(&r.try_get::<String, _>(1)?).map_err($crate::shared::corrupt)?,
-                            vendor: vft_domain::VendorId::parse(&r.try_get::<String, _>(2)?).map_err($crate::shared::corrupt)?,
-                            kind: kind
-                                .as_deref()
-                                .and_then(vft_domain::TechnologyKind::from_id)
-                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("installed without kind: {kind:?}")))?,
-                            devices: u64::try_from(r.try_get::<i64, _>(4)?).unwrap_or(0),
-                            recipients: u64::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
-                        })
-                    })
-                    .collect()
+                        let kind = kind.ok_or_else(|| $crate::StoreError::Corrupt("installed without kind".into()))?;
+                        computed.entry(missing[idx]).or_default().push((
+                            r.try_get(1)?,
+                            r.try_get(2)?,
+                            kind,
+                            r.try_get(4)?,
+                            r.try_get(5)?,
+                        ));
+                    }
+                    let keep: Vec<(&i64, &Vec<_>)> = computed.iter().filter(|(c, _)| **c < now).collect();
+                    if !keep.is_empty() {
+                        self.keep_month_ends(generation, &keep).await?;
+                    }
+                }
+                let mut out = Vec::new();
+                for (idx, cut) in cuts.iter().enumerate() {
+                    let rows = kept.get(cut).or_else(|| computed.get(cut)).map(Vec::as_slice).unwrap_or_default();
+                    for (municipality, vendor, kind, devices, recipients) in rows {
+                        out.push($crate::BreakdownRow {
+                            idx,
+                            municipality: vft_domain::MunicipalityCode::parse(municipality).map_err($crate::shared::corrupt)?,
+                            vendor: vft_domain::VendorId::parse(vendor).map_err($crate::shared::corrupt)?,
+                            kind: vft_domain::TechnologyKind::from_id(kind)
+                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("unknown kind {kind:?}")))?,
+                            devices: u64::try_from(*devices).unwrap_or(0),
+                            recipients: u64::try_from(*recipients).unwrap_or(0),
+                        });
+                    }
+                }
+                Ok(out)
             }
 
             async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {

@@ -39,6 +39,7 @@ both_backends!(
     history_and_replacements,
     retention_purges_status_events_but_keeps_state,
     breakdown_and_snapshot_agree_with_the_domain_rules,
+    kept_month_ends_follow_late_events,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
@@ -1005,6 +1006,65 @@ async fn breakdown_and_snapshot_agree_with_the_domain_rules(s: TestStore) {
             let r = expected[&(&d.vendor, &d.device)];
             assert_eq!((Some(d.kind), &d.municipality), (r.kind, &r.municipality));
         }
+    }
+}
+
+/// Past month ends are kept once computed; a late lifecycle event dated before one of them must
+/// still change it. The live per-kind counts (never kept) are the reference.
+async fn kept_month_ends_follow_late_events(s: TestStore) {
+    let instants = months_2025();
+    let sums = |breakdown: &[vft_store::BreakdownRow]| {
+        let mut sums = vec![[0u64; 6]; instants.len()];
+        for row in breakdown {
+            sums[row.idx][row.kind.index()] += row.devices;
+        }
+        sums
+    };
+    for (round, seed) in [21u64, 22, 23, 24].into_iter().enumerate() {
+        // Each round adds events all over the year, so most kept month ends go stale.
+        let events = scenario(seed, 120);
+        s.store
+            .write_batch(&events, &[], Utc::now())
+            .await
+            .expect("write");
+        let first = s
+            .store
+            .month_end_breakdown(&instants)
+            .await
+            .expect("breakdown");
+        let again = s.store.month_end_breakdown(&instants).await.expect("kept");
+        assert_eq!(first, again, "round {round}: kept differs from computed");
+        let live = s
+            .store
+            .device_counts(&instants, &RollupFilter::default())
+            .await
+            .expect("counts");
+        assert_eq!(sums(&first), live, "round {round}");
+    }
+    // Only some cuts asked, in another order, and one repeated: each gets its own rows.
+    let asked = [instants[5], instants[1], instants[5]];
+    let some = s
+        .store
+        .month_end_breakdown(&asked)
+        .await
+        .expect("breakdown");
+    let all = s
+        .store
+        .month_end_breakdown(&instants)
+        .await
+        .expect("breakdown");
+    for (idx, month) in [(0usize, 5usize), (1, 1), (2, 5)] {
+        let mine: Vec<_> = some
+            .iter()
+            .filter(|r| r.idx == idx)
+            .map(|r| (&r.municipality, &r.vendor, r.kind, r.devices, r.recipients))
+            .collect();
+        let theirs: Vec<_> = all
+            .iter()
+            .filter(|r| r.idx == month)
+            .map(|r| (&r.municipality, &r.vendor, r.kind, r.devices, r.recipients))
+            .collect();
+        assert_eq!(mine, theirs, "cut {idx}");
     }
 }
 
