@@ -755,6 +755,109 @@ async fn the_demo_serves_the_fixture_table() {
     .await
     .expect("csv");
     assert_eq!(DeviceTable::from_csv(&csv).expect("csv"), served);
+
+    // Beside the table, the vendor transition: both vendors' inventory exports of the last
+    // simulated day, each with unreadable rows, imported through the import code.
+    let api = |path: &str| format!("{}{path}", demo.api);
+    let history = get_json(&api("/api/v1/imports"), &token).await;
+    let imports = history["imports"].as_array().expect("imports");
+    let mut vendors: Vec<&str> = imports
+        .iter()
+        .map(|i| i["vendor"].as_str().expect("vendor"))
+        .collect();
+    vendors.sort();
+    assert_eq!(vendors, ["atea", "hepro"], "{history}");
+    for i in imports {
+        // 2025-12-31 in Europe/Oslo.
+        assert!(
+            i["as_of"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2025-12-30T23:00:00")),
+            "{i}"
+        );
+        assert!(i["rows"].as_u64().expect("rows") > 300, "{i}");
+        assert!(i["errors"].as_u64().expect("errors") >= 1, "{i}");
+    }
+    let errors = get_json(&api("/api/v1/imports/errors"), &token).await;
+    let errors = errors["items"].as_array().expect("items");
+    let total: u64 = imports
+        .iter()
+        .map(|i| i["errors"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(errors.len() as u64, total);
+    let mut columns: Vec<&str> = errors
+        .iter()
+        .map(|e| e["column"].as_str().expect("column"))
+        .collect();
+    columns.sort();
+    assert_eq!(columns, ["Installert", "Produkt", "category"], "{errors:?}");
+
+    // Reconciled at the end of that day: every class, a few doubles (both vendors' units for
+    // one recipient and type), the planted export flags.
+    let rec = get_json(
+        &api("/api/v1/reconciliation?from=hepro&to=atea&at=2025-12-31"),
+        &token,
+    )
+    .await;
+    for class in [
+        "migrated",
+        "pending",
+        "double",
+        "new",
+        "listed_silent",
+        "reporting_unlisted",
+    ] {
+        assert!(
+            rec["totals"][class].as_u64().is_some_and(|n| n > 0),
+            "no {class}: {}",
+            rec["totals"]
+        );
+    }
+    let doubles: Vec<&Value> = rec["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["class"] == "double")
+        .flat_map(|r| r["subjects"].as_array().expect("subjects"))
+        .collect();
+    assert!(doubles.len() >= 2, "{doubles:?}");
+    for s in doubles {
+        let devices = s["devices"].to_string();
+        assert!(devices.contains("hepro") && devices.contains("atea"), "{s}");
+    }
+
+    // The deviations: one dead letter for each kind of bad message, with its reason.
+    let letters = get_json(&api("/api/v1/dead-letters?limit=100"), &token).await;
+    let letters = letters["items"].as_array().expect("items");
+    let mut codes: Vec<&str> = letters
+        .iter()
+        .map(|d| d["reason_code"].as_str().expect("code"))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            "invalid_field",
+            "malformed_json",
+            "national_identity_number",
+            "unknown_municipality",
+            "unknown_type",
+        ],
+        "{letters:#?}"
+    );
+    for d in letters {
+        assert!(d["reason"].as_str().is_some_and(|r| r.len() > 10), "{d}");
+    }
+    let nin = letters
+        .iter()
+        .find(|d| d["reason_code"] == "national_identity_number")
+        .expect("identity number letter");
+    assert!(
+        nin["payload"]
+            .as_str()
+            .is_some_and(|p| p.contains("***********")),
+        "the number is masked: {nin}"
+    );
     assert!(demo.terminate().success());
 }
 

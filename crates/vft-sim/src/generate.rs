@@ -5,7 +5,7 @@ use crate::{Message, Plan, SimError, Simulation};
 use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Europe::Oslo;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use vft_domain::{
@@ -13,10 +13,12 @@ use vft_domain::{
     Outcome, RecipientRef, Registry, TechnologyKind, VendorId, YearMonth,
 };
 
-const HEPRO: usize = 0;
-const ATEA: usize = 1;
+/// The old vendor of the transition.
+pub(crate) const HEPRO: usize = 0;
+/// The new vendor of the transition.
+pub(crate) const ATEA: usize = 1;
 /// (topic vendor, device id prefix).
-const VENDORS: [(&str, &str); 2] = [("hepro", "HP"), ("atea", "AT")];
+pub(crate) const VENDORS: [(&str, &str); 2] = [("hepro", "HP"), ("atea", "AT")];
 
 /// Municipalities that move from Hepro to Atea in the table's last months. Absent ones are
 /// skipped, so any other region simply has no transition.
@@ -24,6 +26,11 @@ const TRANSITION_MUNICIPALITIES: [&str; 2] = ["3328", "3330"];
 /// Share of the remaining Hepro devices moved in each of the last months; some are left on
 /// Hepro at the end so reconciliation has something to find.
 const TRANSITION_SHARES: [f64; 3] = [0.35, 0.5, 0.6];
+/// Recipients who got their Atea unit while the Hepro unit was never collected (on both
+/// platforms for months: paid twice), and whose move is under way at the end (on both for
+/// days). See [`Builder::overlaps`].
+const DOUBLES: usize = 2;
+const MOVES_UNDER_WAY: usize = 1;
 
 /// Monthly share of devices decommissioned beyond the net change (churn), and how many of
 /// those are replaced by a new unit for the same recipient.
@@ -82,10 +89,15 @@ pub fn generate(plan: &Plan) -> Result<Simulation, SimError> {
     let months = figured_months(&plan.table)?;
     let mut sim = Builder::new(plan, &months)?;
     sim.lifecycles(&plan.table)?;
+    sim.overlaps();
     sim.status_traffic(plan.heartbeat_every_days);
     let (events, gateway_of) = sim.events()?;
     let messages = sim.messages(&events, &gateway_of, plan)?;
-    Ok(Simulation { messages, events })
+    Ok(Simulation {
+        messages,
+        events,
+        months,
+    })
 }
 
 fn validate(plan: &Plan) -> Result<(), SimError> {
@@ -106,7 +118,7 @@ fn validate(plan: &Plan) -> Result<(), SimError> {
 }
 
 /// The table's months up to the first one without figures; they must be consecutive.
-fn figured_months(table: &DeviceTable) -> Result<Vec<YearMonth>, SimError> {
+pub(crate) fn figured_months(table: &DeviceTable) -> Result<Vec<YearMonth>, SimError> {
     let months: Vec<YearMonth> = table
         .months
         .iter()
@@ -487,6 +499,82 @@ impl<'p> Builder<'p> {
             active.extend(new);
         }
         Ok(())
+    }
+
+    /// Overlaps between the vendors, as a transition has them: a few recipients get their Atea
+    /// unit while their Hepro unit stays in service. They are made from Atea units installed
+    /// for new recipients during the transition, by giving each the recipient of a Hepro unit
+    /// of the same municipality and type that stays in service to the end. A device is a device:
+    /// no month-end count changes, only whom the unit serves. [`DOUBLES`] of them got their Atea
+    /// unit well before the last month (on both longer than any grace period: paid twice),
+    /// [`MOVES_UNDER_WAY`] in the last weeks (an ordinary move, the old unit not yet
+    /// collected). Uses its own random numbers, so the rest of the region is unchanged.
+    fn overlaps(&mut self) {
+        let Some(start) = self.transition_start() else {
+            return;
+        };
+        let mut rng = StdRng::seed_from_u64(self.plan.seed ^ 0x0b1e_d0b1e);
+        let first = self.months[start].start();
+        let end = self.sim_end();
+        let mut per_recipient: BTreeMap<RecipientRef, usize> = BTreeMap::new();
+        for d in &self.devices {
+            *per_recipient.entry(d.recipient.clone()).or_default() += 1;
+        }
+        // A unit that stays in service to the end and is its recipient's only unit ever.
+        let lone = |d: &Device| d.decommissioned.is_none() && per_recipient[&d.recipient] == 1;
+        let municipalities: Vec<usize> = (0..self.transition.len())
+            .filter(|m| self.transition[*m])
+            .collect();
+        let prefer = [
+            TechnologyKind::SafetyAlarm,
+            TechnologyKind::SmokeDetector,
+            TechnologyKind::MedicationSupport,
+            TechnologyKind::Tracking,
+            TechnologyKind::DigitalSupervision,
+            TechnologyKind::DoorLockAlarm,
+        ];
+        // (installed from, installed before) of the Atea unit.
+        let double = (first, end - Duration::days(40));
+        let under_way = (end - Duration::days(20), end - Duration::days(2));
+        let wanted = std::iter::repeat_n(double, DOUBLES)
+            .chain(std::iter::repeat_n(under_way, MOVES_UNDER_WAY));
+        let mut taken = vec![false; self.devices.len()];
+        for (n, (from, before)) in wanted.enumerate() {
+            if municipalities.is_empty() {
+                return;
+            }
+            // Spread over the transition municipalities.
+            let m = municipalities[n % municipalities.len()];
+            let pair = prefer.iter().find_map(|&kind| {
+                let of = |vendor: usize| {
+                    let taken = &taken;
+                    self.devices.iter().enumerate().filter(move |(i, d)| {
+                        !taken[*i]
+                            && d.vendor == vendor
+                            && d.municipality == m
+                            && d.kind == kind
+                            && lone(d)
+                    })
+                };
+                let atea: Vec<usize> = of(ATEA)
+                    .filter(|(_, d)| d.replaces.is_none() && d.installed >= from)
+                    .filter(|(_, d)| d.installed < before)
+                    .map(|(i, _)| i)
+                    .collect();
+                let a = *atea.choose(&mut rng)?;
+                let installed = self.devices[a].installed;
+                let hepro: Vec<usize> = of(HEPRO)
+                    .filter(|(_, d)| d.installed < installed)
+                    .map(|(i, _)| i)
+                    .collect();
+                Some((a, *hepro.choose(&mut rng)?))
+            });
+            if let Some((a, h)) = pair {
+                taken[a] = true;
+                taken[h] = true;
+                self.devices[a].recipient = self.devices[h].recipient.clone();
+            }
+        }
     }
 
     /// Moves a share of the municipality's Hepro devices to Atea within month `i`: the Hepro

@@ -4,10 +4,21 @@
 //! realistic gateway traffic (Contract 1 events) whose month-end counts reproduce the table
 //! exactly. [`publish`] sends it to an MQTT broker with QoS 1. Generation is pure and
 //! deterministic for a seed, so tests can check the numbers without a broker.
+//!
+//! Beside the traffic: [`inventory_exports`] writes the vendors' inventory exports of the
+//! simulated fleet (in their configured formats, with a few seeded discrepancies of each kind
+//! reconciliation looks for), and [`bad_messages`] a handful of messages that become dead
+//! letters without changing any figure.
 
+mod exports;
+mod faults;
 mod generate;
 mod publish;
 
+pub use exports::{
+    Discrepancy, InventoryExport, Planted, inventory_export, inventory_exports, last_simulated_day,
+};
+pub use faults::{BadMessage, bad_messages};
 pub use generate::{generate, split_by_population};
 pub use publish::{BrokerTarget, PublishReport, publish};
 
@@ -76,6 +87,8 @@ pub struct Simulation {
     pub messages: Vec<Message>,
     /// Every event in the messages, in time order; for tests and checks.
     pub events: Vec<vft_domain::Event>,
+    /// The simulated months (the table's months with figures).
+    pub months: Vec<vft_domain::YearMonth>,
 }
 
 #[derive(Debug, thiserror::Error)]

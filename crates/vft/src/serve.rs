@@ -206,23 +206,10 @@ async fn run_demo(
     let before = status.messages_received();
     let report = publish(broker, &simulation.messages, "demo").await?;
     // Every message the broker acknowledged is on its way to ingest; wait until it is stored.
-    let bar = progress_bar(report.messages as u64, "storing");
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let stored = status.messages_received().saturating_sub(before);
-        bar.set_position(stored.min(report.messages as u64));
-        if stored >= report.messages as u64 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "ingest stored {stored} of {} messages within 10 minutes",
-            report.messages
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bar.finish_and_clear();
+    wait_stored(status, before, report.messages as u64).await?;
     let loaded_in = started.elapsed();
+    demo_deviations(&plan, store, broker).await?;
+    demo_imports(config, store, &plan, &simulation).await?;
     let token = crate::create_token(store, &Role::Coordinator, Some("demo")).await?;
     let months = vft_domain::YearMonth::months_of_year(year)?;
     let counts = store
@@ -249,8 +236,126 @@ async fn run_demo(
     println!(
         "vft: try     curl -H 'Authorization: Bearer {token}' '{base}/api/v1/rollups/devices?year={year}&format=csv'"
     );
+    println!("vft: dashboard {base}/");
     println!("vft: token   {token}");
     let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// Waits until ingest has stored `messages` more messages than `before` (events or dead
+/// letters), with a progress bar; gives up after 10 minutes.
+async fn wait_stored(status: &IngestStatus, before: u64, messages: u64) -> anyhow::Result<()> {
+    let bar = progress_bar(messages, "storing");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let stored = status.messages_received().saturating_sub(before);
+        bar.set_position(stored.min(messages));
+        if stored >= messages {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest stored {stored} of {messages} messages within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// The demo's deviations: a handful of messages that break the contract (see
+/// `vft_sim::bad_messages`), published after the region and waited for until the store holds
+/// each as a dead letter. They carry no valid event, so no figure changes.
+async fn demo_deviations(
+    plan: &vft_sim::Plan,
+    store: &dyn vft_store::Store,
+    broker: &BrokerAddress,
+) -> anyhow::Result<()> {
+    let bad = vft_sim::bad_messages(plan)?;
+    let messages: Vec<vft_sim::Message> = bad.iter().map(|b| b.message.clone()).collect();
+    publish(broker, &messages, "demo-deviations").await?;
+    let bar = progress_bar(bad.len() as u64, "storing");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Dead letters are kept once per topic, bytes and reason, so a demo run again on the
+        // same database finds the ones it stored before.
+        let letters = store.dead_letters(1000, None).await?;
+        let stored = bad
+            .iter()
+            .filter(|b| {
+                letters
+                    .iter()
+                    .any(|d| d.topic == b.message.topic && d.reason_code == b.reason_code)
+            })
+            .count();
+        bar.set_position(stored as u64);
+        if stored == bad.len() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest stored {stored} of the demo's {} dead letters within a minute",
+            bad.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    for b in &bad {
+        info!(topic = %b.message.topic, reason = b.reason_code, story = b.story, "demo dead letter stored");
+    }
+    Ok(())
+}
+
+/// The vendor transition's paperwork: each simulated vendor's inventory export (in its
+/// configured format, `[imports.<vendor>]`), taken on the last simulated day, imported through
+/// the same code as `POST /api/v1/imports/{vendor}` and `vft import inventory`.
+async fn demo_imports(
+    config: &Config,
+    store: &dyn vft_store::Store,
+    plan: &vft_sim::Plan,
+    simulation: &vft_sim::Simulation,
+) -> anyhow::Result<()> {
+    let Some(day) = vft_sim::last_simulated_day(simulation) else {
+        return Ok(());
+    };
+    let exports = vft_sim::inventory_exports(simulation, plan, &config.imports, day)?;
+    if exports.is_empty() {
+        tracing::warn!(
+            "no import format for the simulated vendors (hepro, atea): no inventory exports imported"
+        );
+    }
+    let api = |e: vft_api::ApiError| anyhow::anyhow!("{e}");
+    let as_of =
+        vft_api::imports::as_of_instant(Some(&day.to_string()), chrono::Utc::now()).map_err(api)?;
+    for export in exports {
+        let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+            "importing {}'s inventory export as of {day}",
+            export.vendor
+        ));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let report = vft_api::imports::import_file(
+            store,
+            &config.imports,
+            export.vendor.as_str(),
+            as_of,
+            export.bytes.into(),
+        )
+        .await;
+        spinner.finish_and_clear();
+        let report = report
+            .map_err(api)
+            .with_context(|| format!("importing the simulated {} export failed", export.vendor))?;
+        info!(
+            vendor = %report.vendor,
+            as_of = %day,
+            import = report.import_id,
+            new = report.new,
+            rows = report.rows,
+            errors = report.errors.len(),
+            duplicates = report.duplicates.len(),
+            "demo inventory export imported"
+        );
+    }
     Ok(())
 }
 
