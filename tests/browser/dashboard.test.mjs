@@ -246,7 +246,7 @@ test('a municipality token sees its own municipality only, from the page and by 
     await page.evaluate(([y, m]) => { location.hash = `#/oversikt?year=${y}&municipality=${m}`; }, [YEAR, other]);
     const denied = page.locator('[data-testid="access-denied"]');
     await denied.waitFor();
-    assert.match(await denied.textContent(), /ikke tilgang/);
+    assert.match(await denied.textContent(), /Ingen tilgang/);
     assert.equal(await page.locator('#vft-table').count(), 0, 'no table is shown');
     assert.equal(await page.locator('.cell-btn, canvas').count(), 0, 'no figures or charts are shown');
     assert.ok(otherAnswers.length > 0 && otherAnswers.every((s) => s === 403), `server answered ${otherAnswers} for ${other}`);

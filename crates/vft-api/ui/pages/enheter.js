@@ -20,7 +20,7 @@ export function update(params, prev) {
   const strip = (p) => { const c = new URLSearchParams(p); c.delete('device'); return c.toString(); };
   if (strip(params) !== strip(prev)) return false;
   const device = params.get('device');
-  if (device) openDevice(device, { fromUrl: true });
+  if (device) openDevice(device);
   else if (dialogState?.dialog.open) dialogState.dialog.close();
   return true;
 }
@@ -92,7 +92,7 @@ export function render(root, ctx) {
   const foreign = isForeign(ctx, f.municipality);
   loadList(list, attention, ctx, f, foreign);
   const device = ctx.params.get('device');
-  if (device) openDevice(device, { fromUrl: true, ctx });
+  if (device) openDevice(device, { ctx });
   dialogCtx = ctx;
 }
 
@@ -176,7 +176,7 @@ function deviceTable(ctx, items, caption, id) {
           onclick: () => {
             dialogCtx = ctx;
             ctx.navigate('enheter', withParams(ctx.params, { device: key }));
-            openDevice(key, { pushed: true, ctx });
+            openDevice(key, { ctx });
           },
         }, d.device)),
         h('td', null, kindLabel(d.kind)),
@@ -205,16 +205,14 @@ function ensureDialog() {
   dialog.addEventListener('close', () => {
     const st = dialogState;
     st?.abort?.abort();
-    // Leave the device out of the address again.
+    // Leave the device out of the address again (replacing the entry: no history.back(),
+    // which Chromium does not always deliver from a dialog's close event).
     if (/[?&]device=/.test(location.hash)) {
-      if (st?.pushed) history.back();
-      else {
-        const [path, q] = location.hash.split('?');
-        const p = new URLSearchParams(q ?? '');
-        p.delete('device');
-        const s = p.toString();
-        history.replaceState(null, '', `${path}${s ? `?${s}` : ''}`);
-      }
+      const [path, q] = location.hash.split('?');
+      const p = new URLSearchParams(q ?? '');
+      p.delete('device');
+      const s = p.toString();
+      location.replace(`${path}${s ? `?${s}` : ''}`);
     }
     st?.returnFocus?.focus?.();
   });
@@ -223,7 +221,7 @@ function ensureDialog() {
   return dialogState;
 }
 
-function openDevice(key, { pushed = false, ctx } = {}) {
+function openDevice(key, { ctx } = {}) {
   const c = ctx ?? dialogCtx;
   const st = ensureDialog();
   st.closeBtn.setAttribute('aria-label', t('device.close'));
@@ -231,7 +229,6 @@ function openDevice(key, { pushed = false, ctx } = {}) {
   st.abort?.abort();
   st.abort = new AbortController();
   st.key = key;
-  st.pushed = pushed;
   if (!st.dialog.open) st.returnFocus = document.activeElement;
   st.titleEl.textContent = t('device.title', { device: key });
   replace(st.content, loading(t('device.loading')));
