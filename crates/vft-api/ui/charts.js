@@ -81,7 +81,6 @@ export function makeChart(canvas, { type = 'line', labels, datasets, ...opts }) 
       spanGaps: false,
       tension: 0,
       fill: false,
-      order: d.dashed ? 0 : 1,
     };
   });
   const chart = new Chart(canvas, { type, data: { labels, datasets: ds }, options: baseOptions(opts) });

@@ -21,6 +21,32 @@ export function render(root, ctx) {
   loadImportErrors(imports, ctx);
 }
 
+/** The import errors' reasons are the importer's own words; the common ones get a plain lead. */
+const IMPORT_REASONS = [
+  [/product code|technology type|\bkind\b/i, 'importReason.kind'],
+  [/date|time/i, 'importReason.date'],
+  [/national identity number/i, 'importReason.nin'],
+  [/municipality/i, 'importReason.municipality'],
+  [/cells, the header has/i, 'importReason.cells'],
+  [/status|state/i, 'importReason.status'],
+  [/device|serial/i, 'importReason.device'],
+  [/recipient/i, 'importReason.recipient'],
+];
+
+function importReason(why) {
+  const hit = IMPORT_REASONS.find(([re]) => re.test(why ?? ''));
+  return t(hit ? hit[1] : 'importReason.other');
+}
+
+/** "vft/v1/hepro/gw-1/events" → "hepro, gateway gw-1" above the topic itself. */
+function source(topic) {
+  const m = /^(?:.*\/)?([^/]+)\/([^/]+)\/(events|status)$/.exec(topic ?? '');
+  return [
+    m ? h('p', { class: 'reason' }, t('avvik.sourceOf', { vendor: m[1], gateway: m[2] })) : null,
+    h('p', { class: 'reason-tech' }, topic),
+  ];
+}
+
 function reasonText(code) {
   return has(`reason.${code}`) ? t(`reason.${code}`) : t('reason.unknown');
 }
@@ -45,7 +71,7 @@ async function loadDead(el, ctx) {
   const add = (page) => {
     tbody.append(...page.items.map((d) => h('tr', null,
       h('td', { class: 'nowrap' }, fmtDateTime(d.received_at)),
-      h('td', null, h('code', null, d.topic)),
+      h('td', null, source(d.topic)),
       h('td', null, h('p', { class: 'reason' }, reasonText(d.reason_code)), h('p', { class: 'reason-tech' }, d.reason)),
       h('td', null, h('details', null,
         h('summary', null, t('avvik.showPayload', { n: fmtInt(d.payload_bytes) })),
@@ -94,5 +120,5 @@ async function loadImportErrors(el, ctx) {
       h('td', null, t('avvik.importOf', { vendor: e.vendor, asOf: fmtDate(e.as_of) }), h('br'), h('span', { class: 'muted' }, fmtDateTime(e.imported_at))),
       h('td', { class: 'num' }, fmtInt(e.line)),
       h('td', null, e.column ?? '–'),
-      h('td', null, e.why))))), t('avvik.imports')));
+      h('td', null, h('p', { class: 'reason' }, importReason(e.why)), h('p', { class: 'reason-tech' }, e.why)))))), t('avvik.imports')));
 }

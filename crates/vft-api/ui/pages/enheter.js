@@ -10,6 +10,8 @@ import { areaSelect, askedMunicipality, isForeign, kindOptions, withParams, area
 const LOW_BATTERY = 20;
 const PAGE_SIZE = 50;
 const ATTENTION_LIMIT = 100;
+/** Rows of each attention list shown before "show all". */
+const ATTENTION_SHOWN = 8;
 /** Filters of the list, as URL parameters (passed to the API as they are). */
 const FILTERS = ['municipality', 'kind', 'vendor', 'connectivity', 'battery_below', 'in_service', 'q', 'installed_after', 'installed_before', 'sort', 'order'];
 
@@ -122,19 +124,23 @@ async function loadList(list, attention, ctx, f, foreign) {
   }
 
   if (showAttention) {
+    const part = (result, title, none, filter, more) => {
+      const n = result.items.length;
+      const count = `${fmtInt(n)}${result.next_cursor ? '+' : ''}`;
+      return [
+        h('h3', null, t(title, { n: count })),
+        n ? deviceTable(ctx, result.items.slice(0, ATTENTION_SHOWN), t(title, { n: count })) : empty(none),
+        n > ATTENTION_SHOWN || result.next_cursor
+          ? h('p', null, h('a', { href: ctx.hashFor('enheter', withParams(ctx.params, { cursor: null, device: null, ...filter })) },
+            t(more, { n: count })))
+          : null,
+      ];
+    };
     replace(attention, h('section', { class: 'card attention', 'aria-labelledby': 'att-h' },
       h('h2', { id: 'att-h' }, t('enheter.attention')),
       h('p', { class: 'hint' }, t('enheter.attentionIntro', { pct: LOW_BATTERY })),
-      h('h3', null, t('enheter.offline', { n: offline.items.length + (offline.next_cursor ? '+' : '') })),
-      offline.items.length
-        ? deviceTable(ctx, offline.items, t('enheter.offline', { n: offline.items.length }))
-        : empty(t('enheter.noneOffline')),
-      offline.next_cursor ? h('p', { class: 'hint' }, t('enheter.truncated', { n: ATTENTION_LIMIT })) : null,
-      h('h3', null, t('enheter.lowBattery', { n: low.items.length + (low.next_cursor ? '+' : '') })),
-      low.items.length
-        ? deviceTable(ctx, low.items, t('enheter.lowBattery', { n: low.items.length }))
-        : empty(t('enheter.noneLowBattery', { pct: LOW_BATTERY })),
-      low.next_cursor ? h('p', { class: 'hint' }, t('enheter.truncated', { n: ATTENTION_LIMIT })) : null));
+      part(offline, 'enheter.offline', t('enheter.noneOffline'), { connectivity: 'offline' }, 'enheter.showAllOffline'),
+      part(low, 'enheter.lowBattery', t('enheter.noneLowBattery', { pct: LOW_BATTERY }), { battery_below: LOW_BATTERY }, 'enheter.showAllLow')));
   } else {
     replace(attention);
   }

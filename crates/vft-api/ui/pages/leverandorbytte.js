@@ -9,7 +9,7 @@ import { loading, errorBox, accessDenied, select, input, scroller, yearOptions, 
 import { areaSelect, askedMunicipality, isForeign, withParams, areaName } from './common.js';
 
 const CLASSES = ['migrated', 'pending', 'double', 'new', 'listed_silent', 'reporting_unlisted'];
-const MAX_SUBJECTS = 200;
+const MAX_SUBJECTS = 100;
 
 function defaultAt(year) {
   const now = new Date();
@@ -145,33 +145,41 @@ async function loadRecon(el, ctx, q) {
     det.addEventListener('toggle', () => {
       if (!det.open || filled) return;
       filled = true;
-      det.append(classRows.length ? classRows.map((r) => subjectTable(ctx, r)) : empty('–'));
+      det.append(classRows.length ? subjectTable(ctx, classRows, csv.href) : empty('–'));
     });
     return det;
   });
   replace(el, heading, h('p', { class: 'hint' }, t('lb.reconciliationIntro')), h('div', { class: 'recon-classes' }, blocks), h('div', { class: 'actions' }, csv));
 }
 
-function subjectTable(ctx, r) {
-  const subjects = r.subjects ?? [];
-  const shown = subjects.slice(0, MAX_SUBJECTS);
+/** One table of every subject of a class (municipality, type, service, devices), capped. */
+function subjectTable(ctx, classRows, csvHref) {
+  const all = classRows.flatMap((r) => (r.subjects ?? []).map((s) => ({ r, s })));
+  const shown = all.slice(0, MAX_SUBJECTS);
   const subjectText = (s) => {
     const k = s.key ?? s;
     if (typeof k === 'string') return k;
     if (k.recipient) return k.recipient;
-    if (k.device) return Array.isArray(k.device) ? k.device.join('/') : `${k.device.vendor ?? ''}/${k.device.device ?? k.device}`;
-    return JSON.stringify(k);
+    if (k.device) return Array.isArray(k.device) ? k.device.join('/') : String(k.device);
+    return '–';
   };
   const devices = (s) => (s.devices ?? []).map((d) => (Array.isArray(d) ? `${d[0]}/${d[1]}` : `${d.vendor}/${d.device}`));
-  const title = `${ctx.municipalityName(r.municipality) ?? r.municipality} · ${kindLabel(r.kind)} · ${fmtInt(r.count)}`;
   return h('div', { class: 'recon-row' },
-    h('h4', null, title),
     scroller(h('table', { class: 'data compact' },
-      h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('lb.subject')), h('th', { scope: 'col' }, t('lb.devicesCol')))),
-      h('tbody', null, shown.map((s) => h('tr', null,
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, t('lb.municipality')),
+        h('th', { scope: 'col' }, t('filter.kind')),
+        h('th', { scope: 'col' }, t('lb.subject')),
+        h('th', { scope: 'col' }, t('lb.devicesCol')))),
+      h('tbody', null, shown.map(({ r, s }) => h('tr', null,
+        h('td', null, ctx.municipalityName(r.municipality) ?? r.municipality),
+        h('td', null, kindLabel(r.kind)),
         h('td', null, subjectText(s)),
-        h('td', null, devices(s).map((d, i) => [i ? ', ' : '', h('a', { href: ctx.hashFor('enheter', { device: d }) }, d)])))))), title),
-    subjects.length > shown.length ? h('p', { class: 'hint' }, t('lb.moreSubjects', { shown: fmtInt(shown.length), n: fmtInt(subjects.length) })) : null);
+        h('td', null, devices(s).map((d, i) => [i ? ', ' : '', h('a', { href: ctx.hashFor('enheter', { device: d }) }, d)])))))), t('lb.subjects')),
+    all.length > shown.length
+      ? h('p', { class: 'hint' }, t('lb.moreSubjects', { shown: fmtInt(shown.length), n: fmtInt(all.length) }), ' ',
+        h('a', { href: csvHref, download: 'vft-reconciliation.csv' }, t('lb.csv')))
+      : null);
 }
 
 async function loadImports(el, ctx) {
