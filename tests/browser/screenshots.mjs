@@ -17,14 +17,15 @@ const SHOTS = [
     await page.locator('#vft-table tr[data-kind="safety_alarm"] td[data-month$="-03"] button').click();
     await page.locator('#change-panel .change-kind').waitFor();
   } },
-  { name: 'enheter', hash: '#/enheter', ready: '#device-table' },
+  { name: 'enheter', hash: '#/enheter', ready: '#device-table', fullPage: false },
   { name: 'enheter-enhet', hash: '#/enheter', ready: '#device-table', after: async (page) => {
     await page.locator('#device-table button[data-device]').first().click();
     await page.locator('#device-history').waitFor();
   }, fullPage: false },
   { name: 'responssenter', hash: `#/responssenter?year=${YEAR}`, ready: '#rs-table' },
   { name: 'leverandorbytte', hash: `#/leverandorbytte?year=${YEAR}`, ready: '#lb-imports-h', after: async (page) => {
-    await page.locator('details.recon-class[data-class="pending"] summary').click();
+    // A small class opened, to show the lists behind the counts.
+    await page.locator('details.recon-class[data-class="double"] summary').click();
   } },
   { name: 'avvik', hash: '#/avvik', ready: '#avvik-dead-h' },
 ];
@@ -38,7 +39,7 @@ async function settle(page) {
 const browser = await launch();
 try {
   await mkdir(OUT, { recursive: true });
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, deviceScaleFactor: 1 });
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, deviceScaleFactor: 1, locale: 'nb-NO', timezoneId: 'Europe/Oslo' });
   const page = await context.newPage();
   page.setDefaultTimeout(120_000);
   await signIn(page, ENV.VFT_URL, ENV.VFT_COORDINATOR_TOKEN, SHOTS[0].hash);

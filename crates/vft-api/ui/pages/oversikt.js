@@ -174,6 +174,7 @@ function showTable(body, ctx, query, table) {
   replace(body,
     exportsBar,
     h('section', { class: 'card table-card', 'aria-label': caption },
+      h('p', { class: 'scroll-hint hint no-print', 'aria-hidden': 'true' }, t('oversikt.scrollHint')),
       scroller(tableEl, caption),
       allZero ? empty(t('oversikt.empty', { year: table.year })) : null,
       legend.childElementCount ? legend : null,
