@@ -221,6 +221,40 @@ test('"Last ned CSV" downloads exactly the API\'s CSV', { timeout: TIMEOUT }, as
     const want = Buffer.from(await res.arrayBuffer());
     assert.ok(want.length > 0);
     assert.ok(got.equals(want), `downloaded CSV differs from the API's:\n${got}\n---\n${want}`);
+
+    // The chart as a PNG for a report.
+    const [png] = await Promise.all([page.waitForEvent('download'), page.locator('#download-png').click()]);
+    assert.match(png.suggestedFilename(), /\.png$/);
+    const bytes = await readFile(await png.path());
+    assert.ok(bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), 'a PNG file');
+    assert.ok(bytes.length > 10_000, `a PNG with the charts in it (${bytes.length} bytes)`);
+  } finally {
+    await context.close();
+  }
+});
+
+test('an ended session goes back to sign-in with a plain message; sign-out ends the session', { timeout: TIMEOUT }, async () => {
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    // The browser loses the cookie (as when the session expires): the next request is a 401.
+    await context.clearCookies();
+    await page.locator('#mainnav a[data-route="enheter"]').click();
+    await page.locator('#signin-message').filter({ hasText: 'Økten er utløpt' }).waitFor();
+    assert.equal(await page.locator('#mainnav').isVisible(), false);
+    // Signing in again lands on the page that was asked for.
+    await page.locator('#token').fill(ENV.VFT_COORDINATOR_TOKEN);
+    await page.locator('#signin-form button[type=submit]').click();
+    await page.locator('h1').filter({ hasText: 'Enheter' }).waitFor();
+
+    const cookie = (await context.cookies(BASE)).find((c) => c.name === 'vft_session');
+    assert.ok(cookie, 'signed in again');
+    const withOldCookie = () => fetch(`${BASE}/api/v1/session`, { headers: { Cookie: `vft_session=${cookie.value}` } });
+    assert.equal((await withOldCookie()).status, 200);
+    await page.locator('#signout').click();
+    await page.locator('#signin-message').filter({ hasText: 'logget ut' }).waitFor();
+    assert.equal((await withOldCookie()).status, 401, 'the old cookie is worth nothing after sign-out');
   } finally {
     await context.close();
   }
