@@ -56,6 +56,12 @@ export function render(root, ctx) {
 
   const q = { year, municipality, from, to, at };
   loadProgress(progress, ctx, q);
+  if (isForeign(ctx, municipality)) {
+    // Another municipality in the address: the server's 403 (shown above) is all there is.
+    recon.remove();
+    imports.remove();
+    return;
+  }
   loadRecon(recon, ctx, q);
   loadImports(imports, ctx);
 }
@@ -206,5 +212,5 @@ async function loadImports(el, ctx) {
       h('td', null, fmtDate(i.as_of)),
       h('td', null, fmtDateTime(i.imported_at)),
       h('td', { class: 'num' }, fmtInt(i.rows)),
-      h('td', { class: `num${i.errors ? ' warn-text' : ''}` }, i.errors ? h('a', { href: '#/avvik' }, fmtInt(i.errors)) : '0'))))), t('lb.imports')));
+      h('td', { class: `num${i.errors ? ' warn-text' : ''}` }, i.errors ? (ctx.session.role === 'coordinator' ? h('a', { href: '#/avvik' }, fmtInt(i.errors)) : fmtInt(i.errors)) : '0'))))), t('lb.imports')));
 }
