@@ -314,7 +314,10 @@ async fn import_errors_are_listed_newest_first_with_their_reasons() {
     let older = format!(
         "{header}HP-1;TA;3328;Al;r1;I drift;01.03.2025;\nHP-2;TA;3328;Al;r2;I drift;31.02.2025;\n"
     );
-    let newer = format!("{header}HP-3;XX;3328;Al;r3;I drift;01.03.2025;\nHP-4;TA;3328\n");
+    // Unknown product code, too few columns, a municipality outside the region.
+    let newer = format!(
+        "{header}HP-3;XX;3328;Al;r3;I drift;01.03.2025;\nHP-4;TA;3328\nHP-5;TA;9999;X;r5;I drift;01.03.2025;\n"
+    );
     let mut reports = Vec::new();
     for (file, as_of) in [(older, "2025-04-01"), (newer, "2025-05-01")] {
         let resp = post(file, as_of).await.expect("POST import");
@@ -354,6 +357,12 @@ async fn import_errors_are_listed_newest_first_with_their_reasons() {
         expected.extend(lines);
     }
     assert_eq!(listed, expected);
+    assert!(
+        listed
+            .iter()
+            .any(|(_, line, why)| *line == 4 && why.contains("unknown municipality 9999")),
+        "{listed:?}"
+    );
     let bad_limit = get(
         &format!("{}/api/v1/imports/errors?limit=0", s.vft.api),
         Some(&s.coordinator),

@@ -101,6 +101,7 @@ pub struct ImportReport {
 /// Parses a vendor's export with its configured format and keeps it as a snapshot.
 pub async fn import_file(
     store: &dyn Store,
+    registry: &Registry,
     formats: &ImportFormats,
     vendor_id: &str,
     as_of: DateTime<Utc>,
@@ -113,6 +114,7 @@ pub async fn import_file(
             formats.keys().cloned().collect::<Vec<_>>().join(", ")
         ))
     })?;
+    let municipality_column = format.columns.municipality.clone();
     // Parsing half a million rows is CPU work: off the async workers.
     let (parsed, sha) = {
         let v = v.clone();
@@ -122,7 +124,8 @@ pub async fn import_file(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
     };
-    let parsed = parsed.map_err(|e| bad(e.to_string()))?;
+    let mut parsed = parsed.map_err(|e| bad(e.to_string()))?;
+    parsed.reject_unknown_municipalities(registry, &municipality_column);
     let listings: Vec<_> = parsed.rows.iter().map(|(_, l)| l.clone()).collect();
     let outcome = store
         .import_inventory(&v, as_of, &sha, &listings, &parsed.errors)
@@ -169,6 +172,7 @@ pub async fn post_import(
     let as_of = as_of_instant(q.as_of.as_deref(), Utc::now())?;
     let report = import_file(
         state.store.as_ref(),
+        &state.registry,
         &state.imports,
         &vendor_id,
         as_of,

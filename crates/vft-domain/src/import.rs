@@ -87,6 +87,34 @@ pub struct ImportParse {
     pub duplicates: Vec<u64>,
 }
 
+impl ImportParse {
+    /// Moves rows whose municipality is not in the region to the errors: a snapshot row that
+    /// no figure or reconciliation can place is a mistake in the export, not a fact to keep.
+    pub fn reject_unknown_municipalities(
+        &mut self,
+        registry: &crate::Registry,
+        municipality_column: &str,
+    ) {
+        let (kept, unknown): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rows)
+            .into_iter()
+            .partition(|(_, l)| l.municipality.as_ref().is_none_or(|m| registry.contains(m)));
+        self.rows = kept;
+        if unknown.is_empty() {
+            return;
+        }
+        self.errors
+            .extend(unknown.into_iter().map(|(line, l)| RowError {
+                line,
+                column: Some(municipality_column.to_owned()),
+                why: format!(
+                    "unknown municipality {}: not in the configured region",
+                    l.municipality.map(|m| m.to_string()).unwrap_or_default()
+                ),
+            }));
+        self.errors.sort_by_key(|e| e.line);
+    }
+}
+
 impl ImportFormat {
     /// Checks what can be checked without a file, so a typo fails at startup.
     pub fn validate(&self) -> Result<(), ImportError> {
@@ -478,5 +506,45 @@ mod tests {
             ..f
         };
         assert!(matches!(bad.validate(), Err(ImportError::Format(_))));
+    }
+
+    #[test]
+    fn rows_outside_the_region_become_errors_in_line_order() {
+        let registry = crate::Registry::new(
+            crate::municipality::parse_csv("code,name,population\n3328,Ål,4700\n").expect("csv"),
+        )
+        .expect("registry");
+        let listing = |m: Option<&str>| Listing {
+            vendor: crate::VendorId::parse("hepro").expect("vendor"),
+            device: crate::DeviceId::parse("D1").expect("device"),
+            kind: None,
+            municipality: m.map(|m| MunicipalityCode::parse(m).expect("code")),
+            recipient: None,
+            in_service: true,
+        };
+        let mut parsed = ImportParse {
+            rows: vec![
+                (2, listing(Some("3328"))),
+                (3, listing(Some("9999"))),
+                (5, listing(None)),
+            ],
+            errors: vec![RowError {
+                line: 4,
+                column: None,
+                why: "bad".into(),
+            }],
+            duplicates: vec![],
+        };
+        parsed.reject_unknown_municipalities(&registry, "Kommunenr");
+        assert_eq!(
+            parsed.rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            [2, 5]
+        );
+        assert_eq!(
+            parsed.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(parsed.errors[0].column.as_deref(), Some("Kommunenr"));
+        assert!(parsed.errors[0].why.contains("9999"));
     }
 }

@@ -409,6 +409,11 @@ impl Config {
         }
     }
 
+    /// The configured municipalities as a registry (codes checked for repeats).
+    pub fn registry(&self) -> anyhow::Result<vft_domain::Registry> {
+        Ok(vft_domain::Registry::new(self.municipalities.clone())?)
+    }
+
     pub fn session_settings(&self) -> vft_api::SessionSettings {
         vft_api::SessionSettings {
             lifetime: chrono::Duration::hours(i64::from(self.dashboard.session_hours)),

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use anyhow::Context;
 use vft_api::devices::{DeviceParams, DeviceView, devices_csv};
-use vft_domain::{DeviceId, Registry, VendorId};
+use vft_domain::{DeviceId, VendorId};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DevicesCommand {
@@ -63,7 +63,7 @@ enum Format {
 
 pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
     let store = crate::open_store(config).await?;
-    let registry = Registry::new(config.municipalities.clone())?;
+    let registry = config.registry()?;
     let timeouts = config.timeouts();
     let now = chrono::Utc::now();
     match cmd {

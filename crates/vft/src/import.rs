@@ -63,6 +63,7 @@ pub async fn import(config: &Config, cmd: ImportCommand) -> anyhow::Result<()> {
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let report = import_file(
         store.as_ref(),
+        &config.registry()?,
         &config.imports,
         &vendor,
         as_of,

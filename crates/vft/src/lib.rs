@@ -132,7 +132,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
                 (RoleArg::Municipality, Some(m)) => {
                     let code = MunicipalityCode::parse(&m)?;
-                    let registry = vft_domain::Registry::new(config.municipalities.clone())?;
+                    let registry = config.registry()?;
                     anyhow::ensure!(
                         registry.contains(&code),
                         "unknown municipality {code}: not in the configured region"

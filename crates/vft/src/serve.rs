@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::info;
-use vft_domain::{Registry, Role};
+use vft_domain::Role;
 use vft_ingest::{BrokerAddress, IngestStatus};
 
 pub fn init_tracing(config: &Config) {
@@ -91,7 +91,7 @@ pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let store = crate::open_store(&config).await?;
-    let registry = Arc::new(Registry::new(config.municipalities.clone())?);
+    let registry = Arc::new(config.registry()?);
     let broker = broker_for(&config)?;
     info!(database = %vft_store::redact_url(&config.database_url), backend = store.backend(), broker = ?broker, "starting");
 
@@ -335,6 +335,7 @@ async fn demo_imports(
         spinner.enable_steady_tick(Duration::from_millis(120));
         let report = vft_api::imports::import_file(
             store,
+            &config.registry()?,
             &config.imports,
             export.vendor.as_str(),
             as_of,
