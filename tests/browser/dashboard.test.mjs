@@ -155,6 +155,20 @@ test('Oversikt: every cell of the 2025 table equals the API, for the region and 
   }
 });
 
+test('without a year in the address, Oversikt opens on the year of the newest data', { timeout: TIMEOUT }, async () => {
+  const who = await apiJson(BASE, '/api/v1/session', ENV.VFT_COORDINATOR_TOKEN);
+  assert.ok(who.latest_activity, 'the demo has data');
+  const year = new Intl.DateTimeFormat('en', { timeZone: 'Europe/Oslo', year: 'numeric' }).format(new Date(who.latest_activity));
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, '#/oversikt');
+    await waitForTable(page, year);
+    assert.equal(await page.locator('#f-year').inputValue(), year);
+  } finally {
+    await context.close();
+  }
+});
+
 test('language: English on the switch, remembered, and back to Norwegian', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
@@ -309,11 +323,19 @@ test('a municipality token sees its own municipality only, from the page and by 
   }
 });
 
-test('no request leaves the vft server on any of the five pages', { timeout: TIMEOUT }, async () => {
+test('with the network limited to the vft server, all five pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const urls = [];
   const problems = [];
   context.on('request', (r) => urls.push(r.url()));
+  // The network is limited to the vft server: anything else is refused, so the pages below
+  // must work without it (and the list of what was tried is checked too).
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (new URL(url).origin === ORIGIN) return route.continue();
+    problems.push(`blocked request to ${url}`);
+    return route.abort('blockedbyclient');
+  });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) problems.push(m.text());
@@ -332,6 +354,7 @@ test('no request leaves the vft server on any of the five pages', { timeout: TIM
       await page.locator(`#mainnav a[data-route="${route}"]`).click();
       await page.locator(marker).first().waitFor();
       await page.waitForFunction(() => document.querySelectorAll('.page .state-loading').length === 0);
+      assert.equal(await page.locator('.page .state-error').count(), 0, `${route} shows an error`);
     }
     assert.ok(urls.length > 10, `requests were recorded (${urls.length})`);
     const foreign = urls.filter((u) => {

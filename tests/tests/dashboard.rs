@@ -225,6 +225,22 @@ async fn a_municipality_session_reaches_its_own_municipality_only() {
         ),
         (&json!("municipality"), &json!("3328"), &json!("Ål"))
     );
+    assert!(who["latest_activity"].is_null(), "no data yet: {who}");
+    // Data in another municipality says nothing to Ål; Ål's own does.
+    let install = |id: &str, ts: &str, municipality: &str| {
+        json!({ "id": id, "ts": ts, "municipality": municipality, "device": id,
+                "type": "installed", "kind": "safety_alarm" })
+    };
+    s.publish(&[
+        install("hol-1", "2025-11-03T10:00:00Z", "3330"),
+        install("aal-1", "2025-06-01T08:00:00Z", "3328"),
+    ])
+    .await;
+    s.wait_events(2).await;
+    let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
+    assert_eq!(who["latest_activity"], "2025-06-01T08:00:00Z");
+    let region = s.get("/api/v1/session").await;
+    assert_eq!(region["latest_activity"], "2025-11-03T10:00:00Z");
     let listed = json_with_cookie(&s, "/api/v1/municipalities", &cookie).await;
     assert_eq!(
         listed["municipalities"],

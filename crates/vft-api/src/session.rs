@@ -48,18 +48,26 @@ pub struct SessionView {
     pub municipality_name: Option<String>,
     /// End of the dashboard session; `null` when asked with a bearer token.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The newest event time among the devices the caller may see (`null`: no data yet).
+    /// The dashboard opens on that year.
+    pub latest_activity: Option<DateTime<Utc>>,
 }
 
-fn view(state: &AppState, role: &Role, expires_at: Option<DateTime<Utc>>) -> SessionView {
+async fn view(
+    state: &AppState,
+    role: &Role,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<SessionView, ApiError> {
     let municipality = role.municipality();
-    SessionView {
+    Ok(SessionView {
+        latest_activity: state.store.latest_activity(municipality).await?,
         role: role.name().to_owned(),
         municipality: municipality.map(ToString::to_string),
         municipality_name: municipality
             .and_then(|m| state.registry.get(m))
             .map(|m| m.name.clone()),
         expires_at,
-    }
+    })
 }
 
 fn cookie_header(value: &str, max_age: chrono::Duration, secure: bool) -> HeaderValue {
@@ -96,7 +104,7 @@ pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Respo
         .create_session(&hash_token(&secret), &token_hash, expires_at)
         .await?;
     tracing::info!(role = record.role.name(), "dashboard sign-in");
-    let mut response = Json(view(&state, &record.role, Some(expires_at))).into_response();
+    let mut response = Json(view(&state, &record.role, Some(expires_at)).await?).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         cookie_header(&secret, settings.lifetime, settings.secure_cookie),
@@ -128,7 +136,7 @@ pub async fn current(
     parts: RequestHead,
 ) -> Result<Response, ApiError> {
     let who = authenticate(&parts.0, &state).await?;
-    Ok(Json(view(&state, &who.role, who.session_expires)).into_response())
+    Ok(Json(view(&state, &who.role, who.session_expires).await?).into_response())
 }
 
 /// The request's head, for handlers that read cookies themselves.

@@ -4,7 +4,7 @@ import { h, replace } from './dom.js';
 import { t, lang, setLang } from './i18n.js';
 import { api, ApiError, onUnauthorized } from './api.js';
 import { destroyCharts } from './charts.js';
-import { errorBox, loading } from './ui.js';
+import { errorBox, loading, setDataYear } from './ui.js';
 import * as oversikt from './pages/oversikt.js';
 import * as enheter from './pages/enheter.js';
 import * as responssenter from './pages/responssenter.js';
@@ -165,6 +165,7 @@ function showSignIn(notice) {
 
 async function startSession(session) {
   state.session = session;
+  setDataYear(session.latest_activity);
   clearTimeout(state.expiryTimer);
   const left = Date.parse(session.expires_at) - Date.now();
   if (Number.isFinite(left)) {

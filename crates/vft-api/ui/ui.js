@@ -95,8 +95,22 @@ export function yearOptions(selected) {
   return [...years].sort((a, b) => b - a).map((y) => ({ value: String(y), label: String(y) }));
 }
 
-/** The year of the URL, or this year. */
+let dataYear = null;
+
+/**
+ * The year the pages open on when the URL names none: the Oslo year of the newest data the
+ * user may see (the session says), so a region whose data ends last December does not open
+ * on an empty year; this year when there is no data yet.
+ */
+export function setDataYear(latestActivity) {
+  const at = latestActivity ? new Date(latestActivity) : null;
+  dataYear = at && !Number.isNaN(at.getTime())
+    ? new Intl.DateTimeFormat('en', { timeZone: 'Europe/Oslo', year: 'numeric' }).format(at)
+    : null;
+}
+
+/** The year of the URL, or the year with the newest data, or this year. */
 export function yearParam(params) {
   // A hand-edited bad year goes to the server as is: its 400 is shown in plain language.
-  return params.get('year') || String(new Date().getFullYear());
+  return params.get('year') || dataYear || String(new Date().getFullYear());
 }

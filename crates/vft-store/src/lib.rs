@@ -388,6 +388,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_session(&self, session_hash: &str) -> Result<()>;
 
+    /// The newest event time (lifecycle or contact) of any device, or of one municipality's:
+    /// where the data ends, so a page can open on the year that has data.
+    async fn latest_activity(
+        &self,
+        municipality: Option<&MunicipalityCode>,
+    ) -> Result<Option<DateTime<Utc>>>;
+
     /// Import history, oldest snapshot first (one vendor or all).
     async fn imports(&self, vendor: Option<&VendorId>) -> Result<Vec<ImportSummary>>;
 

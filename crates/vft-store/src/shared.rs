@@ -1159,6 +1159,20 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn latest_activity(
+                &self,
+                municipality: Option<&vft_domain::MunicipalityCode>,
+            ) -> $crate::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT MAX(CASE WHEN contact_ts IS NULL OR lc_ts > contact_ts THEN lc_ts ELSE contact_ts END) FROM devices",
+                );
+                if let Some(m) = municipality {
+                    qb.push(" WHERE municipality = ").push_bind(m.as_str());
+                }
+                let (latest,): (Option<i64>,) = qb.build_query_as().fetch_one(&self.reader).await?;
+                latest.map($crate::shared::from_micros).transpose()
+            }
+
             async fn delete_session(&self, session_hash: &str) -> $crate::Result<()> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE session_hash = ");
                 qb.push_bind(session_hash);
