@@ -708,7 +708,12 @@ async fn the_demo_serves_the_fixture_table() {
         "--database-url",
         &db,
     ];
-    let mut demo = VftProcess::spawn(&args, scratch.dir.path());
+    // Upkeep (offline counts, retention) every second, so it runs while the test reads.
+    let mut demo = VftProcess::spawn_with_env(
+        &args,
+        scratch.dir.path(),
+        &[("VFT_CONNECTIVITY__CHECK_INTERVAL_SECS", "1")],
+    );
     let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
     let token = token_line
         .split_whitespace()
@@ -857,6 +862,37 @@ async fn the_demo_serves_the_fixture_table() {
             .as_str()
             .is_some_and(|p| p.contains("***********")),
         "the number is masked: {nin}"
+    );
+    // The demo's year is in the past: its heartbeats are kept (no retention in the demo), so a
+    // device's history shows them, also after upkeep has run since the load.
+    let upkeep_runs = || async {
+        let text = get(&api("/metrics"), None)
+            .await
+            .text()
+            .await
+            .expect("metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("vft_maintenance_runs_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let loaded = upkeep_runs().await.unwrap_or(0.0);
+    eventually(
+        "two upkeep rounds after the load",
+        Duration::from_secs(60),
+        || async { (upkeep_runs().await? >= loaded + 2.0).then_some(()) },
+    )
+    .await;
+    let listed = get_json(&api("/api/v1/devices?kind=safety_alarm&limit=1"), &token).await;
+    let device = &listed["items"][0];
+    let (vendor, id) = (
+        device["vendor"].as_str().expect("vendor"),
+        device["device"].as_str().expect("device"),
+    );
+    let shown = get_json(&api(&format!("/api/v1/devices/{vendor}/{id}")), &token).await;
+    let history = shown["history"].as_array().expect("history");
+    assert!(
+        history.iter().any(|e| e["type"] == "heartbeat"),
+        "no heartbeat in {vendor}/{id}'s history: {history:?}"
     );
     assert!(demo.terminate().success());
 }

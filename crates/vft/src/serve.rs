@@ -86,7 +86,13 @@ async fn on_stop(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-pub async fn serve(config: Config, demo: Option<DemoOptions>) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Result<()> {
+    if demo.is_some() && config.retention.status_event_days > 0 {
+        // The demo's year is in the past: retention would drop its heartbeats at once, and
+        // with them what the reconciliation and device histories show of that year.
+        info!("demo: raw status events are kept (retention off for the demo's past year)");
+        config.retention.status_event_days = 0;
+    }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -180,6 +186,7 @@ async fn maintenance(
                 Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
             }
         }
+        metrics::counter!("vft_maintenance_runs_total").increment(1);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(interval) => {}
