@@ -1,5 +1,5 @@
 //! The coordinator's dashboard: static files from `crates/vft-api/ui/`, embedded in the binary
-//! at build time (a debug build reads them from disk, so they can be edited without a rebuild).
+//! at build time, debug builds included (`build.rs` makes cargo rebuild when they change).
 //! Everything the page needs ships here; the content security policy makes the browser refuse
 //! anything from elsewhere.
 
@@ -67,7 +67,41 @@ fn asset(path: &str, request: &HeaderMap) -> Response {
     (headers, file.data.into_owned()).into_response()
 }
 
-/// The paths of every embedded file (for tests and `vft` diagnostics).
+/// The paths of every embedded file.
 pub fn embedded_files() -> Vec<String> {
     Assets::iter().map(|p| p.into_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file under ui/ is in the binary (not read from disk at run time), and nothing else.
+    #[test]
+    fn every_ui_file_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("ui dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(&root).expect("under ui");
+                    on_disk.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded = super::embedded_files();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+        for needed in ["index.html", "app.js", "vendor/chart.umd.min.js"] {
+            assert!(embedded.iter().any(|f| f == needed), "{needed} missing");
+        }
+        let index = super::Assets::get("index.html").expect("index");
+        assert!(
+            matches!(index.data, std::borrow::Cow::Borrowed(_)),
+            "read from disk, not embedded"
+        );
+    }
 }
