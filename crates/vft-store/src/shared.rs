@@ -689,14 +689,28 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            /// A device whose newest lifecycle event is before `before` is as the device state
+            /// says (its newest lifecycle event is then also its newest install, whose kind,
+            /// recipient and replaces the state keeps). Only devices with lifecycle events at
+            /// or after `before` are worked out from their events: for a recent month end that
+            /// is a few, instead of every lifecycle event of the fleet.
             async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
+                let cut = $crate::shared::micros(before);
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT vendor, device, kind, \
-                     municipality, recipient, replaces, lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY vendor, device \
-                     ORDER BY ts DESC, lifecycle_rank DESC, event_id DESC) AS rn FROM events \
-                     WHERE lifecycle_rank IS NOT NULL AND ts < ",
+                    "SELECT vendor, device, kind, lc_municipality, recipient, replaces FROM devices \
+                     WHERE lc_installed = 1 AND lc_ts < ",
                 );
-                qb.push_bind($crate::shared::micros(before));
+                qb.push_bind(cut);
+                qb.push(
+                    " UNION ALL SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT e.vendor, e.device, \
+                     e.kind, e.municipality, e.recipient, e.replaces, e.lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY e.vendor, \
+                     e.device ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC) AS rn FROM devices d \
+                     JOIN events e ON e.vendor = d.vendor AND e.device = d.device \
+                     WHERE d.lc_ts >= ",
+                );
+                qb.push_bind(cut);
+                qb.push(" AND e.lifecycle_rank IS NOT NULL AND e.ts < ");
+                qb.push_bind(cut);
                 qb.push(") x WHERE rn = 1 AND lifecycle_rank = 0 ORDER BY vendor, device");
                 let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> =
                     qb.build_query_as().fetch_all(&self.reader).await?;

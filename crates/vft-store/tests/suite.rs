@@ -1005,6 +1005,16 @@ async fn breakdown_and_snapshot_agree_with_the_domain_rules(s: TestStore) {
         for d in &snapshot {
             let r = expected[&(&d.vendor, &d.device)];
             assert_eq!((Some(d.kind), &d.municipality), (r.kind, &r.municipality));
+            // Recipient and replaced unit come from the same (newest) install.
+            let source = events
+                .iter()
+                .find(|e| e.vendor == r.vendor && e.id == r.event_id)
+                .expect("source event");
+            assert_eq!(
+                (&d.recipient, &d.replaces),
+                (&source.recipient, &source.replaces),
+                "month {m}"
+            );
         }
     }
 }
