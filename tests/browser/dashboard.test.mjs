@@ -169,6 +169,29 @@ test('without a year in the address, Oversikt opens on the year of the newest da
   }
 });
 
+test('Oversikt: published months are marked and corrections flagged, as the API says', { timeout: TIMEOUT }, async () => {
+  const table = await apiJson(BASE, `/api/v1/rollups/devices?year=${YEAR}`, ENV.VFT_COORDINATOR_TOKEN);
+  // tests/tests/browser.rs publishes a month and then sends a late event inside it.
+  assert.ok(table.published.some(Boolean), 'the API has a published month');
+  assert.ok(table.corrections.length > 0, 'the API has a correction');
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await waitForTable(page, YEAR);
+    for (const [i, month] of table.months.entries()) {
+      const badges = await page.locator(`#vft-table thead th[data-month="${month}"] .badge-published`).count();
+      assert.equal(badges, table.published[i] ? 1 : 0, `published mark of ${month}`);
+    }
+    const flagged = await page.locator('#vft-table tbody td.corrected').evaluateAll((cells) =>
+      cells.map((td) => `${td.closest('tr').dataset.kind} ${td.dataset.month}`).sort());
+    const expected = table.corrections.map((c) => `${c.kind} ${c.month}`).sort();
+    assert.deepEqual(flagged, expected, 'flagged cells are the corrections');
+    assert.equal(await page.locator('.corrections li').count(), table.corrections.length, 'one line per correction');
+  } finally {
+    await context.close();
+  }
+});
+
 test('language: English on the switch, remembered, and back to Norwegian', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {

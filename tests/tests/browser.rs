@@ -56,6 +56,41 @@ fn browser_test_files(browser_dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Publishes January 2025, then a late install dated inside it, so the page has a published
+/// month and a correction to show.
+async fn publish_a_month_and_correct_it(api: &str, token: &str, mqtt_port: u16) {
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/api/v1/months/2025-01/publish"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("publish");
+    assert!(resp.status().is_success(), "publish: {}", resp.status());
+    let broker = BrokerUnderTest {
+        port: mqtt_port,
+        credentials: None,
+    };
+    let mut gateway = Publisher::connect(&broker, "late-gateway").await;
+    let late = serde_json::json!({
+        "id": "late-install-1", "ts": "2025-01-15T10:00:00+01:00", "municipality": "3328",
+        "device": "HP-LATE-1", "type": "installed", "kind": "safety_alarm"
+    });
+    gateway
+        .publish("vft/v1/hepro/hepro-3328-late/events", late.to_string())
+        .await;
+    gateway.wait_all_acked(Duration::from_secs(60)).await;
+    gateway.disconnect().await;
+    eventually(
+        "the correction of January",
+        Duration::from_secs(60),
+        || async {
+            let table = get_json(&format!("{api}/api/v1/rollups/devices?year=2025"), token).await;
+            (table["corrections"].as_array()?.len() == 1).then_some(())
+        },
+    )
+    .await;
+}
+
 #[test]
 fn the_dashboard_in_headless_chromium() {
     let root = workspace_root();
@@ -75,7 +110,8 @@ fn the_dashboard_in_headless_chromium() {
 
     let scratch = Scratch::new();
     let db = scratch.database_url();
-    let mqtt = format!("127.0.0.1:{}", free_port());
+    let mqtt_port = free_port();
+    let mqtt = format!("127.0.0.1:{mqtt_port}");
     let args = [
         "demo",
         "--http-addr",
@@ -91,6 +127,13 @@ fn the_dashboard_in_headless_chromium() {
         .trim_start_matches("vft: token")
         .trim()
         .to_owned();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(publish_a_month_and_correct_it(
+            &demo.api,
+            &coordinator,
+            mqtt_port,
+        ));
     let aal = create_token(
         &db,
         scratch.dir.path(),
