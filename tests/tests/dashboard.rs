@@ -214,7 +214,18 @@ async fn signing_in_gives_a_strict_expiring_cookie_that_the_api_accepts_until_si
 
 #[tokio::test]
 async fn a_municipality_session_reaches_its_own_municipality_only() {
-    let s = Server::start(Scratch::new()).await;
+    a_municipality_session_reaches_its_own_municipality_only_on(Scratch::new()).await;
+}
+
+#[tokio::test]
+async fn a_municipality_session_reaches_its_own_municipality_only_on_postgres() {
+    if let Some(scratch) = Scratch::postgres().await {
+        a_municipality_session_reaches_its_own_municipality_only_on(scratch).await;
+    }
+}
+
+async fn a_municipality_session_reaches_its_own_municipality_only_on(scratch: Scratch) {
+    let s = Server::start(scratch).await;
     let cookie = session(&s, &s.aal).await;
     let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
     assert_eq!(
