@@ -163,6 +163,16 @@ async fn signing_in_gives_a_strict_expiring_cookie_that_the_api_accepts_until_si
         let error: Value = resp.json().await.expect("JSON error");
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    // A good token, but as a form would send it (no JSON content type): refused.
+    let form = client()
+        .post(format!("{}/api/session", s.vft.api))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(json!({ "token": s.coordinator }).to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(form.status(), StatusCode::BAD_REQUEST);
+    assert!(form.headers().get(header::SET_COOKIE).is_none());
 
     let resp = sign_in(&s, &json!({ "token": s.coordinator }).to_string()).await;
     assert_eq!(resp.status(), StatusCode::OK);

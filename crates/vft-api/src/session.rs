@@ -83,7 +83,21 @@ fn cookie_header(value: &str, max_age: chrono::Duration, secure: bool) -> Header
 
 #[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Unknown token", body = crate::openapi::ErrorBody)))]
 /// `POST /api/session {"token": …}`: signs in to the dashboard.
-pub async fn sign_in(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // Only JSON: a form on another site cannot send it without the browser asking first.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::BadRequest(
+            "sign-in expects Content-Type: application/json".into(),
+        ));
+    }
     let SignIn { token } = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("expected a JSON body {\"token\": \"…\"}".into()))?;
     let token = token.trim();
