@@ -163,6 +163,35 @@ async fn response_centre_figures_match_a_hand_computed_example_on(scratch: Scrat
         .get("/api/v1/rollups/response-centre?year=2025&kind=smoke_detector")
         .await;
     assert_eq!(smoke["months"][0]["triggered"], 0);
+
+    // Past months are kept once computed, and still follow late events: A3 is answered late,
+    // in February. It stays a January alarm, so January changes and February does not.
+    s.publish(&[alarm(
+        "a3a",
+        "2025-02-02T08:00:00+01:00",
+        "A3",
+        "alarm_acknowledged",
+    )])
+    .await;
+    s.wait_events(events.len() as u64 + 1).await;
+    let after = s.get("/api/v1/rollups/response-centre?year=2025").await;
+    assert_eq!(
+        (
+            after["months"][0]["acknowledged"].as_u64(),
+            after["months"][0]["never_acknowledged"].as_u64()
+        ),
+        (Some(4), Some(0))
+    );
+    assert_eq!(after["months"][1], body["months"][1], "February unchanged");
+    // The figures by type are never kept: the same numbers, computed afresh.
+    let fresh = s
+        .get("/api/v1/rollups/response-centre?year=2025&kind=safety_alarm")
+        .await;
+    assert_eq!(after["months"], fresh["months"]);
+    let aal = s
+        .get("/api/v1/rollups/response-centre?year=2025&municipality=3328")
+        .await;
+    assert_eq!(aal["months"], fresh["months"], "all alarms are Ål's");
 }
 
 fn installed(id: &str, ts: &str, m: &str, device: &str, kind: &str) -> Value {

@@ -47,22 +47,88 @@ pub async fn response_centre(
                 .ok_or_else(|| ApiError::BadRequest(format!("unknown technology type {k:?}")))
         })
         .transpose()?;
-    let (first, last) = (months[0], months[months.len() - 1]);
-    let mut alarms = state
-        .store
-        .alarm_records(first.start(), last.end_exclusive())
-        .await?;
-    alarms.retain(|a| {
-        let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
-        selection.admits(&a.municipality, &a.vendor, cut) && kind.is_none_or(|k| a.kind == Some(k))
-    });
     let standard = ResponseStandard::default();
-    let figures = response_figures(&alarms, &months, &standard);
-    Ok(
-        Json(serde_json::json!({ "year": first.year(), "standard": standard, "months": figures }))
-            .into_response(),
+    let now = Utc::now();
+    // Figures by technology type are not kept: an alarm's type may come from its device,
+    // whose type can change.
+    let scope = kind.is_none().then(|| {
+        format!(
+            "{RESPONSE_CACHE_VERSION}/{}",
+            selection
+                .municipality()
+                .map_or_else(|| "*".to_owned(), ToString::to_string)
+        )
+    });
+    let starts: Vec<DateTime<Utc>> = months.iter().map(|m| m.start()).collect();
+    let (generation, kept) = match &scope {
+        Some(scope) => state.store.kept_response_months(scope, &starts).await?,
+        None => (0, vec![None; months.len()]),
+    };
+    let missing: Vec<YearMonth> = months
+        .iter()
+        .zip(&kept)
+        .filter(|(_, k)| k.is_none())
+        .map(|(m, _)| *m)
+        .collect();
+    let mut computed = std::collections::BTreeMap::new();
+    if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
+        // An alarm's month is its origin's (the `alarm` event, else its earliest event), which
+        // is what the store selects by: these are all the alarms of the missing months.
+        let mut alarms = state
+            .store
+            .alarm_records(first.start(), last.end_exclusive())
+            .await?;
+        alarms.retain(|a| {
+            let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
+            selection.admits(&a.municipality, &a.vendor, cut)
+                && kind.is_none_or(|k| a.kind == Some(k))
+        });
+        for figures in response_figures(&alarms, &missing, &standard) {
+            computed.insert(figures.month, figures);
+        }
+    }
+    let as_json = |v: &vft_domain::response::MonthResponse| {
+        serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
+    };
+    if let Some(scope) = &scope {
+        let ended: Vec<_> = computed
+            .values()
+            .filter(|f| f.month.end_exclusive() <= now)
+            .map(|f| {
+                Ok((
+                    f.month.start(),
+                    f.month.end_exclusive(),
+                    as_json(f)?.to_string(),
+                ))
+            })
+            .collect::<Result<_, ApiError>>()?;
+        state
+            .store
+            .keep_response_months(scope, generation, &ended)
+            .await?;
+    }
+    let figures: Vec<serde_json::Value> = months
+        .iter()
+        .zip(kept)
+        .map(|(m, kept)| match kept {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| ApiError::Internal(e.to_string()))
+            }
+            None => computed
+                .get(m)
+                .ok_or_else(|| ApiError::Internal(format!("no figures for {m}")))
+                .and_then(as_json),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Json(
+        serde_json::json!({ "year": months[0].year(), "standard": standard, "months": figures }),
     )
+    .into_response())
 }
+
+/// Part of the key of kept response-centre months. Change it when the figures' computation or
+/// shape changes: months kept by an older computation are then never read.
+const RESPONSE_CACHE_VERSION: &str = "response/v1";
 
 #[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year and months: month, taken, missed.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.

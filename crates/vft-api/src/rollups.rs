@@ -55,6 +55,11 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// The one municipality asked for (or the caller's own), if any.
+    pub(crate) fn municipality(&self) -> Option<&MunicipalityCode> {
+        self.municipality.as_ref()
+    }
+
     pub(crate) fn parse(
         state: &AppState,
         caller: &Caller,

@@ -388,6 +388,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_session(&self, session_hash: &str) -> Result<()>;
 
+    /// Response-centre figures kept for `scope` (the API's key: region or one municipality),
+    /// per month start asked (`None`: not kept), and the alarm generation to keep new ones with.
+    async fn kept_response_months(
+        &self,
+        scope: &str,
+        month_starts: &[DateTime<Utc>],
+    ) -> Result<(i64, Vec<Option<String>>)>;
+
+    /// Keeps figures of past months (start, end, JSON), unless an alarm batch was stored since
+    /// `generation` was read. Every batch with alarm events drops the kept months that end after
+    /// the earliest origin it touched.
+    async fn keep_response_months(
+        &self,
+        scope: &str,
+        generation: i64,
+        months: &[(DateTime<Utc>, DateTime<Utc>, String)],
+    ) -> Result<()>;
+
     /// The newest event time (lifecycle or contact) of any device, or of one municipality's:
     /// where the data ends, so a page can open on the year that has data.
     async fn latest_activity(

@@ -366,11 +366,18 @@ macro_rules! impl_store {
                     .filter(|e| e.event_type.lifecycle_rank().is_some())
                     .map(|e| micros(e.ts_utc()))
                     .min();
+                let alarms = vft_domain::AlarmDelta::fold(events);
                 let mut tx = self.writer.begin().await?;
                 if earliest_lifecycle.is_some() {
                     // First, so that in PostgreSQL this row lock orders the batch against a
                     // month-end cache fill (see month_end_breakdown).
                     sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !alarms.is_empty() {
+                    // Also first, for the response-centre cache (see keep_response_months).
+                    sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -453,7 +460,9 @@ macro_rules! impl_store {
                     qb.push($crate::merge_sql::DEVICE_UPSERT.as_str());
                     qb.build().execute(&mut *tx).await?;
                 }
-                let alarms = vft_domain::AlarmDelta::fold(events);
+                // The earliest origin among the alarms this batch touched, as stored after the
+                // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
+                let mut earliest_alarm: Option<i64> = None;
                 for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO alarms ({}) ",
@@ -477,6 +486,13 @@ macro_rules! impl_store {
                             .push_bind(a.closed.as_ref().and_then(|c| c.2.map(|o| o.id())));
                     });
                     qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
+                    qb.push(" RETURNING origin_ts");
+                    let origins: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    earliest_alarm = origins.into_iter().map(|(t,)| t).chain(earliest_alarm).min();
+                }
+                if let Some(earliest) = earliest_alarm {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_month_cache WHERE month_end > ");
+                    qb.push_bind(earliest);
                     qb.build().execute(&mut *tx).await?;
                 }
                 for chunk in dead_letters.chunks(ROWS_PER_STATEMENT) {
@@ -1171,6 +1187,69 @@ macro_rules! impl_store {
                     ))
                 })
                 .transpose()
+            }
+
+            async fn kept_response_months(
+                &self,
+                scope: &str,
+                month_starts: &[chrono::DateTime<chrono::Utc>],
+            ) -> $crate::Result<(i64, Vec<Option<String>>)> {
+                use $crate::shared::micros;
+                let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM alarm_generation WHERE id = 1")
+                    .fetch_one(&self.reader)
+                    .await?;
+                let mut kept = vec![None; month_starts.len()];
+                if month_starts.is_empty() {
+                    return Ok((generation, kept));
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT month_start, figures FROM response_month_cache WHERE scope = ");
+                qb.push_bind(scope).push(" AND month_start IN (");
+                let mut sep = qb.separated(", ");
+                for t in month_starts {
+                    sep.push_bind(micros(*t));
+                }
+                qb.push(")");
+                let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                for (start, figures) in rows {
+                    if let Some(i) = month_starts.iter().position(|t| micros(*t) == start) {
+                        kept[i] = Some(figures);
+                    }
+                }
+                Ok((generation, kept))
+            }
+
+            async fn keep_response_months(
+                &self,
+                scope: &str,
+                generation: i64,
+                months: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String)],
+            ) -> $crate::Result<()> {
+                use $crate::shared::micros;
+                if months.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.writer.begin().await?;
+                // As keep_month_ends: the no-op UPDATE orders this against alarm batches.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE alarm_generation SET generation = generation WHERE id = 1 AND generation = ",
+                );
+                qb.push_bind(generation);
+                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                    return Ok(());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO response_month_cache (scope, month_start, month_end, figures) ",
+                );
+                qb.push_values(months, |mut row, (start, end, figures)| {
+                    row.push_bind(scope)
+                        .push_bind(micros(*start))
+                        .push_bind(micros(*end))
+                        .push_bind(figures.as_str());
+                });
+                qb.push(" ON CONFLICT (scope, month_start) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn latest_activity(

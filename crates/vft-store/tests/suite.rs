@@ -40,6 +40,7 @@ both_backends!(
     retention_purges_status_events_but_keeps_state,
     breakdown_and_snapshot_agree_with_the_domain_rules,
     kept_month_ends_follow_late_events,
+    kept_response_months_follow_alarm_batches,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
@@ -1076,6 +1077,88 @@ async fn kept_month_ends_follow_late_events(s: TestStore) {
             .collect();
         assert_eq!(mine, theirs, "cut {idx}");
     }
+}
+
+/// Kept response-centre months: not kept when an alarm batch came in between reading the
+/// generation and keeping; dropped by a batch that touches an alarm of that month or earlier.
+async fn kept_response_months_follow_alarm_batches(s: TestStore) {
+    let months = YearMonth::months_of_year(2025).expect("year");
+    let (jan, feb) = (months[0], months[1]);
+    let starts = [jan.start(), feb.start()];
+    let alarm = |id: &str, ts: &str, alarm: &str| {
+        let mut e = event("hepro", id, ts, "3328", "SA1", EventType::Alarm, None);
+        e.alarm = Some(vft_domain::AlarmRef::parse(alarm).expect("alarm"));
+        e
+    };
+    let keep = |generation: i64| {
+        let store = s.store.clone();
+        async move {
+            store
+                .keep_response_months(
+                    "scope",
+                    generation,
+                    &[
+                        (jan.start(), jan.end_exclusive(), "jan".to_owned()),
+                        (feb.start(), feb.end_exclusive(), "feb".to_owned()),
+                    ],
+                )
+                .await
+                .expect("keep")
+        }
+    };
+    let (stale, kept) = s
+        .store
+        .kept_response_months("scope", &starts)
+        .await
+        .expect("kept");
+    assert_eq!(kept, [None, None]);
+    s.store
+        .write_batch(
+            &[alarm("a1", "2025-01-10T10:00:00Z", "A1")],
+            &[],
+            Utc::now(),
+        )
+        .await
+        .expect("write");
+    keep(stale).await;
+    let (generation, kept) = s
+        .store
+        .kept_response_months("scope", &starts)
+        .await
+        .expect("kept");
+    assert_eq!(
+        kept,
+        [None, None],
+        "kept although an alarm batch came in between"
+    );
+    keep(generation).await;
+    let (_, kept) = s
+        .store
+        .kept_response_months("scope", &starts)
+        .await
+        .expect("kept");
+    assert_eq!(kept, [Some("jan".to_owned()), Some("feb".to_owned())]);
+    let (_, other) = s
+        .store
+        .kept_response_months("other", &starts)
+        .await
+        .expect("kept");
+    assert_eq!(other, [None, None], "scopes are apart");
+    // An alarm of mid-February drops February only.
+    s.store
+        .write_batch(
+            &[alarm("b1", "2025-02-14T10:00:00Z", "B1")],
+            &[],
+            Utc::now(),
+        )
+        .await
+        .expect("write");
+    let (_, kept) = s
+        .store
+        .kept_response_months("scope", &starts)
+        .await
+        .expect("kept");
+    assert_eq!(kept, [Some("jan".to_owned()), None]);
 }
 
 async fn alarms_merge_in_any_order_and_doses_count_per_month(s: TestStore) {
