@@ -276,24 +276,40 @@ pub(crate) fn event_from_row(
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
-            /// Devices in service just before each instant: each lifecycle event covers
-            /// [ts, next lifecycle event's ts) of its device, and an installed event covering
-            /// the instant just before a cut means "in service". `columns` follow `cut.idx`.
-            /// Keeps computed month ends, if no lifecycle batch was stored since `generation`
-            /// was read. The no-op UPDATE takes the generation row's lock in PostgreSQL: a
-            /// batch that holds it commits first (and the check fails), a batch that comes
-            /// after waits and then drops what is kept here if it must.
+            /// The generation in `table` (lifecycle_generation, alarm_generation,
+            /// dose_generation): every batch that changes what a kept figure counts bumps its
+            /// table as the batch's first statement.
+            async fn generation(&self, table: &str) -> $crate::Result<i64> {
+                let (generation,): (i64,) = sqlx::query_as(&format!("SELECT generation FROM {table} WHERE id = 1"))
+                    .fetch_one(&self.reader)
+                    .await?;
+                Ok(generation)
+            }
+
+            /// Whether `table`'s generation is still `generation`, inside the transaction that
+            /// keeps figures computed at that generation. The no-op UPDATE takes the row's lock
+            /// in PostgreSQL: a batch that holds it commits first (and the check fails), a batch
+            /// that comes after waits, then drops what was kept if it must.
+            async fn generation_unchanged(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                table: &str,
+                generation: i64,
+            ) -> $crate::Result<bool> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "UPDATE {table} SET generation = generation WHERE id = 1 AND generation = "
+                ));
+                qb.push_bind(generation);
+                Ok(qb.build().execute(&mut **tx).await?.rows_affected() == 1)
+            }
+
+            /// Keeps computed month ends, if no lifecycle batch was stored since `generation`.
             async fn keep_month_ends(
                 &self,
                 generation: i64,
                 month_ends: &[(&i64, &Vec<(String, String, String, i64, i64)>)],
             ) -> $crate::Result<()> {
                 let mut tx = self.writer.begin().await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE lifecycle_generation SET generation = generation WHERE id = 1 AND generation = ",
-                );
-                qb.push_bind(generation);
-                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                if !Self::generation_unchanged(&mut tx, "lifecycle_generation", generation).await? {
                     return Ok(());
                 }
                 for (cut, rows) in month_ends {
@@ -322,6 +338,9 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// Devices in service just before each instant: each lifecycle event covers
+            /// [ts, next lifecycle event's ts) of its device, and an installed event covering
+            /// the instant just before a cut means "in service". `columns` follow `cut.idx`.
             fn month_end_query<'a>(before: &[chrono::DateTime<chrono::Utc>], columns: &str) -> sqlx::QueryBuilder<'a, $db> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("WITH cut (idx, t) AS (VALUES ");
                 let mut sep = qb.separated(", ");
@@ -367,6 +386,11 @@ macro_rules! impl_store {
                     .map(|e| micros(e.ts_utc()))
                     .min();
                 let alarms = vft_domain::AlarmDelta::fold(events);
+                let earliest_dose = unique
+                    .iter()
+                    .filter(|e| matches!(e.event_type, vft_domain::EventType::DoseTaken | vft_domain::EventType::DoseMissed))
+                    .map(|e| micros(e.ts_utc()))
+                    .min();
                 let mut tx = self.writer.begin().await?;
                 if earliest_lifecycle.is_some() {
                     // First, so that in PostgreSQL this row lock orders the batch against a
@@ -380,6 +404,15 @@ macro_rules! impl_store {
                     sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
+                }
+                if let Some(earliest) = earliest_dose {
+                    sqlx::query("UPDATE dose_generation SET generation = generation + 1 WHERE id = 1")
+                        .execute(&mut *tx)
+                        .await?;
+                    // A dose counts in the period holding its ts.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM dose_periods WHERE period_end > ");
+                    qb.push_bind(earliest);
+                    qb.build().execute(&mut *tx).await?;
                 }
                 for chunk in unique.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -624,9 +657,7 @@ macro_rules! impl_store {
                 }
                 let now = micros(chrono::Utc::now());
                 let cuts: Vec<i64> = before.iter().map(|t| micros(*t)).collect();
-                let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM lifecycle_generation WHERE id = 1")
-                    .fetch_one(&self.reader)
-                    .await?;
+                let generation = self.generation("lifecycle_generation").await?;
                 let past: Vec<i64> = cuts.iter().copied().filter(|c| *c < now).collect();
                 let mut kept: std::collections::BTreeMap<i64, Vec<(String, String, String, i64, i64)>> = Default::default();
                 if !past.is_empty() {
@@ -766,38 +797,118 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            /// Ended periods come from `dose_count_cache` when kept; the others are counted
+            /// from the dose events and kept when ended, unless a dose batch was stored
+            /// meanwhile (see `generation_unchanged`).
             async fn dose_counts(&self, periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)]) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {
+                use $crate::shared::micros;
+                type Counts = Vec<(String, i64, i64)>;
                 if periods.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH p (idx, s, e) AS (VALUES ");
-                let mut sep = qb.separated(", ");
-                for (i, (start, end)) in periods.iter().enumerate() {
-                    sep.push("(");
-                    sep.push_bind_unseparated(i as i64);
-                    sep.push_unseparated(", ");
-                    sep.push_bind_unseparated($crate::shared::micros(*start));
-                    sep.push_unseparated(", ");
-                    sep.push_bind_unseparated($crate::shared::micros(*end));
-                    sep.push_unseparated(")");
+                let now = micros(chrono::Utc::now());
+                let spans: Vec<(i64, i64)> = periods.iter().map(|(s, e)| (micros(*s), micros(*e))).collect();
+                let generation = self.generation("dose_generation").await?;
+                let mut kept: std::collections::BTreeMap<(i64, i64), Counts> = Default::default();
+                let ended: Vec<(i64, i64)> = spans.iter().copied().filter(|(_, e)| *e <= now).collect();
+                if !ended.is_empty() {
+                    // One statement, one snapshot: a kept period comes with all of its rows.
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT p.period_start, p.period_end, c.municipality, c.taken, c.missed FROM dose_periods p \
+                         LEFT JOIN dose_count_cache c ON c.period_start = p.period_start AND c.period_end = p.period_end \
+                         WHERE p.period_start IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for (start, _) in &ended {
+                        sep.push_bind(*start);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(i64, i64, Option<String>, Option<i64>, Option<i64>)> =
+                        qb.build_query_as().fetch_all(&self.reader).await?;
+                    for (start, end, m, taken, missed) in rows {
+                        if !ended.contains(&(start, end)) {
+                            continue;
+                        }
+                        let counts = kept.entry((start, end)).or_default();
+                        if let Some(m) = m {
+                            counts.push((m, taken.unwrap_or(0), missed.unwrap_or(0)));
+                        }
+                    }
                 }
-                qb.push(
-                    ") SELECT p.idx, ev.municipality, SUM(CASE WHEN ev.type = 'dose_taken' THEN 1 ELSE 0 END), \
-                     SUM(CASE WHEN ev.type = 'dose_missed' THEN 1 ELSE 0 END) FROM events ev \
-                     JOIN p ON ev.ts >= p.s AND ev.ts < p.e WHERE ev.type IN ('dose_taken', 'dose_missed') \
-                     GROUP BY p.idx, ev.municipality ORDER BY p.idx, ev.municipality",
-                );
-                let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter()
-                    .map(|(i, m, taken, missed)| {
-                        Ok((
-                            usize::try_from(i).map_err($crate::shared::corrupt)?,
-                            vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
-                            u64::try_from(taken).unwrap_or(0),
-                            u64::try_from(missed).unwrap_or(0),
-                        ))
-                    })
-                    .collect()
+                let mut missing: Vec<(i64, i64)> = spans.iter().copied().filter(|p| !kept.contains_key(p)).collect();
+                missing.sort_unstable();
+                missing.dedup();
+                let mut counted: std::collections::BTreeMap<(i64, i64), Counts> = Default::default();
+                if !missing.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("WITH p (idx, s, e) AS (VALUES ");
+                    let mut sep = qb.separated(", ");
+                    for (i, (start, end)) in missing.iter().enumerate() {
+                        sep.push("(");
+                        sep.push_bind_unseparated(i as i64);
+                        sep.push_unseparated(", ");
+                        sep.push_bind_unseparated(*start);
+                        sep.push_unseparated(", ");
+                        sep.push_bind_unseparated(*end);
+                        sep.push_unseparated(")");
+                    }
+                    qb.push(
+                        ") SELECT p.idx, ev.municipality, SUM(CASE WHEN ev.type = 'dose_taken' THEN 1 ELSE 0 END), \
+                         SUM(CASE WHEN ev.type = 'dose_missed' THEN 1 ELSE 0 END) FROM events ev \
+                         JOIN p ON ev.ts >= p.s AND ev.ts < p.e WHERE ev.type IN ('dose_taken', 'dose_missed') \
+                         GROUP BY p.idx, ev.municipality ORDER BY p.idx, ev.municipality",
+                    );
+                    for p in &missing {
+                        counted.insert(*p, Vec::new());
+                    }
+                    let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                    for (i, m, taken, missed) in rows {
+                        let period = usize::try_from(i).ok().and_then(|i| missing.get(i)).ok_or_else(|| {
+                            $crate::StoreError::Corrupt(format!("dose period index {i}"))
+                        })?;
+                        counted.entry(*period).or_default().push((m, taken, missed));
+                    }
+                    let keep: Vec<(&(i64, i64), &Counts)> = counted.iter().filter(|((_, e), _)| *e <= now).collect();
+                    if !keep.is_empty() {
+                        let mut tx = self.writer.begin().await?;
+                        if Self::generation_unchanged(&mut tx, "dose_generation", generation).await? {
+                            for ((start, end), rows) in keep {
+                                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO dose_periods (period_start, period_end) VALUES (");
+                                qb.push_bind(*start).push(", ").push_bind(*end).push(") ON CONFLICT (period_start, period_end) DO NOTHING");
+                                // Another request kept this period first: keep its rows only.
+                                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                                    continue;
+                                }
+                                for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                        "INSERT INTO dose_count_cache (period_start, period_end, municipality, taken, missed) ",
+                                    );
+                                    qb.push_values(chunk, |mut row, (m, taken, missed)| {
+                                        row.push_bind(*start)
+                                            .push_bind(*end)
+                                            .push_bind(m.as_str())
+                                            .push_bind(*taken)
+                                            .push_bind(*missed);
+                                    });
+                                    qb.build().execute(&mut *tx).await?;
+                                }
+                            }
+                            tx.commit().await?;
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                for (idx, span) in spans.iter().enumerate() {
+                    let rows = kept.get(span).or_else(|| counted.get(span)).map(Vec::as_slice).unwrap_or_default();
+                    for (m, taken, missed) in rows {
+                        out.push((
+                            idx,
+                            vft_domain::MunicipalityCode::parse(m).map_err($crate::shared::corrupt)?,
+                            u64::try_from(*taken).unwrap_or(0),
+                            u64::try_from(*missed).unwrap_or(0),
+                        ));
+                    }
+                }
+                Ok(out)
             }
 
             async fn publish_month(&self, month: vft_domain::YearMonth, rows: &[$crate::BreakdownRow], by: Option<&str>) -> $crate::Result<bool> {
@@ -1195,9 +1306,7 @@ macro_rules! impl_store {
                 month_starts: &[chrono::DateTime<chrono::Utc>],
             ) -> $crate::Result<(i64, Vec<Option<String>>)> {
                 use $crate::shared::micros;
-                let (generation,): (i64,) = sqlx::query_as("SELECT generation FROM alarm_generation WHERE id = 1")
-                    .fetch_one(&self.reader)
-                    .await?;
+                let generation = self.generation("alarm_generation").await?;
                 let mut kept = vec![None; month_starts.len()];
                 if month_starts.is_empty() {
                     return Ok((generation, kept));
@@ -1229,12 +1338,7 @@ macro_rules! impl_store {
                     return Ok(());
                 }
                 let mut tx = self.writer.begin().await?;
-                // As keep_month_ends: the no-op UPDATE orders this against alarm batches.
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE alarm_generation SET generation = generation WHERE id = 1 AND generation = ",
-                );
-                qb.push_bind(generation);
-                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
+                if !Self::generation_unchanged(&mut tx, "alarm_generation", generation).await? {
                     return Ok(());
                 }
                 let mut qb = sqlx::QueryBuilder::<$db>::new(

@@ -41,6 +41,7 @@ both_backends!(
     breakdown_and_snapshot_agree_with_the_domain_rules,
     kept_month_ends_follow_late_events,
     kept_response_months_follow_alarm_batches,
+    kept_dose_counts_follow_late_doses,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
@@ -1159,6 +1160,72 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
         .await
         .expect("kept");
     assert_eq!(kept, [Some("jan".to_owned()), None]);
+}
+
+/// Dose counts of ended months are kept once counted; a late dose still changes its month.
+/// The reference is counting the events written so far by hand.
+async fn kept_dose_counts_follow_late_doses(s: TestStore) {
+    let months = YearMonth::months_of_year(2025).expect("year");
+    let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
+        .iter()
+        .map(|m| (m.start(), m.end_exclusive()))
+        .collect();
+    let mut rng = Rng(0x000D_05E5);
+    let mut written: Vec<Event> = Vec::new();
+    for round in 0..4 {
+        let batch: Vec<Event> = (0..60)
+            .map(|i| {
+                let month = months[rng.below(12) as usize];
+                let ts = month.start() + Duration::hours(rng.below(24 * 27) as i64);
+                let t = if rng.below(3) == 0 {
+                    EventType::DoseMissed
+                } else {
+                    EventType::DoseTaken
+                };
+                event(
+                    "hepro",
+                    &format!("d{round}-{i}"),
+                    &ts.to_rfc3339(),
+                    ["3320", "3328"][rng.below(2) as usize],
+                    "MD1",
+                    t,
+                    None,
+                )
+            })
+            .collect();
+        s.store
+            .write_batch(&batch, &[], Utc::now())
+            .await
+            .expect("write");
+        written.extend(batch);
+        let mut expected: Vec<(usize, String, u64, u64)> = Vec::new();
+        for (i, (start, end)) in periods.iter().enumerate() {
+            for m in ["3320", "3328"] {
+                let of = |t: EventType| {
+                    written
+                        .iter()
+                        .filter(|e| e.event_type == t && e.municipality.as_str() == m)
+                        .filter(|e| e.ts_utc() >= *start && e.ts_utc() < *end)
+                        .count() as u64
+                };
+                let (taken, missed) = (of(EventType::DoseTaken), of(EventType::DoseMissed));
+                if taken + missed > 0 {
+                    expected.push((i, m.to_owned(), taken, missed));
+                }
+            }
+        }
+        for pass in ["counted", "kept"] {
+            let got: Vec<(usize, String, u64, u64)> = s
+                .store
+                .dose_counts(&periods)
+                .await
+                .expect("doses")
+                .into_iter()
+                .map(|(i, m, t, x)| (i, m.to_string(), t, x))
+                .collect();
+            assert_eq!(got, expected, "round {round}, {pass}");
+        }
+    }
 }
 
 async fn alarms_merge_in_any_order_and_doses_count_per_month(s: TestStore) {
