@@ -504,6 +504,14 @@ async fn every_kind_of_bad_input_is_a_dead_letter_and_ingest_goes_on() {
         topic,
         with_nin.to_string().into_bytes(),
     ));
+    // The id of a valid event published earlier (ok0), with other content.
+    let mut conflicting = good(0);
+    conflicting["device"] = "G-OTHER".into();
+    bad.push((
+        "conflicting_duplicate",
+        topic,
+        conflicting.to_string().into_bytes(),
+    ));
     let oversized = format!("[{}]", vec![good(98).to_string(); 3000].join(","));
     assert!(oversized.len() > 256 * 1024 && oversized.len() < 1024 * 1024);
     bad.push(("oversized", topic, oversized.into_bytes()));
@@ -544,6 +552,24 @@ async fn every_kind_of_bad_input_is_a_dead_letter_and_ingest_goes_on() {
         .find(|d| d["reason_code"] == "bad_topic")
         .expect("bad topic letter");
     assert_eq!(bad_topic["topic"], "vft/v1/Not_A_Vendor/gw/events");
+    let conflict = letters
+        .iter()
+        .find(|d| d["reason_code"] == "conflicting_duplicate")
+        .expect("conflicting duplicate letter");
+    assert_eq!(conflict["topic"], topic);
+    assert!(
+        conflict["payload"]
+            .as_str()
+            .is_some_and(|p| p.contains("G-OTHER") && p.contains("ok0")),
+        "{conflict}"
+    );
+    // The first arrival is kept, and no device came of the conflicting one.
+    let other = get(
+        &format!("{}/api/v1/devices/hepro/G-OTHER", vft.api),
+        Some(&coordinator),
+    )
+    .await;
+    assert_eq!(other.status(), 404);
 
     // Each valid event right after a bad one was stored: March has all of them.
     let table = eventually("the valid events", WAIT, || async {

@@ -190,6 +190,11 @@ pub enum DeadLetterReason {
         vendor: String,
         why: String,
     },
+    /// An event id already stored with other content: the first arrival is kept, this one
+    /// is shown instead of silently dropped.
+    ConflictingDuplicate {
+        id: String,
+    },
 }
 
 impl DeadLetterReason {
@@ -208,6 +213,7 @@ impl DeadLetterReason {
             Self::NationalIdentityNumber { .. } => "national_identity_number",
             Self::InvalidStatus => "invalid_status",
             Self::Mapping { .. } => "mapping_failed",
+            Self::ConflictingDuplicate { .. } => "conflicting_duplicate",
         }
     }
 }
@@ -232,6 +238,10 @@ impl fmt::Display for DeadLetterReason {
             Self::UnknownType(t) => write!(f, "unknown event type {t:?}"),
             Self::InvalidStatus => write!(f, "a gateway status must be `online` or `offline`"),
             Self::Mapping { vendor, why } => write!(f, "{vendor} adapter: {why}"),
+            Self::ConflictingDuplicate { id } => write!(
+                f,
+                "event id {id:?} was stored before with other content; the first arrival is kept"
+            ),
             Self::NationalIdentityNumber { field } => write!(
                 f,
                 "field `{field}` holds a national identity number; refused (the number is masked here)"

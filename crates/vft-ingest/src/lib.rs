@@ -199,9 +199,11 @@ async fn commit(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let mut events = Vec::new();
+    // The message each event came in, for a conflicting duplicate's dead letter.
+    let mut event_messages = Vec::new();
     let mut dead = Vec::new();
     let mut statuses = Vec::new();
-    for m in batch {
+    for (message_index, m) in batch.iter().enumerate() {
         let topic = EventTopic::parse_any(&config.topic_prefix, &m.publish.topic);
         let items = match &topic {
             Ok((t, TopicKind::Status)) => match parse_status(&m.publish.payload) {
@@ -242,7 +244,10 @@ async fn commit(
         };
         for item in items {
             match item {
-                ParsedItem::Event(e) => events.push(*e),
+                ParsedItem::Event(e) => {
+                    events.push(*e);
+                    event_messages.push(message_index);
+                }
                 ParsedItem::Dead { raw, reason } => {
                     metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
                         .increment(1);
@@ -270,7 +275,26 @@ async fn commit(
                     .set_gateway_status(&t.vendor, t.gateway.as_str(), *online, now)
                     .await?;
             }
-            store.write_batch(&events, &dead, now).await
+            let mut outcome = store.write_batch(&events, &dead, now).await?;
+            // A conflicting duplicate is reported before the message is acknowledged; after
+            // a crash in between, the redelivered message is compared again.
+            if !outcome.conflicting.is_empty() {
+                let conflicts: Vec<NewDeadLetter> = outcome
+                    .conflicting
+                    .iter()
+                    .map(|&i| conflict_dead_letter(&events[i], &batch[event_messages[i]]))
+                    .collect();
+                for d in &conflicts {
+                    metrics::counter!("vft_ingest_dead_letters_total", "reason" => "conflicting_duplicate")
+                        .increment(1);
+                    tracing::warn!(topic = %d.topic, reason = %d.reason, "conflicting duplicate");
+                }
+                outcome.dead_letters_inserted += store
+                    .write_batch(&[], &conflicts, now)
+                    .await?
+                    .dead_letters_inserted;
+            }
+            Ok::<_, vft_store::StoreError>(outcome)
         };
         match written.await {
             Ok(outcome) => {
@@ -303,6 +327,20 @@ async fn commit(
                 backoff = (backoff * 2).min(config.backoff_max);
             }
         }
+    }
+}
+
+/// The dead letter of an event whose id was kept before with other content: the event as
+/// vft read it (canonical JSON), under the topic it came on.
+fn conflict_dead_letter(event: &vft_domain::Event, message: &Received) -> NewDeadLetter {
+    let reason = DeadLetterReason::ConflictingDuplicate {
+        id: event.id.to_string(),
+    };
+    NewDeadLetter {
+        topic: message.publish.topic.chars().take(1024).collect(),
+        payload: event.to_json().to_string().into_bytes(),
+        reason_code: reason.code().to_owned(),
+        reason: reason.to_string(),
     }
 }
 

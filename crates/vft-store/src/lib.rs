@@ -60,12 +60,16 @@ pub struct DeadLetter {
 }
 
 /// What one committed batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub events_inserted: u64,
     /// Events whose (vendor, id) was already stored: replays and redeliveries.
     pub events_duplicate: u64,
     pub dead_letters_inserted: u64,
+    /// Indices (into the batch) of events whose (vendor, id) was stored before, or earlier in
+    /// the batch, with other content. The first arrival is kept; these are the caller's to
+    /// report (ingest makes them dead letters).
+    pub conflicting: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

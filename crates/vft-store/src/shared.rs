@@ -33,6 +33,42 @@ pub(crate) fn first_of_each_id(events: &[Event]) -> Vec<&Event> {
         .collect()
 }
 
+/// What an event says, as stored (instant, not its written offset; not the gateway that
+/// relayed it): two events with one id and different contents conflict.
+pub(crate) type EventContent = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub(crate) fn event_content(e: &Event) -> EventContent {
+    (
+        micros(e.ts_utc()),
+        e.municipality.to_string(),
+        e.device.to_string(),
+        e.event_type.id().to_owned(),
+        e.kind.map(|k| k.id().to_owned()),
+        e.battery.map(i64::from),
+        e.alarm.as_ref().map(ToString::to_string),
+        e.cause.map(|c| c.id().to_owned()),
+        e.outcome.map(|o| o.id().to_owned()),
+        e.recipient.as_ref().map(ToString::to_string),
+        e.replaces.as_ref().map(ToString::to_string),
+    )
+}
+
+/// The columns of [`EventContent`], in its order.
+pub(crate) const EVENT_CONTENT_COLUMNS: &str =
+    "ts, municipality, device, type, kind, battery, alarm, cause, outcome, recipient, replaces";
+
 pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -380,12 +416,15 @@ macro_rules! impl_store {
                 let received = micros(received_at);
                 let unique = first_of_each_id(events);
                 let mut outcome = $crate::WriteOutcome::default();
+                let mut recheck: std::collections::HashSet<(&str, &str)> = Default::default();
                 let earliest_lifecycle = unique
                     .iter()
                     .filter(|e| e.event_type.lifecycle_rank().is_some())
                     .map(|e| micros(e.ts_utc()))
                     .min();
-                let alarms = vft_domain::AlarmDelta::fold(events);
+                let has_alarm_events = events
+                    .iter()
+                    .any(|e| e.alarm.is_some() && e.event_type.is_alarm_event());
                 let earliest_dose = unique
                     .iter()
                     .filter(|e| matches!(e.event_type, vft_domain::EventType::DoseTaken | vft_domain::EventType::DoseMissed))
@@ -399,7 +438,7 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                if !alarms.is_empty() {
+                if has_alarm_events {
                     // Also first, for the response-centre cache (see keep_response_months).
                     sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
@@ -439,9 +478,53 @@ macro_rules! impl_store {
                             .push_bind(received);
                     });
                     qb.push(" ON CONFLICT (vendor, event_id) DO NOTHING");
-                    outcome.events_inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+                    let inserted = qb.build().execute(&mut *tx).await?.rows_affected();
+                    outcome.events_inserted += inserted;
+                    if inserted < chunk.len() as u64 {
+                        recheck.extend(chunk.iter().map(|e| (e.vendor.as_str(), e.id.as_str())));
+                    }
                 }
                 outcome.events_duplicate = events.len() as u64 - outcome.events_inserted;
+                if unique.len() < events.len() {
+                    let mut seen = std::collections::HashSet::new();
+                    for e in events {
+                        let key = (e.vendor.as_str(), e.id.as_str());
+                        if !seen.insert(key) {
+                            recheck.insert(key);
+                        }
+                    }
+                }
+                if !recheck.is_empty() {
+                    // Only when something was a duplicate: compare with what was kept.
+                    let keys: Vec<(&str, &str)> = recheck.iter().copied().collect();
+                    let mut stored = std::collections::HashMap::new();
+                    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                            "SELECT vendor, event_id, {} FROM events WHERE (vendor, event_id) IN (",
+                            $crate::shared::EVENT_CONTENT_COLUMNS
+                        ));
+                        qb.push_values(chunk, |mut row, (v, id)| {
+                            row.push_bind(*v).push_bind(*id);
+                        });
+                        qb.push(")");
+                        use sqlx::Row;
+                        for r in qb.build().fetch_all(&mut *tx).await? {
+                            let key: (String, String) = (r.try_get(0)?, r.try_get(1)?);
+                            let content: $crate::shared::EventContent = (
+                                r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?,
+                                r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
+                                r.try_get(12)?,
+                            );
+                            stored.insert(key, content);
+                        }
+                    }
+                    for (i, e) in events.iter().enumerate() {
+                        let key = (e.vendor.to_string(), e.id.to_string());
+                        if stored.get(&key).is_some_and(|kept| *kept != $crate::shared::event_content(e)) {
+                            outcome.conflicting.push(i);
+                        }
+                    }
+                }
                 if let Some(earliest) = earliest_lifecycle {
                     // A lifecycle event at ts changes every month end after ts.
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM month_end_cuts WHERE cut > ");
@@ -449,7 +532,20 @@ macro_rules! impl_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 // Device and alarm state: merges are idempotent, so duplicates may pass through.
-                let deltas = vft_domain::DeviceDelta::fold(events);
+                // State follows the events as kept: a conflicting duplicate changes nothing.
+                let consistent: std::borrow::Cow<'_, [vft_domain::Event]> = if outcome.conflicting.is_empty() {
+                    std::borrow::Cow::Borrowed(events)
+                } else {
+                    std::borrow::Cow::Owned(
+                        events
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| !outcome.conflicting.contains(i))
+                            .map(|(_, e)| e.clone())
+                            .collect(),
+                    )
+                };
+                let deltas = vft_domain::DeviceDelta::fold(&consistent);
                 for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO devices ({}) ",
@@ -496,6 +592,7 @@ macro_rules! impl_store {
                 // The earliest origin among the alarms this batch touched, as stored after the
                 // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
                 let mut earliest_alarm: Option<i64> = None;
+                let alarms = vft_domain::AlarmDelta::fold(&consistent);
                 for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO alarms ({}) ",

@@ -171,6 +171,65 @@ async fn writes_are_idempotent_on_vendor_and_id(s: TestStore) {
         .expect("write");
     assert_eq!(third.events_inserted, 1);
     assert_eq!(s.store.event_count().await.expect("count"), 2);
+    assert!(first.conflicting.is_empty() && again.conflicting.is_empty());
+
+    // Same id, other content: before (e1) or earlier in the batch (e2). The first arrival stays;
+    // the others are reported. Another offset for the same instant, or another gateway, is the
+    // same event.
+    let mut moved = e1.clone();
+    moved.municipality = MunicipalityCode::parse("3330").expect("code");
+    let e2 = install(
+        "e2",
+        "2025-03-02T10:00:00+01:00",
+        "3328",
+        "D2",
+        TechnologyKind::SafetyAlarm,
+    );
+    let mut e2_later = e2.clone();
+    e2_later.ts = DateTime::parse_from_rfc3339("2025-03-02T11:00:00+01:00").expect("ts");
+    let mut e2_relayed = e2.clone();
+    e2_relayed.ts = DateTime::parse_from_rfc3339("2025-03-02T09:00:00Z").expect("ts");
+    e2_relayed.gateway = GatewayId::parse("gw-other").expect("gateway");
+    let batch = [e1.clone(), moved, e2.clone(), e2_later, e2_relayed];
+    let mixed = s
+        .store
+        .write_batch(&batch, &[], Utc::now())
+        .await
+        .expect("write");
+    assert_eq!(mixed.conflicting, [1, 3]);
+    assert_eq!(mixed.events_inserted, 1);
+    let history = s
+        .store
+        .device_events(&e1.vendor, std::slice::from_ref(&e1.device), 10)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        history[0].municipality.as_str(),
+        "3328",
+        "the first arrival stays"
+    );
+    let devices = s
+        .store
+        .devices(&query("2025-03-03T00:00:00Z"))
+        .await
+        .expect("devices");
+    let state = |d: &str| {
+        devices
+            .iter()
+            .find(|r| r.vendor.as_str() == "hepro" && r.device.as_str() == d)
+            .unwrap_or_else(|| panic!("{d}"))
+    };
+    assert_eq!(
+        state("D1").municipality.as_str(),
+        "3328",
+        "state follows the kept event"
+    );
+    assert_eq!(
+        state("D2").lifecycle_at,
+        Some(e2.ts_utc()),
+        "a conflicting later time is not merged"
+    );
 }
 
 async fn counts_match_the_domain_rules_whatever_the_arrival_order(s: TestStore) {
