@@ -19,37 +19,6 @@ fn registry() -> Registry {
     Registry::new(list).expect("unique")
 }
 
-/// `vft serve` on free ports with a fresh SQLite file, on the embedded broker or an external one.
-fn serve(scratch: &Scratch, external: Option<&BrokerUnderTest>) -> (VftProcess, BrokerUnderTest) {
-    let db = scratch.database_url();
-    let mqtt_port = free_port();
-    let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
-    let mut args = vec!["serve", "--http-addr", "127.0.0.1:0", "--database-url", &db];
-    let url;
-    let broker = match external {
-        Some(b) => {
-            url = b.url();
-            args.extend(["--mqtt-url", &url]);
-            b.clone()
-        }
-        None => {
-            args.extend(["--mqtt-addr", &mqtt_addr]);
-            BrokerUnderTest {
-                port: mqtt_port,
-                credentials: None,
-            }
-        }
-    };
-    (VftProcess::spawn(&args, scratch.dir.path()), broker)
-}
-
-async fn wait_ready(api: &str) {
-    eventually("readyz", WAIT, || async {
-        (get(&format!("{api}/readyz"), None).await.status() == 200).then_some(())
-    })
-    .await;
-}
-
 fn ev(id: &str, ts: &str, municipality: &str, device: &str, kind: Option<&str>, t: &str) -> Value {
     let mut e =
         json!({ "id": id, "ts": ts, "municipality": municipality, "device": device, "type": t });
@@ -378,7 +347,7 @@ async fn rollup_scenario(vft: &VftProcess, broker: &BrokerUnderTest, scratch: &S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_through_the_embedded_broker() {
     let scratch = Scratch::new();
-    let (vft, broker) = serve(&scratch, None);
+    let (vft, broker) = serve(&scratch, None, &[]);
     rollup_scenario(&vft, &broker, &scratch).await;
     // Health, readiness and metrics are served without a token.
     assert_eq!(
@@ -416,14 +385,14 @@ async fn table_through_mosquitto() {
         return;
     };
     let scratch = Scratch::new();
-    let (vft, broker) = serve(&scratch, Some(&mosquitto.broker));
+    let (vft, broker) = serve(&scratch, Some(&mosquitto.broker), &[]);
     rollup_scenario(&vft, &broker, &scratch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_input_is_a_dead_letter_and_ingest_goes_on() {
     let scratch = Scratch::new();
-    let (vft, broker) = serve(&scratch, None);
+    let (vft, broker) = serve(&scratch, None, &[]);
     let coordinator = create_token(
         &scratch.database_url(),
         scratch.dir.path(),
@@ -621,7 +590,7 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_stores_nothing_twice(
         return;
     };
     let scratch = Scratch::new();
-    let (vft, broker) = serve(&scratch, Some(&mosquitto.broker));
+    let (vft, broker) = serve(&scratch, Some(&mosquitto.broker), &[]);
     wait_ready(&vft.api).await;
     let store = vft_store::open(&scratch.database_url(), &Default::default())
         .await

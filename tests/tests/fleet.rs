@@ -250,42 +250,6 @@ async fn get_text(url: &str, token: &str, accept_csv: bool) -> (u16, String, Str
     (status, ctype, resp.text().await.expect("body"))
 }
 
-/// `vft serve` with a fresh SQLite file (or the scratch's existing one) and extra environment.
-fn serve(
-    scratch: &Scratch,
-    external: Option<&BrokerUnderTest>,
-    env: &[(&str, &str)],
-) -> (VftProcess, BrokerUnderTest) {
-    let db = scratch.database_url();
-    let mqtt_port = free_port();
-    let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
-    let mut args = vec!["serve", "--http-addr", "127.0.0.1:0", "--database-url", &db];
-    let url;
-    let broker = match external {
-        Some(b) => {
-            url = b.url();
-            args.extend(["--mqtt-url", &url]);
-            b.clone()
-        }
-        None => {
-            args.extend(["--mqtt-addr", &mqtt_addr]);
-            BrokerUnderTest {
-                port: mqtt_port,
-                credentials: None,
-            }
-        }
-    };
-    let vft = VftProcess::spawn_with_env(&args, scratch.dir.path(), env);
-    (vft, broker)
-}
-
-async fn wait_ready(api: &str) {
-    eventually("readyz", WAIT, || async {
-        (get(&format!("{api}/readyz"), None).await.status() == 200).then_some(())
-    })
-    .await;
-}
-
 fn coordinator_token(scratch: &Scratch) -> String {
     create_token(
         &scratch.database_url(),

@@ -454,6 +454,44 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
     resp.json().await.expect("JSON body")
 }
 
+/// `vft serve` on free ports with the scratch's database, on the embedded broker or an external
+/// one, with extra environment (e.g. `VFT_CONNECTIVITY__…`) for the child only.
+pub fn serve(
+    scratch: &Scratch,
+    external: Option<&BrokerUnderTest>,
+    env: &[(&str, &str)],
+) -> (VftProcess, BrokerUnderTest) {
+    let db = scratch.database_url();
+    let mqtt_port = free_port();
+    let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
+    let mut args = vec!["serve", "--http-addr", "127.0.0.1:0", "--database-url", &db];
+    let url;
+    let broker = match external {
+        Some(b) => {
+            url = b.url();
+            args.extend(["--mqtt-url", &url]);
+            b.clone()
+        }
+        None => {
+            args.extend(["--mqtt-addr", &mqtt_addr]);
+            BrokerUnderTest {
+                port: mqtt_port,
+                credentials: None,
+            }
+        }
+    };
+    let vft = VftProcess::spawn_with_env(&args, scratch.dir.path(), env);
+    (vft, broker)
+}
+
+/// Until `/readyz` answers 200 (database reachable, ingest subscribed).
+pub async fn wait_ready(api: &str) {
+    eventually("readyz", Duration::from_secs(120), || async {
+        (get(&format!("{api}/readyz"), None).await.status() == 200).then_some(())
+    })
+    .await;
+}
+
 /// `vft serve` on free ports with a fresh database, a coordinator token and a token for Ål
 /// (3328), ready to take requests.
 pub struct Server {
@@ -471,34 +509,17 @@ impl Server {
 
     pub async fn start_with_env(scratch: Scratch, envs: &[(&str, &str)]) -> Self {
         let db = scratch.database_url();
-        let port = free_port();
-        let mqtt = format!("127.0.0.1:{port}");
-        let args = [
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            &mqtt,
-            "--database-url",
-            &db,
-        ];
-        let vft = VftProcess::spawn_with_env(&args, scratch.dir.path(), envs);
+        let (vft, broker) = serve(&scratch, None, envs);
         let coordinator = create_token(&db, scratch.dir.path(), &["--role", "coordinator"]);
         let aal = create_token(
             &db,
             scratch.dir.path(),
             &["--role", "municipality", "--municipality", "3328"],
         );
-        eventually("readyz", Duration::from_secs(120), || async {
-            (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
-        })
-        .await;
+        wait_ready(&vft.api).await;
         Self {
             vft,
-            broker: BrokerUnderTest {
-                port,
-                credentials: None,
-            },
+            broker,
             coordinator,
             aal,
             scratch,
