@@ -21,29 +21,8 @@ struct Scenario {
 async fn run(scenario: &Scenario, external: Option<&BrokerUnderTest>) {
     let scratch = Scratch::new();
     let db = scratch.database_url();
-    let mqtt_port = free_port();
-    let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
-    let url;
-    let mut args = vec!["serve", "--http-addr", "127.0.0.1:0", "--database-url", &db];
-    let broker = match external {
-        Some(b) => {
-            url = b.url();
-            args.extend(["--mqtt-url", &url]);
-            b.clone()
-        }
-        None => {
-            args.extend(["--mqtt-addr", &mqtt_addr]);
-            BrokerUnderTest {
-                port: mqtt_port,
-                credentials: None,
-            }
-        }
-    };
-    let vft = VftProcess::spawn(&args, scratch.dir.path());
-    eventually("readyz", Duration::from_secs(60), || async {
-        (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
-    })
-    .await;
+    let (vft, broker) = serve(&scratch, external, &[]);
+    wait_ready(&vft.api).await;
     let store = vft_store::open(&db, &Default::default())
         .await
         .expect("store");

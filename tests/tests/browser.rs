@@ -110,23 +110,7 @@ fn the_dashboard_in_headless_chromium() {
 
     let scratch = Scratch::new();
     let db = scratch.database_url();
-    let mqtt_port = free_port();
-    let mqtt = format!("127.0.0.1:{mqtt_port}");
-    let args = [
-        "demo",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--mqtt-addr",
-        &mqtt,
-        "--database-url",
-        &db,
-    ];
-    let mut demo = VftProcess::spawn(&args, scratch.dir.path());
-    let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
-    let coordinator = token_line
-        .trim_start_matches("vft: token")
-        .trim()
-        .to_owned();
+    let (demo, mqtt_port, coordinator) = demo(&scratch, &[]);
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(publish_a_month_and_correct_it(

@@ -692,29 +692,8 @@ async fn sigkill_mid_stream_loses_nothing_acknowledged_and_stores_nothing_twice(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_serves_the_fixture_table() {
     let scratch = Scratch::new();
-    let mqtt = format!("127.0.0.1:{}", free_port());
-    let db = scratch.database_url();
-    let args = [
-        "demo",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--mqtt-addr",
-        &mqtt,
-        "--database-url",
-        &db,
-    ];
     // Upkeep (offline counts, retention) every second, so it runs while the test reads.
-    let mut demo = VftProcess::spawn_with_env(
-        &args,
-        scratch.dir.path(),
-        &[("VFT_CONNECTIVITY__CHECK_INTERVAL_SECS", "1")],
-    );
-    let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
-    let token = token_line
-        .split_whitespace()
-        .last()
-        .expect("token")
-        .to_owned();
+    let (demo, _, token) = demo(&scratch, &[("VFT_CONNECTIVITY__CHECK_INTERVAL_SECS", "1")]);
 
     let fixture_path = workspace_root().join("../shared/fixtures/hallingdal-vft-2025.csv");
     let fixture_text = match std::fs::read_to_string(&fixture_path) {

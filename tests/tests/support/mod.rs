@@ -484,6 +484,30 @@ pub fn serve(
     (vft, broker)
 }
 
+/// `vft demo` on free ports with the scratch's database, loaded: the process, the port of its
+/// embedded broker and the coordinator token it printed.
+pub fn demo(scratch: &Scratch, env: &[(&str, &str)]) -> (VftProcess, u16, String) {
+    let db = scratch.database_url();
+    let mqtt_port = free_port();
+    let mqtt = format!("127.0.0.1:{mqtt_port}");
+    let args = [
+        "demo",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--mqtt-addr",
+        &mqtt,
+        "--database-url",
+        &db,
+    ];
+    let mut demo = VftProcess::spawn_with_env(&args, scratch.dir.path(), env);
+    let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
+    let token = token_line
+        .trim_start_matches("vft: token")
+        .trim()
+        .to_owned();
+    (demo, mqtt_port, token)
+}
+
 /// Until `/readyz` answers 200 (database reachable, ingest subscribed).
 pub async fn wait_ready(api: &str) {
     eventually("readyz", Duration::from_secs(120), || async {
