@@ -260,8 +260,13 @@ impl Connectivity {
     }
 }
 
+/// Whether a device answers. The timeout is measured from its last contact's own time; a
+/// gateway's last will is timed by vft's clock when it arrived, so it is compared with when
+/// vft received that contact (`None`: unknown, the contact's own time stands in). A device
+/// whose clock runs ahead thus cannot hide behind its gateway's will.
 pub fn connectivity(
     last_contact: Option<DateTime<Utc>>,
+    last_contact_received: Option<DateTime<Utc>>,
     timeout: Duration,
     gateway_offline_since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -271,7 +276,8 @@ pub fn connectivity(
     };
     let timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let silent_too_long = now.signed_duration_since(last) > timeout;
-    let gateway_down = gateway_offline_since.is_some_and(|since| since >= last);
+    let received = last_contact_received.unwrap_or(last);
+    let gateway_down = gateway_offline_since.is_some_and(|since| since >= received);
     if silent_too_long || gateway_down {
         Connectivity::Offline
     } else {
@@ -352,24 +358,34 @@ mod tests {
         };
         let now = t("2025-03-01T12:00:00Z");
         let hour = Duration::from_secs(3600);
-        assert_eq!(connectivity(None, hour, None, now), Connectivity::NeverSeen);
         assert_eq!(
-            connectivity(Some(t("2025-03-01T11:30:00Z")), hour, None, now),
+            connectivity(None, None, hour, None, now),
+            Connectivity::NeverSeen
+        );
+        assert_eq!(
+            connectivity(Some(t("2025-03-01T11:30:00Z")), None, hour, None, now),
             Connectivity::Online
         );
         assert_eq!(
-            connectivity(Some(t("2025-03-01T10:59:59Z")), hour, None, now),
+            connectivity(Some(t("2025-03-01T10:59:59Z")), None, hour, None, now),
             Connectivity::Offline
         );
         let last = Some(t("2025-03-01T11:30:00Z"));
         assert_eq!(
-            connectivity(last, hour, Some(t("2025-03-01T11:45:00Z")), now),
+            connectivity(last, None, hour, Some(t("2025-03-01T11:45:00Z")), now),
             Connectivity::Offline
         );
         assert_eq!(
-            connectivity(last, hour, Some(t("2025-03-01T11:00:00Z")), now),
+            connectivity(last, None, hour, Some(t("2025-03-01T11:00:00Z")), now),
             Connectivity::Online,
             "contact after the will"
+        );
+        // The device's clock runs 40 minutes ahead: its contact says 12:10, vft got it at
+        // 11:30, the will came at 11:45. The will wins.
+        let ahead = Some(t("2025-03-01T12:10:00Z"));
+        assert_eq!(
+            connectivity(ahead, last, hour, Some(t("2025-03-01T11:45:00Z")), now),
+            Connectivity::Offline
         );
     }
 

@@ -34,7 +34,8 @@ fn take_when(table: &str, cond: &str, cols: &[&str]) -> Vec<String> {
 pub(crate) const DEVICE_COLUMNS: &str = "vendor, device, lc_ts, lc_rank, lc_event_id, lc_installed, lc_municipality, lc_gateway, \
      inst_ts, inst_rank, inst_event_id, kind, recipient, replaces, first_installed_ts, \
      contact_ts, contact_rank, contact_event_id, contact_municipality, contact_gateway, \
-     battery_ts, battery_rank, battery_event_id, battery, last_fault_ts, last_heartbeat_ts";
+     battery_ts, battery_rank, battery_event_id, battery, last_fault_ts, last_heartbeat_ts, \
+     contact_received_at";
 
 pub(crate) static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
     let t = "devices";
@@ -71,6 +72,11 @@ pub(crate) static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
         t,
         &beats(t, &["last_heartbeat_ts"], ">"),
         &["last_heartbeat_ts"],
+    ));
+    sets.extend(take_when(
+        t,
+        &beats(t, &["contact_received_at"], ">"),
+        &["contact_received_at"],
     ));
     format!(
         " ON CONFLICT (vendor, device) DO UPDATE SET {}",

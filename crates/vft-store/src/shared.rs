@@ -584,7 +584,8 @@ macro_rules! impl_store {
                             .push_bind(b_id)
                             .push_bind(d.battery.as_ref().map(|(_, b)| i64::from(*b)))
                             .push_bind(d.last_fault.map(micros))
-                            .push_bind(d.last_heartbeat.map(micros));
+                            .push_bind(d.last_heartbeat.map(micros))
+                            .push_bind(d.contact.as_ref().map(|_| received));
                     });
                     qb.push($crate::merge_sql::DEVICE_UPSERT.as_str());
                     qb.build().execute(&mut *tx).await?;
@@ -1099,7 +1100,7 @@ macro_rules! impl_store {
                 }
                 qb.push(" ELSE ").push_bind(i64::try_from(q.timeouts.unknown_kind).unwrap_or(i64::MAX / 2_000_000));
                 qb.push(
-                    " END) * 1000000 THEN 'offline' WHEN g.online = 0 AND g.changed_at >= d.contact_ts THEN 'offline' \
+                    " END) * 1000000 THEN 'offline' WHEN g.online = 0 AND g.changed_at >= COALESCE(d.contact_received_at, d.contact_ts) THEN 'offline' \
                      ELSE 'online' END AS connectivity FROM devices d \
                      LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
                 );

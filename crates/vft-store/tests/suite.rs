@@ -578,9 +578,28 @@ async fn connectivity_follows_timeouts_wills_and_overrides(s: TestStore) {
             EventType::Heartbeat,
             None,
         ),
+        // Its clock runs ahead: the heartbeat says 12:10, vft receives it at 11:45.
+        install(
+            "i4",
+            "2025-03-01T08:00:00Z",
+            "3328",
+            "FAST",
+            TechnologyKind::SafetyAlarm,
+        ),
+        status(
+            "h4",
+            "2025-03-01T12:10:00Z",
+            "FAST",
+            EventType::Heartbeat,
+            None,
+        ),
     ];
+    // Received (by vft's clock) when the scenario says, before the will below.
+    let received = DateTime::parse_from_rfc3339("2025-03-01T11:45:00Z")
+        .expect("ts")
+        .with_timezone(&Utc);
     s.store
-        .write_batch(&events, &[], Utc::now())
+        .write_batch(&events, &[], received)
         .await
         .expect("write");
     let conn = |now: &'static str| {
@@ -616,6 +635,11 @@ async fn connectivity_follows_timeouts_wills_and_overrides(s: TestStore) {
         .expect("status");
     let after_will = conn("2025-03-01T12:00:00Z").await;
     assert_eq!(after_will["WILL"], Connectivity::Offline);
+    assert_eq!(
+        after_will["FAST"],
+        Connectivity::Offline,
+        "a clock running ahead does not hide the will"
+    );
     assert_eq!(after_will["ON"], Connectivity::Offline, "same gateway");
     s.store
         .set_gateway_status(&gw, "gw-1", true, will_at + Duration::minutes(5))
@@ -653,7 +677,8 @@ async fn connectivity_follows_timeouts_wills_and_overrides(s: TestStore) {
         .iter()
         .map(|d| d.device.to_string())
         .collect();
-    assert_eq!(names, ["WILL"]);
+    // ON has its own ten hours; FAST and WILL are silent past their type's hour.
+    assert_eq!(names, ["FAST", "WILL"]);
 }
 
 async fn device_filters(s: TestStore) {
