@@ -300,6 +300,43 @@ async fn a_municipality_session_reaches_its_own_municipality_only_on(scratch: Sc
 }
 
 #[tokio::test]
+async fn revoking_a_token_ends_its_dashboard_sessions_at_once() {
+    let s = Server::start(Scratch::new()).await;
+    let cookie = session(&s, &s.aal).await;
+    let path = "/api/v1/session";
+    assert_eq!(
+        get_with_cookie(&s, path, &cookie).await.status(),
+        StatusCode::OK
+    );
+    let db = s.scratch.database_url();
+    let cwd = s.scratch.dir.path();
+    let listing = vft_cli(&["token", "list", "--database-url", &db], cwd).expect("token list");
+    let aal_line = listing
+        .lines()
+        .find(|l| l.contains("municipality") && l.contains("3328"))
+        .unwrap_or_else(|| panic!("no Ål token in {listing}"));
+    let columns: Vec<&str> = aal_line.split_whitespace().collect();
+    assert_eq!(columns[5], "1", "one open session: {aal_line}");
+    let id = columns[0];
+    assert!(
+        vft_cli(&["token", "revoke", "--database-url", &db, "0000"], cwd).is_err(),
+        "too short an id is refused"
+    );
+    vft_cli(&["token", "revoke", "--database-url", &db, id], cwd).expect("revoke");
+    assert_eq!(
+        get_with_cookie(&s, path, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session of a revoked token"
+    );
+    let bearer = get(&format!("{}{path}", s.vft.api), Some(&s.aal)).await;
+    assert_eq!(bearer.status(), StatusCode::UNAUTHORIZED);
+    // The coordinator's token is untouched.
+    assert_eq!(s.get(path).await["role"], "coordinator");
+    let again = vft_cli(&["token", "revoke", "--database-url", &db, id], cwd);
+    assert!(again.is_err_and(|e| e.contains("no token")));
+}
+
+#[tokio::test]
 async fn a_change_through_a_session_must_come_from_the_page_itself() {
     let s = Server::start(Scratch::new()).await;
     s.publish(&[json!({

@@ -72,6 +72,14 @@ pub struct WriteOutcome {
     pub conflicting: Vec<usize>,
 }
 
+/// A stored token as `vft token list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenListing {
+    pub token_hash: String,
+    pub record: TokenRecord,
+    pub open_sessions: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub role: Role,
@@ -289,6 +297,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token_hash: &str, role: &Role, label: Option<&str>) -> Result<()>;
 
     async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Every token (by hash), oldest first, with its open dashboard sessions at `now`.
+    async fn list_tokens(&self, now: DateTime<Utc>) -> Result<Vec<TokenListing>>;
+
+    /// Deletes a token and every dashboard session opened with it; false when there was none.
+    async fn delete_token(&self, token_hash: &str) -> Result<bool>;
 
     /// Month-end figures just before each instant, per municipality, vendor and type.
     async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;

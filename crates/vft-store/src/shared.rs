@@ -747,6 +747,39 @@ macro_rules! impl_store {
             /// computed from the lifecycle events and kept, unless a lifecycle batch was stored
             /// meanwhile (the generation moved). Correct because every batch with a lifecycle
             /// event at ts drops the kept month ends after ts in its own transaction.
+            async fn list_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::TokenListing>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT t.token_hash, t.role, t.municipality, t.label, t.created_at, \
+                     (SELECT COUNT(*) FROM sessions s WHERE s.token_hash = t.token_hash AND s.expires_at > ",
+                );
+                qb.push_bind($crate::shared::micros(now));
+                qb.push(") FROM api_tokens t ORDER BY t.created_at, t.token_hash");
+                let rows: Vec<(String, String, Option<String>, Option<String>, i64, i64)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(hash, role, m, label, created, sessions)| {
+                        Ok($crate::TokenListing {
+                            token_hash: hash,
+                            record: $crate::shared::token_record(role, m, label, created)?,
+                            open_sessions: u64::try_from(sessions).unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_token(&self, token_hash: &str) -> $crate::Result<bool> {
+                let mut tx = self.writer.begin().await?;
+                // Explicit, not only ON DELETE CASCADE: a revoked token's sessions end with it.
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE token_hash = ");
+                qb.push_bind(token_hash);
+                qb.build().execute(&mut *tx).await?;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM api_tokens WHERE token_hash = ");
+                qb.push_bind(token_hash);
+                let deleted = qb.build().execute(&mut *tx).await?.rows_affected() == 1;
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
             async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {
                 use $crate::shared::micros;
                 use sqlx::Row;

@@ -1712,6 +1712,39 @@ async fn sessions_expire_and_end(s: TestStore) {
             .expect("find")
             .is_none()
     );
+
+    // Revoking a token ends its sessions at once.
+    s.store
+        .create_session("again", "tok-hash", expires)
+        .await
+        .expect("session");
+    let listed = s.store.list_tokens(now).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].token_hash.as_str(), listed[0].open_sessions),
+        ("tok-hash", 1)
+    );
+    assert_eq!(listed[0].record.label.as_deref(), Some("Ål"));
+    assert!(s.store.delete_token("tok-hash").await.expect("revoke"));
+    assert!(
+        !s.store.delete_token("tok-hash").await.expect("revoke"),
+        "gone"
+    );
+    assert!(
+        s.store
+            .find_session("again", now)
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        s.store
+            .find_token("tok-hash")
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(s.store.list_tokens(now).await.expect("list").is_empty());
 }
 
 async fn reconciliation_inputs_from_events(s: TestStore) {

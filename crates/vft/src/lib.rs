@@ -77,7 +77,19 @@ enum TokenCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// List tokens: id (start of the stored hash), role, municipality, label, created, open
+    /// dashboard sessions. The tokens themselves are not stored and cannot be shown.
+    List,
+    /// Revoke a token by its id from `token list` (or a longer start of its hash): it stops
+    /// working at once, and so do the dashboard sessions signed in with it.
+    Revoke {
+        /// At least 8 hex digits.
+        id: String,
+    },
 }
+
+/// How many hex digits of a token's hash `token list` shows as its id.
+const TOKEN_ID_DIGITS: usize = 12;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RoleArg {
@@ -147,6 +159,54 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 role.name()
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::List) => {
+            let store = open_store(&config).await?;
+            let tokens = store.list_tokens(chrono::Utc::now()).await?;
+            println!(
+                "{:<14}{:<14}{:<14}{:<22}{:>9}  label",
+                "id", "role", "municipality", "created (UTC)", "sessions"
+            );
+            for t in &tokens {
+                println!(
+                    "{:<14}{:<14}{:<14}{:<22}{:>9}  {}",
+                    &t.token_hash[..TOKEN_ID_DIGITS.min(t.token_hash.len())],
+                    t.record.role.name(),
+                    t.record
+                        .role
+                        .municipality()
+                        .map_or_else(|| "-".to_owned(), ToString::to_string),
+                    t.record.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    t.open_sessions,
+                    t.record.label.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let id = id.trim().to_ascii_lowercase();
+            anyhow::ensure!(
+                id.len() >= 8 && id.chars().all(|c| c.is_ascii_hexdigit()),
+                "a token id is at least 8 hex digits (see `vft token list`)"
+            );
+            let store = open_store(&config).await?;
+            let tokens = store.list_tokens(chrono::Utc::now()).await?;
+            let matches: Vec<_> = tokens
+                .iter()
+                .filter(|t| t.token_hash.starts_with(&id))
+                .collect();
+            let token = match matches.as_slice() {
+                [one] => *one,
+                [] => anyhow::bail!("no token with id {id}"),
+                _ => anyhow::bail!("{} tokens start with {id}; give more digits", matches.len()),
+            };
+            store.delete_token(&token.token_hash).await?;
+            eprintln!(
+                "Revoked the {} token {id} ({} dashboard session(s) ended).",
+                token.record.role.name(),
+                token.open_sessions
+            );
             Ok(())
         }
     }
