@@ -9,7 +9,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use vft_domain::{Connectivity, DeviceId, MunicipalityCode, Registry, TechnologyKind, VendorId};
+use utoipa::ToSchema;
+use vft_domain::{
+    Connectivity, DeviceId, Event, MunicipalityCode, Registry, TechnologyKind, VendorId,
+};
 use vft_store::{DeviceCursor, DeviceQuery, DeviceRecord, DeviceSort, SortValue, Timeouts};
 
 /// Query parameters of a device list, as strings: parsed here so the API and the CLI agree.
@@ -226,29 +229,39 @@ fn decode_cursor(s: &str, sort: DeviceSort, desc: bool) -> Result<DeviceCursor, 
     })
 }
 
-/// A device as the API and CLI show it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A device as the API and CLI show it. Every field is present; unknown values are `null`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeviceView {
     pub vendor: String,
     pub device: String,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::openapi::Kind>, required = true)]
     pub kind: Option<TechnologyKind>,
     pub municipality: String,
+    #[schema(required = true)]
     pub gateway: Option<String>,
     pub in_service: bool,
     /// online, offline or never_seen
     #[schema(value_type = String)]
     pub connectivity: Connectivity,
+    #[schema(required = true)]
     pub last_contact: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub battery: Option<u8>,
+    #[schema(required = true)]
     pub battery_at: Option<DateTime<Utc>>,
     pub fault_open: bool,
+    #[schema(required = true)]
     pub first_installed: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub lifecycle_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub recipient: Option<String>,
+    #[schema(required = true)]
     pub replaces: Option<String>,
     /// The offline timeout in force: the device's own, else its type's.
     pub timeout_secs: u64,
+    /// The device's own timeout, if set.
+    #[schema(required = true)]
     pub timeout_override_secs: Option<u64>,
 }
 
@@ -320,7 +333,16 @@ pub fn devices_csv(views: &[DeviceView]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "items (DeviceView) and next_cursor; CSV of the whole query with format=csv.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// One page of the inventory.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevicePage {
+    pub items: Vec<DeviceView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "One page of devices and next_cursor; CSV of the whole query with format=csv.", content((DevicePage = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/devices`
 pub async fn list(
     State(state): State<AppState>,
@@ -356,7 +378,11 @@ pub async fn list(
         .iter()
         .map(|r| DeviceView::new(r, &state.timeouts))
         .collect();
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": next })).into_response())
+    Ok(Json(DevicePage {
+        items,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 async fn visible_device(
@@ -378,14 +404,104 @@ fn parse_key(vendor: &str, device: &str) -> Result<(VendorId, DeviceId), ApiErro
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{vendor}/{device}", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), responses((status = 200, description = "device (DeviceView), replaces_chain, replaced_by_chain, history.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 404, description = "No such device visible to this token", body = crate::openapi::ErrorBody)))]
+/// One device with its replacement chain both ways and the history of the whole chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    pub device: DeviceView,
+    /// The devices this one replaced, newest first.
+    pub replaces_chain: Vec<String>,
+    /// The devices that replaced this one.
+    pub replaced_by_chain: Vec<String>,
+    /// Events of the whole chain, oldest first.
+    pub history: Vec<HistoryEvent>,
+}
+
+// Built from `vft_domain::Event` as `Event::to_json` writes it (optional fields absent, not
+// null), with vendor and gateway added.
+/// One event of a device's history: the canonical event (Contract 1) with its vendor and
+/// gateway. Optional fields are absent when the event has none.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEvent {
+    pub id: String,
+    /// As the device sent it, with its offset (RFC 3339).
+    #[schema(format = DateTime)]
+    pub ts: String,
+    pub municipality: String,
+    pub device: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = crate::openapi::EventTypeId)]
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = crate::openapi::Kind)]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u8)]
+    pub battery: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub alarm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = crate::openapi::AlarmCause)]
+    pub cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = crate::openapi::OutcomeId)]
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub recipient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub replaces: Option<String>,
+    pub vendor: String,
+    pub gateway: String,
+}
+
+impl From<&Event> for HistoryEvent {
+    fn from(e: &Event) -> Self {
+        // Destructured in full, so a field added to the event is a compile error here.
+        let Event {
+            vendor,
+            gateway,
+            id,
+            ts,
+            municipality,
+            device,
+            event_type,
+            kind,
+            battery,
+            alarm,
+            cause,
+            outcome,
+            recipient,
+            replaces,
+        } = e;
+        Self {
+            id: id.as_str().to_owned(),
+            ts: ts.to_rfc3339(),
+            municipality: municipality.as_str().to_owned(),
+            device: device.as_str().to_owned(),
+            event_type: event_type.id().to_owned(),
+            kind: kind.map(|k| k.id().to_owned()),
+            battery: *battery,
+            alarm: alarm.as_ref().map(|a| a.as_str().to_owned()),
+            cause: cause.map(|c| c.id().to_owned()),
+            outcome: outcome.map(|o| o.id().to_owned()),
+            recipient: recipient.as_ref().map(|r| r.as_str().to_owned()),
+            replaces: replaces.as_ref().map(|r| r.as_str().to_owned()),
+            vendor: vendor.as_str().to_owned(),
+            gateway: gateway.as_str().to_owned(),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{vendor}/{device}", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), responses((status = 200, description = "The device, its replacement chain both ways and the chain's history.", body = DeviceDetail), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 404, description = "No such device visible to this token", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/devices/{vendor}/{device}`: the device, its replacement chain both ways, and
 /// the history of the whole chain (lifecycle, status, alarms), oldest first.
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path((vendor, device)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DeviceDetail>, ApiError> {
     let (vendor, device) = parse_key(&vendor, &device)?;
     // Another municipality's device is invisible: 404, as if it did not exist.
     let record = visible_device(&state, &caller, &vendor, &device)
@@ -426,22 +542,12 @@ pub async fn show(
     if let Some(own) = caller.0.municipality() {
         history.retain(|e| e.municipality == *own);
     }
-    let history: Vec<serde_json::Value> = history
-        .iter()
-        .map(|e| {
-            let mut v = e.to_json();
-            v["vendor"] = e.vendor.as_str().into();
-            v["gateway"] = e.gateway.as_str().into();
-            v
-        })
-        .collect();
-    Ok(Json(serde_json::json!({
-        "device": DeviceView::new(&record, &state.timeouts),
-        "replaces_chain": older.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "replaced_by_chain": newer.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "history": history,
+    Ok(Json(DeviceDetail {
+        device: DeviceView::new(&record, &state.timeouts),
+        replaces_chain: older.iter().map(ToString::to_string).collect(),
+        replaced_by_chain: newer.iter().map(ToString::to_string).collect(),
+        history: history.iter().map(HistoryEvent::from).collect(),
     }))
-    .into_response())
 }
 
 /// Longest offline timeout accepted: ten years. Larger values would overflow the stores'

@@ -8,7 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use vft_domain::response::{ResponseStandard, response_figures};
 use vft_domain::{TechnologyKind, YearMonth};
 
@@ -27,7 +28,84 @@ fn year_months(year: Option<&str>, now: DateTime<Utc>) -> Result<Vec<YearMonth>,
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year, standard (within_60s, within_180s) and months: triggered, received, acknowledged, closed, never_acknowledged, response (median_ms, p90_ms, max_ms), share_within_60s/180s, meets_60s/180s, outcomes.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/rollups/response-centre`: the standard and one entry per month of the year.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResponseCentreView {
+    pub year: i32,
+    pub standard: StandardView,
+    /// One entry per month of the year.
+    // Past months may come from the kept figures as stored JSON text, so these stay JSON
+    // values; `ResponseMonth` (schema only) describes them.
+    #[schema(value_type = Vec<ResponseMonth>)]
+    pub months: Vec<serde_json::Value>,
+}
+
+/// The shares of alarms that must be answered within 60 s and within 180 s.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ResponseStandard)]
+pub struct StandardView {
+    pub within_60s: f64,
+    pub within_180s: f64,
+}
+
+impl From<ResponseStandard> for StandardView {
+    fn from(s: ResponseStandard) -> Self {
+        let ResponseStandard {
+            within_60s,
+            within_180s,
+        } = s;
+        Self {
+            within_60s,
+            within_180s,
+        }
+    }
+}
+
+// Schema only: `vft_domain::response::MonthResponse` as serialized (and as kept); never built.
+// vft-domain does not depend on utoipa. Keep it in step with the domain struct.
+/// One month of response-centre figures; an alarm belongs to the month it was triggered in.
+#[derive(ToSchema)]
+#[schema(as = MonthResponse)]
+#[allow(dead_code)]
+pub struct ResponseMonth {
+    #[schema(value_type = crate::openapi::Month)]
+    month: String,
+    /// Alarms triggered in the month (by their origin).
+    triggered: u64,
+    received: u64,
+    acknowledged: u64,
+    closed: u64,
+    /// Triggered and never acknowledged.
+    never_acknowledged: u64,
+    /// Response times (acknowledged − triggered); `null` when none was answered.
+    #[schema(required = true)]
+    response: Option<ResponseTimesSchema>,
+    /// Answered within 60 s over all triggered; `null` when none was triggered.
+    #[schema(required = true)]
+    share_within_60s: Option<f64>,
+    #[schema(required = true)]
+    share_within_180s: Option<f64>,
+    /// Whether the share meets the standard; `null` when none was triggered.
+    #[schema(required = true)]
+    meets_60s: Option<bool>,
+    #[schema(required = true)]
+    meets_180s: Option<bool>,
+    #[schema(value_type = crate::openapi::Outcomes)]
+    outcomes: std::collections::BTreeMap<String, u64>,
+}
+
+// Schema only: `vft_domain::ResponseTimes` as serialized; never built.
+/// Response times in milliseconds: median and 90th percentile (nearest rank) and maximum.
+#[derive(ToSchema)]
+#[schema(as = ResponseTimes)]
+#[allow(dead_code)]
+pub struct ResponseTimesSchema {
+    median_ms: u64,
+    p90_ms: u64,
+    max_ms: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "The standard and, per month, alarm counts, response times, shares against the standard and outcomes.", body = ResponseCentreView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/response-centre?year=&municipality=&kind=`: per month, alarms
 /// triggered, received, acknowledged and closed; response time median, 90th percentile and
 /// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
@@ -36,7 +114,7 @@ pub async fn response_centre(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<FiguresQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ResponseCentreView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
     let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
     let kind = q
@@ -120,23 +198,39 @@ pub async fn response_centre(
                 .and_then(as_json),
         })
         .collect::<Result<_, _>>()?;
-    Ok(Json(
-        serde_json::json!({ "year": months[0].year(), "standard": standard, "months": figures }),
-    )
-    .into_response())
+    Ok(Json(ResponseCentreView {
+        year: months[0].year(),
+        standard: standard.into(),
+        months: figures,
+    }))
 }
 
 /// Part of the key of kept response-centre months. Change it when the figures' computation or
 /// shape changes: months kept by an older computation are then never read.
 const RESPONSE_CACHE_VERSION: &str = "response/v1";
 
-#[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "year and months: month, taken, missed.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/rollups/medication`: doses per month of the year.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MedicationView {
+    pub year: i32,
+    pub months: Vec<MedicationMonthView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MedicationMonthView {
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    pub taken: u64,
+    pub missed: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "Doses taken and missed per month.", body = MedicationView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.
 pub async fn medication(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<FiguresQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MedicationView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
     let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
     let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
@@ -151,15 +245,31 @@ pub async fn medication(
             missed[i] += m;
         }
     }
-    let rows: Vec<serde_json::Value> = months
+    let rows = months
         .iter()
         .enumerate()
-        .map(|(i, m)| serde_json::json!({ "month": m, "taken": taken[i], "missed": missed[i] }))
+        .map(|(i, m)| MedicationMonthView {
+            month: *m,
+            taken: taken[i],
+            missed: missed[i],
+        })
         .collect();
-    Ok(Json(serde_json::json!({ "year": months[0].year(), "months": rows })).into_response())
+    Ok(Json(MedicationView {
+        year: months[0].year(),
+        months: rows,
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/months/{month}/publish", tag = "months", params(("month" = String, Path, description = "YYYY-MM")), responses((status = 201, description = "Published.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 409, description = "Already published", body = crate::openapi::ErrorBody)))]
+/// The answer to publishing a month.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishView {
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    /// Always true (an already published month is 409).
+    pub published: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/months/{month}/publish", tag = "months", params(("month" = String, Path, description = "YYYY-MM")), responses((status = 201, description = "Published.", body = PublishView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 409, description = "Already published", body = crate::openapi::ErrorBody)))]
 /// `POST /api/v1/months/{month}/publish` (coordinator): closes a month. Its figures stay as
 /// published; later events that would change them show as corrections beside them.
 pub async fn publish(
@@ -185,7 +295,10 @@ pub async fn publish(
     {
         Ok((
             StatusCode::CREATED,
-            Json(serde_json::json!({ "month": month, "published": true })),
+            Json(PublishView {
+                month,
+                published: true,
+            }),
         )
             .into_response())
     } else {
@@ -193,18 +306,38 @@ pub async fn publish(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/months", tag = "months", params(FiguresQuery), responses((status = 200, description = "items: month, published_at, published_by.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/months`: the published months of a year.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishedMonthsView {
+    pub items: Vec<PublishedMonthView>,
+}
+
+/// A closed month: when, and by whom.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishedMonthView {
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    pub published_at: DateTime<Utc>,
+    #[schema(required = true)]
+    pub published_by: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/months", tag = "months", params(FiguresQuery), responses((status = 200, description = "The published months of the year.", body = PublishedMonthsView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/months?year=`: the published months of a year.
 pub async fn published(
     State(state): State<AppState>,
     _caller: Caller,
     Query(q): Query<FiguresQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<PublishedMonthsView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
     let published = state.store.published_months(&months).await?;
-    let items: Vec<serde_json::Value> = published
-        .iter()
-        .map(|p| serde_json::json!({ "month": p.month, "published_at": p.published_at, "published_by": p.published_by }))
+    let items = published
+        .into_iter()
+        .map(|p| PublishedMonthView {
+            month: p.month,
+            published_at: p.published_at,
+            published_by: p.published_by,
+        })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items })).into_response())
+    Ok(Json(PublishedMonthsView { items }))
 }

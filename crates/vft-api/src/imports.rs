@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 use vft_domain::import::{ImportFormat, file_sha256, parse_inventory};
 use vft_domain::reconcile::{
     MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, SubjectKey,
@@ -78,6 +79,7 @@ pub fn end_of_day(s: &str) -> Result<DateTime<Utc>, ApiError> {
 pub struct RowErrorView {
     pub line: u64,
     /// Header of the offending cell, when one cell is to blame.
+    #[schema(required = true)]
     pub column: Option<String>,
     pub reason: String,
 }
@@ -200,13 +202,20 @@ pub struct HistoryQuery {
     pub vendor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/imports", tag = "vendor transition", params(HistoryQuery), responses((status = 200, description = "imports (ImportView), oldest snapshot first.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)))]
+/// The import history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportHistory {
+    /// Oldest snapshot first.
+    pub imports: Vec<ImportView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/imports", tag = "vendor transition", params(HistoryQuery), responses((status = 200, description = "The imports, oldest snapshot first.", body = ImportHistory), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/imports[?vendor=]`: the import history (dated snapshots).
 pub async fn history(
     State(state): State<AppState>,
     _caller: Caller,
     Query(q): Query<HistoryQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ImportHistory>, ApiError> {
     let v = q
         .vendor
         .as_deref()
@@ -227,7 +236,7 @@ pub async fn history(
             errors: i.errors,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "imports": imports })).into_response())
+    Ok(Json(ImportHistory { imports }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -246,18 +255,27 @@ pub struct ImportErrorView {
     pub imported_at: DateTime<Utc>,
     /// Line in the file (1 = the header).
     pub line: u64,
+    /// Header of the offending cell, when one cell is to blame.
+    #[schema(required = true)]
     pub column: Option<String>,
     pub why: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/imports/errors", tag = "vendor transition", params(ImportErrorsQuery), responses((status = 200, description = "items (ImportErrorView): newest import first, then by line. The first 1000 of each import are kept; the import history has the full count.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
+/// Unreadable rows of imports.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportErrors {
+    /// Newest import first, then by line.
+    pub items: Vec<ImportErrorView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/imports/errors", tag = "vendor transition", params(ImportErrorsQuery), responses((status = 200, description = "Newest import first, then by line. The first 1000 of each import are kept; the import history has the full count.", body = ImportErrors), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/imports/errors` (coordinator): the rows imports could not read, with why. A
 /// row may name any municipality, so like dead letters this is the coordinator's.
 pub async fn errors(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ImportErrorsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ImportErrors>, ApiError> {
     caller.require_coordinator()?;
     let limit = q.limit.unwrap_or(200);
     if !(1..=1000).contains(&limit) {
@@ -278,7 +296,7 @@ pub async fn errors(
             why: e.why,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items })).into_response())
+    Ok(Json(ImportErrors { items }))
 }
 
 /// Gathers what the reconciliation at instant `at` looks at, and runs it.
@@ -337,11 +355,45 @@ pub struct ReconcileReport {
     pub grace_days: i64,
     pub silent_after_days: i64,
     /// Subjects per class over the rows shown.
-    #[schema(value_type = BTreeMap<String, u64>)]
+    #[schema(value_type = crate::openapi::ReconcileTotals)]
     pub totals: BTreeMap<ReconcileClass, u64>,
     /// Per municipality × technology type × class: count and the subjects behind it.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ReconcileRowSchema>)]
     pub rows: Vec<ReconcileRow>,
+}
+
+// Schema only: `vft_domain::reconcile::ReconcileRow` as serialized (the report and the CLI
+// share the domain rows); never built. Keep it in step with the domain struct.
+/// One count with the subjects behind it (`count` is the number of subjects, never 0).
+#[derive(ToSchema)]
+#[schema(as = ReconcileRow)]
+#[allow(dead_code)]
+pub struct ReconcileRowSchema {
+    municipality: String,
+    #[schema(value_type = crate::openapi::Kind)]
+    kind: String,
+    #[schema(value_type = crate::openapi::ReconcileClassId)]
+    class: String,
+    count: u64,
+    /// Sorted by key.
+    subjects: Vec<SubjectSchema>,
+}
+
+// Schema only: `vft_domain::reconcile::Subject` as serialized; never built.
+/// A service recipient (or a device without one) of one technology type.
+#[derive(ToSchema)]
+#[schema(as = Subject)]
+#[allow(dead_code)]
+pub struct SubjectSchema {
+    #[schema(value_type = crate::openapi::SubjectKey)]
+    key: String,
+    municipality: String,
+    #[schema(value_type = crate::openapi::Kind)]
+    kind: String,
+    /// Its devices in service; for `migrated` also the old vendor's devices it had; for the
+    /// flags, the flagged device.
+    #[schema(value_type = Vec<crate::openapi::VendorDevicePair>)]
+    devices: Vec<String>,
 }
 
 fn vendors(from: Option<&str>, to: Option<&str>) -> Result<(VendorId, VendorId), ApiError> {
@@ -443,7 +495,7 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "ReconcileReport (JSON), or with format=csv one line per subject: municipality,kind,class,subject,devices.", body = ReconcileReport), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReport = "application/json"), (String = "text/csv"))), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
 /// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`).
@@ -483,14 +535,66 @@ pub struct ProgressQuery {
     pub municipality: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "from, to, year, months and progress: per municipality and month migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = serde_json::Value), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+/// Migration progress per municipality and month (the reconciliation at each month end).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    pub from: String,
+    pub to: String,
+    pub year: i32,
+    /// The months of the year that have begun.
+    #[schema(value_type = Vec<crate::openapi::Month>)]
+    pub months: Vec<YearMonth>,
+    /// By municipality, then month; every month for each municipality that has any subject.
+    pub progress: Vec<ProgressRowView>,
+}
+
+/// One municipality's migration at one month end, in subjects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressRowView {
+    pub municipality: String,
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    pub migrated: u64,
+    pub pending: u64,
+    pub double: u64,
+    pub new: u64,
+    /// migrated / (migrated + pending + double); `null` when that is 0.
+    #[schema(required = true)]
+    pub share_migrated: Option<f64>,
+}
+
+impl From<MigrationProgress> for ProgressRowView {
+    fn from(p: MigrationProgress) -> Self {
+        // Destructured in full, so a field added to the domain is a compile error here.
+        let MigrationProgress {
+            municipality,
+            month,
+            migrated,
+            pending,
+            double,
+            new,
+            share_migrated,
+        } = p;
+        Self {
+            municipality: municipality.to_string(),
+            month,
+            migrated,
+            pending,
+            double,
+            new,
+            share_migrated,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "Per municipality and month: migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = ProgressView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/reconciliation/progress?from=&to=&year=[&municipality=]`: the reconciliation at
 /// each month end (Europe/Oslo), as migration progress per municipality.
 pub async fn progress(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ProgressQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ProgressView>, ApiError> {
     let asked = municipality(&state.registry, q.municipality.as_deref())?;
     let scope = caller.scope(asked)?;
     let (from, to) = vendors(q.from.as_deref(), q.to.as_deref())?;
@@ -510,10 +614,13 @@ pub async fn progress(
         scope.as_ref(),
     )
     .await?;
-    Ok(Json(serde_json::json!({
-        "from": from, "to": to, "year": year, "months": months, "progress": progress,
+    Ok(Json(ProgressView {
+        from: from.to_string(),
+        to: to.to_string(),
+        year,
+        months,
+        progress: progress.into_iter().map(ProgressRowView::from).collect(),
     }))
-    .into_response())
 }
 
 /// Reconciles at each month's last instant and summarises per municipality.

@@ -1,8 +1,11 @@
 //! The OpenAPI description, generated from the handlers' annotations and the types they take and
 //! return; served at `/api/openapi.json`.
 
+use std::borrow::Cow;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 /// Every error: a stable code and a message for people.
 #[derive(ToSchema)]
@@ -12,6 +15,174 @@ pub struct ErrorBody {
     error: String,
     message: String,
 }
+
+// Schema-only descriptions of vft-domain values that the API serializes as they are: vft-domain
+// does not depend on utoipa, so these live here. Enumerations are built from the domain's own
+// lists (`ALL` and `id()`), so they cannot fall behind it.
+
+/// A named schema built by hand.
+macro_rules! schema_only {
+    ($(#[$doc:meta])* $ty:ident, $name:literal, $schema:expr) => {
+        $(#[$doc])*
+        #[allow(dead_code)] // Never built: only its schema is used.
+        pub struct $ty;
+        impl PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                $schema
+            }
+        }
+        impl ToSchema for $ty {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+fn string_enum<'a>(description: &str, ids: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(ids))
+        .into()
+}
+
+/// An object with one required non-negative integer per id.
+fn counts_per_id<'a>(description: &str, ids: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    ids.into_iter()
+        .fold(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description)),
+            |o, id| {
+                o.property(
+                    id,
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .required(id)
+            },
+        )
+        .into()
+}
+
+schema_only!(
+    /// `vft_domain::YearMonth`: serialized as `YYYY-MM`.
+    Month,
+    "Month",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A Europe/Oslo month, YYYY-MM."))
+        .pattern(Some("^[0-9]{4}-(0[1-9]|1[0-2])$"))
+        .examples(["2025-06"])
+        .into()
+);
+
+schema_only!(
+    /// `vft_domain::TechnologyKind`: serialized as its id.
+    Kind,
+    "TechnologyKind",
+    string_enum(
+        "A technology type, in table order.",
+        vft_domain::TechnologyKind::ALL.map(vft_domain::TechnologyKind::id)
+    )
+);
+
+schema_only!(
+    /// `vft_domain::EventType` as the device history shows it.
+    EventTypeId,
+    "EventType",
+    string_enum(
+        "What happened (Contract 1).",
+        vft_domain::EventType::ALL.iter().map(|t| t.id())
+    )
+);
+
+schema_only!(
+    /// `vft_domain::Cause` as the device history shows it.
+    AlarmCause,
+    "AlarmCause",
+    string_enum(
+        "Why an alarm was raised.",
+        vft_domain::Cause::ALL.iter().map(|c| c.id())
+    )
+);
+
+schema_only!(
+    /// `vft_domain::Outcome` as the device history shows it.
+    OutcomeId,
+    "Outcome",
+    string_enum(
+        "How the response centre closed an alarm.",
+        vft_domain::Outcome::ALL.iter().map(|o| o.id())
+    )
+);
+
+schema_only!(
+    /// `MonthResponse::outcomes`: every outcome id is present.
+    Outcomes,
+    "Outcomes",
+    counts_per_id(
+        "Closed alarms per outcome; every outcome is present (0 when none).",
+        vft_domain::Outcome::ALL.iter().map(|o| o.id())
+    )
+);
+
+schema_only!(
+    /// `vft_domain::reconcile::ReconcileClass`: serialized as its id.
+    ReconcileClassId,
+    "ReconcileClass",
+    string_enum(
+        "migrated, pending, double and new partition the subjects; listed_silent and reporting_unlisted are flags.",
+        vft_domain::reconcile::ReconcileClass::ALL.map(vft_domain::reconcile::ReconcileClass::id)
+    )
+);
+
+schema_only!(
+    /// `ReconcileReport::totals`: a `BTreeMap<ReconcileClass, u64>` holding every class.
+    ReconcileTotals,
+    "ReconcileTotals",
+    counts_per_id(
+        "Subjects per class over the rows shown; every class is present.",
+        vft_domain::reconcile::ReconcileClass::ALL.map(vft_domain::reconcile::ReconcileClass::id)
+    )
+);
+
+schema_only!(
+    /// A `(VendorId, DeviceId)` tuple: serialized as a two-element array.
+    VendorDevicePair,
+    "VendorDevicePair",
+    ArrayBuilder::new()
+        .description(Some("[vendor, device]"))
+        .items(ObjectBuilder::new().schema_type(Type::String))
+        .min_items(Some(2))
+        .max_items(Some(2))
+        .into()
+);
+
+schema_only!(
+    /// `vft_domain::reconcile::SubjectKey`: serde's externally tagged enum.
+    SubjectKey,
+    "SubjectKey",
+    OneOfBuilder::new()
+        .description(Some(
+            "A service recipient ({\"recipient\": ref}), or a device where there is none ({\"device\": [vendor, device]})."
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("recipient", ObjectBuilder::new().schema_type(Type::String))
+                .required("recipient")
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("device", VendorDevicePair::schema())
+                .required("device")
+        )
+        .into()
+);
 
 struct BearerAuth;
 
@@ -60,7 +231,59 @@ impl Modify for BearerAuth {
         crate::readyz,
         crate::metrics,
     ),
-    components(schemas(ErrorBody, crate::devices::DeviceView, crate::devices::TimeoutBody, crate::imports::ImportReport, crate::imports::RowErrorView, crate::imports::ImportView, crate::imports::ReconcileReport, crate::imports::ImportErrorView, crate::session::SignIn, crate::session::SessionView, crate::session::MunicipalityView)),
+    components(schemas(
+        ErrorBody,
+        Month,
+        Kind,
+        EventTypeId,
+        AlarmCause,
+        OutcomeId,
+        Outcomes,
+        ReconcileClassId,
+        ReconcileTotals,
+        VendorDevicePair,
+        SubjectKey,
+        crate::rollups::DeviceTableView,
+        crate::rollups::TableRowView,
+        crate::rollups::RecipientTableView,
+        crate::rollups::RecipientRowView,
+        crate::rollups::CorrectionView,
+        crate::rollups::ChangesView,
+        crate::rollups::ChangeRowView,
+        crate::rollups::ChangeLineView,
+        crate::rollups::ChangeCauseView,
+        crate::rollups::DeviceKeyView,
+        crate::rollups::DeadLetterPage,
+        crate::rollups::DeadLetterView,
+        crate::figures::ResponseCentreView,
+        crate::figures::StandardView,
+        crate::figures::ResponseMonth,
+        crate::figures::ResponseTimesSchema,
+        crate::figures::MedicationView,
+        crate::figures::MedicationMonthView,
+        crate::figures::PublishView,
+        crate::figures::PublishedMonthsView,
+        crate::figures::PublishedMonthView,
+        crate::devices::DeviceView,
+        crate::devices::DevicePage,
+        crate::devices::DeviceDetail,
+        crate::devices::HistoryEvent,
+        crate::devices::TimeoutBody,
+        crate::imports::ImportReport,
+        crate::imports::RowErrorView,
+        crate::imports::ImportView,
+        crate::imports::ImportHistory,
+        crate::imports::ImportErrorView,
+        crate::imports::ImportErrors,
+        crate::imports::ReconcileReport,
+        crate::imports::ReconcileRowSchema,
+        crate::imports::SubjectSchema,
+        crate::imports::ProgressView,
+        crate::imports::ProgressRowView,
+        crate::session::SignIn,
+        crate::session::SessionView,
+        crate::session::MunicipalityView,
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = []), ("session" = []))
 )]
@@ -109,5 +332,122 @@ mod tests {
             .as_array()
             .expect("parameters");
         assert!(params.iter().any(|p| p["name"] == "connectivity"));
+    }
+
+    /// Where `schema` (followed through `$ref`s, however deep) leaves the shape open: utoipa's
+    /// `{}` for `serde_json::Value`, or an object with no properties. `None` when fully typed.
+    fn free_form(
+        schema: &serde_json::Value,
+        components: &serde_json::Value,
+        seen: &mut Vec<String>,
+        at: &str,
+    ) -> Option<String> {
+        let Some(node) = schema.as_object() else {
+            return Some(format!("{at}: not a schema object"));
+        };
+        if let Some(reference) = node.get("$ref").and_then(|r| r.as_str()) {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or(reference);
+            if seen.iter().any(|s| s == name) {
+                return None;
+            }
+            seen.push(name.to_owned());
+            let target = &components[name];
+            if target.is_null() {
+                return Some(format!("{at}: {reference} is not a registered schema"));
+            }
+            return free_form(target, components, seen, name);
+        }
+        let composed = ["oneOf", "anyOf", "allOf"]
+            .into_iter()
+            .filter_map(|k| node.get(k).and_then(|v| v.as_array()))
+            .flatten();
+        let mut children: Vec<(String, &serde_json::Value)> = composed
+            .enumerate()
+            .map(|(i, s)| (format!("{at}/{i}"), s))
+            .collect();
+        if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
+            children.extend(props.iter().map(|(k, s)| (format!("{at}.{k}"), s)));
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(s) = node.get(key).filter(|s| s.is_object()) {
+                children.push((format!("{at}[{key}]"), s));
+            }
+        }
+        let typed = ["type", "enum", "const"]
+            .into_iter()
+            .any(|k| node.contains_key(k));
+        let is_object = match node.get("type") {
+            Some(serde_json::Value::String(t)) => t == "object",
+            Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "object"),
+            _ => false,
+        };
+        let open_object = is_object
+            && ![
+                "properties",
+                "additionalProperties",
+                "oneOf",
+                "anyOf",
+                "allOf",
+            ]
+            .into_iter()
+            .any(|k| node.contains_key(k));
+        if (children.is_empty() && !typed) || open_object {
+            return Some(format!("{at}: free-form {schema}"));
+        }
+        children
+            .into_iter()
+            .find_map(|(path, s)| free_form(s, components, seen, &path))
+    }
+
+    /// Every JSON success response under /api/v1 (every GET's 200 among them) documents its
+    /// shape: a handler answering with `serde_json::Value`, or a type with a free-form part,
+    /// fails here. CSV bodies are text and not checked.
+    #[test]
+    fn every_v1_json_response_is_typed() {
+        // Owned by session.rs, still `serde_json::Value`. When one gets a typed body, this test
+        // fails until its entry is removed.
+        const NOT_YET_TYPED: [&str; 2] = ["/api/v1/municipalities", "/api/v1/cooperations"];
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let components = &doc["components"]["schemas"];
+        let mut gets = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for (method, op) in item.as_object().expect("path item") {
+                let responses = op["responses"].as_object().expect("responses");
+                if method == "get" {
+                    gets += 1;
+                    assert!(
+                        responses.contains_key("200"),
+                        "GET {path} documents no 200 response"
+                    );
+                }
+                for (status, response) in responses {
+                    if !status.starts_with('2') || status == "204" {
+                        continue;
+                    }
+                    let Some(json) = response["content"].get("application/json") else {
+                        assert!(
+                            response["content"].get("text/csv").is_some(),
+                            "{method} {path} {status} documents no body"
+                        );
+                        continue;
+                    };
+                    let problem = free_form(&json["schema"], components, &mut Vec::new(), "body");
+                    if NOT_YET_TYPED.contains(&path.as_str()) {
+                        assert!(
+                            problem.is_some(),
+                            "{path} is typed now: take it out of NOT_YET_TYPED"
+                        );
+                    } else if let Some(problem) = problem {
+                        panic!("{method} {path} {status} has an untyped JSON body: {problem}");
+                    }
+                }
+            }
+        }
+        assert!(gets >= 15, "only {gets} GET routes under /api/v1 found");
     }
 }

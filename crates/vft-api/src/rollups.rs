@@ -5,10 +5,14 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use vft_domain::attribution::{Scope, attribute_changes};
 use vft_domain::membership::Cooperation;
-use vft_domain::{DeviceTable, MunicipalityCode, Registry, TechnologyKind, VendorId, YearMonth};
+use vft_domain::{
+    ChangeCause, DeviceTable, MunicipalityCode, Registry, TableRow, TechnologyKind, VendorId,
+    YearMonth,
+};
 use vft_store::BreakdownRow;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -171,7 +175,69 @@ pub(crate) fn month_cuts(months: &[YearMonth], now: DateTime<Utc>) -> Vec<Option
         .collect()
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2): year, months, rows (kind, label, counts), total; plus recipients, published, corrections, cooperation. CSV with format=csv.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/rollups/devices` as JSON: Contract 2's table (`year`, `months`, `rows`,
+/// `total`) and, beside it, recipients, published months, corrections and the cooperation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceTableView {
+    pub year: i32,
+    /// The twelve months of the year.
+    #[schema(value_type = Vec<crate::openapi::Month>)]
+    pub months: Vec<YearMonth>,
+    /// One row per technology type, in table order.
+    pub rows: Vec<TableRowView>,
+    /// Per month, the sum of the rows; `null` for a month not begun.
+    pub total: Vec<Option<u64>>,
+    pub recipients: RecipientTableView,
+    /// Per month, whether it is published (closed): its counts are then the published ones.
+    pub published: Vec<bool>,
+    /// Where later events changed a published count.
+    pub corrections: Vec<CorrectionView>,
+    /// The cooperation asked for; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    pub cooperation: Option<String>,
+}
+
+/// One technology type's devices in service at each month end.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TableRowView {
+    #[schema(value_type = crate::openapi::Kind)]
+    pub kind: TechnologyKind,
+    /// The type's Norwegian label.
+    pub label: String,
+    /// Per month; `null` for a month not begun.
+    pub counts: Vec<Option<u64>>,
+}
+
+/// Distinct service recipients per technology type (summed over municipalities).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientTableView {
+    pub rows: Vec<RecipientRowView>,
+    /// Per month, the sum of the rows; `null` for a month not begun.
+    pub total: Vec<Option<u64>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecipientRowView {
+    #[schema(value_type = crate::openapi::Kind)]
+    pub kind: TechnologyKind,
+    /// Per month; `null` for a month not begun.
+    pub counts: Vec<Option<u64>>,
+}
+
+/// A published count that later events changed: `difference` = `current` − `published`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorrectionView {
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    #[schema(value_type = crate::openapi::Kind)]
+    pub kind: TechnologyKind,
+    pub published: u64,
+    pub current: u64,
+    pub difference: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2) with recipients, published months and corrections; CSV with format=csv.", content((DeviceTableView = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/devices`: devices in service at each month end of a year (Contract 2),
 /// with, beside the contract's fields, distinct service recipients per type, which months are
 /// published, and corrections where later events changed a published figure.
@@ -218,9 +284,13 @@ pub async fn devices(
                 for kind in TechnologyKind::ALL {
                     let (was, is) = (pub_devices[kind.index()], live_devices[kind.index()]);
                     if was != is {
-                        corrections.push(serde_json::json!({
-                            "month": m, "kind": kind, "published": was, "current": is, "difference": is as i64 - was as i64,
-                        }));
+                        corrections.push(CorrectionView {
+                            month: *m,
+                            kind,
+                            published: was,
+                            current: is,
+                            difference: is as i64 - was as i64,
+                        });
                     }
                 }
                 shown.push(Some(pub_devices));
@@ -240,20 +310,50 @@ pub async fn devices(
         ));
     }
     let recipient_table = DeviceTable::from_counts(year, months.clone(), &recipients);
-    let mut body = serde_json::to_value(&table).map_err(|e| ApiError::Internal(e.to_string()))?;
-    body["recipients"] = serde_json::json!({
-        "rows": recipient_table.rows.iter().map(|r| serde_json::json!({ "kind": r.kind, "counts": r.counts })).collect::<Vec<_>>(),
-        "total": recipient_table.total,
-    });
-    body["published"] = months
+    let published = months
         .iter()
         .map(|m| published.iter().any(|p| p.month == *m))
-        .collect::<Vec<_>>()
-        .into();
-    body["corrections"] = corrections.into();
-    if let Some(c) = &selection.cooperation {
-        body["cooperation"] = c.id.clone().into();
-    }
+        .collect();
+    // Destructured in full, so a field added to the domain table is a compile error here.
+    let DeviceTable {
+        year,
+        months,
+        rows,
+        total,
+    } = table;
+    let body = DeviceTableView {
+        year,
+        months,
+        rows: rows
+            .into_iter()
+            .map(
+                |TableRow {
+                     kind,
+                     label,
+                     counts,
+                 }| TableRowView {
+                    kind,
+                    label,
+                    counts,
+                },
+            )
+            .collect(),
+        total,
+        recipients: RecipientTableView {
+            rows: recipient_table
+                .rows
+                .into_iter()
+                .map(|r| RecipientRowView {
+                    kind: r.kind,
+                    counts: r.counts,
+                })
+                .collect(),
+            total: recipient_table.total,
+        },
+        published,
+        corrections,
+        cooperation: selection.cooperation.as_ref().map(|c| c.id.clone()),
+    };
     Ok(Json(body).into_response())
 }
 
@@ -270,14 +370,88 @@ pub struct ChangesQuery {
 /// Devices listed per change line; the count is always complete.
 const MAX_LISTED: usize = 500;
 
-#[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and lines (cause, delta, device_count, devices) adding up to delta.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// `GET /api/v1/rollups/devices/changes`: why each row moved since the month before.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangesView {
+    #[schema(value_type = crate::openapi::Month)]
+    pub month: YearMonth,
+    #[schema(value_type = crate::openapi::Month)]
+    pub previous_month: YearMonth,
+    /// One row per technology type, in table order.
+    pub rows: Vec<ChangeRowView>,
+}
+
+/// One technology type: devices counted at the start (`before`) and end (`after`) of the month;
+/// its lines add up to `delta`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeRowView {
+    #[schema(value_type = crate::openapi::Kind)]
+    pub kind: TechnologyKind,
+    pub label: String,
+    pub before: i64,
+    pub after: i64,
+    pub delta: i64,
+    pub lines: Vec<ChangeLineView>,
+}
+
+/// One cause of a row's change. `devices` lists at most 500; `device_count` is all of them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeLineView {
+    pub cause: ChangeCauseView,
+    pub delta: i64,
+    pub device_count: u64,
+    pub devices: Vec<DeviceKeyView>,
+}
+
+/// A device by vendor and device id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceKeyView {
+    pub vendor: String,
+    pub device: String,
+}
+
+// `vft_domain::ChangeCause` with the same ids; the conversion below names every domain
+// variant, so a new one does not compile until it is added here.
+/// Why a device entered or left the counted set.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ChangeCause)]
+pub enum ChangeCauseView {
+    Installed,
+    Decommissioned,
+    Replaced,
+    VendorMigration,
+    MovedIn,
+    MovedOut,
+    KindChanged,
+    MunicipalityJoined,
+    MunicipalityLeft,
+}
+
+impl From<ChangeCause> for ChangeCauseView {
+    fn from(c: ChangeCause) -> Self {
+        match c {
+            ChangeCause::Installed => Self::Installed,
+            ChangeCause::Decommissioned => Self::Decommissioned,
+            ChangeCause::Replaced => Self::Replaced,
+            ChangeCause::VendorMigration => Self::VendorMigration,
+            ChangeCause::MovedIn => Self::MovedIn,
+            ChangeCause::MovedOut => Self::MovedOut,
+            ChangeCause::KindChanged => Self::KindChanged,
+            ChangeCause::MunicipalityJoined => Self::MunicipalityJoined,
+            ChangeCause::MunicipalityLeft => Self::MunicipalityLeft,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and the lines adding up to delta.", body = ChangesView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/rollups/devices/changes?month=YYYY-MM`: why each row moved since the month
 /// before, line by line; the lines of a row add up to its change.
 pub async fn changes(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ChangesQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ChangesView>, ApiError> {
     let now = Utc::now();
     let month = parse_month(
         q.month
@@ -308,29 +482,46 @@ pub async fn changes(
                 .count() as i64
         };
     let previous = YearMonth::containing(before_cut - chrono::Duration::microseconds(1));
-    let rows: Vec<serde_json::Value> = TechnologyKind::ALL
+    let rows = TechnologyKind::ALL
         .into_iter()
         .map(|kind| {
-            let (b, a) = (count(&before, &before_scope, kind), count(&after, &after_scope, kind));
-            let kind_lines: Vec<serde_json::Value> = lines
+            let (b, a) = (
+                count(&before, &before_scope, kind),
+                count(&after, &after_scope, kind),
+            );
+            let kind_lines = lines
                 .iter()
                 .filter(|l| l.kind == kind)
-                .map(|l| {
-                    serde_json::json!({
-                        "cause": l.cause,
-                        "delta": l.delta,
-                        "device_count": l.devices.len(),
-                        "devices": l.devices.iter().take(MAX_LISTED).map(|(v, d)| serde_json::json!({ "vendor": v, "device": d })).collect::<Vec<_>>(),
-                    })
+                .map(|l| ChangeLineView {
+                    cause: l.cause.into(),
+                    delta: l.delta,
+                    device_count: l.devices.len() as u64,
+                    devices: l
+                        .devices
+                        .iter()
+                        .take(MAX_LISTED)
+                        .map(|(v, d)| DeviceKeyView {
+                            vendor: v.to_string(),
+                            device: d.to_string(),
+                        })
+                        .collect(),
                 })
                 .collect();
-            serde_json::json!({ "kind": kind, "label": kind.label_nb(), "before": b, "after": a, "delta": a - b, "lines": kind_lines })
+            ChangeRowView {
+                kind,
+                label: kind.label_nb().to_owned(),
+                before: b,
+                after: a,
+                delta: a - b,
+                lines: kind_lines,
+            }
         })
         .collect();
-    Ok(
-        Json(serde_json::json!({ "month": month, "previous_month": previous, "rows": rows }))
-            .into_response(),
-    )
+    Ok(Json(ChangesView {
+        month,
+        previous_month: previous,
+        rows,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -342,33 +533,60 @@ pub struct DeadLettersQuery {
     before: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "items (id, topic, reason_code, reason, received_at, payload, payload_bytes), newest first, and next_before.", body = serde_json::Value), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+/// One page of dead letters, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub items: Vec<DeadLetterView>,
+    /// Pass as `before` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub next_before: Option<i64>,
+}
+
+/// A message (or one element of a batch) that broke the contract, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterView {
+    pub id: i64,
+    pub topic: String,
+    /// A bounded code, e.g. `malformed_json`.
+    pub reason_code: String,
+    pub reason: String,
+    /// RFC 3339 with offset (`+00:00`).
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    /// The payload as text (invalid UTF-8 replaced); national identity numbers masked.
+    pub payload: String,
+    /// Size of the stored payload.
+    pub payload_bytes: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "Dead letters, newest first, and next_before.", body = DeadLetterPage), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/dead-letters`: what broke the contract, newest first. Coordinator only: a
 /// dead letter may not say which municipality it belongs to.
 pub async fn dead_letters(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<DeadLettersQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     caller.require_coordinator()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state.store.dead_letters(limit, q.before).await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|d| d.id))
         .flatten();
-    let items: Vec<serde_json::Value> = rows
+    let items = rows
         .into_iter()
-        .map(|d| {
-            serde_json::json!({
-                "id": d.id,
-                "topic": d.topic,
-                "reason_code": d.reason_code,
-                "reason": d.reason,
-                "received_at": d.received_at.to_rfc3339(),
-                "payload": String::from_utf8_lossy(&d.payload),
-                "payload_bytes": d.payload.len(),
-            })
+        .map(|d| DeadLetterView {
+            id: d.id,
+            topic: d.topic,
+            reason_code: d.reason_code,
+            reason: d.reason,
+            received_at: d.received_at.to_rfc3339(),
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            payload_bytes: d.payload.len() as u64,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "items": items, "next_before": next })).into_response())
+    Ok(Json(DeadLetterPage {
+        items,
+        next_before: next,
+    }))
 }
