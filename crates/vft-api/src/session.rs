@@ -170,10 +170,39 @@ pub struct MunicipalityView {
     pub name: String,
 }
 
-#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "municipalities: those the caller may see (a municipality token: its own).", body = serde_json::Value), (status = 401, body = crate::openapi::ErrorBody)))]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MunicipalityList {
+    pub municipalities: Vec<MunicipalityView>,
+}
+
+/// A membership period: member from `from` (inclusive) until `until` (exclusive), dates in
+/// Europe/Oslo; `null` is open-ended.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MembershipView {
+    pub municipality: String,
+    pub from: Option<chrono::NaiveDate>,
+    pub until: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CooperationView {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<MembershipView>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CooperationList {
+    pub cooperations: Vec<CooperationView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "The municipalities the caller may see (a municipality token: its own).", body = MunicipalityList), (status = 401, body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/municipalities`: the municipalities the caller may see.
-pub async fn municipalities(State(state): State<AppState>, caller: Caller) -> Response {
-    let list: Vec<MunicipalityView> = state
+pub async fn municipalities(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Json<MunicipalityList> {
+    let municipalities = state
         .registry
         .iter()
         .filter(|m| caller.0.may_see(&m.code))
@@ -182,25 +211,30 @@ pub async fn municipalities(State(state): State<AppState>, caller: Caller) -> Re
             name: m.name.clone(),
         })
         .collect();
-    Json(serde_json::json!({ "municipalities": list })).into_response()
+    Json(MunicipalityList { municipalities })
 }
 
-#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "cooperations (id, name, members with from/until dates); a municipality token sees those it has been a member of, with its own periods only.", body = serde_json::Value), (status = 401, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "The configured cooperations and their membership periods; a municipality token sees those it has been a member of, with its own periods only.", body = CooperationList), (status = 401, body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/cooperations`: the configured cooperations and their membership periods.
-pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Response {
-    let list: Vec<vft_domain::membership::Cooperation> = state
+pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json<CooperationList> {
+    let cooperations = state
         .cooperations
         .iter()
-        .map(|c| vft_domain::membership::Cooperation {
+        .map(|c| CooperationView {
+            id: c.id.clone(),
+            name: c.name.clone(),
             members: c
                 .members
                 .iter()
                 .filter(|m| caller.0.may_see(&m.municipality))
-                .cloned()
+                .map(|m| MembershipView {
+                    municipality: m.municipality.to_string(),
+                    from: m.from,
+                    until: m.until,
+                })
                 .collect(),
-            ..c.clone()
         })
         .filter(|c| !c.members.is_empty() || caller.0 == Role::Coordinator)
         .collect();
-    Json(serde_json::json!({ "cooperations": list })).into_response()
+    Json(CooperationList { cooperations })
 }
