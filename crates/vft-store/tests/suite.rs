@@ -42,6 +42,7 @@ both_backends!(
     kept_month_ends_follow_late_events,
     kept_response_months_follow_alarm_batches,
     kept_dose_counts_follow_late_doses,
+    kept_figures_agree_with_live_ones_under_concurrent_writes,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
@@ -1309,6 +1310,95 @@ async fn kept_dose_counts_follow_late_doses(s: TestStore) {
                 .collect();
             assert_eq!(got, expected, "round {round}, {pass}");
         }
+    }
+}
+
+/// Readers keep figures while batches with late events commit: whatever interleaving, the
+/// figures read afterwards (kept or not) equal the live counts.
+async fn kept_figures_agree_with_live_ones_under_concurrent_writes(s: TestStore) {
+    let instants = months_2025();
+    let months = YearMonth::months_of_year(2025).expect("year");
+    let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
+        .iter()
+        .map(|m| (m.start(), m.end_exclusive()))
+        .collect();
+    let mut events = scenario(41, 400);
+    let mut rng = Rng(4141);
+    for i in 0..200 {
+        let month = months[rng.below(12) as usize];
+        let ts = month.start() + Duration::hours(rng.below(24 * 27) as i64);
+        events.push(event(
+            "hepro",
+            &format!("dose-{i}"),
+            &ts.to_rfc3339(),
+            ["3320", "3328"][rng.below(2) as usize],
+            "MD1",
+            EventType::DoseTaken,
+            None,
+        ));
+    }
+    // Shuffled, so late events (before already kept month ends) keep coming.
+    for i in (1..events.len()).rev() {
+        events.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let writer = {
+        let store = s.store.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            for chunk in events.chunks(25) {
+                store
+                    .write_batch(chunk, &[], Utc::now())
+                    .await
+                    .expect("write");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = s.store.clone();
+            let (instants, periods) = (instants.clone(), periods.clone());
+            tokio::spawn(async move {
+                for _ in 0..12 {
+                    store
+                        .month_end_breakdown(&instants)
+                        .await
+                        .expect("breakdown");
+                    store.dose_counts(&periods).await.expect("doses");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    writer.await.expect("writer");
+    for r in readers {
+        r.await.expect("reader");
+    }
+    let live = s
+        .store
+        .device_counts(&instants, &RollupFilter::default())
+        .await
+        .expect("counts");
+    for pass in ["first", "kept"] {
+        let mut sums = vec![[0u64; 6]; instants.len()];
+        for row in s
+            .store
+            .month_end_breakdown(&instants)
+            .await
+            .expect("breakdown")
+        {
+            sums[row.idx][row.kind.index()] += row.devices;
+        }
+        assert_eq!(sums, live, "{pass}");
+        let doses: u64 = s
+            .store
+            .dose_counts(&periods)
+            .await
+            .expect("doses")
+            .iter()
+            .map(|(_, _, taken, _)| taken)
+            .sum();
+        assert_eq!(doses, 200, "{pass}");
     }
 }
 
