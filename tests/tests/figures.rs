@@ -466,4 +466,58 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
     );
     let medication = s.get("/api/v1/rollups/medication?year=2025").await;
     assert!(medication["months"][0]["taken"].as_u64().expect("n") > 0);
+
+    // Ended months' attributions are kept (all were asked above), and still follow a late
+    // install: March gains it as an installed line, April starts from it.
+    let tracking = 2;
+    let march = s.get("/api/v1/rollups/devices/changes?month=2025-03").await;
+    let april = s.get("/api/v1/rollups/devices/changes?month=2025-04").await;
+    s.publish(&[installed(
+        "late-install",
+        "2025-03-15T10:00:00+01:00",
+        "3328",
+        "LATE-1",
+        "tracking",
+    )])
+    .await;
+    let before = table["rows"][tracking]["counts"][2].as_u64().expect("n");
+    eventually(
+        "the late install in March",
+        std::time::Duration::from_secs(60),
+        || async {
+            let t = s.get("/api/v1/rollups/devices?year=2025").await;
+            (t["rows"][tracking]["counts"][2].as_u64()? == before + 1).then_some(())
+        },
+    )
+    .await;
+    let march_after = s.get("/api/v1/rollups/devices/changes?month=2025-03").await;
+    let (was, now) = (&march["rows"][tracking], &march_after["rows"][tracking]);
+    assert_eq!(now["after"].as_i64(), was["after"].as_i64().map(|n| n + 1));
+    assert_eq!(now["delta"].as_i64(), was["delta"].as_i64().map(|n| n + 1));
+    let installed_line = now["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["cause"] == "installed")
+        .expect("an installed line");
+    assert!(
+        installed_line["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .any(|d| d["device"] == "LATE-1"),
+        "{installed_line}"
+    );
+    let april_after = s.get("/api/v1/rollups/devices/changes?month=2025-04").await;
+    assert_eq!(
+        april_after["rows"][tracking]["before"].as_i64(),
+        april["rows"][tracking]["before"].as_i64().map(|n| n + 1)
+    );
+    // February ended before the event: its kept attribution stands.
+    let february = s.get("/api/v1/rollups/devices/changes?month=2025-02").await;
+    let table_after = s.get("/api/v1/rollups/devices?year=2025").await;
+    assert_eq!(
+        february["rows"][tracking]["after"],
+        table_after["rows"][tracking]["counts"][1]
+    );
 }

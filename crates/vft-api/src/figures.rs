@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vft_domain::response::{ResponseStandard, response_figures};
 use vft_domain::{TechnologyKind, YearMonth};
+use vft_store::MonthFigures;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -139,7 +140,12 @@ pub async fn response_centre(
     });
     let starts: Vec<DateTime<Utc>> = months.iter().map(|m| m.start()).collect();
     let (generation, kept) = match &scope {
-        Some(scope) => state.store.kept_response_months(scope, &starts).await?,
+        Some(scope) => {
+            state
+                .store
+                .kept_month_figures(MonthFigures::ResponseCentre, scope, &starts)
+                .await?
+        }
         None => (0, vec![None; months.len()]),
     };
     let missing: Vec<YearMonth> = months
@@ -182,7 +188,7 @@ pub async fn response_centre(
             .collect::<Result<_, ApiError>>()?;
         state
             .store
-            .keep_response_months(scope, generation, &ended)
+            .keep_month_figures(MonthFigures::ResponseCentre, scope, generation, &ended)
             .await?;
     }
     let figures: Vec<serde_json::Value> = months

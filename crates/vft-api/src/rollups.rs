@@ -14,6 +14,7 @@ use vft_domain::{
     YearMonth,
 };
 use vft_store::BreakdownRow;
+use vft_store::MonthFigures;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -62,6 +63,26 @@ impl Selection {
     /// The one municipality asked for (or the caller's own), if any.
     pub(crate) fn municipality(&self) -> Option<&MunicipalityCode> {
         self.municipality.as_ref()
+    }
+
+    /// What the selection admits, as a key for kept figures: municipality, vendor, and the
+    /// cooperation with its membership periods (configuration may change between runs).
+    pub(crate) fn key(&self) -> String {
+        let or_all = |v: Option<String>| v.unwrap_or_else(|| "*".to_owned());
+        let cooperation = self.cooperation.as_ref().map(|c| {
+            let definition = serde_json::to_vec(c).unwrap_or_default();
+            format!(
+                "{}@{}",
+                c.id,
+                &vft_domain::fingerprint(&[&definition])[..16]
+            )
+        });
+        format!(
+            "m={};v={};c={}",
+            or_all(self.municipality.as_ref().map(ToString::to_string)),
+            or_all(self.vendor.as_ref().map(ToString::to_string)),
+            or_all(cooperation)
+        )
     }
 
     pub(crate) fn parse(
@@ -451,7 +472,7 @@ pub async fn changes(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ChangesQuery>,
-) -> Result<Json<ChangesView>, ApiError> {
+) -> Result<Response, ApiError> {
     let now = Utc::now();
     let month = parse_month(
         q.month
@@ -468,6 +489,52 @@ pub async fn changes(
         q.vendor.as_deref(),
         q.cooperation.as_deref(),
     )?;
+    // An ended month's attribution is kept: it changes only with lifecycle events before the
+    // month's end, and the batch storing one drops it.
+    let scope = format!("{CHANGES_CACHE_VERSION};{}", selection.key());
+    let (generation, kept) = state
+        .store
+        .kept_month_figures(MonthFigures::Changes, &scope, &[month.start()])
+        .await?;
+    if let Some(Some(json)) = kept.into_iter().next() {
+        return Ok(json_text(json));
+    }
+    let view = attribution(&state, &selection, month, now).await?;
+    let json = serde_json::to_string(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if month.end_exclusive() <= now {
+        state
+            .store
+            .keep_month_figures(
+                MonthFigures::Changes,
+                &scope,
+                generation,
+                &[(month.start(), month.end_exclusive(), json.clone())],
+            )
+            .await?;
+    }
+    Ok(json_text(json))
+}
+
+/// Part of the key of kept change attributions: change it when their computation or shape
+/// changes, and months kept by an older computation are never read.
+const CHANGES_CACHE_VERSION: &str = "changes/v1";
+
+/// A JSON body already serialized.
+fn json_text(json: String) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response()
+}
+
+/// The month's change attribution against the month before, computed from the snapshots.
+async fn attribution(
+    state: &AppState,
+    selection: &Selection,
+    month: YearMonth,
+    now: DateTime<Utc>,
+) -> Result<ChangesView, ApiError> {
     let before_cut = month.start();
     let after_cut = month.end_exclusive().min(now);
     let before = state.store.in_service_snapshot(before_cut).await?;
@@ -517,11 +584,11 @@ pub async fn changes(
             }
         })
         .collect();
-    Ok(Json(ChangesView {
+    Ok(ChangesView {
         month,
         previous_month: previous,
         rows,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

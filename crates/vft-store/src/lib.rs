@@ -231,6 +231,31 @@ pub struct ImportErrorRecord {
     pub why: String,
 }
 
+/// Figures per month that the API computes and the store keeps for ended months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonthFigures {
+    /// Response-centre figures: dropped by batches with alarm events.
+    ResponseCentre,
+    /// Change attribution against the month before: dropped by batches with lifecycle events.
+    Changes,
+}
+
+impl MonthFigures {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Self::ResponseCentre => "response_month_cache",
+            Self::Changes => "change_month_cache",
+        }
+    }
+
+    pub(crate) fn generation_table(self) -> &'static str {
+        match self {
+            Self::ResponseCentre => "alarm_generation",
+            Self::Changes => "lifecycle_generation",
+        }
+    }
+}
+
 /// Unreadable rows kept per import: a broken export can have millions, and the first ones
 /// show what is wrong.
 pub const MAX_KEPT_IMPORT_ERRORS: usize = 1000;
@@ -406,19 +431,21 @@ pub trait Store: Send + Sync + 'static {
 
     async fn delete_session(&self, session_hash: &str) -> Result<()>;
 
-    /// Response-centre figures kept for `scope` (the API's key: region or one municipality),
-    /// per month start asked (`None`: not kept), and the alarm generation to keep new ones with.
-    async fn kept_response_months(
+    /// Figures of past months kept for `scope` (the API's key), per month start asked (`None`:
+    /// not kept), and the generation to keep new ones with.
+    async fn kept_month_figures(
         &self,
+        figures: MonthFigures,
         scope: &str,
         month_starts: &[DateTime<Utc>],
     ) -> Result<(i64, Vec<Option<String>>)>;
 
-    /// Keeps figures of past months (start, end, JSON), unless an alarm batch was stored since
-    /// `generation` was read. Every batch with alarm events drops the kept months that end after
-    /// the earliest origin it touched.
-    async fn keep_response_months(
+    /// Keeps figures of ended months (start, end, JSON), unless a batch that changes them was
+    /// stored since `generation` was read. Such a batch drops the kept months that end after
+    /// the earliest time it touched.
+    async fn keep_month_figures(
         &self,
+        figures: MonthFigures,
         scope: &str,
         generation: i64,
         months: &[(DateTime<Utc>, DateTime<Utc>, String)],

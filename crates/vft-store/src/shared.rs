@@ -439,7 +439,7 @@ macro_rules! impl_store {
                         .await?;
                 }
                 if has_alarm_events {
-                    // Also first, for the response-centre cache (see keep_response_months).
+                    // Also first, for kept response-centre months (see keep_month_figures).
                     sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
@@ -528,6 +528,9 @@ macro_rules! impl_store {
                 if let Some(earliest) = earliest_lifecycle {
                     // A lifecycle event at ts changes every month end after ts.
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM month_end_cuts WHERE cut > ");
+                    qb.push_bind(earliest);
+                    qb.build().execute(&mut *tx).await?;
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM change_month_cache WHERE month_end > ");
                     qb.push_bind(earliest);
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -1431,18 +1434,22 @@ macro_rules! impl_store {
                 .transpose()
             }
 
-            async fn kept_response_months(
+            async fn kept_month_figures(
                 &self,
+                figures: $crate::MonthFigures,
                 scope: &str,
                 month_starts: &[chrono::DateTime<chrono::Utc>],
             ) -> $crate::Result<(i64, Vec<Option<String>>)> {
                 use $crate::shared::micros;
-                let generation = self.generation("alarm_generation").await?;
+                let generation = self.generation(figures.generation_table()).await?;
                 let mut kept = vec![None; month_starts.len()];
                 if month_starts.is_empty() {
                     return Ok((generation, kept));
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT month_start, figures FROM response_month_cache WHERE scope = ");
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT month_start, figures FROM {} WHERE scope = ",
+                    figures.table()
+                ));
                 qb.push_bind(scope).push(" AND month_start IN (");
                 let mut sep = qb.separated(", ");
                 for t in month_starts {
@@ -1458,8 +1465,9 @@ macro_rules! impl_store {
                 Ok((generation, kept))
             }
 
-            async fn keep_response_months(
+            async fn keep_month_figures(
                 &self,
+                figures: $crate::MonthFigures,
                 scope: &str,
                 generation: i64,
                 months: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String)],
@@ -1469,12 +1477,13 @@ macro_rules! impl_store {
                     return Ok(());
                 }
                 let mut tx = self.writer.begin().await?;
-                if !Self::generation_unchanged(&mut tx, "alarm_generation", generation).await? {
+                if !Self::generation_unchanged(&mut tx, figures.generation_table(), generation).await? {
                     return Ok(());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO response_month_cache (scope, month_start, month_end, figures) ",
-                );
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "INSERT INTO {} (scope, month_start, month_end, figures) ",
+                    figures.table()
+                ));
                 qb.push_values(months, |mut row, (start, end, figures)| {
                     row.push_bind(scope)
                         .push_bind(micros(*start))

@@ -8,7 +8,7 @@ use vft_domain::{
     DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter,
     TechnologyKind, VendorId, YearMonth, month_end_counts, month_end_instants,
 };
-use vft_store::{DeviceQuery, DeviceSort, NewDeadLetter, Timeouts};
+use vft_store::{DeviceQuery, DeviceSort, MonthFigures, NewDeadLetter, Timeouts};
 use vft_testkit::TestStore;
 
 macro_rules! both_backends {
@@ -1180,7 +1180,8 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
         let store = s.store.clone();
         async move {
             store
-                .keep_response_months(
+                .keep_month_figures(
+                    MonthFigures::ResponseCentre,
                     "scope",
                     generation,
                     &[
@@ -1194,7 +1195,7 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
     };
     let (stale, kept) = s
         .store
-        .kept_response_months("scope", &starts)
+        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [None, None]);
@@ -1209,7 +1210,7 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
     keep(stale).await;
     let (generation, kept) = s
         .store
-        .kept_response_months("scope", &starts)
+        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(
@@ -1220,13 +1221,13 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
     keep(generation).await;
     let (_, kept) = s
         .store
-        .kept_response_months("scope", &starts)
+        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [Some("jan".to_owned()), Some("feb".to_owned())]);
     let (_, other) = s
         .store
-        .kept_response_months("other", &starts)
+        .kept_month_figures(MonthFigures::ResponseCentre, "other", &starts)
         .await
         .expect("kept");
     assert_eq!(other, [None, None], "scopes are apart");
@@ -1241,7 +1242,7 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
         .expect("write");
     let (_, kept) = s
         .store
-        .kept_response_months("scope", &starts)
+        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [Some("jan".to_owned()), None]);
