@@ -208,20 +208,7 @@ async fn main() {
     );
     assert!(csv.lines().count() > rows / 2, "every subject is listed");
 
-    let port = free_port();
-    let mqtt = format!("127.0.0.1:{port}");
-    let vft = VftProcess::spawn(
-        &[
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            &mqtt,
-            "--database-url",
-            &db,
-        ],
-        cwd,
-    );
+    let (vft, _) = spawn_vft("serve", &db, cwd, None, &[], &[]);
     let token = create_token(&db, cwd, &["--role", "coordinator"]);
     let url = |path: &str| format!("{}{path}", vft.api);
     for (what, path) in [

@@ -94,31 +94,20 @@ async fn both_example_vendors_and_a_configured_third_reach_the_store_and_bad_map
     std::fs::write(&config_path, config).expect("write config");
     let config_arg = config_path.display().to_string();
     let db = scratch.database_url();
-    let port = free_port();
-    let mqtt = format!("127.0.0.1:{port}");
-    let vft = VftProcess::spawn(
-        &[
-            "serve",
-            "--config",
-            &config_arg,
-            "--http-addr",
-            "127.0.0.1:0",
-            "--mqtt-addr",
-            &mqtt,
-            "--database-url",
-            &db,
-        ],
+    let (vft, broker) = spawn_vft(
+        "serve",
+        &db,
         scratch.dir.path(),
+        None,
+        &["--config", &config_arg],
+        &[],
     );
     let token = create_token(
         &db,
         scratch.dir.path(),
         &["--config", &config_arg, "--role", "coordinator"],
     );
-    eventually("readyz", WAIT, || async {
-        (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
-    })
-    .await;
+    wait_ready(&vft.api).await;
 
     let hepro: AdapterConfig =
         toml::from_str(&example("hepro.example.toml")).expect("hepro adapter");
@@ -154,10 +143,6 @@ async fn both_example_vendors_and_a_configured_third_reach_the_store_and_bad_map
     }
     assert!(expected.iter().any(|(v, _, _)| v == "acme"));
 
-    let broker = BrokerUnderTest {
-        port,
-        credentials: None,
-    };
     let mut publisher = Publisher::connect(&broker, "vendors").await;
     for (_, topic, payload) in &messages {
         publisher.publish(topic, payload.clone()).await;

@@ -46,8 +46,6 @@ fn example_adapter_files() -> Vec<PathBuf> {
 
 async fn start_on(scratch: Scratch, format: Format) -> Server {
     let db = scratch.database_url();
-    let port = free_port();
-    let mqtt = format!("127.0.0.1:{port}");
     let mut config_args: Vec<String> = Vec::new();
     let mut adapters = Vec::new();
     if format == Format::Vendor {
@@ -74,17 +72,7 @@ async fn start_on(scratch: Scratch, format: Format) -> Server {
             .collect();
     }
     let config_args: Vec<&str> = config_args.iter().map(String::as_str).collect();
-    let mut args = vec![
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--mqtt-addr",
-        &mqtt,
-        "--database-url",
-        &db,
-    ];
-    args.extend(&config_args);
-    let vft = VftProcess::spawn(&args, scratch.dir.path());
+    let (vft, broker) = spawn_vft("serve", &db, scratch.dir.path(), None, &config_args, &[]);
     let token_args = |role: &[&'static str]| -> Vec<&str> {
         config_args
             .iter()
@@ -102,16 +90,10 @@ async fn start_on(scratch: Scratch, format: Format) -> Server {
         scratch.dir.path(),
         &token_args(&["--role", "municipality", "--municipality", "3328"]),
     );
-    eventually("readyz", WAIT, || async {
-        (get(&format!("{}/readyz", vft.api), None).await.status() == 200).then_some(())
-    })
-    .await;
+    wait_ready(&vft.api).await;
     Server {
         vft,
-        broker: BrokerUnderTest {
-            port,
-            credentials: None,
-        },
+        broker,
         coordinator,
         aal,
         scratch,

@@ -454,17 +454,27 @@ pub async fn get_json(url: &str, token: &str) -> serde_json::Value {
     resp.json().await.expect("JSON body")
 }
 
-/// `vft serve` on free ports with the scratch's database, on the embedded broker or an external
-/// one, with extra environment (e.g. `VFT_CONNECTIVITY__…`) for the child only.
-pub fn serve(
-    scratch: &Scratch,
+/// `vft <command>` (`serve` or `demo`) on free ports with `database_url`, run in `cwd`, on the
+/// embedded broker or an external one, with extra arguments (e.g. `--config`) and environment
+/// (e.g. `VFT_CONNECTIVITY__…`) for the child only.
+pub fn spawn_vft(
+    command: &str,
+    database_url: &str,
+    cwd: &Path,
     external: Option<&BrokerUnderTest>,
+    extra_args: &[&str],
     env: &[(&str, &str)],
 ) -> (VftProcess, BrokerUnderTest) {
-    let db = scratch.database_url();
     let mqtt_port = free_port();
     let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
-    let mut args = vec!["serve", "--http-addr", "127.0.0.1:0", "--database-url", &db];
+    let mut args = vec![
+        command,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+    ];
+    args.extend_from_slice(extra_args);
     let url;
     let broker = match external {
         Some(b) => {
@@ -480,32 +490,43 @@ pub fn serve(
             }
         }
     };
-    let vft = VftProcess::spawn_with_env(&args, scratch.dir.path(), env);
+    let vft = VftProcess::spawn_with_env(&args, cwd, env);
     (vft, broker)
+}
+
+/// `vft serve` on free ports with the scratch's database (see [`spawn_vft`]).
+pub fn serve(
+    scratch: &Scratch,
+    external: Option<&BrokerUnderTest>,
+    env: &[(&str, &str)],
+) -> (VftProcess, BrokerUnderTest) {
+    spawn_vft(
+        "serve",
+        &scratch.database_url(),
+        scratch.dir.path(),
+        external,
+        &[],
+        env,
+    )
 }
 
 /// `vft demo` on free ports with the scratch's database, loaded: the process, the port of its
 /// embedded broker and the coordinator token it printed.
 pub fn demo(scratch: &Scratch, env: &[(&str, &str)]) -> (VftProcess, u16, String) {
-    let db = scratch.database_url();
-    let mqtt_port = free_port();
-    let mqtt = format!("127.0.0.1:{mqtt_port}");
-    let args = [
+    let (mut demo, broker) = spawn_vft(
         "demo",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--mqtt-addr",
-        &mqtt,
-        "--database-url",
-        &db,
-    ];
-    let mut demo = VftProcess::spawn_with_env(&args, scratch.dir.path(), env);
+        &scratch.database_url(),
+        scratch.dir.path(),
+        None,
+        &[],
+        env,
+    );
     let token_line = demo.wait_for_line("vft: token", Duration::from_secs(600));
     let token = token_line
         .trim_start_matches("vft: token")
         .trim()
         .to_owned();
-    (demo, mqtt_port, token)
+    (demo, broker.port, token)
 }
 
 /// Until `/readyz` answers 200 (database reachable, ingest subscribed).
