@@ -1,6 +1,7 @@
 //! `vft devices …`: the inventory for scripts, straight from the database, with the same
 //! filters and output shapes as `GET /api/v1/devices`.
 
+use crate::OutputFormat;
 use crate::config::Config;
 use anyhow::Context;
 use vft_api::devices::{DeviceParams, DeviceView, devices_csv};
@@ -51,14 +52,7 @@ pub struct ListArgs {
     #[arg(long)]
     limit: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
+    format: OutputFormat,
 }
 
 pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
@@ -94,9 +88,9 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
             let views: Vec<DeviceView> =
                 rows.iter().map(|r| DeviceView::new(r, &timeouts)).collect();
             match a.format {
-                Format::Csv => print!("{}", devices_csv(&views)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&views)?),
-                Format::Table => {
+                OutputFormat::Csv => print!("{}", devices_csv(&views)),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&views)?),
+                OutputFormat::Table => {
                     println!(
                         "{:<10} {:<24} {:<20} {:<5} {:<11} {:>7}  last contact",
                         "vendor", "device", "kind", "muni", "connection", "battery"

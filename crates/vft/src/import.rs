@@ -1,6 +1,7 @@
 //! `vft import inventory …` and `vft reconcile …`: the vendor transition from the command line,
 //! straight against the database, with the API's parsing and shapes (vft_api::imports).
 
+use crate::OutputFormat;
 use crate::config::Config;
 use anyhow::Context;
 use std::io::Read;
@@ -35,14 +36,7 @@ pub struct ReconcileArgs {
     #[arg(long)]
     municipality: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
+    format: OutputFormat,
 }
 
 fn api(e: vft_api::ApiError) -> anyhow::Error {
@@ -146,9 +140,9 @@ pub async fn reconcile(config: &Config, a: ReconcileArgs) -> anyhow::Result<()> 
         .await
         .map_err(api)?;
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Csv => print!("{}", reconciliation_csv(&report.rows)),
-        Format::Table => {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Csv => print!("{}", reconciliation_csv(&report.rows)),
+        OutputFormat::Table => {
             println!(
                 "{} → {} at the end of {} (grace {} days, silent after {} days)",
                 report.from, report.to, report.at, report.grace_days, report.silent_after_days

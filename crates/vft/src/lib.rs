@@ -91,6 +91,14 @@ enum TokenCommand {
 /// How many hex digits of a token's hash `token list` shows as its id.
 const TOKEN_ID_DIGITS: usize = 12;
 
+/// How a listing command prints (`--format`): aligned text, CSV or JSON.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RoleArg {
     Coordinator,
