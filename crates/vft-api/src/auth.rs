@@ -13,7 +13,7 @@ pub const SESSION_COOKIE: &str = "vft_session";
 pub struct Caller(pub Role);
 
 /// How a request proved who it is.
-pub(crate) struct Authenticated {
+pub struct Authenticated {
     pub role: Role,
     /// When the dashboard session ends; `None` for a bearer token.
     pub session_expires: Option<DateTime<Utc>>,
@@ -44,10 +44,7 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A bearer token wins over a session cookie: scripts say exactly who they are.
-pub(crate) async fn authenticate(
-    parts: &Parts,
-    state: &AppState,
-) -> Result<Authenticated, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
     if let Some(token) = bearer(&parts.headers) {
         if token.is_empty() || token.len() > 256 {
             return Err(ApiError::Unauthorized);
@@ -89,6 +86,14 @@ fn same_origin(headers: &HeaderMap) -> bool {
             .split_once("://")
             .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
         _ => false,
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(parts, state).await
     }
 }
 

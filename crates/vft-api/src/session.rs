@@ -2,12 +2,11 @@
 //! SameSite=Strict session cookie that expires. The token itself never reaches the page's
 //! script after sign-in, and the cookie is worth nothing once the session ends.
 
-use crate::auth::{Caller, SESSION_COOKIE, authenticate, session_cookie};
+use crate::auth::{Authenticated, Caller, SESSION_COOKIE, session_cookie};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -130,9 +129,9 @@ pub async fn sign_in(
 /// `DELETE /api/session`: signs out (ends the session, clears the cookie).
 pub async fn sign_out(
     State(state): State<AppState>,
-    parts: RequestHead,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(secret) = session_cookie(&parts.0.headers) {
+    if let Some(secret) = session_cookie(&headers) {
         state.store.delete_session(&hash_token(&secret)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -147,21 +146,9 @@ pub async fn sign_out(
 /// `GET /api/v1/session`: who the caller is.
 pub async fn current(
     State(state): State<AppState>,
-    parts: RequestHead,
+    who: Authenticated,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&parts.0, &state).await?;
     Ok(Json(view(&state, &who.role, who.session_expires).await?).into_response())
-}
-
-/// The request's head, for handlers that read cookies themselves.
-pub struct RequestHead(Parts);
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestHead {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.clone()))
-    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
