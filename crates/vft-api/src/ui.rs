@@ -67,11 +67,6 @@ fn asset(path: &str, request: &HeaderMap) -> Response {
     (headers, file.data.into_owned()).into_response()
 }
 
-/// The paths of every embedded file.
-pub fn embedded_files() -> Vec<String> {
-    Assets::iter().map(|p| p.into_owned()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     /// Every file under ui/ is in the binary (not read from disk at run time), and nothing else.
@@ -92,7 +87,7 @@ mod tests {
             }
         }
         on_disk.sort();
-        let mut embedded = super::embedded_files();
+        let mut embedded: Vec<String> = super::Assets::iter().map(|p| p.into_owned()).collect();
         embedded.sort();
         assert_eq!(embedded, on_disk);
         for needed in ["index.html", "app.js", "vendor/chart.umd.min.js"] {
