@@ -28,7 +28,8 @@ pub use error::ApiError;
 pub use session::SessionSettings;
 
 /// Whether the parts the API depends on beside the store (ingest's broker connection) are up.
-pub type ReadinessProbe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Whether ingest is ingesting; on `Err`, a stable code (`/readyz` shows only the code).
+pub type ReadinessProbe = Arc<dyn Fn() -> Result<(), &'static str> + Send + Sync>;
 /// Renders the Prometheus exposition text.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -152,18 +153,25 @@ pub(crate) fn csv_response(filename: &str, body: String) -> Response {
 /// Readiness: the database answers and ingest is subscribed to the broker.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.store.ping().await.map_err(|e| format!("store: {e}"));
-    match store.and_then(|()| (state.readiness)()) {
+    // Callers need no token here, so they get a code only; the detail goes to the log.
+    let verdict = match state.store.ping().await {
+        Ok(()) => (state.readiness)(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            Err("store_unreachable")
+        }
+    };
+    match verdict {
         Ok(()) => (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),
         )
             .into_response(),
-        Err(why) => {
-            tracing::warn!(%why, "not ready");
+        Err(code) => {
+            tracing::debug!(reason = code, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "not ready", "reason": why })),
+                Json(serde_json::json!({ "status": "not ready", "reason": code })),
             )
                 .into_response()
         }

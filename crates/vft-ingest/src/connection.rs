@@ -1,14 +1,12 @@
 //! The MQTT connection: options, subscription, reconnect with capped exponential backoff
 //! (rumqttc's `poll()` reconnects immediately on the next call, so the backoff is ours).
 
-use crate::{IngestConfig, IngestError, IngestStatus, Received};
+use crate::{Ack, IngestConfig, IngestError, IngestStatus, Received};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
-use vft_domain::TopicKind;
-use vft_domain::topic::subscription_filter;
 
 /// Largest packet the client accepts. Far above `max_payload_bytes` on purpose: a payload
 /// rumqttc refused would drop the connection and come back on every redelivery, forever; one
@@ -107,9 +105,13 @@ pub(crate) async fn drive(
     mut stop: watch::Receiver<bool>,
 ) {
     let group = config.shared_group.as_deref();
-    let mut filters: Vec<String> = [TopicKind::Events, TopicKind::Status]
-        .map(|k| subscription_filter(&config.topic_prefix, k, group))
-        .to_vec();
+    // Everything under the prefix, not just `…/events` and `…/status`: a message on a topic
+    // nobody handles (a misspelt `…/event`) must show up as a dead letter and a metric, not
+    // vanish at the broker for want of a subscriber.
+    let mut filters: Vec<String> = vec![match group {
+        Some(g) => format!("$share/{g}/{}/#", config.topic_prefix),
+        None => format!("{}/#", config.topic_prefix),
+    }];
     // Vendor adapters' own topics, in the same shared group when there is one.
     filters.extend(config.adapters.iter().map(|a| match group {
         Some(g) => format!("$share/{g}/{}", a.topic),
@@ -154,8 +156,13 @@ pub(crate) async fn drive(
                 let generation = status.generation.load(Ordering::SeqCst);
                 if tx
                     .send(Received {
-                        publish,
-                        generation,
+                        topic: publish.topic.clone(),
+                        payload: publish.payload.clone(),
+                        ack: Ack::Broker {
+                            publish,
+                            generation,
+                        },
+                        arrived: std::time::Instant::now(),
                     })
                     .is_err()
                 {

@@ -8,6 +8,7 @@
 //! inflight window: it sends no more unacknowledged QoS 1 messages than that.
 
 mod connection;
+mod listener;
 
 use chrono::Utc;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use vft_domain::{DeadLetterReason, EventTopic, ParsedItem, Registry, TopicKind, 
 use vft_store::{NewDeadLetter, Store};
 
 pub use connection::BrokerAddress;
+pub use listener::{Inbound, ListenerConfig, RunningListener, start as start_listener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -28,6 +30,11 @@ pub enum IngestError {
     BrokerUrl { url: String, why: String },
     #[error("ingest task failed: {0}")]
     Task(String),
+    #[error("cannot listen for MQTT on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -47,19 +54,52 @@ pub struct IngestConfig {
     pub backoff_max: Duration,
     /// Vendors that publish their own format on their own topics, mapped to canonical events.
     pub adapters: Vec<AdapterConfig>,
+    /// A peer replica of the shared group without a heartbeat for this long has its share of
+    /// the stream stranded at the broker: readiness and metrics say so.
+    pub replica_silent_after: Duration,
 }
 
 /// Shared view of the ingest's health, for readiness and metrics.
 #[derive(Debug, Default)]
 pub struct IngestStatus {
-    /// Connected and subscribed.
+    /// Connected and subscribed (external broker), or listening (embedded listener).
     connected: AtomicBool,
     /// Bumped on every connect and disconnect; acks for messages of an older connection are
     /// dropped (the broker redelivers those, and their packet ids may be reused).
     generation: AtomicU64,
+    /// A commit (a batch or the idle probe) has succeeded since start.
+    committed_once: AtomicBool,
+    /// The latest commit attempt failed; cleared by the next one that succeeds.
+    commits_failing: AtomicBool,
+    /// When the oldest message of the batch being committed arrived (none when idle).
+    pending_since: std::sync::Mutex<Option<Instant>>,
+    /// Peer replicas of this replica's shared group that stopped beating.
+    silent_peers: std::sync::Mutex<Vec<String>>,
     messages: AtomicU64,
     events_stored: AtomicU64,
     dead_letters: AtomicU64,
+}
+
+/// Why ingest is not ready, as a stable code: `/readyz` shows the code, the log the detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    Disconnected,
+    NoCommitYet,
+    CommitsFailing,
+    CommitsStalled,
+    ShareStranded,
+}
+
+impl NotReady {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Disconnected => "ingest_disconnected",
+            Self::NoCommitYet => "no_commit_yet",
+            Self::CommitsFailing => "commits_failing",
+            Self::CommitsStalled => "commits_stalled",
+            Self::ShareStranded => "replica_share_stranded",
+        }
+    }
 }
 
 impl IngestStatus {
@@ -75,16 +115,88 @@ impl IngestStatus {
     pub fn dead_letters(&self) -> u64 {
         self.dead_letters.load(Ordering::Relaxed)
     }
+
+    /// How long the oldest message not yet committed has waited (zero when none waits).
+    pub fn oldest_pending(&self) -> Duration {
+        self.pending_since
+            .lock()
+            .map(|p| p.map_or(Duration::ZERO, |t| t.elapsed()))
+            .unwrap_or_default()
+    }
+
+    /// Ready means ingesting: connected, the latest commit succeeded (at least one since
+    /// start, the idle probe included), and no message has waited longer than `max_wait`.
+    pub fn readiness(&self, max_wait: Duration) -> Result<(), NotReady> {
+        let verdict = if !self.connected() {
+            Err(NotReady::Disconnected)
+        } else if self.commits_failing.load(Ordering::SeqCst) {
+            Err(NotReady::CommitsFailing)
+        } else if !self.committed_once.load(Ordering::SeqCst) {
+            Err(NotReady::NoCommitYet)
+        } else if self.oldest_pending() > max_wait {
+            Err(NotReady::CommitsStalled)
+        } else if !self.silent_peers().is_empty() {
+            Err(NotReady::ShareStranded)
+        } else {
+            Ok(())
+        };
+        metrics::gauge!("vft_ingest_ready").set(if verdict.is_ok() { 1.0 } else { 0.0 });
+        metrics::gauge!("vft_ingest_oldest_pending_seconds")
+            .set(self.oldest_pending().as_secs_f64());
+        verdict
+    }
+
+    /// Client ids of peer replicas (same shared group) whose heartbeat stopped: the broker
+    /// keeps sending them their share, which waits there until they come back.
+    pub fn silent_peers(&self) -> Vec<String> {
+        self.silent_peers
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    fn commit_succeeded(&self) {
+        self.committed_once.store(true, Ordering::SeqCst);
+        self.commits_failing.store(false, Ordering::SeqCst);
+        metrics::gauge!("vft_ingest_commits_failing").set(0.0);
+    }
+
+    fn commit_failed(&self) {
+        self.commits_failing.store(true, Ordering::SeqCst);
+        metrics::gauge!("vft_ingest_commits_failing").set(1.0);
+    }
+
+    fn set_pending_since(&self, since: Option<Instant>) {
+        if let Ok(mut p) = self.pending_since.lock() {
+            *p = since;
+        }
+    }
 }
 
-/// One received publish, waiting for its batch to commit.
-struct Received {
-    publish: rumqttc::Publish,
-    generation: u64,
+/// One received message, waiting for its batch to commit.
+pub(crate) struct Received {
+    topic: String,
+    payload: bytes::Bytes,
+    ack: Ack,
+    arrived: Instant,
 }
 
-/// Runs ingest until `shutdown` resolves. Messages not yet committed at shutdown stay
-/// unacknowledged, so the broker redelivers them to the next run.
+/// How a message is acknowledged once its batch committed.
+pub(crate) enum Ack {
+    /// To the external broker, on the connection it came on (`generation`).
+    Broker {
+        publish: rumqttc::Publish,
+        generation: u64,
+    },
+    /// To the embedded listener, which then sends the gateway its PUBACK.
+    Listener(tokio::sync::oneshot::Sender<()>),
+}
+
+/// How often ingest writes its heartbeat (which proves the database takes commits).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs ingest from an external broker until `shutdown` resolves. Messages not yet committed
+/// at shutdown stay unacknowledged, so the broker redelivers them to the next run.
 pub async fn run(
     config: IngestConfig,
     store: Arc<dyn Store>,
@@ -108,7 +220,7 @@ pub async fn run(
         store,
         registry,
         status,
-        client.clone(),
+        Some(client.clone()),
         rx,
         stop_rx,
     ));
@@ -121,16 +233,65 @@ pub async fn run(
     Ok(())
 }
 
+/// Runs ingest behind the embedded listener until `shutdown` resolves: a gateway's publish is
+/// acknowledged (PUBACK) only after the batch holding it committed. At shutdown the listener
+/// stops first, so nothing uncommitted is acknowledged; gateways send those again.
+pub async fn run_embedded(
+    config: IngestConfig,
+    listener: RunningListener,
+    mut inbound: mpsc::Receiver<Inbound>,
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    status: Arc<IngestStatus>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    status.connected.store(true, Ordering::SeqCst);
+    metrics::gauge!("vft_ingest_connected").set(1.0);
+    let forward = tokio::spawn(async move {
+        while let Some(m) = inbound.recv().await {
+            let ack = Ack::Listener(m.committed);
+            let received = Received {
+                topic: m.topic,
+                payload: m.payload,
+                ack,
+                arrived: Instant::now(),
+            };
+            if tx.send(received).is_err() {
+                return;
+            }
+        }
+    });
+    let batcher = tokio::spawn(batcher(
+        config, store, registry, status.clone(), None, rx, stop_rx,
+    ));
+    shutdown.await;
+    listener.stop().await;
+    let _ = stop_tx.send(true);
+    status.connected.store(false, Ordering::SeqCst);
+    forward.abort();
+    batcher
+        .await
+        .map_err(|e| IngestError::Task(e.to_string()))?;
+    Ok(())
+}
+
 async fn batcher(
     config: IngestConfig,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     status: Arc<IngestStatus>,
-    client: rumqttc::AsyncClient,
+    client: Option<rumqttc::AsyncClient>,
     mut rx: mpsc::UnboundedReceiver<Received>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<Received> = Vec::with_capacity(config.batch_max_messages);
+    let mut unhandled = UnhandledTopics::default();
+    // Ready only after a commit: the first heartbeat proves the database takes one before
+    // any traffic; later ones run beside the batches, busy or idle.
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -139,6 +300,10 @@ async fn batcher(
                 Some(first) => batch.push(first),
                 None => return,
             },
+            _ = heartbeat.tick() => {
+                beat(&config, store.as_ref(), &status).await;
+                continue;
+            }
         }
         // Group commit: take whatever arrived while the previous batch was committing, so
         // batches grow with load and add no latency when idle. An optional linger
@@ -158,6 +323,7 @@ async fn batcher(
                 },
             }
         }
+        status.set_pending_since(batch.iter().map(|m| m.arrived).min());
         let span = info_span!(
             "ingest_batch",
             messages = batch.len(),
@@ -170,6 +336,7 @@ async fn batcher(
             &registry,
             &status,
             &batch,
+            &mut unhandled,
             &mut stop,
         )
         .instrument(span)
@@ -177,13 +344,100 @@ async fn batcher(
         if !committed {
             return;
         }
+        status.set_pending_since(None);
         // Acks go out in arrival order, only for messages of the current connection.
         let generation = status.generation.load(Ordering::SeqCst);
         for m in batch.drain(..) {
-            if m.generation == generation && client.ack(&m.publish).await.is_err() {
-                // The event loop is gone (shutdown); the broker will redeliver.
-                return;
+            match m.ack {
+                Ack::Broker {
+                    publish,
+                    generation: g,
+                } => {
+                    if let Some(client) = &client
+                        && g == generation
+                        && client.ack(&publish).await.is_err()
+                    {
+                        // The event loop is gone (shutdown); the broker will redeliver.
+                        return;
+                    }
+                }
+                Ack::Listener(done) => {
+                    // The gateway may have gone meanwhile; it sends the message again.
+                    let _ = done.send(());
+                }
             }
+        }
+    }
+}
+
+/// The heartbeat: this replica's row rewritten (readiness: commits go through), and the
+/// peers of its shared group checked for silence (a stranded share).
+async fn beat(config: &IngestConfig, store: &dyn Store, status: &IngestStatus) {
+    let now = Utc::now();
+    match store
+        .replica_heartbeat(&config.client_id, config.shared_group.as_deref(), now)
+        .await
+    {
+        Ok(()) => status.commit_succeeded(),
+        Err(e) => {
+            if !status.commits_failing.load(Ordering::SeqCst) {
+                error!(error = %e, "the database does not take commits");
+            }
+            status.commit_failed();
+            return;
+        }
+    }
+    let Some(group) = config.shared_group.as_deref() else {
+        return;
+    };
+    let silent_after = chrono::Duration::from_std(config.replica_silent_after)
+        .unwrap_or(chrono::Duration::MAX);
+    match store.replicas().await {
+        Ok(replicas) => {
+            let silent: Vec<String> = replicas
+                .into_iter()
+                .filter(|r| {
+                    r.shared_group.as_deref() == Some(group)
+                        && r.client_id != config.client_id
+                        && now - r.seen_at > silent_after
+                })
+                .map(|r| r.client_id)
+                .collect();
+            metrics::gauge!("vft_ingest_silent_peer_replicas").set(silent.len() as f64);
+            let before = status.silent_peers();
+            if silent != before {
+                if silent.is_empty() {
+                    tracing::info!("every peer replica of the shared group beats again");
+                } else {
+                    tracing::warn!(group, peers = ?silent, "peer replica(s) silent: the broker holds their share of the stream until they come back under the same client id (`vft replicas forget ID` for one retired for good)");
+                }
+            }
+            if let Ok(mut p) = status.silent_peers.lock() {
+                *p = silent;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the replicas' heartbeats"),
+    }
+}
+
+/// Topics nobody handles (a misspelt `…/event`, another application's messages): counted, and
+/// logged once per topic so that a chatty device cannot flood the log.
+#[derive(Default)]
+struct UnhandledTopics {
+    logged: std::collections::HashSet<String>,
+}
+
+impl UnhandledTopics {
+    /// Distinct topics remembered (and so logged) at most; past it, only the metric counts.
+    const MAX_REMEMBERED: usize = 10_000;
+
+    fn note(&mut self, topic: &str) {
+        metrics::counter!("vft_ingest_unhandled_topic_messages_total").increment(1);
+        if self.logged.len() < Self::MAX_REMEMBERED && self.logged.insert(topic.to_owned()) {
+            let head: String = topic.chars().take(256).collect();
+            let (masked, _) = vft_domain::nin::mask_national_identity_numbers(head.as_bytes());
+            let shown = String::from_utf8_lossy(&masked);
+            tracing::warn!(topic = %shown, "message on a topic nobody handles (kept as a dead letter; logged once per topic)");
         }
     }
 }
@@ -196,6 +450,7 @@ async fn commit(
     registry: &Registry,
     status: &IngestStatus,
     batch: &[Received],
+    unhandled: &mut UnhandledTopics,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
     let mut events = Vec::new();
@@ -204,39 +459,42 @@ async fn commit(
     let mut dead = Vec::new();
     let mut statuses = Vec::new();
     for (message_index, m) in batch.iter().enumerate() {
-        let topic = EventTopic::parse_any(&config.topic_prefix, &m.publish.topic);
+        let topic = EventTopic::parse_any(&config.topic_prefix, &m.topic);
         let items = match &topic {
-            Ok((t, TopicKind::Status)) => match parse_status(&m.publish.payload) {
+            Ok((t, TopicKind::Status)) => match parse_status(&m.payload) {
                 Some(online) => {
                     statuses.push((t.clone(), online));
                     continue;
                 }
                 None => vec![ParsedItem::Dead {
-                    raw: m.publish.payload.iter().take(1024).copied().collect(),
+                    raw: m.payload.iter().take(1024).copied().collect(),
                     reason: DeadLetterReason::InvalidStatus,
                 }],
             },
             Ok((t, TopicKind::Events)) => parse_payload(
                 Ok(t),
-                &m.publish.payload,
+                &m.payload,
                 registry,
                 config.max_payload_bytes,
             ),
             Err(e) => match config
                 .adapters
                 .iter()
-                .find_map(|a| a.matches(&m.publish.topic).map(|gw| (a, gw)))
+                .find_map(|a| a.matches(&m.topic).map(|gw| (a, gw)))
             {
+                None => {
+                    unhandled.note(&m.topic);
+                    parse_payload(
+                        Err(e),
+                        &m.payload,
+                        registry,
+                        config.max_payload_bytes,
+                    )
+                }
                 Some((adapter, gateway)) => map_with(
                     adapter,
                     gateway,
-                    &m.publish.payload,
-                    registry,
-                    config.max_payload_bytes,
-                ),
-                None => parse_payload(
-                    Err(e),
-                    &m.publish.payload,
+                    &m.payload,
                     registry,
                     config.max_payload_bytes,
                 ),
@@ -252,7 +510,7 @@ async fn commit(
                     metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
                         .increment(1);
                     dead.push(NewDeadLetter {
-                        topic: m.publish.topic.chars().take(1024).collect(),
+                        topic: m.topic.chars().take(1024).collect(),
                         payload: raw,
                         reason_code: reason.code().to_owned(),
                         reason: reason.to_string(),
@@ -298,6 +556,7 @@ async fn commit(
         };
         match written.await {
             Ok(outcome) => {
+                status.commit_succeeded();
                 metrics::histogram!("vft_ingest_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("vft_ingest_batch_messages").record(batch.len() as f64);
@@ -318,6 +577,7 @@ async fn commit(
                 return true;
             }
             Err(e) => {
+                status.commit_failed();
                 metrics::counter!("vft_ingest_store_errors_total").increment(1);
                 error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "storing a batch failed; messages stay unacknowledged");
                 tokio::select! {
@@ -337,7 +597,7 @@ fn conflict_dead_letter(event: &vft_domain::Event, message: &Received) -> NewDea
         id: event.id.to_string(),
     };
     NewDeadLetter {
-        topic: message.publish.topic.chars().take(1024).collect(),
+        topic: message.topic.chars().take(1024).collect(),
         payload: event.to_json().to_string().into_bytes(),
         reason_code: reason.code().to_owned(),
         reason: reason.to_string(),

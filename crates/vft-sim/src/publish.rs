@@ -1,7 +1,10 @@
 //! Publishing a simulation to a real MQTT broker with QoS 1.
 
 use crate::{Message, SimError};
-use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming, MqttOptions,
+    Outgoing, QoS,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -17,11 +20,27 @@ const REQUEST_CHANNEL: usize = 128;
 /// rumqttc refuses packets above its limit (10 KiB by default); batches are larger.
 const MIN_PACKET_LIMIT: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BrokerTarget {
     pub host: String,
     pub port: u16,
     pub client_id: String,
+    /// Sent in CONNECT when set (a broker with a password file refuses anonymous clients).
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+// By hand, so a logged target never shows the password.
+impl std::fmt::Debug for BrokerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +54,30 @@ pub struct PublishReport {
 enum Report {
     Connected,
     Acked,
+    /// The broker answered CONNECT with a refusal (bad credentials, not authorised, …).
+    Refused(ConnectReturnCode),
     Failed(String),
     Closed,
+}
+
+/// What a refused CONNECT means for the operator, naming the user tried.
+fn refusal(code: ConnectReturnCode, username: Option<&str>) -> String {
+    let who = username.map_or_else(
+        || "no username was given (add user:password@ to the URL)".to_owned(),
+        |u| format!("user {u:?}"),
+    );
+    match code {
+        ConnectReturnCode::BadUserNamePassword => {
+            format!("the broker refused the username or password ({who})")
+        }
+        ConnectReturnCode::NotAuthorized => {
+            // Mosquitto answers a wrong password this way too.
+            format!(
+                "the broker refused the client as not authorised: wrong username or password? ({who})"
+            )
+        }
+        other => format!("the broker refused the connection: {other:?}"),
+    }
 }
 
 /// Publishes every message with QoS 1 (not retained) and returns once the broker has
@@ -72,6 +113,9 @@ pub async fn publish(
         .set_inflight(INFLIGHT)
         .set_clean_session(true)
         .set_max_packet_size(limit, limit);
+    if let Some(user) = &target.username {
+        options.set_credentials(user, target.password.clone().unwrap_or_default());
+    }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     let mut network = eventloop.network_options();
     network.set_tcp_nodelay(true);
@@ -88,6 +132,10 @@ pub async fn publish(
     // A little beyond rumqttc's own bound, in case the connect itself never returns.
     match timeout(CONNECT_TIMEOUT + Duration::from_secs(2), rx.recv()).await {
         Ok(Some(Report::Connected)) => {}
+        Ok(Some(Report::Refused(code))) => {
+            poller.abort();
+            return Err(connect_error(refusal(code, target.username.as_deref())));
+        }
         Ok(Some(Report::Failed(reason))) => {
             let bound = CONNECT_TIMEOUT.as_secs();
             return Err(connect_error(format!(
@@ -156,6 +204,9 @@ pub async fn publish(
                         ));
                     }
                     Some(Report::Failed(reason)) => return Err(lost(reason)),
+                    Some(Report::Refused(code)) => {
+                        return Err(lost(refusal(code, target.username.as_deref())));
+                    }
                     Some(Report::Closed) | None => {
                         return Err(lost("the MQTT event loop stopped".into()));
                     }
@@ -210,6 +261,10 @@ async fn drive(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Report>) {
                 return;
             }
             Ok(_) => continue,
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                let _ = tx.send(Report::Refused(code));
+                return;
+            }
             Err(e) => {
                 let _ = tx.send(Report::Failed(e.to_string()));
                 return;
@@ -232,9 +287,27 @@ mod tests {
             host: "localhost".into(),
             port: 1883,
             client_id: "sim".into(),
+            username: None,
+            password: None,
         };
         // Built but never polled: no network.
         let future = publish(&target, &[], |_| {});
         assert_send(&future);
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let target = BrokerTarget {
+            host: "b".into(),
+            port: 1883,
+            client_id: "sim".into(),
+            username: Some("vft".into()),
+            password: Some("hunter2".into()),
+        };
+        let shown = format!("{target:?}");
+        assert!(
+            shown.contains("vft") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

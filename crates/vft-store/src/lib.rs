@@ -30,6 +30,12 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no database at {path}")]
+    NoDatabase { path: String },
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("backup to {path} failed: {why}")]
+    Backup { path: String, why: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -70,6 +76,14 @@ pub struct WriteOutcome {
     /// the batch, with other content. The first arrival is kept; these are the caller's to
     /// report (ingest makes them dead letters).
     pub conflicting: Vec<usize>,
+}
+
+/// An ingest replica and its latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSeen {
+    pub client_id: String,
+    pub shared_group: Option<String>,
+    pub seen_at: DateTime<Utc>,
 }
 
 /// A stored token as `vft token list` shows it.
@@ -279,6 +293,13 @@ pub struct StoreOptions {
     /// (survives a process crash, may lose the last commits on power loss; faster).
     pub sqlite_synchronous_full: bool,
     pub max_connections: u32,
+    /// SQLite: create the file (and its directory) when it does not exist. Off for commands
+    /// that only read or add to an existing store, so a typo or the wrong working directory
+    /// is an error naming the path rather than a new empty database.
+    pub create_if_missing: bool,
+    /// PostgreSQL: bound on the first connection, so an unreachable server is an error
+    /// within seconds rather than after the pool's 30 s of retries.
+    pub connect_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -286,6 +307,8 @@ impl Default for StoreOptions {
         Self {
             sqlite_synchronous_full: true,
             max_connections: 8,
+            create_if_missing: true,
+            connect_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -477,8 +500,27 @@ pub trait Store: Send + Sync + 'static {
     async fn reporting_at(&self, at: DateTime<Utc>, since: DateTime<Utc>)
     -> Result<Vec<Reporting>>;
 
+    /// Writes a consistent copy of the whole store to a new file at `dest` while writes go on
+    /// (SQLite: `VACUUM INTO`); never overwrites. PostgreSQL refuses: use `pg_dump`.
+    async fn backup(&self, dest: &std::path::Path) -> Result<()>;
+
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<()>;
+
+    /// An ingest replica's heartbeat: its row rewritten through the writer. It succeeds only
+    /// when the database takes commits, which `ping` cannot tell (a full disk answers reads).
+    async fn replica_heartbeat(
+        &self,
+        client_id: &str,
+        shared_group: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Every ingest replica that ever beat, with its latest heartbeat.
+    async fn replicas(&self) -> Result<Vec<ReplicaSeen>>;
+
+    /// Forgets a replica taken out of service for good; false when there was none.
+    async fn forget_replica(&self, client_id: &str) -> Result<bool>;
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.
@@ -490,6 +532,26 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
+}
+
+/// Whether an idle pooled connection may be handed out again: it must hold no transaction.
+///
+/// After a failed `COMMIT` (disk full, I/O error), SQLite may already have rolled the
+/// transaction back while sqlx still counts it open; the rollback sqlx then sends fails, the
+/// count stays at one, and every later "transaction" on that connection becomes a savepoint
+/// inside a transaction that is never committed: writes reported as committed and lost. A
+/// connection in that state is closed here and the pool opens a fresh one, so the next write
+/// starts from a clean connection whatever the failure was.
+pub(crate) fn idle_connection_is_sound<DB: sqlx::Database>(conn: &DB::Connection) -> bool {
+    use sqlx::TransactionManager;
+    let depth = DB::TransactionManager::get_transaction_depth(conn);
+    if depth != 0 {
+        tracing::warn!(
+            depth,
+            "discarding a database connection left inside a transaction"
+        );
+    }
+    depth == 0
 }
 
 /// The URL with any password replaced, fit for logs and error messages.

@@ -1599,6 +1599,45 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn replica_heartbeat(&self, client_id: &str, shared_group: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<()> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO ingest_replicas (client_id, shared_group, seen_at) ");
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(client_id)
+                        .push_bind(shared_group)
+                        .push_bind($crate::shared::micros(at));
+                });
+                qb.push(" ON CONFLICT (client_id) DO UPDATE SET shared_group = excluded.shared_group, seen_at = excluded.seen_at");
+                qb.build().execute(&self.writer).await?;
+                Ok(())
+            }
+
+            async fn replicas(&self) -> $crate::Result<Vec<$crate::ReplicaSeen>> {
+                let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT client_id, shared_group, seen_at FROM ingest_replicas ORDER BY client_id",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.into_iter()
+                    .map(|(client_id, shared_group, seen_at)| {
+                        Ok($crate::ReplicaSeen {
+                            client_id,
+                            shared_group,
+                            seen_at: $crate::shared::from_micros(seen_at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn forget_replica(&self, client_id: &str) -> $crate::Result<bool> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM ingest_replicas WHERE client_id = ");
+                qb.push_bind(client_id);
+                Ok(qb.build().execute(&self.writer).await?.rows_affected() > 0)
+            }
+
+            async fn backup(&self, dest: &std::path::Path) -> $crate::Result<()> {
+                self.backup_file(dest).await
+            }
+
             async fn ping(&self) -> $crate::Result<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
                 Ok(())

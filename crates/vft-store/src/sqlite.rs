@@ -3,6 +3,7 @@ use crate::{Result, StoreError, StoreOptions, migrations};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(options.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(if options.sqlite_synchronous_full {
                 SqliteSynchronous::Full
@@ -30,11 +31,16 @@ impl SqliteStore {
             // the kernel on every batch; profiles showed the kernel copying pages half the time.
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
-        if let Some(dir) = connect
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
+        let file = connect.get_filename();
+        if !options.create_if_missing && file != Path::new(":memory:") && !file.exists() {
+            return Err(StoreError::NoDatabase {
+                path: std::path::absolute(file)
+                    .unwrap_or_else(|_| file.to_path_buf())
+                    .display()
+                    .to_string(),
+            });
+        }
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.display().to_string(),
                 source,
@@ -42,6 +48,7 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(crate::idle_connection_is_sound::<sqlx::Sqlite>(conn)) }))
             .connect_with(connect.clone())
             .await?;
         migrations::sqlite().run(&writer).await?;
@@ -50,6 +57,54 @@ impl SqliteStore {
             .connect_with(connect.read_only(true))
             .await?;
         Ok(Self { writer, reader })
+    }
+}
+
+impl SqliteStore {
+    /// `VACUUM INTO` on a reader: one read transaction, so the copy is the state of one commit
+    /// while the writer goes on. The copy is written beside `dest` under a temporary name and
+    /// linked into place only when complete and synced, so a crash never leaves a half-written
+    /// file named like a backup, and an existing file is never replaced.
+    pub(crate) async fn backup_file(&self, dest: &Path) -> Result<()> {
+        let failed = |why: String| StoreError::Backup {
+            path: dest.display().to_string(),
+            why,
+        };
+        if dest.exists() {
+            return Err(failed("the file exists; vft does not overwrite it".into()));
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| failed("not a file name".into()))?;
+        let mut partial_name = std::ffi::OsString::from(".");
+        partial_name.push(name);
+        partial_name.push(".partial");
+        let partial = dest.with_file_name(partial_name);
+        // A leftover from an interrupted backup is ours to replace; VACUUM INTO refuses a
+        // non-empty file.
+        let _ = std::fs::remove_file(&partial);
+        let target = partial
+            .to_str()
+            .ok_or_else(|| failed("the path is not UTF-8".into()))?;
+        let result = async {
+            sqlx::query("VACUUM INTO ?")
+                .bind(target)
+                .execute(&self.reader)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            // SQLite writes the copy without syncing it.
+            let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+            sync(&partial).map_err(|e| failed(format!("syncing {}: {e}", partial.display())))?;
+            // hard_link fails when `dest` exists, unlike rename, which would replace it.
+            std::fs::hard_link(&partial, dest).map_err(|e| failed(e.to_string()))?;
+            if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                sync(dir).map_err(|e| failed(format!("syncing {}: {e}", dir.display())))?;
+            }
+            Ok(())
+        }
+        .await;
+        let _ = std::fs::remove_file(&partial);
+        result
     }
 }
 

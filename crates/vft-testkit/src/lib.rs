@@ -223,7 +223,179 @@ fn start_cluster() -> Result<String, String> {
     }
 }
 
-fn free_port() -> u16 {
+/// A PostgreSQL cluster of one test's own, which the test may stop, kill and start again
+/// (the shared cluster above serves every other test of the binary and must stay up).
+pub struct PgCluster {
+    pub url: String,
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    port: u16,
+    socket_dir: PathBuf,
+    user: Option<(u32, u32)>,
+    root: PathBuf,
+}
+
+impl PgCluster {
+    /// `None` only outside CI when PostgreSQL is missing (with a loud message).
+    pub fn start() -> Option<Self> {
+        match Self::try_start() {
+            Ok(c) => Some(c),
+            Err(why) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("PostgreSQL is required in CI: {why}");
+                }
+                eprintln!("\n!!! SKIPPING PostgreSQL fault test: {why}\n");
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let initdb = postgres_bin("initdb").ok_or("initdb not found")?;
+        let pg_ctl = postgres_bin("pg_ctl").ok_or("pg_ctl not found")?;
+        let user = run_as();
+        let root = tempfile::Builder::new()
+            .prefix("vft-pgc-")
+            .tempdir()
+            .map_err(|e| e.to_string())?
+            .keep();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+        let data = root.join("data");
+        let out = command(&initdb, user)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let port = free_port();
+        let url = format!(
+            "postgres://postgres@localhost:{port}/postgres?host={}",
+            root.display()
+        );
+        let cluster = Self {
+            url,
+            pg_ctl,
+            data,
+            port,
+            socket_dir: root.clone(),
+            user,
+            root,
+        };
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses= -c fsync=off -c max_connections=50",
+            self.port,
+            self.socket_dir.display()
+        );
+        let out = command(&self.pg_ctl, self.user)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &options, "-l"])
+            .arg(self.root.join("log"))
+            .args(["-w", "-t", "60", "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl start: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops the server: `fast` (a clean shutdown) or `immediate` (like a crash: no checkpoint).
+    pub fn stop(&self, mode: &str) {
+        let _ = command(&self.pg_ctl, self.user)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode, "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// psql against this cluster (as its superuser), panicking on failure.
+    pub fn psql(&self, database: &str, sql: &str) {
+        let url = with_database(&self.url, database);
+        let out = Command::new("psql")
+            .arg(&url)
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A URL for `database` in this cluster.
+    pub fn database_url(&self, database: &str) -> String {
+        with_database(&self.url, database)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop("immediate");
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A small tmpfs mounted for one test (root only), to make a disk fill up for real.
+pub struct SmallFs {
+    pub dir: PathBuf,
+    _parent: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// `None` only outside CI when mounting is not allowed here (with a loud message).
+    pub fn mount(bytes: u64) -> Option<Self> {
+        let parent = tempfile::tempdir().expect("temp dir");
+        let dir = parent.path().join("small");
+        std::fs::create_dir(&dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self {
+                dir,
+                _parent: parent,
+            }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("a size-limited filesystem is required in CI (mount tmpfs as root): {why}");
+                }
+                eprintln!("\n!!! SKIPPING disk-full test: cannot mount a tmpfs ({why}); run as root\n");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -27,6 +27,9 @@ pub struct Config {
     pub database_url: String,
     /// `tracing` filter, e.g. `info` or `vft_ingest=debug,info`. `RUST_LOG` wins when set.
     pub log: String,
+    /// `text` (plain when stderr is not a terminal, as under journald) or `json` (one object
+    /// per line, for log shippers).
+    pub log_format: LogFormat,
     pub sqlite: SqliteConfig,
     pub mqtt: MqttConfig,
     pub ingest: IngestSettings,
@@ -108,6 +111,13 @@ pub struct SqliteConfig {
     pub synchronous: Synchronous,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
@@ -124,8 +134,11 @@ pub struct MqttConfig {
     pub embedded_addr: SocketAddr,
     /// Largest payload the embedded broker accepts; larger publishes are refused by it.
     pub embedded_max_payload_bytes: usize,
-    /// Unacknowledged QoS 1 messages the embedded broker sends a client at once.
+    /// QoS 1 publishes of one gateway connection that the embedded listener takes at once
+    /// (each is acknowledged only after its batch committed; 1-65535).
     pub embedded_max_inflight: usize,
+    /// Gateway connections the embedded listener accepts at once.
+    pub embedded_max_connections: usize,
     /// Stable per ingest replica: the broker keeps its persistent session under this id.
     pub client_id: String,
     pub topic_prefix: String,
@@ -142,6 +155,11 @@ pub struct IngestSettings {
     pub max_payload_bytes: usize,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
+    /// Readiness turns 503 when a received message has waited this long without a commit.
+    pub max_pending_secs: u64,
+    /// A peer replica (same `mqtt.shared_group`) without a heartbeat for this long makes
+    /// readiness 503: the broker holds its share of the stream until it comes back.
+    pub replica_silent_secs: u64,
 }
 
 impl Default for Config {
@@ -149,9 +167,8 @@ impl Default for Config {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://data/vft.db".into(),
-            // The embedded broker logs every client disconnect, some at error level; its own logs are
-            // off unless asked for (e.g. log = "info,rumqttd=info").
-            log: "info,rumqttd=off".into(),
+            log: "info".into(),
+            log_format: LogFormat::Text,
             sqlite: SqliteConfig {
                 synchronous: Synchronous::Full,
             },
@@ -160,6 +177,7 @@ impl Default for Config {
                 embedded_addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
                 embedded_max_payload_bytes: 1024 * 1024,
                 embedded_max_inflight: 1000,
+                embedded_max_connections: 10_000,
                 client_id: "vft-ingest".into(),
                 topic_prefix: "vft/v1".into(),
                 shared_group: None,
@@ -171,6 +189,8 @@ impl Default for Config {
                 max_payload_bytes: 256 * 1024,
                 backoff_initial_ms: 200,
                 backoff_max_ms: 30_000,
+                max_pending_secs: 30,
+                replica_silent_secs: 30,
             },
             // The embedded CSV is part of the build; a parse failure is a build defect caught
             // by the tests, so fall back to an empty region rather than panic.
@@ -236,6 +256,9 @@ pub struct Overrides {
     /// sqlite://… or postgres://… [default: sqlite://data/vft.db].
     #[arg(long, global = true)]
     pub database_url: Option<String>,
+    /// Log lines as `text` or `json` [default: text].
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -272,6 +295,9 @@ impl Config {
         }
         if let Some(v) = &flags.database_url {
             figment = figment.merge(("database_url", v));
+        }
+        if let Some(v) = flags.log_format {
+            figment = figment.merge(("log_format", v));
         }
         let mut config: Config = figment.extract().context("invalid configuration")?;
         for path in &config.adapter_files {
@@ -385,6 +411,7 @@ impl Config {
             backoff_initial: Duration::from_millis(self.ingest.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(self.ingest.backoff_max_ms.max(1)),
             adapters: self.adapters.clone(),
+            replica_silent_after: Duration::from_secs(self.ingest.replica_silent_secs.max(1)),
         }
     }
 

@@ -1,7 +1,6 @@
 //! The `vft` binary's library half: command-line interface and the composition of config,
 //! telemetry, broker, store, ingest and API. The end-to-end tests run the same entry point.
 
-mod broker;
 pub mod config;
 mod devices;
 mod import;
@@ -43,6 +42,11 @@ enum Command {
     Import(import::ImportCommand),
     /// Reconcile an old and a new vendor at a date (the vendor transition).
     Reconcile(import::ReconcileArgs),
+    /// Copy a SQLite store to a new file, consistently, while vft runs (PostgreSQL: pg_dump).
+    Backup {
+        /// The copy to write; an existing file is never overwritten.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +137,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Devices(cmd) => devices::run(&config, *cmd).await,
         Command::Import(cmd) => import::import(&config, cmd).await,
         Command::Reconcile(args) => import::reconcile(&config, args).await,
+        Command::Backup { file } => {
+            let store = open_store(&config).await?;
+            let dest = std::path::absolute(&file)
+                .with_context(|| format!("backup: cannot resolve the path {}", file.display()))?;
+            let started = std::time::Instant::now();
+            store.backup(&dest).await?;
+            let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "Backed up {} to {} ({:.1} MB in {:.1} s).",
+                vft_store::redact_url(&config.database_url),
+                dest.display(),
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::PrintConfig => {
             print!("{}", config.redacted_toml()?);
             Ok(())
@@ -220,15 +240,39 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// Opens an existing store: every command but `serve` and `demo`, which create it. Run in the
+/// wrong directory, the default `sqlite://data/vft.db` would otherwise be a new, empty store.
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn vft_store::Store>> {
-    vft_store::open(&config.database_url, &config.store_options())
-        .await
-        .with_context(|| {
+    open_store_with(config, false).await
+}
+
+/// Opens the store, creating (and migrating) it when missing: `serve` and `demo`.
+pub(crate) async fn create_or_open_store(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn vft_store::Store>> {
+    open_store_with(config, true).await
+}
+
+async fn open_store_with(
+    config: &Config,
+    create_if_missing: bool,
+) -> anyhow::Result<Arc<dyn vft_store::Store>> {
+    let options = vft_store::StoreOptions {
+        create_if_missing,
+        ..config.store_options()
+    };
+    match vft_store::open(&config.database_url, &options).await {
+        Ok(store) => Ok(store),
+        Err(e @ vft_store::StoreError::NoDatabase { .. }) => Err(anyhow::anyhow!(
+            "{e} (run `vft serve` first, or set --database-url)"
+        )),
+        Err(e) => Err(e).with_context(|| {
             format!(
                 "cannot open the database {}",
                 vft_store::redact_url(&config.database_url)
             )
-        })
+        }),
+    }
 }
 
 pub(crate) async fn create_token(

@@ -1,6 +1,5 @@
 //! `vft serve` and `vft demo`: compose store, broker, ingest and API, and stop them cleanly.
 
-use crate::broker;
 use crate::config::Config;
 use anyhow::Context;
 use std::io::Write;
@@ -16,11 +15,17 @@ pub fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries what scripts read (URL, token).
-    let _ = tracing_subscriber::fmt()
+    // Logs go to stderr: stdout carries what scripts read (URL, token). Colour codes only on a
+    // terminal: journald and log files would store them as raw escape sequences.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        crate::config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        crate::config::LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 pub struct DemoOptions {
@@ -28,23 +33,44 @@ pub struct DemoOptions {
     pub exit_when_loaded: bool,
 }
 
-/// The broker ingest connects to: the external one, or the embedded one started here.
-fn broker_for(config: &Config) -> anyhow::Result<BrokerAddress> {
+/// Where gateways' messages come from: an external broker ingest subscribes to, or the
+/// embedded listener, which acknowledges a publish only after its batch committed.
+enum Ingress {
+    External,
+    Embedded {
+        listener: vft_ingest::RunningListener,
+        inbound: tokio::sync::mpsc::Receiver<vft_ingest::Inbound>,
+    },
+}
+
+async fn ingress_for(config: &Config) -> anyhow::Result<(Ingress, BrokerAddress)> {
     if let Some(url) = &config.mqtt.url {
-        return Ok(BrokerAddress::parse(url)?);
+        let broker = BrokerAddress::parse(url)?;
+        return Ok((Ingress::External, broker));
     }
-    let embedded = broker::start(
-        config.mqtt.embedded_addr,
-        config.mqtt.embedded_max_payload_bytes,
-        config.mqtt.embedded_max_inflight,
-    )?;
-    info!(addr = %embedded.addr, "embedded MQTT broker started (in memory: see README on crash guarantees)");
-    Ok(BrokerAddress {
-        host: connectable(embedded.addr).ip().to_string(),
-        port: embedded.addr.port(),
+    // Bounded: a full channel holds the listener's connections back (they wait for acks).
+    let (tx, inbound) = tokio::sync::mpsc::channel(config.ingest.batch_max_messages.max(64) * 4);
+    let listener = vft_ingest::start_listener(
+        vft_ingest::ListenerConfig {
+            addr: config.mqtt.embedded_addr,
+            max_payload_bytes: config.mqtt.embedded_max_payload_bytes,
+            max_inflight: u16::try_from(config.mqtt.embedded_max_inflight.clamp(1, 65_535))
+                .unwrap_or(u16::MAX),
+            max_connections: config.mqtt.embedded_max_connections.max(1),
+        },
+        tx,
+    )
+    .await
+    .context("use --mqtt-addr for another address, or --mqtt-url for an external broker")?;
+    let addr = connectable(listener.local_addr);
+    info!(addr = %listener.local_addr, "embedded MQTT listener started (a publish is acknowledged after its commit)");
+    let broker = BrokerAddress {
+        host: addr.ip().to_string(),
+        port: addr.port(),
         username: None,
         password: None,
-    })
+    };
+    Ok((Ingress::Embedded { listener, inbound }, broker))
 }
 
 /// A wildcard listen address is not one to connect to; use loopback instead.
@@ -96,20 +122,32 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let store = crate::open_store(&config).await?;
+    let store = crate::create_or_open_store(&config).await?;
     let registry = Arc::new(config.registry()?);
-    let broker = broker_for(&config)?;
+    let (ingress, broker) = ingress_for(&config).await?;
     info!(database = %vft_store::redact_url(&config.database_url), backend = store.backend(), broker = ?broker, "starting");
 
     let status = Arc::new(IngestStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ingest = tokio::spawn(vft_ingest::run(
-        config.ingest_config(broker.clone()),
-        store.clone(),
-        registry.clone(),
-        status.clone(),
-        on_stop(stop_rx.clone()),
-    ));
+    let ingest_config = config.ingest_config(broker.clone());
+    let ingest = match ingress {
+        Ingress::External => tokio::spawn(vft_ingest::run(
+            ingest_config,
+            store.clone(),
+            registry.clone(),
+            status.clone(),
+            on_stop(stop_rx.clone()),
+        )),
+        Ingress::Embedded { listener, inbound } => tokio::spawn(vft_ingest::run_embedded(
+            ingest_config,
+            listener,
+            inbound,
+            store.clone(),
+            registry.clone(),
+            status.clone(),
+            on_stop(stop_rx.clone()),
+        )),
+    };
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -121,15 +159,14 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         })?;
     let addr = listener.local_addr()?;
     let ready_status = status.clone();
+    let max_pending = Duration::from_secs(config.ingest.max_pending_secs.max(1));
     let state = vft_api::AppState {
         store: store.clone(),
         registry,
         readiness: Arc::new(move || {
-            if ready_status.connected() {
-                Ok(())
-            } else {
-                Err("ingest is not connected to the MQTT broker".into())
-            }
+            ready_status
+                .readiness(max_pending)
+                .map_err(vft_ingest::NotReady::code)
         }),
         metrics: Arc::new(move || prometheus.render()),
         timeouts: config.timeouts(),
@@ -376,6 +413,8 @@ async fn publish(
         host: broker.host.clone(),
         port: broker.port,
         client_id: format!("vft-{who}-{}", std::process::id()),
+        username: broker.username.clone(),
+        password: broker.password.clone(),
     };
     let bar = progress_bar(messages.len() as u64, "publishing");
     let report = vft_sim::publish(&target, messages, |acked| bar.set_position(acked as u64))

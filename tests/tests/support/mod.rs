@@ -120,16 +120,21 @@ impl VftProcess {
     /// Like `spawn`, with extra environment variables for the child (e.g. `VFT_CONNECTIVITY__…`
     /// configuration), so tests never touch the test process's own environment.
     pub fn spawn_with_env(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(VFT)
+        let mut command = Command::new(VFT);
+        command
             .args(args)
             .current_dir(cwd)
-            // The embedded broker logs every disconnect; keep test output for vft's warnings.
-            .env("RUST_LOG", "warn,rumqttd=off")
+            .env("RUST_LOG", "warn")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn vft");
+            .stderr(Stdio::inherit());
+        Self::spawn_command(&mut command, Duration::from_secs(60))
+    }
+
+    /// Any command that ends up running vft (e.g. the README's `cargo run …`), waiting up to
+    /// `timeout` for its API line.
+    pub fn spawn_command(command: &mut Command, timeout: Duration) -> Self {
+        let mut child = command.spawn().expect("spawn vft");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -145,7 +150,7 @@ impl VftProcess {
             seen: Vec::new(),
             api: String::new(),
         };
-        let line = p.wait_for_line("vft: API listening on ", Duration::from_secs(60));
+        let line = p.wait_for_line("vft: API listening on ", timeout);
         p.api = line
             .trim_start_matches("vft: API listening on ")
             .trim()
@@ -416,6 +421,23 @@ impl Publisher {
             .await
             .expect("queue publish");
         self.sent += 1;
+    }
+
+    /// Like `publish`, but false instead of a panic once the connection is gone (a killed
+    /// server): the messages queued so far keep their numbers.
+    pub async fn try_publish(&mut self, topic: &str, payload: impl Into<Vec<u8>>) -> bool {
+        let queued = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .is_ok();
+        self.sent += usize::from(queued);
+        queued && !self.task.is_finished()
+    }
+
+    /// Whether the connection ended (the publisher does not reconnect).
+    pub fn is_closed(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Indices (in publish order) of the messages the broker has acknowledged so far.
