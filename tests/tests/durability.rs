@@ -25,13 +25,6 @@ fn install(tag: &str, n: usize) -> Value {
     })
 }
 
-/// One message on the wire: its topic, payload and the event ids it carries.
-struct Message {
-    topic: String,
-    payload: Vec<u8>,
-    ids: Vec<String>,
-}
-
 /// `singles` one-event messages and `batches` messages of 100 events, ids tagged `tag`.
 fn messages(tag: &str, singles: usize, batches: usize) -> (Vec<Message>, Vec<Message>) {
     let single = (0..singles)
@@ -89,19 +82,6 @@ fn publish_all(
         }
         acked
     })
-}
-
-async fn stored_ids(database_url: &str) -> BTreeSet<String> {
-    let store = vft_store::open(database_url, &Default::default())
-        .await
-        .expect("store");
-    store
-        .lifecycle_records()
-        .await
-        .expect("records")
-        .into_iter()
-        .map(|r| r.event_id.to_string())
-        .collect()
 }
 
 fn serve_on(scratch: &Scratch, mqtt_port: u16) -> VftProcess {
@@ -261,11 +241,12 @@ async fn readyz(api: &str) -> (u16, Value) {
 /// takes everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_holds_acks_back_and_ingest_resumes_by_itself() {
-    let Some(fs) = SmallFs::mount(8 * 1024 * 1024) else {
+    let Some(fs) = SmallFs::mount(24 * 1024 * 1024) else {
         return;
     };
+    // The database gets about 8 MiB (some 16 000 events) until the filler goes.
     let filler = fs.dir.join("filler");
-    std::fs::write(&filler, vec![0u8; 3 * 1024 * 1024]).expect("filler");
+    std::fs::write(&filler, vec![0u8; 16 * 1024 * 1024]).expect("filler");
     let scratch = Scratch::new();
     let db = format!("sqlite://{}", fs.dir.join("vft.db").display());
     let port = free_port();
@@ -289,10 +270,15 @@ async fn a_full_disk_holds_acks_back_and_ingest_resumes_by_itself() {
         port,
         credentials: None,
     };
-    // Far more than 5 MiB of events.
-    let (_, batches) = messages("full", 0, 600);
+    // 30 000 events: more than fit before the filler goes, fewer than after.
+    let (_, batches) = messages("full", 0, 300);
     let batches = std::sync::Arc::new(batches);
-    let publishing = publish_all(&broker, "filler-gateway", batches.clone());
+    let publishing = gateway(
+        &broker,
+        "filler-gateway",
+        batches.clone(),
+        Duration::from_secs(600),
+    );
     let (status, body) = eventually("readiness 503 on a full disk", WAIT, || async {
         let (status, body) = readyz(&vft.api).await;
         (status == 503).then_some((status, body))

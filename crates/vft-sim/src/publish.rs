@@ -63,7 +63,7 @@ enum Report {
 /// What a refused CONNECT means for the operator, naming the user tried.
 fn refusal(code: ConnectReturnCode, username: Option<&str>) -> String {
     let who = username.map_or_else(
-        || "no username was given (add user:password@ to the URL)".to_owned(),
+        || "no username given; put user:password@ in the URL".to_owned(),
         |u| format!("user {u:?}"),
     );
     match code {

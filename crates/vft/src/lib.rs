@@ -42,6 +42,11 @@ enum Command {
     Import(import::ImportCommand),
     /// Reconcile an old and a new vendor at a date (the vendor transition).
     Reconcile(import::ReconcileArgs),
+    /// Ingest replicas and their heartbeats; `forget` one retired for good.
+    Replicas {
+        #[command(subcommand)]
+        action: Option<ReplicasCommand>,
+    },
     /// Copy a SQLite store to a new file, consistently, while vft runs (PostgreSQL: pg_dump).
     Backup {
         /// The copy to write; an existing file is never overwritten.
@@ -92,6 +97,13 @@ enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ReplicasCommand {
+    /// Stop expecting a replica's heartbeat (after taking it out of service for good, and
+    /// after its broker session is gone or drained: see the README on replicas).
+    Forget { client_id: String },
+}
+
 /// How many hex digits of a token's hash `token list` shows as its id.
 const TOKEN_ID_DIGITS: usize = 12;
 
@@ -137,6 +149,41 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Devices(cmd) => devices::run(&config, *cmd).await,
         Command::Import(cmd) => import::import(&config, cmd).await,
         Command::Reconcile(args) => import::reconcile(&config, args).await,
+        Command::Replicas { action: None } => {
+            let store = open_store(&config).await?;
+            let now = chrono::Utc::now();
+            let silent_after =
+                chrono::Duration::seconds(config.ingest.replica_silent_secs.max(1) as i64);
+            println!(
+                "{:<24}{:<20}{:<22}state",
+                "client id", "shared group", "last heartbeat (UTC)"
+            );
+            for r in store.replicas().await? {
+                let state = if now - r.seen_at > silent_after {
+                    "silent"
+                } else {
+                    "beating"
+                };
+                println!(
+                    "{:<24}{:<20}{:<22}{state}",
+                    r.client_id,
+                    r.shared_group.as_deref().unwrap_or("-"),
+                    r.seen_at.format("%Y-%m-%d %H:%M:%S"),
+                );
+            }
+            Ok(())
+        }
+        Command::Replicas {
+            action: Some(ReplicasCommand::Forget { client_id }),
+        } => {
+            let store = open_store(&config).await?;
+            anyhow::ensure!(
+                store.forget_replica(&client_id).await?,
+                "no replica {client_id:?} (see `vft replicas`)"
+            );
+            eprintln!("Forgot replica {client_id}: its peers no longer wait for its heartbeat.");
+            Ok(())
+        }
         Command::Backup { file } => {
             let store = open_store(&config).await?;
             let dest = std::path::absolute(&file)

@@ -250,6 +250,12 @@ fn mosquitto_bin(name: &str) -> Option<PathBuf> {
 impl Mosquitto {
     /// `None` (with a loud message) only outside CI when Mosquitto is not installed.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Like `start`, with some settings of the deploy configuration replaced (`key value`
+    /// lines; a key the file lacks is appended), e.g. to measure another persistence setting.
+    pub fn start_with(settings: &[(&str, &str)]) -> Option<Self> {
         let Some(bin) = mosquitto_bin("mosquitto") else {
             assert!(
                 !in_ci(),
@@ -311,25 +317,30 @@ impl Mosquitto {
             conf.contains("\nmax_queued_messages 1000000\n"),
             "the queue must be sized (see DESIGN.md traps)"
         );
+        let mut conf = conf;
+        for (key, value) in settings {
+            let mut found = false;
+            conf = conf
+                .lines()
+                .map(|line| {
+                    let replace = line.split_whitespace().next() == Some(*key);
+                    found |= replace;
+                    if replace {
+                        format!("{key} {value}\n")
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect();
+            if !found {
+                conf.push_str(&format!("{key} {value}\n"));
+            }
+        }
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).expect("write conf");
         // Mosquitto's log goes to a file, shown if the test fails.
         let log = std::fs::File::create(dir.path().join("mosquitto.log")).expect("log file");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_mosquitto(&bin, &conf_path, log, port);
         Some(Self {
             child,
             broker: BrokerUnderTest {
@@ -338,6 +349,92 @@ impl Mosquitto {
             },
             dir,
         })
+    }
+}
+
+/// Starts Mosquitto with `conf` and waits until it listens on `port`.
+fn spawn_mosquitto(bin: &Path, conf: &Path, log: std::fs::File, port: u16) -> Child {
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("mosquitto exited before listening on {port}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Faults and restarts, for the broker fault tests.
+impl Mosquitto {
+    /// SIGKILL: Mosquitto stops dead, saving nothing (as in a crash or an OOM kill).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit (Mosquitto saves its database on the way out).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts Mosquitto again after `kill` or `terminate`: same port, configuration, password
+    /// file and persistence directory (so it loads what it last saved). Its log continues.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.try_wait().expect("wait").is_some(),
+            "restart: mosquitto is still running"
+        );
+        let bin = mosquitto_bin("mosquitto").expect("mosquitto");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .expect("log file");
+        self.child = spawn_mosquitto(
+            &bin,
+            &self.dir.path().join("mosquitto.conf"),
+            log,
+            self.broker.port,
+        );
+    }
+
+    /// The persistence database (`mosquitto.db` in the persistence directory); absent until
+    /// Mosquitto first saved.
+    pub fn persistence_file(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.db")
+    }
+
+    /// The running Mosquitto's process id (e.g. for `/proc/PID/io`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Mosquitto's log so far (all runs since `start`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 }
 
@@ -619,3 +716,61 @@ impl Server {
         .await;
     }
 }
+
+/// One message on the wire: its topic, payload and the event ids it carries.
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub ids: Vec<String>,
+}
+
+/// A gateway as gateways behave: after a lost connection it connects again and sends what was
+/// not acknowledged, until everything is or `patience` runs out. Returns the acknowledged
+/// indices.
+pub fn gateway(
+    broker: &BrokerUnderTest,
+    client_id: &str,
+    list: std::sync::Arc<Vec<Message>>,
+    patience: Duration,
+) -> tokio::task::JoinHandle<std::collections::BTreeSet<usize>> {
+    let broker = broker.clone();
+    let client_id = client_id.to_owned();
+    tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + patience;
+        let mut acked = std::collections::BTreeSet::new();
+        while acked.len() < list.len() && std::time::Instant::now() < deadline {
+            let pending: Vec<usize> = (0..list.len()).filter(|i| !acked.contains(i)).collect();
+            let mut p = Publisher::connect_with_inflight(&broker, &client_id, 100).await;
+            for &i in &pending {
+                if !p.try_publish(&list[i].topic, list[i].payload.clone()).await {
+                    break;
+                }
+            }
+            while p.acked().len() < pending.len()
+                && !p.is_closed()
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acked.extend(p.acked().into_iter().map(|j| pending[j]));
+            if !p.is_closed() {
+                p.disconnect().await;
+            }
+        }
+        acked
+    })
+}
+
+pub async fn stored_ids(database_url: &str) -> std::collections::BTreeSet<String> {
+    let store = vft_store::open(database_url, &Default::default())
+        .await
+        .expect("store");
+    store
+        .lifecycle_records()
+        .await
+        .expect("records")
+        .into_iter()
+        .map(|r| r.event_id.to_string())
+        .collect()
+}
+
