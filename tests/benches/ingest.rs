@@ -2,7 +2,8 @@
 //! to the last event committed, through the embedded broker into SQLite (the defaults).
 //!
 //! Run: `cargo bench -p vft-e2e --bench ingest` (add `-- --mosquitto` to also measure through
-//! Mosquitto with the deploy configuration). Prints figures; asserts only that every event
+//! Mosquitto with the deploy configuration, `-- --baseline PATH` to measure another vft build
+//! first in the same run). Prints figures; asserts only that every event
 //! arrived.
 
 #[path = "../tests/support/mod.rs"]
@@ -118,6 +119,22 @@ async fn main() {
         "vft ingest, end to end (publish → broker → ingest → SQLite commit → ack), {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // `--baseline PATH`: the same scenarios against another vft build first (e.g. an older
+    // release), so that both are measured in one run on the same machine.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+    {
+        println!("baseline: {path}");
+        use_binary(std::path::Path::new(path));
+        for s in &scenarios {
+            run(s, None).await;
+        }
+        use_binary(std::path::Path::new(VFT));
+        println!("this build:");
+    }
     for s in &scenarios {
         run(s, None).await;
     }

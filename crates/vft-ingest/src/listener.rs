@@ -191,7 +191,11 @@ pub async fn start(
     let server = match started_rx.await {
         Ok(Ok(server)) => server,
         Ok(Err(e)) => return Err(listen_err(e)),
-        Err(_) => return Err(IngestError::Task("MQTT listener thread failed to start".into())),
+        Err(_) => {
+            return Err(IngestError::Task(
+                "MQTT listener thread failed to start".into(),
+            ));
+        }
     };
     debug!(addr = %local_addr, "MQTT listener started");
     Ok(RunningListener {
@@ -297,23 +301,29 @@ fn server(
         v3::MqttServer::new(fn_service(async move |hs: v3::Handshake| {
             handshake(hs_shared.clone(), hs).await
         }))
-        .protocol(fn_factory_with_config(async |session: v3::Session<Conn>| {
-            Ok::<_, ConnError>(fn_service(async move |msg: ProtocolMessage| {
-                Ok::<_, ConnError>(protocol(&session, msg))
-            }))
-        }))
-        .control(fn_factory_with_config(async |session: v3::Session<Conn>| {
-            Ok::<_, ConnError>(fn_service(async move |msg: Control<ConnError>| {
-                control(&session, msg).await;
-                Ok::<Option<Encoded>, ConnError>(None)
-            }))
-        }))
-        .publish(fn_factory_with_config(async |session: v3::Session<Conn>| {
-            Ok::<_, ConnError>(fn_service(async move |publish: v3::Publish| {
-                let span = session.span.clone();
-                publish_one(&session, publish).instrument(span).await
-            }))
-        })),
+        .protocol(fn_factory_with_config(
+            async |session: v3::Session<Conn>| {
+                Ok::<_, ConnError>(fn_service(async move |msg: ProtocolMessage| {
+                    Ok::<_, ConnError>(protocol(&session, msg))
+                }))
+            },
+        ))
+        .control(fn_factory_with_config(
+            async |session: v3::Session<Conn>| {
+                Ok::<_, ConnError>(fn_service(async move |msg: Control<ConnError>| {
+                    control(&session, msg).await;
+                    Ok::<Option<Encoded>, ConnError>(None)
+                }))
+            },
+        ))
+        .publish(fn_factory_with_config(
+            async |session: v3::Session<Conn>| {
+                Ok::<_, ConnError>(fn_service(async move |publish: v3::Publish| {
+                    let span = session.span.clone();
+                    publish_one(&session, publish).instrument(span).await
+                }))
+            },
+        )),
     )
 }
 
@@ -437,8 +447,12 @@ fn protocol(conn: &Conn, msg: ProtocolMessage) -> ProtocolMessageAck {
     match msg {
         ProtocolMessage::Subscribe(sub) => {
             // Every return code starts as Failure (0x80): this listener has nothing to send.
-            conn.span
-                .in_scope(|| debug!(filters = sub.clone().iter_mut().count(), "SUBSCRIBE refused"));
+            conn.span.in_scope(|| {
+                debug!(
+                    filters = sub.clone().iter_mut().count(),
+                    "SUBSCRIBE refused"
+                )
+            });
             sub.ack()
         }
         ProtocolMessage::Disconnect(d) => {
@@ -487,7 +501,8 @@ async fn control(conn: &Conn, msg: Control<ConnError>) {
         committed,
     };
     if conn.shared.sink.send(inbound).await.is_err() {
-        conn.span.in_scope(|| warn!("last will lost: ingest is not receiving"));
+        conn.span
+            .in_scope(|| warn!("last will lost: ingest is not receiving"));
     }
 }
 

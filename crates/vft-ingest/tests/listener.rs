@@ -44,7 +44,12 @@ fn options(addr: SocketAddr, id: &str) -> MqttOptions {
 
 /// Polls the event loop in a task and forwards what it sees. After an error it waits a little
 /// before polling again (which reconnects), like a gateway's backoff.
-fn drive(mut eventloop: EventLoop) -> (mpsc::UnboundedReceiver<Result<Event, String>>, tokio::task::JoinHandle<()>) {
+fn drive(
+    mut eventloop: EventLoop,
+) -> (
+    mpsc::UnboundedReceiver<Result<Event, String>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         loop {
@@ -120,7 +125,12 @@ async fn every_qos1_publish_is_handed_over_and_acked_after_commit() {
         for i in 0..n {
             let payload = format!("{{\"seq\":{i}}}");
             client
-                .publish("vft/v1/acme/gw-bulk/events", QoS::AtLeastOnce, false, payload)
+                .publish(
+                    "vft/v1/acme/gw-bulk/events",
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
                 .await
                 .unwrap();
         }
@@ -154,7 +164,12 @@ async fn no_puback_before_commit_and_redelivery_after_an_uncommitted_close() {
     let (mut events, driver) = drive(eventloop);
     for i in 0..5 {
         client
-            .publish("vft/v1/acme/gw-held/events", QoS::AtLeastOnce, false, format!("m{i}"))
+            .publish(
+                "vft/v1/acme/gw-held/events",
+                QoS::AtLeastOnce,
+                false,
+                format!("m{i}"),
+            )
             .await
             .unwrap();
     }
@@ -250,7 +265,10 @@ async fn last_will_on_abrupt_disconnect_only() {
     driver.abort();
     // Negative check: no will arrives.
     let none = timeout(QUIET, rx.recv()).await;
-    assert!(none.is_err(), "unexpected message after a clean disconnect: {none:?}");
+    assert!(
+        none.is_err(),
+        "unexpected message after a clean disconnect: {none:?}"
+    );
     running.stop().await;
 }
 
@@ -281,7 +299,12 @@ async fn oversized_payload_closes_the_connection_and_the_listener_keeps_serving(
         let (client, eventloop) = AsyncClient::new(options(running.local_addr, id), 10);
         let (mut events, driver) = drive(eventloop);
         client
-            .publish("vft/v1/acme/gw/events", QoS::AtLeastOnce, false, vec![b'x'; size])
+            .publish(
+                "vft/v1/acme/gw/events",
+                QoS::AtLeastOnce,
+                false,
+                vec![b'x'; size],
+            )
             .await
             .unwrap();
         wait_for(&mut events, "the connection to close", |ev| {
@@ -295,11 +318,19 @@ async fn oversized_payload_closes_the_connection_and_the_listener_keeps_serving(
     let (client, eventloop) = AsyncClient::new(options(running.local_addr, "gw-small"), 10);
     let (mut events, driver) = drive(eventloop);
     client
-        .publish("vft/v1/acme/gw-small/events", QoS::AtLeastOnce, false, vec![b'y'; 1024])
+        .publish(
+            "vft/v1/acme/gw-small/events",
+            QoS::AtLeastOnce,
+            false,
+            vec![b'y'; 1024],
+        )
         .await
         .unwrap();
     let m = recv(&mut rx).await;
-    assert_eq!(&*m.client_id, "gw-small", "no oversized message was handed over");
+    assert_eq!(
+        &*m.client_id, "gw-small",
+        "no oversized message was handed over"
+    );
     assert_eq!(m.payload.len(), 1024);
     let _ = m.committed.send(());
     wait_for(&mut events, "PUBACK", is_puback).await;
@@ -325,12 +356,20 @@ async fn same_client_id_replaces_the_first_connection_without_its_will() {
         matches!(ev, Ok(Event::Incoming(Packet::ConnAck(_))))
     })
     .await;
-    wait_for(&mut first_events, "the first connection to close", |ev| ev.is_err()).await;
+    wait_for(&mut first_events, "the first connection to close", |ev| {
+        ev.is_err()
+    })
+    .await;
     // Stop the first client before it reconnects and takes the id back.
     first_driver.abort();
 
     second
-        .publish("vft/v1/acme/gw-twice/events", QoS::AtLeastOnce, false, "after")
+        .publish(
+            "vft/v1/acme/gw-twice/events",
+            QoS::AtLeastOnce,
+            false,
+            "after",
+        )
         .await
         .unwrap();
     let m = recv(&mut rx).await;
@@ -376,7 +415,12 @@ async fn large_payload_within_the_limit_arrives_whole() {
     let (mut events, driver) = drive(eventloop);
     let payload: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
     client
-        .publish("vft/v1/acme/gw-large/events", QoS::AtLeastOnce, false, payload.clone())
+        .publish(
+            "vft/v1/acme/gw-large/events",
+            QoS::AtLeastOnce,
+            false,
+            payload.clone(),
+        )
         .await
         .unwrap();
     let m = recv(&mut rx).await;
@@ -433,7 +477,12 @@ async fn stop_closes_connections_without_acking_uncommitted() {
     let (client, eventloop) = AsyncClient::new(options(running.local_addr, "gw-stop"), 10);
     let (mut events, driver) = drive(eventloop);
     client
-        .publish("vft/v1/acme/gw-stop/events", QoS::AtLeastOnce, false, "pending")
+        .publish(
+            "vft/v1/acme/gw-stop/events",
+            QoS::AtLeastOnce,
+            false,
+            "pending",
+        )
         .await
         .unwrap();
     let held = recv(&mut rx).await;

@@ -13,6 +13,26 @@ use std::time::{Duration, Instant};
 
 pub const VFT: &str = env!("CARGO_BIN_EXE_vft-e2e");
 
+/// The binary `VftProcess` starts: this package's vft, unless a benchmark compares another
+/// build (e.g. an older release) and set it with [`use_binary`].
+static BINARY: std::sync::OnceLock<std::sync::Mutex<PathBuf>> = std::sync::OnceLock::new();
+
+fn binary() -> PathBuf {
+    BINARY
+        .get_or_init(|| std::sync::Mutex::new(PathBuf::from(VFT)))
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_else(|_| PathBuf::from(VFT))
+}
+
+/// Makes later spawns run `path` instead of this package's vft (benchmarks only).
+pub fn use_binary(path: &Path) {
+    let slot = BINARY.get_or_init(|| std::sync::Mutex::new(PathBuf::from(VFT)));
+    if let Ok(mut p) = slot.lock() {
+        *p = path.to_path_buf();
+    }
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
@@ -120,7 +140,7 @@ impl VftProcess {
     /// Like `spawn`, with extra environment variables for the child (e.g. `VFT_CONNECTIVITY__…`
     /// configuration), so tests never touch the test process's own environment.
     pub fn spawn_with_env(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(VFT);
+        let mut command = Command::new(binary());
         command
             .args(args)
             .current_dir(cwd)
