@@ -10,14 +10,18 @@ mod support;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(120);
 /// vft retries the broker often, so that it is back within the test's patience.
 const VFT_ENV: &[(&str, &str)] = &[("VFT_INGEST__BACKOFF_MAX_MS", "500")];
+/// Each stream takes about three seconds to publish, so that the gateways are still
+/// publishing when Mosquitto goes down and come back to the restarted one.
 const SINGLES: usize = 6000;
+const SINGLES_PER_SECOND: usize = 2000;
 const BATCHES: usize = 600;
+const BATCHES_PER_SECOND: usize = 200;
 const PER_BATCH: usize = 10;
 /// Gateway connections publishing at once.
 const GATEWAYS: usize = 2;
@@ -93,6 +97,49 @@ fn streams() -> (Arc<Vec<Message>>, Arc<Vec<Message>>) {
     (Arc::new(singles), Arc::new(batches))
 }
 
+/// A gateway as gateways behave, at a steady pace: publishes `list` at `per_second`; after a
+/// lost connection it connects again (after a pause of one tick) and sends what was not
+/// acknowledged, until everything is. Returns the acknowledged indices.
+fn paced_gateway(
+    broker: &BrokerUnderTest,
+    client_id: &str,
+    list: Arc<Vec<Message>>,
+    per_second: usize,
+) -> tokio::task::JoinHandle<BTreeSet<usize>> {
+    let broker = broker.clone();
+    let client_id = client_id.to_owned();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + WAIT * 2;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let per_tick = (per_second / 100).max(1);
+        let mut acked = BTreeSet::new();
+        while acked.len() < list.len() && Instant::now() < deadline {
+            let pending: Vec<usize> = (0..list.len()).filter(|i| !acked.contains(i)).collect();
+            let mut p = Publisher::connect_with_inflight(&broker, &client_id, 100).await;
+            'publish: for chunk in pending.chunks(per_tick) {
+                tick.tick().await;
+                for &i in chunk {
+                    if !p.try_publish(&list[i].topic, list[i].payload.clone()).await {
+                        break 'publish;
+                    }
+                }
+            }
+            while p.acked().len() < pending.len() && !p.is_closed() && Instant::now() < deadline
+            {
+                tick.tick().await;
+            }
+            acked.extend(p.acked().into_iter().map(|j| pending[j]));
+            if p.is_closed() {
+                tick.tick().await;
+            } else {
+                p.disconnect().await;
+            }
+        }
+        acked
+    })
+}
+
 /// What one fault cost: messages (and their events) acknowledged to a gateway by Mosquitto
 /// and never stored by vft.
 struct Loss {
@@ -106,7 +153,7 @@ struct Loss {
 /// outside CI without Mosquitto (said loudly).
 async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
     let label = format!("{fault:?} {when:?}");
-    let mut mosquitto = Mosquitto::start_with(&[("autosave_on_changes","false"),("autosave_interval","30")])?;
+    let mut mosquitto = Mosquitto::start()?;
     let scratch = Scratch::new();
     let db = scratch.database_url();
     let (vft, broker) = spawn_vft(
@@ -121,17 +168,17 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
     // The shipped configuration saves vft's session and subscription as soon as it subscribed,
     // before any traffic.
     let saved = mosquitto.persistence_file();
-    if false { eventually(
+    eventually(
         "Mosquitto saved vft's subscription",
         Duration::from_secs(10),
         || async { saved.is_file().then_some(()) },
     )
-    .await; }
+    .await;
 
     let (singles, batches) = streams();
     let total_events = SINGLES + BATCHES * PER_BATCH;
-    let single_gw = gateway(&broker, "gw-single", singles.clone(), WAIT * 2);
-    let batch_gw = gateway(&broker, "gw-batch", batches.clone(), WAIT * 2);
+    let single_gw = paced_gateway(&broker, "gw-single", singles.clone(), SINGLES_PER_SECOND);
+    let batch_gw = paced_gateway(&broker, "gw-batch", batches.clone(), BATCHES_PER_SECOND);
     let store = vft_store::open(&db, &Default::default())
         .await
         .expect("store");
@@ -158,6 +205,10 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
             .await;
         }
     }
+    assert!(
+        !single_gw.is_finished() && !batch_gw.is_finished(),
+        "{label}: the fault should land while the gateways publish"
+    );
     match fault {
         Fault::Kill => mosquitto.kill(),
         Fault::Terminate => {
@@ -179,8 +230,10 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         (SINGLES, BATCHES),
         "{label}: the gateways got every message through in the end"
     );
-    // Everything Mosquitto holds for vft is delivered before a message published after it:
-    // once that one is stored, vft has stored all it will.
+    // vft is back to ingesting by itself.
+    wait_ready(&vft.api).await;
+    // Everything Mosquitto holds for vft is delivered before a message published after it (and
+    // after vft subscribed again): once that one is stored, vft has stored all it will.
     let mut last = Publisher::connect(&broker, "gw-last").await;
     last.publish(
         "vft/v1/hepro/gw-last/events",
@@ -214,8 +267,6 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         "broker_faults {label}: lost {} of {} acknowledged messages ({} of {total_events} events); {stored_at_fault} events stored at the fault",
         loss.messages, loss.acknowledged, loss.events
     );
-    // vft is back to ingesting by itself.
-    wait_ready(&vft.api).await;
     assert!(vft.terminate().success());
     Some(loss)
 }

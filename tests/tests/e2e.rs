@@ -884,8 +884,8 @@ fn fixture_with_contract_labels(t: &DeviceTable) -> DeviceTable {
     DeviceTable::from_counts(t.year, t.months.clone(), &counts)
 }
 
-#[test]
-fn cli_print_config_and_token_errors() {
+#[tokio::test]
+async fn cli_print_config_and_token_errors() {
     let scratch = Scratch::new();
     let cwd = scratch.dir.path();
     let shown = vft_cli(
@@ -903,6 +903,12 @@ fn cli_print_config_and_token_errors() {
     );
     assert!(shown.contains("topic_prefix = \"vft/v1\""));
     let db = scratch.database_url();
+    // Only serve and demo create a database; the token commands need one.
+    let err = vft_cli(&["token", "list", "--database-url", &db], cwd).expect_err("no database");
+    assert!(err.contains("no database at"), "{err}");
+    vft_store::open(&db, &Default::default())
+        .await
+        .expect("create the database");
     let err = vft_cli(
         &[
             "token",

@@ -221,7 +221,7 @@ pub async fn run(
         registry,
         status,
         Some(client.clone()),
-        rx,
+        Inlet::Unbounded(rx),
         stop_rx,
     ));
     shutdown.await;
@@ -245,7 +245,10 @@ pub async fn run_embedded(
     status: Arc<IngestStatus>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    // Bounded, unlike the external broker's channel: while commits fail (a full disk at
+    // 03:00), gateways that time out reconnect and send their unacknowledged messages again,
+    // and each copy must wait at the gateway, not pile up in vft's memory.
+    let (tx, rx) = mpsc::channel(config.batch_max_messages.max(64) * 4);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     status.connected.store(true, Ordering::SeqCst);
     metrics::gauge!("vft_ingest_connected").set(1.0);
@@ -258,13 +261,19 @@ pub async fn run_embedded(
                 ack,
                 arrived: Instant::now(),
             };
-            if tx.send(received).is_err() {
+            if tx.send(received).await.is_err() {
                 return;
             }
         }
     });
     let batcher = tokio::spawn(batcher(
-        config, store, registry, status.clone(), None, rx, stop_rx,
+        config,
+        store,
+        registry,
+        status.clone(),
+        None,
+        Inlet::Bounded(rx),
+        stop_rx,
     ));
     shutdown.await;
     listener.stop().await;
@@ -277,13 +286,36 @@ pub async fn run_embedded(
     Ok(())
 }
 
+/// The batcher's queue: unbounded behind the external broker (rumqttc's event loop must never
+/// wait on us; the broker's inflight window bounds it), bounded behind the embedded listener.
+enum Inlet {
+    Unbounded(mpsc::UnboundedReceiver<Received>),
+    Bounded(mpsc::Receiver<Received>),
+}
+
+impl Inlet {
+    async fn recv(&mut self) -> Option<Received> {
+        match self {
+            Self::Unbounded(rx) => rx.recv().await,
+            Self::Bounded(rx) => rx.recv().await,
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Received, mpsc::error::TryRecvError> {
+        match self {
+            Self::Unbounded(rx) => rx.try_recv(),
+            Self::Bounded(rx) => rx.try_recv(),
+        }
+    }
+}
+
 async fn batcher(
     config: IngestConfig,
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     status: Arc<IngestStatus>,
     client: Option<rumqttc::AsyncClient>,
-    mut rx: mpsc::UnboundedReceiver<Received>,
+    mut rx: Inlet,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut batch: Vec<Received> = Vec::with_capacity(config.batch_max_messages);

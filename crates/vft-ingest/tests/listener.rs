@@ -496,3 +496,48 @@ async fn stop_closes_connections_without_acking_uncommitted() {
     let _ = held.committed.send(());
     driver.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_gets_its_puback_after_the_commit() {
+    if std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("mosquitto_pub not installed; skipped");
+        return;
+    }
+    let (running, mut rx) = listener(1024).await;
+    let port = running.local_addr.port().to_string();
+    let mut child = tokio::process::Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port, "-q", "1", "-i", "gw-mosq"])
+        .args(["-t", "vft/v1/acme/gw-mosq/events", "-m", "hello"])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let m = recv(&mut rx).await;
+    assert_eq!(&m.payload[..], b"hello");
+    // Not committed yet: mosquitto_pub waits for its PUBACK.
+    assert!(
+        timeout(QUIET, child.wait()).await.is_err(),
+        "exited before the commit"
+    );
+    let _ = m.committed.send(());
+    let status = timeout(WAIT, child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
+
+    // MQTT 5 is not served: the client is refused, the listener carries on.
+    let status = timeout(
+        WAIT,
+        tokio::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv5", "-q", "1"])
+            .args(["-t", "vft/v1/acme/gw-mosq/events", "-m", "v5"])
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!status.success());
+    running.stop().await;
+}

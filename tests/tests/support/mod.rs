@@ -793,4 +793,3 @@ pub async fn stored_ids(database_url: &str) -> std::collections::BTreeSet<String
         .map(|r| r.event_id.to_string())
         .collect()
 }
-
