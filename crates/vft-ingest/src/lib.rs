@@ -57,6 +57,8 @@ pub struct IngestConfig {
     /// A peer replica of the shared group without a heartbeat for this long has its share of
     /// the stream stranded at the broker: readiness and metrics say so.
     pub replica_silent_after: Duration,
+    /// Readiness turns unready when a received message has waited this long for its commit.
+    pub max_pending: Duration,
 }
 
 /// Shared view of the ingest's health, for readiness and metrics.
@@ -328,14 +330,18 @@ async fn batcher(
         tokio::select! {
             biased;
             _ = stop.changed() => return,
+            // Before the messages: under a steady stream they are always ready, and a
+            // starved heartbeat would make peers think this replica dead.
+            _ = heartbeat.tick() => {
+                beat(&config, store.as_ref(), &status).await;
+                // Keeps the readiness gauges current for scrapers that never ask /readyz.
+                let _ = status.readiness(config.max_pending);
+                continue;
+            }
             first = rx.recv() => match first {
                 Some(first) => batch.push(first),
                 None => return,
             },
-            _ = heartbeat.tick() => {
-                beat(&config, store.as_ref(), &status).await;
-                continue;
-            }
         }
         // Group commit: take whatever arrived while the previous batch was committing, so
         // batches grow with load and add no latency when idle. An optional linger

@@ -412,6 +412,7 @@ impl Config {
             backoff_max: Duration::from_millis(self.ingest.backoff_max_ms.max(1)),
             adapters: self.adapters.clone(),
             replica_silent_after: Duration::from_secs(self.ingest.replica_silent_secs.max(1)),
+            max_pending: Duration::from_secs(self.ingest.max_pending_secs.max(1)),
         }
     }
 
