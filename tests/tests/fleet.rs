@@ -1740,7 +1740,12 @@ async fn the_cli_agrees_with_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_service_now_follows_the_rule_for_future_dated_lifecycle_events() {
     let scratch = Scratch::new();
-    let (vft, broker) = serve(&scratch, None, &[]);
+    // Planned a month ahead: beyond the default one day of ingest.max_future_secs.
+    let (vft, broker) = serve(
+        &scratch,
+        None,
+        &[("VFT_INGEST__MAX_FUTURE_SECS", &(60 * 86_400).to_string())],
+    );
     let token = coordinator_token(&scratch);
     wait_ready(&vft.api).await;
 

@@ -12,6 +12,10 @@ pub const SESSION_COOKIE: &str = "vft_session";
 /// The caller, as its bearer token or dashboard session says.
 pub struct Caller(pub Role);
 
+/// A caller with a coordinator's token or session. As an extractor it runs before the body is
+/// read, so an upload by anyone else is refused (401/403) without vft reading a byte of it.
+pub struct Coordinator;
+
 /// How a request proved who it is.
 pub struct Authenticated {
     pub role: Role,
@@ -102,6 +106,15 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         Ok(Caller(authenticate(parts, state).await?.role))
+    }
+}
+
+impl FromRequestParts<AppState> for Coordinator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Caller(authenticate(parts, state).await?.role).require_coordinator()?;
+        Ok(Coordinator)
     }
 }
 

@@ -313,7 +313,9 @@ pub fn devices_csv(views: &[DeviceView]) -> String {
     ]);
     let t = |t: &Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
     for v in views {
-        let _ = w.write_record([
+        // Device ids, gateways and recipients are the senders' text: never a formula when a
+        // spreadsheet opens the file.
+        let cells = [
             v.vendor.clone(),
             v.device.clone(),
             v.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
@@ -328,7 +330,12 @@ pub fn devices_csv(views: &[DeviceView]) -> String {
             v.recipient.clone().unwrap_or_default(),
             v.replaces.clone().unwrap_or_default(),
             v.timeout_secs.to_string(),
-        ]);
+        ];
+        let _ = w.write_record(
+            cells
+                .iter()
+                .map(|c| vft_domain::spreadsheet_safe(c).into_owned()),
+        );
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }

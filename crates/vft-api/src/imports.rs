@@ -3,7 +3,7 @@
 //! `vft_domain::reconcile`). The shaping here is shared with the CLI (`vft import`,
 //! `vft reconcile`), so both give the same answers.
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Coordinator};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
@@ -14,12 +14,14 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
-use vft_domain::import::{ImportFormat, file_sha256, parse_inventory};
+use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
 use vft_domain::reconcile::{
     MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, SubjectKey,
     migration_progress, reconcile,
 };
-use vft_domain::{MunicipalityCode, Registry, VendorId, YearMonth};
+use vft_domain::{
+    MunicipalityCode, PlausibleTimes, Registry, VendorId, YearMonth, spreadsheet_safe,
+};
 use vft_store::Store;
 
 /// Import formats per vendor id.
@@ -100,15 +102,21 @@ pub struct ImportReport {
     pub duplicates: Vec<u64>,
 }
 
-/// Parses a vendor's export with its configured format and keeps it as a snapshot.
+/// Parses a vendor's export with its configured format and keeps it as a snapshot. An `as_of`
+/// outside `times` is refused, and rows installed outside them are unreadable rows.
 pub async fn import_file(
     store: &dyn Store,
     registry: &Registry,
     formats: &ImportFormats,
     vendor_id: &str,
     as_of: DateTime<Utc>,
+    times: &PlausibleTimes,
     bytes: Bytes,
 ) -> Result<ImportReport, ApiError> {
+    let now = Utc::now();
+    times
+        .check(as_of, now)
+        .map_err(|why| bad(format!("as_of is implausible: {why}")))?;
     let v = vendor("vendor", vendor_id)?;
     let format = formats.get(v.as_str()).cloned().ok_or_else(|| {
         bad(format!(
@@ -119,9 +127,12 @@ pub async fn import_file(
     let municipality_column = format.columns.municipality.clone();
     // Parsing half a million rows is CPU work: off the async workers.
     let (parsed, sha) = {
-        let v = v.clone();
+        let (v, times) = (v.clone(), *times);
         tokio::task::spawn_blocking(move || {
-            (parse_inventory(&format, &v, &bytes), file_sha256(&bytes))
+            (
+                parse_inventory_at(&format, &v, &bytes, &times, now),
+                file_sha256(&bytes),
+            )
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -165,12 +176,12 @@ pub struct ImportQuery {
 /// file again changes nothing (`new: false`).
 pub async fn post_import(
     State(state): State<AppState>,
-    caller: Caller,
+    // Before the body: anyone but a coordinator is refused without vft reading the upload.
+    _coordinator: Coordinator,
     Path(vendor_id): Path<String>,
     Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_coordinator()?;
     let as_of = as_of_instant(q.as_of.as_deref(), Utc::now())?;
     let report = import_file(
         state.store.as_ref(),
@@ -178,6 +189,7 @@ pub async fn post_import(
         &state.imports,
         &vendor_id,
         as_of,
+        &state.plausible_times,
         body,
     )
     .await?;
@@ -483,13 +495,15 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     for r in rows {
         for s in &r.subjects {
             let devices: Vec<String> = s.devices.iter().map(|(v, d)| format!("{v}/{d}")).collect();
-            let _ = w.write_record([
+            let cells = [
                 r.municipality.as_str(),
                 r.kind.id(),
                 r.class.id(),
                 &subject_text(&s.key),
                 &devices.join(" "),
-            ]);
+            ];
+            // A recipient reference is the sender's text: never a formula in a spreadsheet.
+            let _ = w.write_record(cells.map(|c| spreadsheet_safe(c).into_owned()));
         }
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()

@@ -9,16 +9,18 @@ pub mod imports;
 mod openapi;
 mod rollups;
 pub mod session;
+pub mod throttle;
 pub mod ui;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 use std::time::Instant;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 use vft_domain::Registry;
@@ -45,7 +47,20 @@ pub struct AppState {
     pub imports: Arc<imports::ImportFormats>,
     pub reconciliation: imports::ReconcileSettings,
     pub sessions: SessionSettings,
+    /// Wrong sign-in tokens per client and in total (one per server).
+    pub sign_in_throttle: Arc<throttle::SignInThrottle>,
+    /// Dates an import may carry (`as_of`, installed dates), as ingest's event times.
+    pub plausible_times: vft_domain::PlausibleTimes,
 }
+
+/// Largest sign-in body: `{"token": …}` with a token of at most 256 characters.
+const SIGN_IN_BODY_LIMIT: usize = 4 * 1024;
+
+/// What every API response says about caching and framing, errors included: personal data is
+/// never kept by a browser or proxy cache (`no-store`, unless a route set its own, as the
+/// dashboard's files do), no type is sniffed, no page of vft is framed by another site, and a
+/// response opened as a page runs nothing (the dashboard's page sets its own policy).
+const API_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Largest inventory export accepted in one request.
 pub const IMPORT_BODY_LIMIT: usize = 200 * 1024 * 1024;
@@ -86,7 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve))
         .route(
             "/api/session",
-            axum::routing::post(session::sign_in).delete(session::sign_out),
+            axum::routing::post(session::sign_in)
+                .layer(axum::extract::DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT))
+                .delete(session::sign_out),
         )
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::file))
@@ -98,18 +115,43 @@ pub fn router(state: AppState) -> Router {
         // 5xx responses (a not-ready /readyz among them) are logged as warnings, not errors:
         // the API logs real failures itself.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        // Outermost, so the fallback, 405s and every error carry them too.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(API_CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests. Each request knows its
+/// peer's address (sign-in throttling counts per client).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Liveness: the process answers.

@@ -1,13 +1,16 @@
 //! Dashboard sign-in: a token from `vft token create` is exchanged for an HttpOnly,
 //! SameSite=Strict session cookie that expires. The token itself never reaches the page's
-//! script after sign-in, and the cookie is worth nothing once the session ends.
+//! script after sign-in, and the cookie is worth nothing once the session ends. Wrong tokens
+//! are throttled per client address and in total (`crate::throttle`). The cookie is `Secure`
+//! unless configured off or the page was opened over plain HTTP on a loopback address.
 
 use crate::auth::{Authenticated, Caller, SESSION_COOKIE, session_cookie};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +21,8 @@ use vft_domain::{Role, hash_token};
 pub struct SessionSettings {
     /// How long a sign-in lasts.
     pub lifetime: chrono::Duration,
-    /// Mark the cookie `Secure` (only sent over HTTPS): on when vft is served behind TLS.
+    /// Mark the cookie `Secure` (only sent over HTTPS), except to a page opened over plain
+    /// HTTP on a loopback address (see [`cookie_is_secure`]).
     pub secure_cookie: bool,
 }
 
@@ -26,9 +30,68 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self {
             lifetime: chrono::Duration::hours(8),
-            secure_cookie: false,
+            secure_cookie: true,
         }
     }
+}
+
+/// The address of the client that sent a request (the peer of its connection; behind a
+/// reverse proxy, the proxy). Unspecified when the server was not given connection info.
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// A host name or address (with or without a port) that names this machine itself.
+fn loopback_host(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host),
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether the browser (or script) is talking plain HTTP to a loopback address: as the page's
+/// `Origin` says (a browser sends it with every sign-in), else as `Host` says unless a proxy
+/// in front says the request came over HTTPS (`X-Forwarded-Proto`, `Forwarded`).
+fn plain_http_to_loopback(headers: &HeaderMap) -> bool {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(origin) = value(header::ORIGIN) {
+        return origin.strip_prefix("http://").is_some_and(loopback_host);
+    }
+    let forwarded_https =
+        value(header::HeaderName::from_static("x-forwarded-proto")).is_some_and(|p| {
+            p.split(',')
+                .next()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        }) || value(header::FORWARDED)
+            .is_some_and(|f| f.to_ascii_lowercase().contains("proto=https"));
+    !forwarded_https && value(header::HOST).is_some_and(loopback_host)
+}
+
+/// Whether the session cookie gets `Secure`: unless configured off, always, except to a page
+/// opened over plain HTTP on a loopback address (`vft demo` on http://127.0.0.1), where a
+/// browser would keep a Secure cookie only by its own leniency. A TLS proxy on the same
+/// machine still gets `Secure`: the browser's `Origin` is its https address.
+pub fn cookie_is_secure(settings: &SessionSettings, headers: &HeaderMap) -> bool {
+    settings.secure_cookie && !plain_http_to_loopback(headers)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -80,13 +143,21 @@ fn cookie_header(value: &str, max_age: chrono::Duration, secure: bool) -> Header
     HeaderValue::from_str(&cookie.to_string()).expect("a cookie of hex and fixed words")
 }
 
-#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Unknown token", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Unknown token", body = crate::openapi::ErrorBody), (status = 429, description = "Too many wrong tokens from this client (or from all clients together): try again after `Retry-After` seconds; the token was not looked at.", body = crate::openapi::ErrorBody)))]
 /// `POST /api/session {"token": …}`: signs in to the dashboard.
 pub async fn sign_in(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // A client that must wait is refused before its token is looked at.
+    let throttle = &state.sign_in_throttle;
+    if let Err(wait) = throttle.admit(client, std::time::Instant::now()) {
+        metrics::counter!("vft_http_sign_in_throttled_total").increment(1);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::TooManyRequests(secs.max(1)));
+    }
     // Only JSON: a form on another site cannot send it without the browser asking first.
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -100,15 +171,21 @@ pub async fn sign_in(
     let SignIn { token } = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("expected a JSON body {\"token\": \"…\"}".into()))?;
     let token = token.trim();
+    let wrong = || {
+        metrics::counter!("vft_http_sign_in_failures_total").increment(1);
+        throttle.failed(client, std::time::Instant::now());
+        ApiError::Unauthorized
+    };
     if token.is_empty() || token.len() > 256 {
-        return Err(ApiError::Unauthorized);
+        return Err(wrong());
     }
     let token_hash = hash_token(token);
     let record = state
         .store
         .find_token(&token_hash)
         .await?
-        .ok_or(ApiError::Unauthorized)?;
+        .ok_or_else(wrong)?;
+    throttle.succeeded(client);
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let settings = state.sessions;
     let expires_at = Utc::now() + settings.lifetime;
@@ -117,10 +194,22 @@ pub async fn sign_in(
         .create_session(&hash_token(&secret), &token_hash, expires_at)
         .await?;
     tracing::info!(role = record.role.name(), "dashboard sign-in");
+    let secure = cookie_is_secure(&settings, &headers);
+    if secure
+        && headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| o.starts_with("http://"))
+    {
+        tracing::warn!(
+            "dashboard sign-in from a page served over plain HTTP: the browser will not keep the \
+             Secure session cookie; serve vft behind TLS (or set dashboard.secure_cookie = false)"
+        );
+    }
     let mut response = Json(view(&state, &record.role, Some(expires_at)).await?).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie_header(&secret, settings.lifetime, settings.secure_cookie),
+        cookie_header(&secret, settings.lifetime, secure),
     );
     Ok(response)
 }
@@ -137,7 +226,11 @@ pub async fn sign_out(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie_header("", chrono::Duration::zero(), state.sessions.secure_cookie),
+        cookie_header(
+            "",
+            chrono::Duration::zero(),
+            cookie_is_secure(&state.sessions, &headers),
+        ),
     );
     Ok(response)
 }
@@ -224,4 +317,98 @@ pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json
         .filter(|c| !c.members.is_empty() || caller.0 == Role::Coordinator)
         .collect();
     Json(CooperationList { cooperations })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, HeaderValue::from_str(value).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_cookie_is_secure_unless_off_or_a_plain_http_page_on_loopback() {
+        let on = SessionSettings::default();
+        assert!(on.secure_cookie, "Secure by default");
+        let off = SessionSettings {
+            secure_cookie: false,
+            ..on
+        };
+        let cases: &[(&[(&'static str, &str)], bool)] = &[
+            // A browser on vft demo's own address: plain HTTP to loopback.
+            (
+                &[
+                    ("origin", "http://127.0.0.1:8080"),
+                    ("host", "127.0.0.1:8080"),
+                ],
+                false,
+            ),
+            (
+                &[
+                    ("origin", "http://localhost:8080"),
+                    ("host", "localhost:8080"),
+                ],
+                false,
+            ),
+            (
+                &[("origin", "http://[::1]:8080"), ("host", "[::1]:8080")],
+                false,
+            ),
+            (
+                &[("origin", "http://127.0.0.2:9"), ("host", "127.0.0.2:9")],
+                false,
+            ),
+            (&[("origin", "http://vft.localhost")], false),
+            // A TLS proxy on the same machine passing Host through, or not.
+            (
+                &[
+                    ("origin", "https://vft.example.no"),
+                    ("host", "127.0.0.1:8080"),
+                ],
+                true,
+            ),
+            (
+                &[
+                    ("origin", "https://127.0.0.1:8443"),
+                    ("host", "127.0.0.1:8080"),
+                ],
+                true,
+            ),
+            (
+                &[("host", "127.0.0.1:8080"), ("x-forwarded-proto", "https")],
+                true,
+            ),
+            (
+                &[
+                    ("host", "localhost"),
+                    ("forwarded", "for=1.2.3.4;proto=https"),
+                ],
+                true,
+            ),
+            // Plain HTTP to another machine: Secure (the browser drops it; vft warns).
+            (
+                &[
+                    ("origin", "http://10.0.0.5:8080"),
+                    ("host", "10.0.0.5:8080"),
+                ],
+                true,
+            ),
+            (&[("origin", "http://localhost.example.no")], true),
+            // Scripts: no Origin, Host decides.
+            (&[("host", "127.0.0.1:8080")], false),
+            (&[("host", "localhost")], false),
+            (&[("host", "vft.example.no")], true),
+            (&[], true),
+        ];
+        for (pairs, secure) in cases {
+            let h = headers(pairs);
+            assert_eq!(cookie_is_secure(&on, &h), *secure, "{pairs:?}");
+            assert!(!cookie_is_secure(&off, &h), "off is off: {pairs:?}");
+        }
+    }
 }

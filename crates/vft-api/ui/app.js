@@ -154,6 +154,7 @@ function showSignIn(notice) {
       submit.disabled = false;
       submit.textContent = t('signin.submit');
       if (err instanceof ApiError && (err.status === 401 || err.status === 400)) message.textContent = t('signin.wrong');
+      else if (err instanceof ApiError && err.status === 429) message.textContent = t('signin.throttled');
       else if (err instanceof ApiError && (err.status === 404 || err.status === 405)) message.textContent = t('error.sessionMissing');
       else replace(message, errorBox(err));
       tokenInput.focus();

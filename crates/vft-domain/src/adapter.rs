@@ -116,9 +116,8 @@ pub type Mapped = Result<Value, (Vec<u8>, MappingError)>;
 
 /// Vendor text echoed into a reason: bounded, and masked because reasons are stored and shown.
 fn echo(s: &str) -> String {
-    let short: String = s.chars().take(64).collect();
-    let (masked, _) = mask_national_identity_numbers(short.as_bytes());
-    format!("{:?}", String::from_utf8_lossy(&masked))
+    // Masked before the cut, so the cut never keeps part of a number.
+    format!("{:?}", crate::nin::masked_prefix(s, 64))
 }
 
 /// Raw bytes kept with a mapping failure: masked like every other dead letter.

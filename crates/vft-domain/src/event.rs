@@ -6,7 +6,7 @@ use crate::ids::{
 };
 use crate::kind::TechnologyKind;
 use crate::municipality::Registry;
-use crate::nin::{is_national_identity_number, mask_national_identity_numbers};
+use crate::nin;
 use crate::topic::EventTopic;
 use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use serde_json::value::RawValue;
@@ -195,6 +195,17 @@ pub enum DeadLetterReason {
     ConflictingDuplicate {
         id: String,
     },
+    /// An event time outside [`PlausibleTimes`] (a device clock reset to 1970, or run ahead):
+    /// the text says which bound, never the instant it was checked at, so a redelivery makes
+    /// the same dead letter.
+    ImplausibleTime(String),
+    /// The embedded listener took a publish its sender's credential may not make (another
+    /// vendor's or gateway's topic): kept here instead of acknowledged and dropped, because an
+    /// MQTT 3.1.1 client cannot be told "refused" and would send it again forever.
+    ForbiddenTopic {
+        /// The credential's username and scope, e.g. `hepro/gw-1 (scope hepro/gw-1)`.
+        credential: String,
+    },
 }
 
 impl DeadLetterReason {
@@ -214,12 +225,28 @@ impl DeadLetterReason {
             Self::InvalidStatus => "invalid_status",
             Self::Mapping { .. } => "mapping_failed",
             Self::ConflictingDuplicate { .. } => "conflicting_duplicate",
+            Self::ImplausibleTime(_) => "implausible_time",
+            Self::ForbiddenTopic { .. } => "forbidden_topic",
         }
     }
 }
 
+/// The reason as kept with the dead letter and logged: whatever outside text it echoes (a key,
+/// a value, a topic) has its national identity numbers masked.
 impl fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Unmasked<'a>(&'a DeadLetterReason);
+        impl fmt::Display for Unmasked<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt_unmasked(f)
+            }
+        }
+        f.write_str(&nin::mask_str(&Unmasked(self).to_string()).0)
+    }
+}
+
+impl DeadLetterReason {
+    fn fmt_unmasked(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadTopic(why) => write!(f, "bad topic: {why}"),
             Self::Oversized { size, max } => {
@@ -242,13 +269,83 @@ impl fmt::Display for DeadLetterReason {
                 f,
                 "event id {id:?} was stored before with other content; the first arrival is kept"
             ),
-            Self::NationalIdentityNumber { field } => write!(
+            Self::ImplausibleTime(why) => write!(f, "implausible event time: {why}"),
+            Self::ForbiddenTopic { credential } => write!(
                 f,
-                "field `{field}` holds a national identity number; refused (the number is masked here)"
+                "MQTT credential {credential} may not publish on this topic; not processed"
             ),
+            Self::NationalIdentityNumber { field } => {
+                match field.as_str() {
+                    NIN_IN_TOPIC => f.write_str("the topic")?,
+                    NIN_IN_PAYLOAD => f.write_str("the payload")?,
+                    field => write!(f, "field `{field}`")?,
+                }
+                f.write_str(
+                    " holds a national identity number; refused (the number is masked here)",
+                )
+            }
         }
     }
 }
+
+/// The event times vft believes: from `earliest` up to `max_future` after the event arrives.
+/// One event dated 9999 would open the dashboard on that year and stretch every range; one
+/// dated year 0 would be counted in every month end since. The caller passes "now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlausibleTimes {
+    pub earliest: DateTime<Utc>,
+    pub max_future: chrono::Duration,
+}
+
+impl Default for PlausibleTimes {
+    /// From 2000-01-01T00:00:00Z to one day ahead of arrival.
+    fn default() -> Self {
+        Self {
+            earliest: DateTime::<Utc>::from_naive_utc_and_offset(
+                chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+                    .unwrap_or_default()
+                    .and_time(chrono::NaiveTime::MIN),
+                Utc,
+            ),
+            max_future: chrono::Duration::days(1),
+        }
+    }
+}
+
+impl PlausibleTimes {
+    /// The latest plausible time for something arriving at `now` (`None`: no upper bound,
+    /// when `now + max_future` is past what chrono can hold).
+    pub fn latest(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        now.checked_add_signed(self.max_future)
+    }
+
+    /// Whether `ts` is plausible at `now`; if not, why, naming the configured bound only (the
+    /// reason is part of a dead letter's identity, so it must not change with `now`).
+    pub fn check(&self, ts: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+        if ts < self.earliest {
+            return Err(format!(
+                "{} is before {} (ingest.earliest_event); a device clock that was reset?",
+                ts.to_rfc3339(),
+                self.earliest.to_rfc3339()
+            ));
+        }
+        if self.latest(now).is_some_and(|latest| ts > latest) {
+            return Err(format!(
+                "{} is more than {} s after it arrived (ingest.max_future_secs); a device clock that runs ahead?",
+                ts.to_rfc3339(),
+                self.max_future.num_seconds()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `NationalIdentityNumber { field }` when the number is in the message's topic (a vendor or
+/// gateway segment, or a topic nobody handles).
+pub const NIN_IN_TOPIC: &str = "(topic)";
+/// `NationalIdentityNumber { field }` when the number is in a payload that is not read as an
+/// event (malformed JSON, a status payload, …).
+pub const NIN_IN_PAYLOAD: &str = "(payload)";
 
 /// One outcome of parsing a payload: an event, or the raw bytes that become a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,23 +361,65 @@ pub enum ParsedItem {
 pub const OVERSIZED_KEEP_BYTES: usize = 64 * 1024;
 
 fn dead(raw: &[u8], reason: DeadLetterReason) -> ParsedItem {
-    // Masked whatever the reason: a malformed payload can carry a national identity number too.
-    let (raw, _) = mask_national_identity_numbers(raw);
+    // Masked whatever the reason: a malformed payload can carry a national identity number too,
+    // and then that is the reason (an oversized payload keeps its own: it was not read).
+    let (raw, found) = nin::mask_bytes(raw);
+    let reason = match reason {
+        DeadLetterReason::NationalIdentityNumber { .. } | DeadLetterReason::Oversized { .. } => {
+            reason
+        }
+        _ if found > 0 => DeadLetterReason::NationalIdentityNumber {
+            field: NIN_IN_PAYLOAD.into(),
+        },
+        reason => reason,
+    };
     ParsedItem::Dead { raw, reason }
 }
 
 /// Parses one message: a single event object or an array of them. Never fails as a whole:
 /// each element becomes an event or a dead letter, so one bad element never hides the others.
+/// Any event time is accepted; ingest uses [`parse_payload_at`], which also checks it.
 pub fn parse_payload(
     topic: Result<&EventTopic, &crate::topic::TopicError>,
     payload: &[u8],
     registry: &Registry,
     max_payload_bytes: usize,
 ) -> Vec<ParsedItem> {
+    parse_with(topic, payload, registry, max_payload_bytes, None)
+}
+
+/// [`parse_payload`], and an event whose time is outside `times` for a message arriving at
+/// `now` becomes an `implausible_time` dead letter.
+pub fn parse_payload_at(
+    topic: Result<&EventTopic, &crate::topic::TopicError>,
+    payload: &[u8],
+    registry: &Registry,
+    max_payload_bytes: usize,
+    times: &PlausibleTimes,
+    now: DateTime<Utc>,
+) -> Vec<ParsedItem> {
+    parse_with(
+        topic,
+        payload,
+        registry,
+        max_payload_bytes,
+        Some((times, now)),
+    )
+}
+
+fn parse_with(
+    topic: Result<&EventTopic, &crate::topic::TopicError>,
+    payload: &[u8],
+    registry: &Registry,
+    max_payload_bytes: usize,
+    times: Option<(&PlausibleTimes, DateTime<Utc>)>,
+) -> Vec<ParsedItem> {
     if payload.len() > max_payload_bytes {
-        let keep = &payload[..payload.len().min(OVERSIZED_KEEP_BYTES)];
+        // Masked before it is cut, so the cut never keeps part of a number.
+        let (mut keep, _) = nin::mask_bytes(payload);
+        keep.truncate(OVERSIZED_KEEP_BYTES);
         return vec![dead(
-            keep,
+            &keep,
             DeadLetterReason::Oversized {
                 size: payload.len(),
                 max: max_payload_bytes,
@@ -300,7 +439,7 @@ pub fn parse_payload(
             )];
         }
     };
-    let element = |raw: &RawValue| match parse_event(raw.get(), topic, registry) {
+    let element = |raw: &RawValue| match parse_event(raw.get(), topic, registry, times) {
         Ok(event) => ParsedItem::Event(Box::new(event)),
         Err(reason) => dead(raw.get().as_bytes(), reason),
     };
@@ -390,30 +529,41 @@ fn ids<T: Copy>(all: &[T], id: fn(T) -> &'static str) -> Vec<&'static str> {
     all.iter().map(|t| id(*t)).collect()
 }
 
-/// A number in any field is checked too: `12345678901` sent as a JSON number is still a
-/// national identity number.
-fn find_national_identity_number(map: &Map<String, Value>) -> Option<String> {
-    map.iter().find_map(|(k, v)| {
-        let hit = match v {
-            Value::String(s) => is_national_identity_number(s.trim()),
-            Value::Number(n) => is_national_identity_number(&n.to_string()),
-            _ => false,
-        };
-        hit.then(|| k.chars().take(64).collect())
-    })
+/// Whether a JSON value holds a national identity number anywhere: a string, a number's text
+/// (`12345678901` sent as a JSON number), nested keys and values.
+fn value_holds_number(v: &Value) -> bool {
+    match v {
+        Value::String(s) => nin::find(s),
+        Value::Number(n) => nin::find(&n.to_string()),
+        Value::Array(items) => items.iter().any(value_holds_number),
+        Value::Object(m) => m.iter().any(|(k, v)| nin::find(k) || value_holds_number(v)),
+        Value::Bool(_) | Value::Null => false,
+    }
+}
+
+/// The field (any key, known or not; masked and bounded for the reason) whose key or value
+/// holds a national identity number in any shape `nin` reads, or the payload as a whole when
+/// only its raw text does.
+fn find_national_identity_number(raw: &str, map: &Map<String, Value>) -> Option<String> {
+    map.iter()
+        .find(|(k, v)| nin::find(k) || value_holds_number(v))
+        .map(|(k, _)| nin::masked_prefix(k, 64))
+        .or_else(|| nin::find(raw).then(|| NIN_IN_PAYLOAD.to_owned()))
 }
 
 fn parse_event(
     raw: &str,
     topic: &EventTopic,
     registry: &Registry,
+    times: Option<(&PlausibleTimes, DateTime<Utc>)>,
 ) -> Result<Event, DeadLetterReason> {
     let map: Map<String, Value> = match serde_json::from_str::<Value>(raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(DeadLetterReason::NotAnObject),
         Err(e) => return Err(DeadLetterReason::MalformedJson(e.to_string())),
     };
-    if let Some(field) = find_national_identity_number(&map) {
+    // Before any other rule, so no reason ever echoes the number.
+    if let Some(field) = find_national_identity_number(raw, &map) {
         return Err(DeadLetterReason::NationalIdentityNumber { field });
     }
     if let Some(unknown) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -436,6 +586,11 @@ fn parse_event(
             why: format!("must be RFC 3339 with an offset, e.g. 2025-06-30T23:59:00+02:00 ({e})"),
         })?
         .trunc_subsecs(6);
+    if let Some((times, now)) = times {
+        times
+            .check(ts.with_timezone(&Utc), now)
+            .map_err(DeadLetterReason::ImplausibleTime)?;
+    }
     let municipality =
         MunicipalityCode::parse(f.req_str("municipality")?).map_err(invalid("municipality"))?;
     if !registry.contains(&municipality) {
@@ -688,5 +843,175 @@ mod tests {
                 "the number must not be kept"
             );
         }
+    }
+
+    #[test]
+    fn national_identity_numbers_in_any_shape_are_refused_and_never_echoed() {
+        let n = make_nin("241299345")
+            .or_else(|| make_nin("241299346"))
+            .expect("valid");
+        let (date, person) = n.split_at(6);
+        let spaced = format!("{date} {person}");
+        let with = |k: &str, v: &str| {
+            let mut m: Map<String, Value> = serde_json::from_str(OK).expect("json");
+            m.insert(k.into(), serde_json::from_str(v).expect("json value"));
+            Value::Object(m).to_string()
+        };
+        for (payload, field) in [
+            (with("recipient", &format!("\"fnr {spaced}\"")), "recipient"),
+            (with("colour", &format!("\"{spaced}\"")), "colour"),
+            (with(&format!("fnr{n}"), "1"), "fnr***********"),
+            (with("kind", &format!("\"alarm {spaced}\"")), "kind"),
+            (with("type", &format!("\"t-{n}\"")), "type"),
+            (
+                with("recipient", &format!("{{\"x\":[\"{spaced}\"]}}")),
+                "recipient",
+            ),
+            (OK.replace("r-77", &format!("\\u003{}", n)), "recipient"),
+            (format!("{{\"id\":\"{spaced}\""), NIN_IN_PAYLOAD),
+            (format!("\"{spaced}\""), NIN_IN_PAYLOAD),
+        ] {
+            let items = parse(&payload);
+            let [ParsedItem::Dead { raw, reason }] = items.as_slice() else {
+                panic!("{payload}: {items:?}")
+            };
+            assert_eq!(
+                reason,
+                &DeadLetterReason::NationalIdentityNumber {
+                    field: field.into()
+                },
+                "{payload}"
+            );
+            assert!(!nin::find_bytes(raw), "{payload}");
+            assert!(!nin::find(&reason.to_string()), "{reason}");
+        }
+        // A reason echoing outside text is masked whatever built it.
+        let reason = DeadLetterReason::UnknownType(format!("x {spaced}"));
+        assert_eq!(reason.to_string(), "unknown event type \"x ***********\"");
+        // An oversized payload is masked before it is cut.
+        let big = format!("{}{spaced}", " ".repeat(OVERSIZED_KEEP_BYTES - 5));
+        let items = parse_payload(Ok(&topic()), big.as_bytes(), &registry(), 1024);
+        let [ParsedItem::Dead { raw, reason }] = items.as_slice() else {
+            panic!("{items:?}")
+        };
+        assert_eq!(reason.code(), "oversized");
+        assert!(raw.ends_with(b"*****") && !raw.ends_with(date.as_bytes()));
+    }
+
+    mod properties {
+        use super::*;
+        use crate::nin::tests::properties::{decor, dress, valid_number};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn a_number_in_any_field_is_a_masked_dead_letter(
+                n in valid_number(),
+                d in decor(),
+                field in 0usize..=FIELDS.len(),
+                batch: bool,
+            ) {
+                let key = FIELDS.get(field).copied().unwrap_or("note");
+                let mut m: Map<String, Value> = serde_json::from_str(OK).expect("json");
+                m.remove(key);
+                let rest = Value::Object(m).to_string();
+                // The dressed text goes in as written (its JSON escapes included).
+                let element = format!("{},\"{key}\":\"{}\"}}", &rest[..rest.len() - 1], dress(&n, &d));
+                let payload = if batch { format!("[{OK},{element}]") } else { element };
+                let items = parse(&payload);
+                let dead: Vec<_> = items
+                    .iter()
+                    .filter_map(|i| match i {
+                        ParsedItem::Dead { raw, reason } => Some((raw, reason)),
+                        ParsedItem::Event(_) => None,
+                    })
+                    .collect();
+                prop_assert_eq!(dead.len(), 1, "{}: {:?}", payload, items);
+                let (raw, reason) = dead[0];
+                prop_assert_eq!(reason.code(), "national_identity_number", "{}", payload);
+                prop_assert!(!nin::find_bytes(raw));
+                prop_assert!(!String::from_utf8_lossy(raw).contains(&n));
+                prop_assert!(!nin::find(&reason.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn implausible_event_times_become_dead_letters_with_a_reason_that_ignores_now() {
+        let now: DateTime<Utc> = "2026-03-10T12:00:00Z".parse().expect("instant");
+        let times = PlausibleTimes::default();
+        let at = |ts: &str, now: DateTime<Utc>| {
+            let payload = OK.replace("2025-06-30T23:59:00+02:00", ts);
+            parse_payload_at(
+                Ok(&topic()),
+                payload.as_bytes(),
+                &registry(),
+                4096,
+                &times,
+                now,
+            )
+        };
+        for ok in [
+            "2000-01-01T00:00:00Z",
+            "2000-01-01T01:00:00+01:00",
+            "2025-06-30T23:59:00+02:00",
+            "2026-03-11T12:00:00Z",
+            "2026-03-11T13:00:00+01:00",
+        ] {
+            assert!(
+                matches!(at(ok, now).as_slice(), [ParsedItem::Event(_)]),
+                "{ok} is plausible"
+            );
+        }
+        for bad in [
+            "0000-01-01T00:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "2000-01-01T00:59:59+01:00",
+            "1999-12-31T23:59:59.999999Z",
+            "2026-03-11T12:00:00.000001Z",
+            "2026-03-12T12:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let items = at(bad, now);
+            let [ParsedItem::Dead { reason, raw }] = items.as_slice() else {
+                panic!("{bad} accepted: {items:?}")
+            };
+            assert_eq!(reason.code(), "implausible_time", "{bad}");
+            assert!(
+                String::from_utf8_lossy(raw).contains(bad),
+                "the element is kept"
+            );
+            // Checked at another instant, the same dead letter (its identity has the text).
+            let earlier = at(bad, now - chrono::Duration::hours(3));
+            assert_eq!(earlier, items, "{bad}");
+        }
+        // Without a window (parse_payload), any time is an event, as before.
+        assert!(matches!(
+            parse(&OK.replace("2025-06-30T23:59:00+02:00", "9999-12-31T23:59:59Z")).as_slice(),
+            [ParsedItem::Event(_)]
+        ));
+        // A window past what chrono holds has no upper bound instead of overflowing.
+        let wide = PlausibleTimes {
+            max_future: chrono::Duration::MAX,
+            ..times
+        };
+        assert_eq!(wide.latest(now), None);
+        assert!(
+            wide.check("9999-12-31T23:59:59Z".parse().expect("t"), now)
+                .is_ok()
+        );
+        let why = times
+            .check("1999-01-01T00:00:00Z".parse().expect("t"), now)
+            .expect_err("early");
+        assert!(why.contains("ingest.earliest_event"), "{why}");
+        let why = times
+            .check("2030-01-01T00:00:00Z".parse().expect("t"), now)
+            .expect_err("late");
+        assert!(
+            why.contains("86400 s") && why.contains("ingest.max_future_secs"),
+            "{why}"
+        );
     }
 }

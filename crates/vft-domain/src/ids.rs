@@ -14,8 +14,9 @@ pub enum IdError {
 }
 
 fn invalid(what: &'static str, rule: &'static str, got: &str) -> IdError {
-    // Bound what we echo back: the input may be huge or hostile.
-    let got: String = got.chars().take(80).collect();
+    // Bound what we echo back: the input may be huge or hostile, and may hold a national
+    // identity number (masked before the cut, so the cut never keeps part of one).
+    let got = crate::nin::masked_prefix(got, 80);
     IdError::Invalid { what, rule, got }
 }
 

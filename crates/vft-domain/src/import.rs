@@ -9,7 +9,7 @@
 use crate::adapter::DeviceIdRules;
 use crate::ids::{DeviceId, MunicipalityCode, RecipientRef, VendorId};
 use crate::kind::TechnologyKind;
-use crate::nin::is_national_identity_number;
+use crate::nin;
 use crate::reconcile::Listing;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -175,6 +175,38 @@ pub fn parse_inventory(
     vendor: &VendorId,
     bytes: &[u8],
 ) -> Result<ImportParse, ImportError> {
+    parse_inventory_with(format, vendor, bytes, None)
+}
+
+/// [`parse_inventory`], and a row whose installed date is outside `times` (by date, at `now`)
+/// is left out as unreadable, as events with such times are dead letters.
+pub fn parse_inventory_at(
+    format: &ImportFormat,
+    vendor: &VendorId,
+    bytes: &[u8],
+    times: &crate::event::PlausibleTimes,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ImportParse, ImportError> {
+    let window = DateWindow {
+        earliest: times.earliest.date_naive(),
+        latest: times.latest(now).map(|t| t.date_naive()),
+    };
+    parse_inventory_with(format, vendor, bytes, Some(window))
+}
+
+/// Plausible installed dates, inclusive (`latest: None`: no upper bound).
+#[derive(Debug, Clone, Copy)]
+struct DateWindow {
+    earliest: chrono::NaiveDate,
+    latest: Option<chrono::NaiveDate>,
+}
+
+fn parse_inventory_with(
+    format: &ImportFormat,
+    vendor: &VendorId,
+    bytes: &[u8],
+    window: Option<DateWindow>,
+) -> Result<ImportParse, ImportError> {
     format.validate()?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut out = ImportParse::default();
@@ -212,10 +244,11 @@ pub fn parse_inventory(
             out.duplicates.push(line);
             continue;
         }
+        // Kept and shown: a header or an echoed cell may hold a national identity number.
         let error = |column: Option<&str>, why: String| RowError {
             line,
-            column: column.map(str::to_owned),
-            why,
+            column: column.map(|c| nin::mask_str(c).0),
+            why: nin::mask_str(&why).0,
         };
         let Some(text) = decode(format.encoding, raw) else {
             out.errors.push(error(
@@ -239,7 +272,7 @@ pub fn parse_inventory(
             ));
             continue;
         }
-        match row(format, &idx, &in_service, vendor, &cells) {
+        match row(format, &idx, &in_service, vendor, &cells, window) {
             Ok(listing) => out.rows.push((line, listing)),
             Err((i, why)) => out.errors.push(error(Some(&names[i]), why)),
         }
@@ -299,21 +332,22 @@ fn row(
     in_service_values: &[String],
     vendor: &VendorId,
     cells: &[String],
+    window: Option<DateWindow>,
 ) -> Result<Listing, (usize, String)> {
-    // Refused before anything else, and never echoed: such a number must not be stored.
-    if let Some(i) = cells
-        .iter()
-        .position(|c| is_national_identity_number(c.trim()))
-    {
-        return Err((
-            i,
-            "holds a national identity number; the row is refused".into(),
-        ));
+    // Refused before anything else, and never echoed: such a number must not be stored. Any
+    // cell, read columns or not, in any shape `nin` reads (inside text, with separators…).
+    let refused = || "holds a national identity number; the row is refused".to_owned();
+    if let Some(i) = cells.iter().position(|c| nin::find(c)) {
+        return Err((i, refused()));
     }
     let cell = |i: usize| cells[i].trim();
     let optional = |i: usize| Some(cell(i)).filter(|c| !c.is_empty());
-    let device = DeviceId::parse(&format.device_id.apply(&cells[idx.device]))
-        .map_err(|e| (idx.device, e.to_string()))?;
+    // The device-id rules may join digit groups (`remove = " -"`): checked once applied too.
+    let device_text = format.device_id.apply(&cells[idx.device]);
+    if nin::find(&device_text) {
+        return Err((idx.device, refused()));
+    }
+    let device = DeviceId::parse(&device_text).map_err(|e| (idx.device, e.to_string()))?;
     let kind = optional(idx.kind)
         .map(|code| {
             format
@@ -333,12 +367,24 @@ fn row(
         .transpose()?;
     if let Some(i) = idx.installed
         && let Some(date) = optional(i)
-        && chrono::NaiveDate::parse_from_str(date, &format.date_format).is_err()
     {
-        return Err((
-            i,
-            format!("date {date:?} does not match {:?}", format.date_format),
-        ));
+        let Ok(day) = chrono::NaiveDate::parse_from_str(date, &format.date_format) else {
+            return Err((
+                i,
+                format!("date {date:?} does not match {:?}", format.date_format),
+            ));
+        };
+        if let Some(w) = window
+            && (day < w.earliest || w.latest.is_some_and(|latest| day > latest))
+        {
+            return Err((
+                i,
+                format!(
+                    "date {date:?} is implausible: before {} (ingest.earliest_event) or in the future",
+                    w.earliest
+                ),
+            ));
+        }
     }
     let in_service = idx.status.is_none_or(|i| {
         let v = cell(i).to_lowercase();
@@ -546,5 +592,34 @@ mod tests {
         );
         assert_eq!(parsed.errors[0].column.as_deref(), Some("Kommunenr"));
         assert!(parsed.errors[0].why.contains("9999"));
+    }
+
+    #[test]
+    fn implausible_installed_dates_are_row_errors_when_a_window_is_given() {
+        let f = format(ATEA);
+        let v = vendor("atea");
+        let file = "serial,category,municipality_no,client_ref,state,installed_on,site\n\
+                    A1,alarm,3324,,active,2025-01-01,x\n\
+                    A2,alarm,3324,,active,0000-01-01,x\n\
+                    A3,alarm,3324,,active,9999-12-31,x\n\
+                    A4,alarm,3324,,active,2026-03-13,x\n\
+                    A5,alarm,3324,,active,2026-03-11,x\n\
+                    A6,alarm,3324,,active,1999-12-31,x\n\
+                    A7,alarm,3324,,active,2000-01-01,x\n";
+        let now = "2026-03-10T12:00:00Z".parse().expect("now");
+        let times = crate::event::PlausibleTimes::default();
+        let p = parse_inventory_at(&f, &v, file.as_bytes(), &times, now).expect("parse");
+        let kept: Vec<u64> = p.rows.iter().map(|(l, _)| *l).collect();
+        assert_eq!(kept, [2, 6, 8]);
+        assert_eq!(
+            p.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [3, 4, 5, 7]
+        );
+        assert!(p.errors.iter().all(|e| {
+            e.column.as_deref() == Some("installed_on") && e.why.contains("implausible")
+        }));
+        // Without a window, as before: every well-formed date is read.
+        let all = parse_inventory(&f, &v, file.as_bytes()).expect("parse");
+        assert_eq!(all.rows.len(), 7);
     }
 }

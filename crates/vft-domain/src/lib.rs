@@ -10,6 +10,7 @@ pub mod import;
 pub mod kind;
 pub mod membership;
 pub mod month;
+pub mod mqtt_access;
 pub mod municipality;
 pub mod nin;
 pub mod reconcile;
@@ -21,7 +22,10 @@ pub mod topic;
 
 pub use attribution::{ChangeCause, ChangeLine, InService, Scope, attribute_changes};
 pub use auth::{Role, fingerprint, hash_token};
-pub use event::{Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, parse_payload};
+pub use event::{
+    Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, PlausibleTimes, parse_payload,
+    parse_payload_at,
+};
 pub use ids::{
     AlarmRef, DeviceId, EventId, GatewayId, IdError, MunicipalityCode, RecipientRef, VendorId,
 };
@@ -32,5 +36,5 @@ pub use municipality::{Municipality, MunicipalityError, Registry};
 pub use response::{AlarmRecord, MonthResponse, ResponseStandard, ResponseTimes, response_figures};
 pub use rollup::{LifecycleRecord, RollupFilter, in_service_at, month_end_counts};
 pub use state::{AlarmDelta, Connectivity, DeviceDelta, connectivity, fault_open};
-pub use table::{DeviceTable, TableError, TableRow};
+pub use table::{DeviceTable, TableError, TableRow, spreadsheet_safe};
 pub use topic::{EventTopic, TopicError, TopicKind};

@@ -19,6 +19,38 @@ pub struct DeviceTable {
     pub total: Vec<Option<u64>>,
 }
 
+/// A CSV cell as a spreadsheet may open it: a text starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'`, so Excel and LibreOffice show it rather than run it as
+/// a formula (`=HYPERLINK(…)`, OWASP "CSV injection"). A plain number (`-27`, `+3`, `0.5`,
+/// `1e3`) stays as it is: it is a number to the spreadsheet, not a formula. Every CSV vft
+/// writes goes through this.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell
+        .chars()
+        .next()
+        .is_some_and(|c| matches!(c, '=' | '+' | '-' | '@' | '\t' | '\r'));
+    if risky && !plain_number(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// `[+-]digits[.digits][e[+-]digits]`, with at least one digit before the exponent.
+fn plain_number(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match s.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("table CSV: {0}")]
@@ -52,7 +84,7 @@ impl DeviceTable {
         let mut header = vec!["kind".to_owned(), "label".to_owned()];
         header.extend(self.months.iter().map(ToString::to_string));
         // Writing to a Vec cannot fail; errors would only come from I/O.
-        let _ = w.write_record(&header);
+        let _ = w.write_record(header.iter().map(|c| spreadsheet_safe(c).into_owned()));
         for row in &self.rows {
             let mut rec = vec![row.kind.id().to_owned(), row.label.clone()];
             rec.extend(
@@ -60,7 +92,7 @@ impl DeviceTable {
                     .iter()
                     .map(|c| c.map(|n| n.to_string()).unwrap_or_default()),
             );
-            let _ = w.write_record(&rec);
+            let _ = w.write_record(rec.iter().map(|c| spreadsheet_safe(c).into_owned()));
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
@@ -123,6 +155,38 @@ impl DeviceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_neutralised_and_numbers_stay_numbers() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "'=HYPERLINK(\"http://x\",\"y\")",
+            ),
+            ("+SUM(A1)", "'+SUM(A1)"),
+            ("-2+3", "'-2+3"),
+            ("-cmd|' /C calc'!A0", "'-cmd|' /C calc'!A0"),
+            ("@SUM(1)", "'@SUM(1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-", "'-"),
+            ("+", "'+"),
+            ("-.", "'-."),
+            ("-1e", "'-1e"),
+            ("-27", "-27"),
+            ("+3", "+3"),
+            ("-0.5", "-0.5"),
+            ("-.5", "-.5"),
+            ("-1.5e-3", "-1.5e-3"),
+            ("27", "27"),
+            ("HP-SA-1", "HP-SA-1"),
+            ("a=b", "a=b"),
+            ("2025-01", "2025-01"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), shown, "{cell:?}");
+        }
+    }
 
     const FIXTURE: &str = "# note\nkind,label_nb,2025-01,2025-02\nmedication_support,M,63,64\ndigital_supervision,D,25,26\ntracking,T,60,59\nsafety_alarm,S,550,561\nsmoke_detector,R,303,313\ndoor_lock_alarm,L,32,27\n";
 

@@ -13,13 +13,16 @@ use tracing::{info, warn};
 /// it accepts becomes an `oversized` dead letter. The broker's own limit should sit below this.
 const MAX_INCOMING_PACKET: usize = 64 * 1024 * 1024;
 
-/// Where the broker is: `mqtt://[user[:password]@]host[:port]`.
+/// Where the broker is: `mqtt://[user[:password]@]host[:port]` (port 1883), or
+/// `mqtts://…` for MQTT over TLS (port 8883; the broker's certificate is verified against
+/// `mqtt.ca_file` or the system's roots, and must name `host`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerAddress {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub tls: bool,
 }
 
 impl std::fmt::Debug for BrokerAddress {
@@ -29,6 +32,7 @@ impl std::fmt::Debug for BrokerAddress {
             .field("port", &self.port)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -39,12 +43,15 @@ impl BrokerAddress {
             url: vft_store::redact_url(url),
             why: why.to_owned(),
         };
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| {
-                err("expected mqtt://host:port (TLS is not built in; terminate it in front of vft)")
-            })?;
+        let (rest, tls) = match url.strip_prefix("mqtts://") {
+            Some(rest) => (rest, true),
+            None => (
+                url.strip_prefix("mqtt://")
+                    .or_else(|| url.strip_prefix("tcp://"))
+                    .ok_or_else(|| err("expected mqtt://host:port or mqtts://host:port (TLS)"))?,
+                false,
+            ),
+        };
         let rest = rest.trim_end_matches('/');
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -62,7 +69,7 @@ impl BrokerAddress {
                 h.trim_start_matches('[').trim_end_matches(']').to_owned(),
                 p.parse().map_err(|_| err("bad port"))?,
             ),
-            _ => (hostport.to_owned(), 1883),
+            _ => (hostport.to_owned(), if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(err("missing host"));
@@ -72,6 +79,7 @@ impl BrokerAddress {
             port,
             username,
             password,
+            tls,
         })
     }
 }
@@ -87,6 +95,14 @@ pub(crate) fn client(config: &IngestConfig) -> (AsyncClient, EventLoop) {
         .set_request_channel_capacity(config.batch_max_messages.max(64) * 4);
     if let Some(user) = &config.broker.username {
         options.set_credentials(user, config.broker.password.clone().unwrap_or_default());
+    }
+    if config.broker.tls {
+        // `run` refuses a TLS broker without a client configuration, so this is always set.
+        if let Some(tls) = &config.broker_tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
     }
     let (client, mut eventloop) = AsyncClient::new(options, config.batch_max_messages.max(64) * 4);
     let mut network = eventloop.network_options();
@@ -163,6 +179,7 @@ pub(crate) async fn drive(
                             generation,
                         },
                         arrived: std::time::Instant::now(),
+                        forbidden: None,
                     })
                     .is_err()
                 {
@@ -202,7 +219,12 @@ mod tests {
         assert!(!format!("{b:?}").contains("secret"));
         let c = BrokerAddress::parse("mqtt://[::1]:1883").expect("valid");
         assert_eq!(c.host, "::1");
-        for bad in ["http://x:1", "mqtt://", "mqtt://h:port", "mqtts://h:8883"] {
+        assert!(!c.tls);
+        let d = BrokerAddress::parse("mqtts://vft:pw@broker.example").expect("valid");
+        assert_eq!((d.host.as_str(), d.port, d.tls), ("broker.example", 8883, true));
+        let e = BrokerAddress::parse("mqtts://broker.example:18883").expect("valid");
+        assert_eq!((e.port, e.tls), (18883, true));
+        for bad in ["http://x:1", "mqtt://", "mqtt://h:port", "ssl://h:8883", "mqtts://"] {
             assert!(BrokerAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -7,8 +7,10 @@
 //! the *batcher* task stores and acks. The channel is bounded in practice by the broker's
 //! inflight window: it sends no more unacknowledged QoS 1 messages than that.
 
+mod auth;
 mod connection;
 mod listener;
+pub mod tls;
 
 use chrono::Utc;
 use std::sync::Arc;
@@ -17,12 +19,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{Instrument, error, info_span};
 use vft_domain::adapter::AdapterConfig;
+use vft_domain::event::{NIN_IN_PAYLOAD, NIN_IN_TOPIC, OVERSIZED_KEEP_BYTES};
+use vft_domain::nin;
 use vft_domain::topic::parse_status;
-use vft_domain::{DeadLetterReason, EventTopic, ParsedItem, Registry, TopicKind, parse_payload};
+use vft_domain::{
+    DeadLetterReason, EventTopic, ParsedItem, PlausibleTimes, Registry, TopicKind, parse_payload_at,
+};
 use vft_store::{NewDeadLetter, Store};
 
+pub use auth::Access;
 pub use connection::BrokerAddress;
-pub use listener::{Inbound, ListenerConfig, RunningListener, start as start_listener};
+pub use listener::{Inbound, ListenerConfig, ListenerTls, RunningListener, start as start_listener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -35,6 +42,8 @@ pub enum IngestError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("MQTT TLS: {0}")]
+    Tls(String),
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +68,11 @@ pub struct IngestConfig {
     pub replica_silent_after: Duration,
     /// Readiness turns unready when a received message has waited this long for its commit.
     pub max_pending: Duration,
+    /// Event times outside this window (at arrival) become `implausible_time` dead letters.
+    pub plausible_times: PlausibleTimes,
+    /// TLS to the external broker (`mqtts://`): the client configuration from
+    /// [`tls::client_config`]. Required when `broker.tls` is set.
+    pub broker_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Shared view of the ingest's health, for readiness and metrics.
@@ -181,6 +195,9 @@ pub(crate) struct Received {
     payload: bytes::Bytes,
     ack: Ack,
     arrived: Instant,
+    /// From the embedded listener: the sender's credential (named here) may not publish on
+    /// this topic, so the message is only kept as a `forbidden_topic` dead letter.
+    forbidden: Option<String>,
 }
 
 /// How a message is acknowledged once its batch committed.
@@ -206,6 +223,11 @@ pub async fn run(
     status: Arc<IngestStatus>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), IngestError> {
+    if config.broker.tls && config.broker_tls.is_none() {
+        return Err(IngestError::Tls(
+            "mqtts:// needs a TLS client configuration (vft_ingest::tls::client_config)".into(),
+        ));
+    }
     let (client, eventloop) = connection::client(&config);
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -262,6 +284,7 @@ pub async fn run_embedded(
                 payload: m.payload,
                 ack,
                 arrived: Instant::now(),
+                forbidden: m.forbidden,
             };
             if tx.send(received).await.is_err() {
                 return;
@@ -428,8 +451,8 @@ async fn beat(config: &IngestConfig, store: &dyn Store, status: &IngestStatus) {
     let Some(group) = config.shared_group.as_deref() else {
         return;
     };
-    let silent_after = chrono::Duration::from_std(config.replica_silent_after)
-        .unwrap_or(chrono::Duration::MAX);
+    let silent_after =
+        chrono::Duration::from_std(config.replica_silent_after).unwrap_or(chrono::Duration::MAX);
     match store.replicas().await {
         Ok(replicas) => {
             let silent: Vec<String> = replicas
@@ -472,9 +495,8 @@ impl UnhandledTopics {
     fn note(&mut self, topic: &str) {
         metrics::counter!("vft_ingest_unhandled_topic_messages_total").increment(1);
         if self.logged.len() < Self::MAX_REMEMBERED && self.logged.insert(topic.to_owned()) {
-            let head: String = topic.chars().take(256).collect();
-            let (masked, _) = vft_domain::nin::mask_national_identity_numbers(head.as_bytes());
-            let shown = String::from_utf8_lossy(&masked);
+            // Masked before the cut, so the cut never keeps part of a number.
+            let shown = nin::masked_prefix(topic, 256);
             tracing::warn!(topic = %shown, "message on a topic nobody handles (kept as a dead letter; logged once per topic)");
         }
     }
@@ -496,7 +518,41 @@ async fn commit(
     let mut event_messages = Vec::new();
     let mut dead = Vec::new();
     let mut statuses = Vec::new();
+    // Event times are judged against when the batch is parsed (moments after arrival).
+    let parsed_at = Utc::now();
+    let times = (&config.plausible_times, parsed_at);
     for (message_index, m) in batch.iter().enumerate() {
+        // A publish its credential may not make: kept to be seen, never read as events or a
+        // gateway status (the topic names another vendor's or gateway's).
+        if let Some(credential) = &m.forbidden {
+            let reason = DeadLetterReason::ForbiddenTopic {
+                credential: credential.clone(),
+            };
+            metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
+                .increment(1);
+            let mut raw = m.payload.to_vec();
+            if raw.len() > config.max_payload_bytes {
+                raw.truncate(OVERSIZED_KEEP_BYTES);
+            }
+            dead.push(dead_letter(&m.topic, &raw, &reason));
+            continue;
+        }
+        // A national identity number anywhere in the topic (a vendor or gateway segment, a
+        // topic nobody handles): the whole message is a dead letter under the masked topic,
+        // before any part of it becomes a gateway, an event or a log line.
+        if nin::find(&m.topic) {
+            let reason = DeadLetterReason::NationalIdentityNumber {
+                field: NIN_IN_TOPIC.into(),
+            };
+            metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
+                .increment(1);
+            let (mut raw, _) = nin::mask_bytes(&m.payload);
+            if m.payload.len() > config.max_payload_bytes {
+                raw.truncate(OVERSIZED_KEEP_BYTES);
+            }
+            dead.push(dead_letter(&m.topic, &raw, &reason));
+            continue;
+        }
         let topic = EventTopic::parse_any(&config.topic_prefix, &m.topic);
         let items = match &topic {
             Ok((t, TopicKind::Status)) => match parse_status(&m.payload) {
@@ -504,16 +560,27 @@ async fn commit(
                     statuses.push((t.clone(), online));
                     continue;
                 }
-                None => vec![ParsedItem::Dead {
-                    raw: m.payload.iter().take(1024).copied().collect(),
-                    reason: DeadLetterReason::InvalidStatus,
-                }],
+                None => {
+                    // Masked before the cut; a number makes it that kind of dead letter.
+                    let (mut raw, found) = nin::mask_bytes(&m.payload);
+                    raw.truncate(1024);
+                    let reason = if found > 0 {
+                        DeadLetterReason::NationalIdentityNumber {
+                            field: NIN_IN_PAYLOAD.into(),
+                        }
+                    } else {
+                        DeadLetterReason::InvalidStatus
+                    };
+                    vec![ParsedItem::Dead { raw, reason }]
+                }
             },
-            Ok((t, TopicKind::Events)) => parse_payload(
+            Ok((t, TopicKind::Events)) => parse_payload_at(
                 Ok(t),
                 &m.payload,
                 registry,
                 config.max_payload_bytes,
+                times.0,
+                times.1,
             ),
             Err(e) => match config
                 .adapters
@@ -522,11 +589,13 @@ async fn commit(
             {
                 None => {
                     unhandled.note(&m.topic);
-                    parse_payload(
+                    parse_payload_at(
                         Err(e),
                         &m.payload,
                         registry,
                         config.max_payload_bytes,
+                        times.0,
+                        times.1,
                     )
                 }
                 Some((adapter, gateway)) => map_with(
@@ -535,6 +604,7 @@ async fn commit(
                     &m.payload,
                     registry,
                     config.max_payload_bytes,
+                    times,
                 ),
             },
         };
@@ -547,12 +617,7 @@ async fn commit(
                 ParsedItem::Dead { raw, reason } => {
                     metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
                         .increment(1);
-                    dead.push(NewDeadLetter {
-                        topic: m.topic.chars().take(1024).collect(),
-                        payload: raw,
-                        reason_code: reason.code().to_owned(),
-                        reason: reason.to_string(),
-                    });
+                    dead.push(dead_letter(&m.topic, &raw, &reason));
                 }
             }
         }
@@ -634,10 +699,21 @@ fn conflict_dead_letter(event: &vft_domain::Event, message: &Received) -> NewDea
     let reason = DeadLetterReason::ConflictingDuplicate {
         id: event.id.to_string(),
     };
+    dead_letter(
+        &message.topic,
+        event.to_json().to_string().as_bytes(),
+        &reason,
+    )
+}
+
+/// A dead letter as stored and logged: its topic, bytes and reason masked whoever built them
+/// (`nin`), the topic bounded after masking so a cut never keeps part of a number.
+fn dead_letter(topic: &str, raw: &[u8], reason: &DeadLetterReason) -> NewDeadLetter {
     NewDeadLetter {
-        topic: message.topic.chars().take(1024).collect(),
-        payload: event.to_json().to_string().into_bytes(),
+        topic: nin::masked_prefix(topic, 1024),
+        payload: nin::mask_bytes(raw).0,
         reason_code: reason.code().to_owned(),
+        // Display masks what the reason echoes.
         reason: reason.to_string(),
     }
 }
@@ -650,6 +726,7 @@ fn map_with(
     payload: &[u8],
     registry: &Registry,
     max_payload_bytes: usize,
+    (times, now): (&PlausibleTimes, chrono::DateTime<Utc>),
 ) -> Vec<ParsedItem> {
     let topic = EventTopic {
         vendor: adapter.vendor.clone(),
@@ -657,17 +734,19 @@ fn map_with(
     };
     if payload.len() > max_payload_bytes {
         // The canonical size check (and its dead letter) applies to vendor payloads too.
-        return parse_payload(Ok(&topic), payload, registry, max_payload_bytes);
+        return parse_payload_at(Ok(&topic), payload, registry, max_payload_bytes, times, now);
     }
     adapter
         .map(payload)
         .into_iter()
         .flat_map(|mapped| match mapped {
-            Ok(canonical) => parse_payload(
+            Ok(canonical) => parse_payload_at(
                 Ok(&topic),
                 canonical.to_string().as_bytes(),
                 registry,
                 max_payload_bytes,
+                times,
+                now,
             ),
             Err((raw, e)) => vec![ParsedItem::Dead {
                 raw,

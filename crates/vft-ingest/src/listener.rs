@@ -8,37 +8,55 @@
 //! (tokio mpsc), the commit handles (tokio oneshot), the client-id registry (a mutex).
 //!
 //! Per connection:
-//! - Handshake: authenticate (the hook below), register the client id (a second connection
-//!   with the same id closes the first, without publishing its will), CONNACK.
+//! - Handshake: authenticate ([`crate::auth`]: a gateway credential, or anonymous where
+//!   allowed), check that the will's topic is one the credential may publish on (else CONNACK
+//!   "not authorised"), register the client id (a second connection with the same id and the
+//!   same credential closes the first, without publishing its will; a client id held by another
+//!   credential is refused with "identifier rejected"), CONNACK.
+//! - PUBLISH on a topic the credential may not publish on: handed to ingest marked
+//!   `forbidden`, which keeps it as a `forbidden_topic` dead letter and nothing else, and
+//!   acknowledged after that commit (MQTT 3.1.1 has no negative PUBACK; closing the connection
+//!   instead would make the client send it again forever).
 //! - PUBLISH: hand an [`Inbound`] to ingest, wait for its `committed` signal, then let
 //!   ntex-mqtt send the PUBACK. Up to `max_inflight` publishes of one
 //!   connection wait at once; ntex-mqtt writes their acknowledgements in arrival order. A
 //!   commit handle dropped unsent fails the publish, and a failed publish closes the
 //!   connection without acknowledging it: the client sends it again after reconnecting.
 //!   QoS 0 is handed over without waiting. QoS 2 is refused: it closes the connection.
+//!   Every [`crate::auth::RECHECK_EVERY`] a publish first reads its credential again; a revoked
+//!   one closes the connection (unacknowledged).
 //! - Sessions: CONNACK says `session_present = true` for `clean_session = false` (the session
 //!   a publish-only client has on this side is empty, so it always exists), which makes the
 //!   client keep and resend its unacknowledged publishes.
 //! - SUBSCRIBE: every filter is refused (return code 0x80); this listener only receives.
 //! - Close without DISCONNECT (socket dropped, keep-alive expired, protocol error): the last
 //!   will goes to ingest as an `Inbound`, as a broker would publish it.
+//!
+//! Memory: a connection holds at most `max_inflight` publishes and, past
+//! `max_inflight_bytes` of payload, reads nothing more until some are acknowledged; one packet
+//! is at most `max_payload_bytes` plus the topic allowance. So message data held for all
+//! connections stays under `max_connections × (max_inflight_bytes + max packet)`, and the
+//! Argon2id checks under `MAX_CONCURRENT_VERIFICATIONS × 19 MiB`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ntex_mqtt::v3::codec::{ConnectAckReason, Encoded};
 use ntex_mqtt::v3::{self, ProtocolMessage, ProtocolMessageAck};
 use ntex_mqtt::{Control, MqttServer, MqttServiceConfig, QoS, Reason};
+use ntex_io::{Filter, Io};
 use ntex_service::cfg::SharedCfg;
-use ntex_service::{fn_factory_with_config, fn_service};
+use ntex_service::{ServiceFactory, chain_factory, fn_factory_with_config, fn_service};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, Span, debug, debug_span, warn};
 
 use crate::IngestError;
+use crate::auth::{Access, Gate, Principal, RECHECK_EVERY, Refusal};
 
 /// Topic names longer than this are refused with the packet (the whole PUBLISH must fit in
 /// `max_payload_bytes` plus this allowance, or the codec closes the connection).
@@ -53,8 +71,11 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where and how the listener accepts gateways.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Port 0 picks a free port; [`RunningListener::local_addr`] has the bound address.
+    /// Port 0 picks a free port; [`RunningListener::local_addr`] has the bound address. Plain
+    /// MQTT, unless `tls` is set without an address of its own: then TLS only, here.
     pub addr: SocketAddr,
+    /// Serve MQTT over TLS (on `tls.addr`, or on `addr` instead of plain MQTT).
+    pub tls: Option<ListenerTls>,
     /// A PUBLISH whose payload is larger closes its connection (not acknowledged, nothing
     /// handed to ingest). The codec also refuses any packet larger than this plus a small
     /// allowance for the topic before reading it, so memory stays bounded.
@@ -62,8 +83,38 @@ pub struct ListenerConfig {
     /// QoS 1/2 publishes of one connection waiting for their commit at once. The listener
     /// stops reading from that connection's socket while the window is full.
     pub max_inflight: u16,
-    /// Connections open at once; further clients wait in the accept backlog.
+    /// Payload bytes of one connection's publishes waiting for their commit: past it, the
+    /// listener reads nothing more from that connection until some are acknowledged.
+    pub max_inflight_bytes: usize,
+    /// Connections open at once (plain and TLS together); further clients wait in the accept
+    /// backlog.
     pub max_connections: usize,
+    /// Who may connect and publish what.
+    pub access: Access,
+}
+
+impl Default for ListenerConfig {
+    /// Loopback on a free port, anonymous, small limits: for tests.
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            max_payload_bytes: 1024 * 1024,
+            max_inflight: 100,
+            max_inflight_bytes: 1024 * 1024,
+            max_connections: 64,
+            access: Access::anonymous(),
+        }
+    }
+}
+
+/// The listener's TLS: PEM files of the certificate chain and its key.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// A second address for TLS beside plain MQTT on `addr`; `None`: TLS on `addr` only.
+    pub addr: Option<SocketAddr>,
 }
 
 /// One application message handed to ingest.
@@ -81,6 +132,9 @@ pub struct Inbound {
     pub client_id: Arc<str>,
     /// A last-will message, published for a client whose connection ended without DISCONNECT.
     pub will: bool,
+    /// The sender's credential may not publish on this topic (its name and scope): ingest
+    /// keeps the message as a `forbidden_topic` dead letter and nothing else.
+    pub forbidden: Option<String>,
     pub committed: oneshot::Sender<()>,
 }
 
@@ -88,6 +142,8 @@ pub struct Inbound {
 /// until the process exits.
 pub struct RunningListener {
     pub local_addr: SocketAddr,
+    /// Where TLS is served (`local_addr` itself when TLS replaced plain MQTT there).
+    pub tls_addr: Option<SocketAddr>,
     server: ntex_server::net::Server,
     shared: Arc<Shared>,
     thread: std::thread::JoinHandle<()>,
@@ -127,8 +183,26 @@ pub async fn start(
         addr: config.addr,
         source,
     };
+    let tls_config = match &config.tls {
+        Some(tls) => Some(crate::tls::server_config(&tls.cert_file, &tls.key_file)?),
+        None => None,
+    };
     let tcp = ntex_server::net::create_tcp_listener(config.addr, 1024).map_err(listen_err)?;
     let local_addr = tcp.local_addr().map_err(listen_err)?;
+    // (plain listener, TLS listener)
+    let (plain, tls_tcp) = match config.tls.as_ref().and_then(|t| t.addr) {
+        Some(addr) => {
+            let second = ntex_server::net::create_tcp_listener(addr, 1024)
+                .map_err(|source| IngestError::Listen { addr, source })?;
+            (Some(tcp), Some(second))
+        }
+        None if config.tls.is_some() => (None, Some(tcp)),
+        None => (Some(tcp), None),
+    };
+    let tls_addr = match &tls_tcp {
+        Some(t) => Some(t.local_addr().map_err(listen_err)?),
+        None => None,
+    };
 
     let shared = Arc::new(Shared {
         sink,
@@ -136,20 +210,23 @@ pub async fn start(
         registry: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         stopping: AtomicBool::new(false),
+        gate: Gate::new(config.access.clone()),
     });
     let max_packet = config
         .max_payload_bytes
         .saturating_add(MAX_TOPIC_BYTES + 4)
         .min(MQTT_MAX_REMAINING);
-    let mqtt_cfg = MqttServiceConfig::new()
+    let (max_inflight, max_inflight_bytes) = (config.max_inflight, config.max_inflight_bytes);
+    let mqtt_cfg = move || MqttServiceConfig::new()
         // QoS 2 closes the connection: finishing it after a reconnect needs server-side session
         // state (PUBREL for a packet id of the earlier connection), which this listener keeps
         // none of. Gateways publish QoS 1.
         .set_max_qos(QoS::AtLeastOnce)
         .set_max_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
-        .set_max_receive(config.max_inflight.max(1))
-        // The count above bounds memory (each packet is at most `max_packet`).
-        .set_max_receive_size(0)
+        .set_max_receive(max_inflight.max(1))
+        // With the count above, bounds what one connection makes vft hold: past this many
+        // payload bytes in flight, nothing more is read from it (one packet may go over).
+        .set_max_receive_size(max_inflight_bytes.max(1))
         // (Payloads above ntex-mqtt's chunk size, 32 KiB, arrive as a stream; `read_all` joins
         // them, so a slow sender holds at most one packet.)
         .set_connect_timeout(CONNECT_TIMEOUT)
@@ -165,15 +242,37 @@ pub async fn start(
                 .name("vft-mqtt")
                 .build(ntex_net::DefaultRuntime);
             runner.block_on(async move {
-                let factory_shared = thread_shared.clone();
-                let built = ntex_server::net::build()
+                let mut built = Ok(ntex_server::net::build()
                     .name("vft-mqtt")
                     .workers(1)
                     .maxconn(max_connections)
                     .disable_signals()
-                    .shutdown_timeout(ntex_util::time::Millis::from(SHUTDOWN_TIMEOUT))
-                    .listen("mqtt", tcp, async move |_| server(factory_shared.clone()))
-                    .map(|b| b.config("mqtt", SharedCfg::new("vft-mqtt").add(mqtt_cfg)));
+                    .shutdown_timeout(ntex_util::time::Millis::from(SHUTDOWN_TIMEOUT)));
+                if let Some(tcp) = plain {
+                    let factory_shared = thread_shared.clone();
+                    let cfg = SharedCfg::new("vft-mqtt").add(mqtt_cfg());
+                    built = built.and_then(|b| {
+                        b.listen("mqtt", tcp, async move |_| server(factory_shared.clone()))
+                            .map(|b| b.config("mqtt", cfg))
+                    });
+                }
+                if let (Some(tcp), Some(tls)) = (tls_tcp, tls_config) {
+                    let factory_shared = thread_shared.clone();
+                    let acceptor = ntex_tls::rustls::TlsAcceptor::new(tls);
+                    let cfg = SharedCfg::new("vft-mqtts")
+                        .add(mqtt_cfg())
+                        .add(ntex_tls::TlsConfig::new().set_handshake_timeout(CONNECT_TIMEOUT));
+                    built = built.and_then(|b| {
+                        b.listen("mqtts", tcp, async move |_| {
+                            chain_factory(acceptor.clone())
+                                .map_err(|e| {
+                                    ntex_mqtt::MqttError::Service(ConnError::Tls(e.to_string()))
+                                })
+                                .and_then(server(factory_shared.clone()))
+                        })
+                        .map(|b| b.config("mqtts", cfg))
+                    });
+                }
                 let server = match built {
                     Ok(builder) => builder.run(),
                     Err(e) => {
@@ -197,9 +296,10 @@ pub async fn start(
             ));
         }
     };
-    debug!(addr = %local_addr, "MQTT listener started");
+    debug!(addr = %local_addr, ?tls_addr, "MQTT listener started");
     Ok(RunningListener {
         local_addr,
+        tls_addr,
         server,
         shared,
         thread,
@@ -214,6 +314,7 @@ struct Shared {
     registry: Mutex<HashMap<Arc<str>, Registered>>,
     next_conn: AtomicU64,
     stopping: AtomicBool,
+    gate: Gate,
 }
 
 impl Shared {
@@ -225,17 +326,11 @@ impl Shared {
 
 struct Registered {
     conn: u64,
+    /// The credential that holds the client id (`None`: anonymous); another may not take it.
+    owner: Option<Arc<str>>,
     /// Resolving it makes the connection close itself (on its own worker thread).
     kick: oneshot::Sender<()>,
     taken_over: Arc<AtomicBool>,
-}
-
-/// Who is connected. Later: the authenticated principal (user, vendor) and its permissions.
-#[derive(Debug)]
-struct Principal {
-    client_id: Arc<str>,
-    #[allow(dead_code)]
-    username: Option<String>,
 }
 
 struct Will {
@@ -246,7 +341,10 @@ struct Will {
 /// One connection's state, alive as long as the connection.
 struct Conn {
     id: u64,
+    client_id: Arc<str>,
     principal: Principal,
+    /// When the credential is next read again (at a publish), to close revoked ones.
+    recheck_at: Cell<Instant>,
     /// Registered under the client id (false for empty ids, which cannot be taken over).
     registered: bool,
     will: RefCell<Option<Will>>,
@@ -261,10 +359,10 @@ impl Drop for Conn {
         if self.registered {
             let mut registry = self.shared.registry();
             if registry
-                .get(&self.principal.client_id)
+                .get(&self.client_id)
                 .is_some_and(|r| r.conn == self.id)
             {
-                registry.remove(&self.principal.client_id);
+                registry.remove(&self.client_id);
             }
         }
         metrics::gauge!("vft_listener_connections").decrement(1.0);
@@ -280,17 +378,20 @@ enum ConnError {
     IngestGone,
     #[error("payload of {size} bytes is above the limit of {max}")]
     PayloadTooLarge { size: usize, max: usize },
-    #[error("not allowed to publish to {0:?}")]
-    Forbidden(String),
+    #[error("the connection's credential was revoked")]
+    Revoked,
     #[error("reading the payload failed: {0}")]
     Payload(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
 }
 
-/// The ntex-mqtt server for one worker: v3.1.1 only (a v5 CONNECT is refused).
-fn server(
+/// The ntex-mqtt server for one worker: v3.1.1 only (a v5 CONNECT is refused). `F` is the
+/// connection's filter chain: the socket itself, or TLS over it.
+fn server<F: Filter>(
     shared: Arc<Shared>,
-) -> impl ntex_service::ServiceFactory<
-    ntex_io::Io,
+) -> impl ServiceFactory<
+    Io<F>,
     SharedCfg,
     Response = (),
     Error = ntex_mqtt::MqttError<ConnError>,
@@ -327,41 +428,24 @@ fn server(
     )
 }
 
-/// Decides who may connect.
-// authentication: see issue "Nothing exposed". Check username/password here (or the TLS client
-// certificate, via `io.query::<ntex_tls::PeerCert>()` once rustls is in the filter chain), map it
-// to a principal, and refuse with `BadUserNameOrPassword` / `NotAuthorized`.
-fn authenticate(connect: &v3::codec::Connect) -> Result<Principal, ConnectAckReason> {
-    Ok(Principal {
-        client_id: Arc::from(&*connect.client_id),
-        username: connect.username.as_ref().map(|u| u.to_string()),
-    })
-}
-
-/// Decides what a principal may publish.
-// authentication: see issue "Nothing exposed". Per-vendor topic permissions go here
-// (`vft/v1/{vendor}/...` must match the principal's vendor).
-fn may_publish(_principal: &Principal, _topic: &str) -> bool {
-    true
-}
-
 async fn handshake(
     shared: Arc<Shared>,
     hs: v3::Handshake,
 ) -> Result<v3::HandshakeAck<Conn>, ConnError> {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let peer = hs
+    let peer_addr = hs
         .io()
         .query::<ntex_io::types::PeerAddr>()
         .get()
-        .map(|p| p.0.to_string())
-        .unwrap_or_default();
+        .map(|p| p.0);
+    let peer = peer_addr.map(|p| p.to_string()).unwrap_or_default();
     let connect = hs.packet();
     let span = debug_span!(
         "mqtt_connection",
         conn = id,
         peer = %peer,
-        client_id = %connect.client_id
+        // Outside text: a client id may hold a national identity number.
+        client_id = %vft_domain::nin::masked_prefix(&connect.client_id, 256)
     );
     let _enter = span.enter();
     debug!(
@@ -374,13 +458,39 @@ async fn handshake(
         debug!("refused: empty client id needs clean_session");
         return Ok(hs.identifier_rejected());
     }
-    let mut principal = match authenticate(connect) {
+    let authenticated = shared
+        .gate
+        .authenticate(
+            peer_addr.map(|p| p.ip()),
+            connect.username.as_deref(),
+            connect.password.as_deref(),
+        )
+        .await;
+    let principal = match authenticated {
         Ok(p) => p,
-        Err(code) => {
-            debug!(?code, "refused");
+        Err(refusal) => {
+            let code = match refusal {
+                Refusal::NotAuthorized => ConnectAckReason::NotAuthorized,
+                Refusal::BadCredentials => ConnectAckReason::BadUserNameOrPassword,
+                Refusal::Unavailable => ConnectAckReason::ServiceUnavailable,
+            };
+            // Outside text: a username may hold a national identity number.
+            let username = connect
+                .username
+                .as_deref()
+                .map(|u| vft_domain::nin::masked_prefix(u, 128));
+            debug!(?code, ?username, "refused");
             return Ok(hs.failed(code));
         }
     };
+    if let Some(will) = &connect.last_will
+        && !shared.gate.may_publish(&principal, &will.topic)
+    {
+        // Refused at once rather than kept for a will that would be forbidden when it fires.
+        debug!(credential = principal.describe(), "refused: last will on a forbidden topic");
+        metrics::counter!("vft_listener_forbidden_total", "what" => "will").increment(1);
+        return Ok(hs.failed(ConnectAckReason::NotAuthorized));
+    }
     if shared.stopping.load(Ordering::SeqCst) {
         return Ok(hs.service_unavailable());
     }
@@ -390,21 +500,40 @@ async fn handshake(
     });
     let registered = !connect.client_id.is_empty();
     let clean_session = connect.clean_session;
-    if !registered {
-        principal.client_id = Arc::from(format!("anonymous-{id}"));
-    }
+    let client_id: Arc<str> = if registered {
+        Arc::from(&*connect.client_id)
+    } else {
+        Arc::from(format!("anonymous-{id}"))
+    };
 
     let taken_over = Arc::new(AtomicBool::new(false));
     if registered {
+        let owner: Option<Arc<str>> = principal.username().map(Arc::from);
         let (kick_tx, kick_rx) = oneshot::channel();
-        let previous = shared.registry().insert(
-            principal.client_id.clone(),
-            Registered {
-                conn: id,
-                kick: kick_tx,
-                taken_over: taken_over.clone(),
-            },
-        );
+        let previous = {
+            let mut registry = shared.registry();
+            if registry
+                .get(&client_id)
+                .is_some_and(|r| r.owner != owner)
+            {
+                // Another credential's connection holds this client id: taking it over would
+                // cut that gateway off (and, on a broker, take its session).
+                drop(registry);
+                debug!("refused: the client id is held by another credential");
+                metrics::counter!("vft_listener_forbidden_total", "what" => "client_id")
+                    .increment(1);
+                return Ok(hs.identifier_rejected());
+            }
+            registry.insert(
+                client_id.clone(),
+                Registered {
+                    conn: id,
+                    owner,
+                    kick: kick_tx,
+                    taken_over: taken_over.clone(),
+                },
+            )
+        };
         if let Some(previous) = previous {
             debug!(replaced = previous.conn, "client id taken over");
             previous.taken_over.store(true, Ordering::SeqCst);
@@ -426,7 +555,9 @@ async fn handshake(
     drop(_enter);
     let conn = Conn {
         id,
+        client_id,
         principal,
+        recheck_at: Cell::new(Instant::now() + RECHECK_EVERY),
         registered,
         will: RefCell::new(will),
         disconnected: Cell::new(false),
@@ -490,14 +621,18 @@ async fn control(conn: &Conn, msg: Control<ConnError>) {
     let Some(will) = conn.will.borrow_mut().take() else {
         return;
     };
-    conn.span
-        .in_scope(|| debug!(topic = %will.topic, "publishing the last will"));
+    conn.span.in_scope(|| {
+        let topic = vft_domain::nin::masked_prefix(&will.topic, 256);
+        debug!(%topic, "publishing the last will")
+    });
     let (committed, _) = oneshot::channel();
     let inbound = Inbound {
         topic: will.topic,
         payload: will.payload,
-        client_id: conn.principal.client_id.clone(),
+        client_id: conn.client_id.clone(),
         will: true,
+        // Checked at CONNECT.
+        forbidden: None,
         committed,
     };
     if conn.shared.sink.send(inbound).await.is_err() {
@@ -509,25 +644,38 @@ async fn control(conn: &Conn, msg: Control<ConnError>) {
 async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError> {
     let topic = publish.publish_topic().to_owned();
     let qos = publish.qos();
-    if !may_publish(&conn.principal, &topic) {
-        return Err(ConnError::Forbidden(topic));
+    if conn.recheck_at.get() <= Instant::now() {
+        conn.recheck_at.set(Instant::now() + RECHECK_EVERY);
+        if !conn.shared.gate.still_valid(&conn.principal).await {
+            return Err(ConnError::Revoked);
+        }
     }
+    let forbidden = (!conn.shared.gate.may_publish(&conn.principal, &topic)).then(|| {
+        metrics::counter!("vft_listener_forbidden_total", "what" => "publish").increment(1);
+        conn.principal.describe()
+    });
     let size = publish.payload_size();
     let max = conn.shared.max_payload_bytes;
     if size > max {
         return Err(ConnError::PayloadTooLarge { size, max });
     }
-    let payload = publish
-        .read_all()
-        .await
-        .map_err(|e| ConnError::Payload(e.to_string()))?;
+    let payload = {
+        let raw = publish
+            .read_all()
+            .await
+            .map_err(|e| ConnError::Payload(e.to_string()))?;
+        bytes::Bytes::copy_from_slice(&raw)
+    };
+    // Only the copy waits for the commit: the codec's buffer goes back now.
+    drop(publish);
     metrics::counter!("vft_listener_publishes_total").increment(1);
     let (committed, rx) = oneshot::channel();
     let inbound = Inbound {
         topic,
-        payload: bytes::Bytes::copy_from_slice(&payload),
-        client_id: conn.principal.client_id.clone(),
+        payload,
+        client_id: conn.client_id.clone(),
         will: false,
+        forbidden,
         committed,
     };
     conn.shared

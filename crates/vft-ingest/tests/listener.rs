@@ -21,10 +21,8 @@ async fn listener(max_payload_bytes: usize) -> (RunningListener, mpsc::Receiver<
     let (tx, rx) = mpsc::channel(1024);
     let running = start_listener(
         ListenerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
             max_payload_bytes,
-            max_inflight: 100,
-            max_connections: 64,
+            ..ListenerConfig::default()
         },
         tx,
     )
@@ -394,7 +392,7 @@ async fn bind_failure_names_the_address() {
             addr: running.local_addr,
             max_payload_bytes: 1024,
             max_inflight: 10,
-            max_connections: 64,
+            ..ListenerConfig::default()
         },
         tx,
     )

@@ -101,6 +101,18 @@ pub struct TokenRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A gateway credential for the embedded MQTT listener (`mqtt_credentials`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttCredential {
+    pub username: String,
+    /// Argon2id PHC string (`vft_domain::mqtt_access::hash_password`).
+    pub password_hash: String,
+    pub scope: vft_domain::mqtt_access::CredentialScope,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Offline timeouts in seconds: per technology type (table order) and for a device of unknown
 /// type. A device's own `timeout_secs` overrides them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +533,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a replica taken out of service for good; false when there was none.
     async fn forget_replica(&self, client_id: &str) -> Result<bool>;
+
+    /// Stores a gateway credential for the embedded MQTT listener. False when an unrevoked
+    /// credential has that username (a revoked one is replaced).
+    async fn create_mqtt_credential(&self, credential: &MqttCredential) -> Result<bool>;
+
+    /// The credential with this username, revoked or not.
+    async fn mqtt_credential(&self, username: &str) -> Result<Option<MqttCredential>>;
+
+    /// Every credential, revoked ones included, oldest first.
+    async fn mqtt_credentials(&self) -> Result<Vec<MqttCredential>>;
+
+    /// Revokes a credential at `at`; false when there is no unrevoked one of that username.
+    async fn revoke_mqtt_credential(&self, username: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.

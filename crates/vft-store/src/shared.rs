@@ -69,6 +69,36 @@ pub(crate) fn event_content(e: &Event) -> EventContent {
 pub(crate) const EVENT_CONTENT_COLUMNS: &str =
     "ts, municipality, device, type, kind, battery, alarm, cause, outcome, recipient, replaces";
 
+/// A row of `mqtt_credentials`: username, hash, vendor, gateway, label, created, revoked.
+pub(crate) type CredentialRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+pub(crate) fn mqtt_credential(
+    (username, password_hash, vendor, gateway, label, created, revoked): CredentialRow,
+) -> Result<crate::MqttCredential> {
+    Ok(crate::MqttCredential {
+        username,
+        password_hash,
+        scope: vft_domain::mqtt_access::CredentialScope {
+            vendor: VendorId::parse(&vendor).map_err(corrupt)?,
+            gateway: gateway
+                .map(|g| vft_domain::GatewayId::parse(&g))
+                .transpose()
+                .map_err(corrupt)?,
+        },
+        label,
+        created_at: from_micros(created)?,
+        revoked_at: revoked.map(from_micros).transpose()?,
+    })
+}
+
 pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -634,12 +664,17 @@ macro_rules! impl_store {
                         "INSERT INTO dead_letters (fingerprint, topic, payload, reason_code, reason, received_at) ",
                     );
                     qb.push_values(chunk, |mut row, d| {
-                        let fp = vft_domain::fingerprint(&[d.topic.as_bytes(), &d.payload, d.reason.as_bytes()]);
+                        // The last line: no national identity number is stored, whoever built
+                        // the dead letter (ingest masks already; masking again changes nothing).
+                        let topic = vft_domain::nin::mask_str(&d.topic).0;
+                        let payload = vft_domain::nin::mask_bytes(&d.payload).0;
+                        let reason = vft_domain::nin::mask_str(&d.reason).0;
+                        let fp = vft_domain::fingerprint(&[topic.as_bytes(), &payload, reason.as_bytes()]);
                         row.push_bind(fp)
-                            .push_bind(d.topic.as_str())
-                            .push_bind(d.payload.as_slice())
+                            .push_bind(topic)
+                            .push_bind(payload)
                             .push_bind(d.reason_code.as_str())
-                            .push_bind(d.reason.as_str())
+                            .push_bind(reason)
                             .push_bind(received);
                     });
                     qb.push(" ON CONFLICT (fingerprint) DO NOTHING");
@@ -1349,10 +1384,11 @@ macro_rules! impl_store {
                         "INSERT INTO inventory_import_errors (import_id, line, col, why) ",
                     );
                     qb.push_values(chunk, |mut row, e| {
+                        // The last line, as for dead letters: the parser masks already.
                         row.push_bind(import_id)
                             .push_bind(i64::try_from(e.line).unwrap_or(i64::MAX))
-                            .push_bind(e.column.as_deref())
-                            .push_bind(e.why.as_str());
+                            .push_bind(e.column.as_deref().map(|c| vft_domain::nin::mask_str(c).0))
+                            .push_bind(vft_domain::nin::mask_str(&e.why).0);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -1632,6 +1668,58 @@ macro_rules! impl_store {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM ingest_replicas WHERE client_id = ");
                 qb.push_bind(client_id);
                 Ok(qb.build().execute(&self.writer).await?.rows_affected() > 0)
+            }
+
+            async fn create_mqtt_credential(&self, c: &$crate::MqttCredential) -> $crate::Result<bool> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO mqtt_credentials (username, password_hash, vendor, gateway, label, created_at, revoked_at) ",
+                );
+                qb.push_values([()], |mut row, ()| {
+                    row.push_bind(c.username.as_str())
+                        .push_bind(c.password_hash.as_str())
+                        .push_bind(c.scope.vendor.to_string())
+                        .push_bind(c.scope.gateway.as_ref().map(ToString::to_string))
+                        .push_bind(c.label.as_deref())
+                        .push_bind($crate::shared::micros(c.created_at))
+                        .push_bind(c.revoked_at.map($crate::shared::micros));
+                });
+                // A revoked credential's username may be given out again; a live one may not.
+                qb.push(
+                    " ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash, \
+                     vendor = excluded.vendor, gateway = excluded.gateway, label = excluded.label, \
+                     created_at = excluded.created_at, revoked_at = excluded.revoked_at \
+                     WHERE mqtt_credentials.revoked_at IS NOT NULL",
+                );
+                Ok(qb.build().execute(&self.writer).await?.rows_affected() == 1)
+            }
+
+            async fn mqtt_credential(&self, username: &str) -> $crate::Result<Option<$crate::MqttCredential>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT username, password_hash, vendor, gateway, label, created_at, revoked_at \
+                     FROM mqtt_credentials WHERE username = ",
+                );
+                qb.push_bind(username);
+                let row: Option<$crate::shared::CredentialRow> =
+                    qb.build_query_as().fetch_optional(&self.reader).await?;
+                row.map($crate::shared::mqtt_credential).transpose()
+            }
+
+            async fn mqtt_credentials(&self) -> $crate::Result<Vec<$crate::MqttCredential>> {
+                let rows: Vec<$crate::shared::CredentialRow> = sqlx::query_as(
+                    "SELECT username, password_hash, vendor, gateway, label, created_at, revoked_at \
+                     FROM mqtt_credentials ORDER BY created_at, username",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                rows.into_iter().map($crate::shared::mqtt_credential).collect()
+            }
+
+            async fn revoke_mqtt_credential(&self, username: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<bool> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE mqtt_credentials SET revoked_at = ");
+                qb.push_bind($crate::shared::micros(at))
+                    .push(" WHERE revoked_at IS NULL AND username = ")
+                    .push_bind(username);
+                Ok(qb.build().execute(&self.writer).await?.rows_affected() == 1)
             }
 
             async fn backup(&self, dest: &std::path::Path) -> $crate::Result<()> {

@@ -49,7 +49,90 @@ both_backends!(
     import_errors_are_capped_per_import,
     sessions_expire_and_end,
     reconciliation_inputs_from_events,
+    mqtt_credentials_are_created_revoked_and_replaced,
 );
+
+async fn mqtt_credentials_are_created_revoked_and_replaced(s: TestStore) {
+    use vft_domain::mqtt_access::CredentialScope;
+    use vft_store::MqttCredential;
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+    let hepro = |username: &str, gateway: Option<&str>, hash: &str| MqttCredential {
+        username: username.into(),
+        password_hash: hash.into(),
+        scope: CredentialScope {
+            vendor: VendorId::parse("hepro").expect("vendor"),
+            gateway: gateway.map(|g| GatewayId::parse(g).expect("gateway")),
+        },
+        label: Some("Ål base units".into()),
+        created_at: at("2026-01-01T10:00:00Z"),
+        revoked_at: None,
+    };
+    let vendor = hepro("hepro", None, "$argon2id$a");
+    let gateway = MqttCredential {
+        label: None,
+        created_at: at("2026-01-02T10:00:00Z"),
+        ..hepro("hepro/gw-1", Some("gw-1"), "$argon2id$b")
+    };
+    assert!(s.store.create_mqtt_credential(&vendor).await.expect("create"));
+    assert!(s.store.create_mqtt_credential(&gateway).await.expect("create"));
+    assert!(
+        !s.store
+            .create_mqtt_credential(&hepro("hepro", None, "$argon2id$c"))
+            .await
+            .expect("create"),
+        "a live username is not given out twice"
+    );
+    assert_eq!(
+        s.store.mqtt_credential("hepro").await.expect("find"),
+        Some(vendor.clone())
+    );
+    assert_eq!(s.store.mqtt_credential("atea").await.expect("find"), None);
+    assert_eq!(
+        s.store.mqtt_credentials().await.expect("list"),
+        [vendor.clone(), gateway.clone()]
+    );
+
+    let revoked_at = at("2026-02-01T00:00:00Z");
+    assert!(
+        s.store
+            .revoke_mqtt_credential("hepro", revoked_at)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !s.store
+            .revoke_mqtt_credential("hepro", revoked_at)
+            .await
+            .expect("revoke"),
+        "revoked once"
+    );
+    assert!(
+        !s.store
+            .revoke_mqtt_credential("nobody", revoked_at)
+            .await
+            .expect("revoke")
+    );
+    assert_eq!(
+        s.store
+            .mqtt_credential("hepro")
+            .await
+            .expect("find")
+            .and_then(|c| c.revoked_at),
+        Some(revoked_at)
+    );
+    let again = MqttCredential {
+        created_at: at("2026-03-01T00:00:00Z"),
+        ..hepro("hepro", None, "$argon2id$d")
+    };
+    assert!(
+        s.store.create_mqtt_credential(&again).await.expect("create"),
+        "a revoked username may be given out again"
+    );
+    assert_eq!(
+        s.store.mqtt_credential("hepro").await.expect("find"),
+        Some(again)
+    );
+}
 
 fn event(
     vendor: &str,

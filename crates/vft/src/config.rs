@@ -60,13 +60,19 @@ pub struct ReconciliationConfig {
     pub silent_after_days: u32,
 }
 
+/// Largest `ingest.max_future_secs`: ten years.
+const MAX_FUTURE_SECS: u64 = 3650 * 86_400;
+
 /// The web dashboard's sign-in (served at `/`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardConfig {
     /// How long a sign-in lasts (1-720 hours).
     pub session_hours: u32,
-    /// Send the session cookie over HTTPS only. Turn on when vft is served behind TLS.
+    /// Mark the session cookie `Secure` (the browser sends it over HTTPS only). On by default;
+    /// a page opened over plain HTTP on a loopback address (`http://127.0.0.1:8080`, as with
+    /// `vft demo`) still gets a cookie without it. Turn off only to use the dashboard over
+    /// plain HTTP from another machine.
     pub secure_cookie: bool,
 }
 
@@ -128,16 +134,36 @@ pub enum Synchronous {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// External broker (`mqtt://[user:password@]host:port`). When unset, vft starts its own
-    /// embedded broker on `embedded_addr`.
+    /// External broker (`mqtt://[user:password@]host:port`, or `mqtts://…:8883` over TLS).
+    /// When unset, vft starts its own embedded listener on `embedded_addr`.
     pub url: Option<String>,
+    /// PEM file of the CA that signed an `mqtts://` broker's certificate (default: the
+    /// system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// The embedded listener's address: plain MQTT, or TLS instead when `tls_cert` and
+    /// `tls_key` are set and `embedded_tls_addr` is not.
     pub embedded_addr: SocketAddr,
+    /// With `tls_cert` and `tls_key`: serve TLS here and plain MQTT on `embedded_addr` too.
+    pub embedded_tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain (server certificate first) and its private key: the embedded
+    /// listener serves MQTT over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Let clients without a username publish anything to the embedded listener. Only on a
+    /// loopback address (vft refuses to start otherwise); `vft demo` always allows it there.
+    /// Gateways log in with credentials from `vft mqtt-credential create`.
+    pub allow_anonymous: bool,
     /// Largest payload the embedded broker accepts; larger publishes are refused by it.
     pub embedded_max_payload_bytes: usize,
     /// QoS 1 publishes of one gateway connection that the embedded listener takes at once
     /// (each is acknowledged only after its batch committed; 1-65535).
     pub embedded_max_inflight: usize,
-    /// Gateway connections the embedded listener accepts at once.
+    /// Payload bytes one connection may have waiting for their commit; past it the listener
+    /// reads nothing more from that connection until some are acknowledged.
+    pub embedded_max_inflight_bytes: usize,
+    /// Gateway connections the embedded listener accepts at once. Message data held for them
+    /// all stays under embedded_max_connections × (embedded_max_inflight_bytes +
+    /// embedded_max_payload_bytes).
     pub embedded_max_connections: usize,
     /// Stable per ingest replica: the broker keeps its persistent session under this id.
     pub client_id: String,
@@ -160,6 +186,12 @@ pub struct IngestSettings {
     /// A peer replica (same `mqtt.shared_group`) without a heartbeat for this long makes
     /// readiness 503: the broker holds its share of the stream until it comes back.
     pub replica_silent_secs: u64,
+    /// Events dated before this day (00:00 UTC) are `implausible_time` dead letters, and so
+    /// are inventory rows installed before it.
+    pub earliest_event: chrono::NaiveDate,
+    /// Events dated more than this many seconds after they arrive are `implausible_time`
+    /// dead letters (1 to 3 650 days' worth).
+    pub max_future_secs: u64,
 }
 
 impl Default for Config {
@@ -174,9 +206,15 @@ impl Default for Config {
             },
             mqtt: MqttConfig {
                 url: None,
+                ca_file: None,
                 embedded_addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+                embedded_tls_addr: None,
+                tls_cert: None,
+                tls_key: None,
+                allow_anonymous: false,
                 embedded_max_payload_bytes: 1024 * 1024,
                 embedded_max_inflight: 1000,
+                embedded_max_inflight_bytes: 1024 * 1024,
                 embedded_max_connections: 10_000,
                 client_id: "vft-ingest".into(),
                 topic_prefix: "vft/v1".into(),
@@ -191,6 +229,8 @@ impl Default for Config {
                 backoff_max_ms: 30_000,
                 max_pending_secs: 30,
                 replica_silent_secs: 30,
+                earliest_event: chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default(),
+                max_future_secs: 86_400,
             },
             // The embedded CSV is part of the build; a parse failure is a build defect caught
             // by the tests, so fall back to an empty region rather than panic.
@@ -227,7 +267,7 @@ impl Default for Config {
             },
             dashboard: DashboardConfig {
                 session_hours: 8,
-                secure_cookie: false,
+                secure_cookie: true,
             },
             // Embedded at build time; a parse failure is a build defect caught by the tests.
             imports: EXAMPLE_IMPORTS
@@ -326,6 +366,19 @@ impl Config {
             "ingest.batch_max_messages must be at least 1"
         );
         anyhow::ensure!(
+            (1..=MAX_FUTURE_SECS).contains(&self.ingest.max_future_secs),
+            "ingest.max_future_secs must be 1 to {MAX_FUTURE_SECS} (3650 days)"
+        );
+        anyhow::ensure!(
+            self.ingest
+                .earliest_event
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                < chrono::Utc::now(),
+            "ingest.earliest_event must be in the past, got {}",
+            self.ingest.earliest_event
+        );
+        anyhow::ensure!(
             !self.mqtt.client_id.is_empty(),
             "mqtt.client_id must not be empty"
         );
@@ -413,6 +466,24 @@ impl Config {
             adapters: self.adapters.clone(),
             replica_silent_after: Duration::from_secs(self.ingest.replica_silent_secs.max(1)),
             max_pending: Duration::from_secs(self.ingest.max_pending_secs.max(1)),
+            plausible_times: self.plausible_times(),
+            // Set by `serve` from `mqtt.ca_file` for an mqtts:// broker.
+            broker_tls: None,
+        }
+    }
+
+    /// The event times ingest and imports accept (`ingest.earliest_event`,
+    /// `ingest.max_future_secs`).
+    pub fn plausible_times(&self) -> vft_domain::PlausibleTimes {
+        vft_domain::PlausibleTimes {
+            earliest: self
+                .ingest
+                .earliest_event
+                .and_time(chrono::NaiveTime::MIN)
+                .and_utc(),
+            max_future: chrono::Duration::seconds(
+                i64::try_from(self.ingest.max_future_secs.min(MAX_FUTURE_SECS)).unwrap_or(0),
+            ),
         }
     }
 

@@ -61,6 +61,7 @@ pub async fn import(config: &Config, cmd: ImportCommand) -> anyhow::Result<()> {
         &config.imports,
         &vendor,
         as_of,
+        &config.plausible_times(),
         bytes.into(),
     )
     .await;

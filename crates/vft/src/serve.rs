@@ -43,34 +43,119 @@ enum Ingress {
     },
 }
 
-async fn ingress_for(config: &Config) -> anyhow::Result<(Ingress, BrokerAddress)> {
+/// The ingress, the address the demo publishes to, and the TLS client configuration for an
+/// `mqtts://` broker.
+async fn ingress_for(
+    config: &Config,
+    store: &Arc<dyn vft_store::Store>,
+    demo: bool,
+) -> anyhow::Result<(Ingress, BrokerAddress, Option<Arc<vft_ingest::tls::ClientConfig>>)> {
     if let Some(url) = &config.mqtt.url {
         let broker = BrokerAddress::parse(url)?;
-        return Ok((Ingress::External, broker));
+        let tls = if broker.tls {
+            anyhow::ensure!(
+                !demo,
+                "vft demo publishes its simulated region over plain MQTT: give it an mqtt:// broker"
+            );
+            Some(
+                vft_ingest::tls::client_config(config.mqtt.ca_file.as_deref())
+                    .context("mqtt.url is mqtts:// (set mqtt.ca_file to the broker's CA)")?,
+            )
+        } else {
+            None
+        };
+        return Ok((Ingress::External, broker, tls));
+    }
+    let mqtt = &config.mqtt;
+    let tls = match (&mqtt.tls_cert, &mqtt.tls_key) {
+        (Some(cert), Some(key)) => Some(vft_ingest::ListenerTls {
+            cert_file: cert.clone(),
+            key_file: key.clone(),
+            addr: mqtt.embedded_tls_addr,
+        }),
+        (None, None) => {
+            anyhow::ensure!(
+                mqtt.embedded_tls_addr.is_none(),
+                "mqtt.embedded_tls_addr needs mqtt.tls_cert and mqtt.tls_key"
+            );
+            None
+        }
+        _ => anyhow::bail!("mqtt.tls_cert and mqtt.tls_key go together"),
+    };
+    // Anonymous clients may publish for any vendor and gateway: only from this machine.
+    let allow_anonymous = demo || mqtt.allow_anonymous;
+    if allow_anonymous {
+        let addrs = std::iter::once(mqtt.embedded_addr).chain(tls.as_ref().and_then(|t| t.addr));
+        for addr in addrs {
+            anyhow::ensure!(
+                addr.ip().is_loopback(),
+                "{} lets MQTT clients publish without credentials, so the embedded listener must \
+                 listen on a loopback address, not {addr} (use --mqtt-addr 127.0.0.1:1883; gateways \
+                 on other machines log in with credentials from `vft mqtt-credential create`)",
+                if demo {
+                    "vft demo"
+                } else {
+                    "mqtt.allow_anonymous = true"
+                }
+            );
+        }
+    }
+    if demo {
+        anyhow::ensure!(
+            tls.as_ref().is_none_or(|t| t.addr.is_some()),
+            "vft demo publishes over plain MQTT: give TLS its own mqtt.embedded_tls_addr"
+        );
+    }
+    if !allow_anonymous
+        && store
+            .mqtt_credentials()
+            .await?
+            .iter()
+            .all(|c| c.revoked_at.is_some())
+    {
+        tracing::warn!(
+            "no MQTT credentials: no gateway can log in to the embedded listener yet (vft mqtt-credential create --vendor …)"
+        );
     }
     // Bounded: a full channel holds the listener's connections back (they wait for acks).
     let (tx, inbound) = tokio::sync::mpsc::channel(config.ingest.batch_max_messages.max(64) * 4);
     let listener = vft_ingest::start_listener(
         vft_ingest::ListenerConfig {
-            addr: config.mqtt.embedded_addr,
-            max_payload_bytes: config.mqtt.embedded_max_payload_bytes,
-            max_inflight: u16::try_from(config.mqtt.embedded_max_inflight.clamp(1, 65_535))
+            addr: mqtt.embedded_addr,
+            tls,
+            max_payload_bytes: mqtt.embedded_max_payload_bytes,
+            max_inflight: u16::try_from(mqtt.embedded_max_inflight.clamp(1, 65_535))
                 .unwrap_or(u16::MAX),
-            max_connections: config.mqtt.embedded_max_connections.max(1),
+            max_inflight_bytes: mqtt.embedded_max_inflight_bytes.max(1),
+            max_connections: mqtt.embedded_max_connections.max(1),
+            access: vft_ingest::Access {
+                allow_anonymous,
+                credentials: Some(store.clone()),
+                topic_prefix: mqtt.topic_prefix.clone(),
+                adapters: config.adapters.clone(),
+            },
         },
         tx,
     )
     .await
     .context("use --mqtt-addr for another address, or --mqtt-url for an external broker")?;
+    let plain = listener.tls_addr.is_none_or(|t| t != listener.local_addr);
+    info!(
+        addr = %listener.local_addr,
+        tls = ?listener.tls_addr,
+        plain,
+        anonymous = allow_anonymous,
+        "embedded MQTT listener started (a publish is acknowledged after its commit)"
+    );
     let addr = connectable(listener.local_addr);
-    info!(addr = %listener.local_addr, "embedded MQTT listener started (a publish is acknowledged after its commit)");
     let broker = BrokerAddress {
         host: addr.ip().to_string(),
         port: addr.port(),
         username: None,
         password: None,
+        tls: !plain,
     };
-    Ok((Ingress::Embedded { listener, inbound }, broker))
+    Ok((Ingress::Embedded { listener, inbound }, broker, None))
 }
 
 /// A wildcard listen address is not one to connect to; use loopback instead.
@@ -124,12 +209,15 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         .context("cannot install the metrics recorder")?;
     let store = crate::create_or_open_store(&config).await?;
     let registry = Arc::new(config.registry()?);
-    let (ingress, broker) = ingress_for(&config).await?;
+    let (ingress, broker, broker_tls) = ingress_for(&config, &store, demo.is_some()).await?;
     info!(database = %vft_store::redact_url(&config.database_url), backend = store.backend(), broker = ?broker, "starting");
 
     let status = Arc::new(IngestStatus::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ingest_config = config.ingest_config(broker.clone());
+    let ingest_config = vft_ingest::IngestConfig {
+        broker_tls,
+        ..config.ingest_config(broker.clone())
+    };
     let ingest = match ingress {
         Ingress::External => tokio::spawn(vft_ingest::run(
             ingest_config,
@@ -174,6 +262,8 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         imports: Arc::new(config.imports.clone()),
         reconciliation: config.reconcile_settings(),
         sessions: config.session_settings(),
+        sign_in_throttle: Default::default(),
+        plausible_times: config.plausible_times(),
     };
     let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
     let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));
@@ -383,6 +473,7 @@ async fn demo_imports(
             &config.imports,
             export.vendor.as_str(),
             as_of,
+            &config.plausible_times(),
             export.bytes.into(),
         )
         .await;
@@ -409,6 +500,10 @@ async fn publish(
     messages: &[vft_sim::Message],
     who: &str,
 ) -> anyhow::Result<vft_sim::PublishReport> {
+    anyhow::ensure!(
+        !broker.tls,
+        "the simulator publishes over plain MQTT only (mqtt://host:port, or the embedded listener's plain address)"
+    );
     let target = vft_sim::BrokerTarget {
         host: broker.host.clone(),
         port: broker.port,
@@ -467,6 +562,7 @@ pub async fn sim(config: &Config, seed: u64, heartbeat_days: u32) -> anyhow::Res
                 port: addr.port(),
                 username: None,
                 password: None,
+                tls: false,
             }
         }
     };

@@ -793,3 +793,44 @@ pub async fn stored_ids(database_url: &str) -> std::collections::BTreeSet<String
         .map(|r| r.event_id.to_string())
         .collect()
 }
+
+/// Like [`spawn_vft`] on the embedded broker, with the child's stderr (vft's log) written to
+/// `log` instead of inherited, so a test can read every line vft logged.
+pub fn spawn_vft_logged(
+    command: &str,
+    database_url: &str,
+    cwd: &Path,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> (VftProcess, BrokerUnderTest) {
+    let mqtt_port = free_port();
+    let mqtt_addr = format!("127.0.0.1:{mqtt_port}");
+    let mut args = vec![
+        command,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+        "--mqtt-addr",
+        &mqtt_addr,
+    ];
+    args.extend_from_slice(extra_args);
+    let file = std::fs::File::create(log).expect("log file");
+    let mut child = Command::new(binary());
+    child
+        .args(&args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(file);
+    let vft = VftProcess::spawn_command(&mut child, Duration::from_secs(60));
+    (
+        vft,
+        BrokerUnderTest {
+            port: mqtt_port,
+            credentials: None,
+        },
+    )
+}
