@@ -802,14 +802,27 @@ async fn scenario_on(scratch: Scratch, format: Format) -> Answers {
     assert_eq!(csv_lines.len(), 1 + 14);
     assert!(csv_lines.contains(&"3328,safety_alarm,migrated,r-move,atea/A2006 hepro/H1006"));
 
-    // Ål's token: its own municipality only.
+    // Ål's token: its own municipality only, made of its own devices. r-move's Hepro unit
+    // was Gol's, so in Ål's own data r-move is a new service (the region counts it migrated,
+    // in Ål); the rest of Ål's rows are the region's.
     let own = get_json(&format!("{}{path}", s.vft.api), &s.aal).await;
-    let expected_aal: Vec<&str> = EXPECTED
+    let expected_aal = [
+        "3328 safety_alarm pending: r-ovl [atea/A2004 hepro/H1004]",
+        "3328 safety_alarm double: r-dbl [atea/A2003 hepro/H1003]",
+        "3328 safety_alarm new: r-move [atea/A2006]",
+        "3328 safety_alarm reporting_unlisted: atea/A2004 [atea/A2004]",
+    ];
+    assert_eq!(lines(&own), expected_aal);
+    // The coordinator asking for Ål gets the region's rows placed in Ål.
+    let region_aal: Vec<&str> = EXPECTED
         .iter()
         .copied()
         .filter(|l| l.starts_with("3328 "))
         .collect();
-    assert_eq!(lines(&own), expected_aal);
+    assert_eq!(
+        lines(&s.get(&format!("{path}&municipality=3328")).await),
+        region_aal
+    );
     let other = get(
         &format!("{}{path}&municipality=3324", s.vft.api),
         Some(&s.aal),

@@ -95,6 +95,9 @@ impl DeviceParams {
             (Some(own), _) => Some(vec![own.clone()]),
             (None, asked) => asked.map(|m| vec![m]),
         };
+        // The caller's own municipality: each device as its own events show it (a device that
+        // moved in shows its first install here, not the one where it came from).
+        q.own = scope.cloned();
         if let Some(k) = &self.kind {
             q.kind = Some(
                 TechnologyKind::from_id(k).ok_or_else(|| bad("kind", k, "a technology type id"))?,
@@ -401,6 +404,7 @@ async fn visible_device(
     let mut q = DeviceQuery::new(Utc::now(), state.timeouts);
     q.device = Some((vendor.clone(), device.clone()));
     q.municipalities = caller.0.municipality().map(|m| vec![m.clone()]);
+    q.own = caller.0.municipality().cloned();
     Ok(state.store.devices(&q).await?.into_iter().next())
 }
 
@@ -544,11 +548,12 @@ pub async fn show(
     let mut chain: Vec<DeviceId> = older.iter().rev().cloned().collect();
     chain.push(device.clone());
     chain.extend(newer.iter().cloned());
-    let mut history = state.store.device_events(&vendor, &chain, 5000).await?;
-    // A device that moved in keeps its earlier municipality's events out of this one's sight.
-    if let Some(own) = caller.0.municipality() {
-        history.retain(|e| e.municipality == *own);
-    }
+    // A device that moved in keeps its earlier municipality's events out of this one's sight
+    // (asked of the store, so they cannot crowd this municipality's events out of the limit).
+    let history = state
+        .store
+        .device_events(&vendor, &chain, caller.0.municipality(), 5000)
+        .await?;
     Ok(Json(DeviceDetail {
         device: DeviceView::new(&record, &state.timeouts),
         replaces_chain: older.iter().map(ToString::to_string).collect(),

@@ -110,7 +110,10 @@ pub struct ResponseTimesSchema {
 /// `GET /api/v1/rollups/response-centre?year=&municipality=&kind=`: per month, alarms
 /// triggered, received, acknowledged and closed; response time median, 90th percentile and
 /// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
-/// never acknowledged. An alarm belongs to the month it was triggered in (Europe/Oslo).
+/// never acknowledged. An alarm belongs to the month it was triggered in (Europe/Oslo). A
+/// municipality token's figures are made of its own events only (an alarm raised there and
+/// acknowledged by another municipality's gateway is unanswered there); the coordinator's,
+/// also for one municipality, of every event of each alarm, counted where it was raised.
 pub async fn response_centre(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,15 +131,21 @@ pub async fn response_centre(
         .transpose()?;
     let standard = ResponseStandard::default();
     let now = Utc::now();
+    // A municipality token's figures come from its own events only: an alarm raised here and
+    // acknowledged by another municipality's gateway is unanswered here, and that answer is
+    // counted there. The coordinator's figures (by municipality too) merge every event of an
+    // alarm, counted where it was raised, so the municipalities add up to the region.
+    let own = caller.0.municipality().cloned();
     // Figures by technology type are not kept: an alarm's type may come from its device,
     // whose type can change.
-    let scope = kind.is_none().then(|| {
-        format!(
+    let scope = kind.is_none().then(|| match &own {
+        Some(own) => format!("{RESPONSE_CACHE_VERSION}/own/{own}"),
+        None => format!(
             "{RESPONSE_CACHE_VERSION}/{}",
             selection
                 .municipality()
                 .map_or_else(|| "*".to_owned(), ToString::to_string)
-        )
+        ),
     });
     let starts: Vec<DateTime<Utc>> = months.iter().map(|m| m.start()).collect();
     let (generation, kept) = match &scope {
@@ -158,10 +167,11 @@ pub async fn response_centre(
     if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
         // An alarm's month is its origin's (the `alarm` event, else its earliest event), which
         // is what the store selects by: these are all the alarms of the missing months.
-        let mut alarms = state
-            .store
-            .alarm_records(first.start(), last.end_exclusive())
-            .await?;
+        let (start, end) = (first.start(), last.end_exclusive());
+        let mut alarms = match &own {
+            Some(own) => state.store.own_alarm_records(own, start, end).await?,
+            None => state.store.alarm_records(start, end).await?,
+        };
         alarms.retain(|a| {
             let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
             selection.admits(&a.municipality, &a.vendor, cut)
@@ -332,10 +342,13 @@ pub struct PublishedMonthView {
 /// `GET /api/v1/months?year=`: the published months of a year.
 pub async fn published(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<FiguresQuery>,
 ) -> Result<Json<PublishedMonthsView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
+    // The months are the region's; a municipality asked for is checked like everywhere else,
+    // so asking for another one is 403 here too.
+    Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
     let published = state.store.published_months(&months).await?;
     let items = published
         .into_iter()

@@ -14,10 +14,11 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
+use vft_domain::attribution::InService;
 use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
 use vft_domain::reconcile::{
-    MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, SubjectKey,
-    migration_progress, reconcile,
+    Listing, MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, Reporting,
+    SubjectKey, migration_progress, reconcile,
 };
 use vft_domain::{
     MunicipalityCode, PlausibleTimes, Registry, VendorId, YearMonth, spreadsheet_safe,
@@ -311,7 +312,7 @@ pub async fn errors(
     Ok(Json(ImportErrors { items }))
 }
 
-/// Gathers what the reconciliation at instant `at` looks at, and runs it.
+/// Gathers what the reconciliation at instant `at` looks at, and runs it for the region.
 pub async fn reconcile_at(
     store: &dyn Store,
     old: &VendorId,
@@ -319,27 +320,129 @@ pub async fn reconcile_at(
     at: DateTime<Utc>,
     settings: ReconcileSettings,
 ) -> Result<Vec<ReconcileRow>, ApiError> {
-    // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
-    let tick = Duration::microseconds(1);
-    let in_service = store.in_service_snapshot(at + tick).await?;
-    let grace_ago = store
-        .in_service_snapshot(at - settings.grace + tick)
-        .await?;
-    let ever_old = store.ever_in_service(old, at + tick).await?;
-    let mut listings = store.listing_at(old, at).await?;
-    listings.extend(store.listing_at(new, at).await?);
-    let reporting = store.reporting_at(at, at - settings.silent_after).await?;
-    Ok(reconcile(&ReconcileInput {
-        at,
-        old,
-        new,
-        in_service: &in_service,
-        in_service_grace_ago: &grace_ago,
-        ever_old: &ever_old,
-        listings: &listings,
-        reporting: &reporting,
-        silent_after: settings.silent_after,
-    }))
+    Ok(Gathered::at(store, old, new, at, settings)
+        .await?
+        .rows(ReconcileScope::Region(None), true))
+}
+
+/// Whose reconciliation is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileScope<'a> {
+    /// The region's (a coordinator; the CLI), all rows or those of one municipality. A subject
+    /// is one recipient's service across the region, counted in one municipality.
+    Region(Option<&'a MunicipalityCode>),
+    /// A municipality's own (its token): subjects are formed from its own devices only, so a
+    /// recipient it shares with another municipality shows with this municipality's devices
+    /// (never the other's) and its class is what this municipality's own devices make it (a
+    /// unit here and one of the other vendor there is not `double` here). The export flags are
+    /// the region's rows placed here: each names one device that is this municipality's.
+    Own(&'a MunicipalityCode),
+}
+
+/// What the reconciliation at one instant looks at.
+struct Gathered {
+    at: DateTime<Utc>,
+    old: VendorId,
+    new: VendorId,
+    silent_after: Duration,
+    in_service: Vec<InService>,
+    grace_ago: Vec<InService>,
+    ever_old: Vec<InService>,
+    listings: Vec<Listing>,
+    reporting: Vec<Reporting>,
+}
+
+impl Gathered {
+    async fn at(
+        store: &dyn Store,
+        old: &VendorId,
+        new: &VendorId,
+        at: DateTime<Utc>,
+        settings: ReconcileSettings,
+    ) -> Result<Self, ApiError> {
+        // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
+        let tick = Duration::microseconds(1);
+        let in_service = store.in_service_snapshot(at + tick).await?;
+        let grace_ago = store
+            .in_service_snapshot(at - settings.grace + tick)
+            .await?;
+        let ever_old = store.ever_in_service(old, at + tick).await?;
+        let mut listings = store.listing_at(old, at).await?;
+        listings.extend(store.listing_at(new, at).await?);
+        let reporting = store.reporting_at(at, at - settings.silent_after).await?;
+        Ok(Self {
+            at,
+            old: old.clone(),
+            new: new.clone(),
+            silent_after: settings.silent_after,
+            in_service,
+            grace_ago,
+            ever_old,
+            listings,
+            reporting,
+        })
+    }
+
+    fn reconcile(
+        &self,
+        in_service: &[InService],
+        grace_ago: &[InService],
+        ever_old: &[InService],
+    ) -> Vec<ReconcileRow> {
+        reconcile(&ReconcileInput {
+            at: self.at,
+            old: &self.old,
+            new: &self.new,
+            in_service,
+            in_service_grace_ago: grace_ago,
+            ever_old,
+            listings: &self.listings,
+            reporting: &self.reporting,
+            silent_after: self.silent_after,
+        })
+    }
+
+    /// The rows `scope` sees, sorted as `reconcile` sorts them; `flags: false` leaves the
+    /// export flags out (migration progress counts only the four classes).
+    fn rows(&self, scope: ReconcileScope<'_>, flags: bool) -> Vec<ReconcileRow> {
+        let keep = |r: &ReconcileRow| flags || r.class.is_partition();
+        match scope {
+            ReconcileScope::Region(filter) => {
+                let mut rows = self.reconcile(&self.in_service, &self.grace_ago, &self.ever_old);
+                rows.retain(|r| keep(r) && filter.is_none_or(|m| r.municipality == *m));
+                rows
+            }
+            ReconcileScope::Own(own) => {
+                let mine = |devices: &[InService]| -> Vec<InService> {
+                    devices
+                        .iter()
+                        .filter(|d| d.municipality == *own)
+                        .cloned()
+                        .collect()
+                };
+                let mut rows: Vec<ReconcileRow> = self
+                    .reconcile(
+                        &mine(&self.in_service),
+                        &mine(&self.grace_ago),
+                        &mine(&self.ever_old),
+                    )
+                    .into_iter()
+                    .filter(|r| r.class.is_partition() && r.municipality == *own)
+                    .collect();
+                if flags {
+                    rows.extend(
+                        self.rows(ReconcileScope::Region(Some(own)), true)
+                            .into_iter()
+                            .filter(|r| !r.class.is_partition()),
+                    );
+                    rows.sort_by(|a, b| {
+                        (&a.municipality, a.kind, a.class).cmp(&(&b.municipality, b.kind, b.class))
+                    });
+                }
+                rows
+            }
+        }
+    }
 }
 
 /// Query of a reconciliation, as strings: parsed here so the API and the CLI agree.
@@ -440,13 +543,25 @@ pub fn municipality(
 }
 
 impl ReconcileParams {
-    /// Runs the reconciliation; `scope` (already checked against the caller) keeps one
-    /// municipality's rows. Filtering after computing keeps each subject where the rule put it.
+    /// Runs the region's reconciliation; `scope` keeps one municipality's rows. Filtering after
+    /// computing keeps each subject where the rule put it.
     pub async fn run(
         &self,
         store: &dyn Store,
         settings: ReconcileSettings,
         scope: Option<&MunicipalityCode>,
+        now: DateTime<Utc>,
+    ) -> Result<ReconcileReport, ApiError> {
+        self.run_for(store, settings, ReconcileScope::Region(scope), now)
+            .await
+    }
+
+    /// Runs the reconciliation `scope` (already checked against the caller) asks for.
+    pub async fn run_for(
+        &self,
+        store: &dyn Store,
+        settings: ReconcileSettings,
+        scope: ReconcileScope<'_>,
         now: DateTime<Utc>,
     ) -> Result<ReconcileReport, ApiError> {
         let (from, to) = vendors(self.from.as_deref(), self.to.as_deref())?;
@@ -458,10 +573,9 @@ impl ReconcileParams {
                 .to_string(),
         };
         let at = end_of_day(&day)?;
-        let mut rows = reconcile_at(store, &from, &to, at, settings).await?;
-        if let Some(m) = scope {
-            rows.retain(|r| r.municipality == *m);
-        }
+        let rows = Gathered::at(store, &from, &to, at, settings)
+            .await?
+            .rows(scope, true);
         let mut totals: BTreeMap<ReconcileClass, u64> =
             ReconcileClass::ALL.iter().map(|c| (*c, 0)).collect();
         for r in &rows {
@@ -512,7 +626,8 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
 #[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReport = "application/json"), (String = "text/csv"))), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
-/// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`).
+/// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`). A
+/// municipality token's subjects are made of its own devices only (`ReconcileScope::Own`).
 pub async fn reconciliation(
     State(state): State<AppState>,
     caller: Caller,
@@ -523,10 +638,10 @@ pub async fn reconciliation(
     let scope = caller.scope(asked)?;
     let csv = crate::wants_csv(params.format.as_deref(), &headers)?;
     let report = params
-        .run(
+        .run_for(
             state.store.as_ref(),
             state.reconciliation,
-            scope.as_ref(),
+            reconcile_scope(&caller, scope.as_ref()),
             Utc::now(),
         )
         .await?;
@@ -603,7 +718,8 @@ impl From<MigrationProgress> for ProgressRowView {
 
 #[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "Per municipality and month: migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = ProgressView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/reconciliation/progress?from=&to=&year=[&municipality=]`: the reconciliation at
-/// each month end (Europe/Oslo), as migration progress per municipality.
+/// each month end (Europe/Oslo), as migration progress per municipality (a municipality
+/// token's from its own devices only, as its reconciliation).
 pub async fn progress(
     State(state): State<AppState>,
     caller: Caller,
@@ -625,7 +741,7 @@ pub async fn progress(
         &to,
         &months,
         state.reconciliation,
-        scope.as_ref(),
+        reconcile_scope(&caller, scope.as_ref()),
     )
     .await?;
     Ok(Json(ProgressView {
@@ -644,16 +760,27 @@ pub async fn migration_progress_of(
     to: &VendorId,
     months: &[YearMonth],
     settings: ReconcileSettings,
-    scope: Option<&MunicipalityCode>,
+    scope: ReconcileScope<'_>,
 ) -> Result<Vec<MigrationProgress>, ApiError> {
     let mut per_month = Vec::with_capacity(months.len());
     for m in months {
         let at = m.end_exclusive() - Duration::microseconds(1);
-        let mut rows = reconcile_at(store, from, to, at, settings).await?;
-        if let Some(own) = scope {
-            rows.retain(|r| r.municipality == *own);
-        }
+        let rows = Gathered::at(store, from, to, at, settings)
+            .await?
+            .rows(scope, false);
         per_month.push((*m, rows));
     }
     Ok(migration_progress(&per_month))
+}
+
+/// A municipality token gets its own reconciliation; a coordinator the region's, all of it or
+/// one municipality's rows (`scope`, already checked against the caller).
+fn reconcile_scope<'a>(
+    caller: &'a Caller,
+    scope: Option<&'a MunicipalityCode>,
+) -> ReconcileScope<'a> {
+    match caller.0.municipality() {
+        Some(own) => ReconcileScope::Own(own),
+        None => ReconcileScope::Region(scope),
+    }
 }

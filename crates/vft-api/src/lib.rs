@@ -6,6 +6,7 @@ pub mod devices;
 mod error;
 mod figures;
 pub mod imports;
+pub mod mqtt_credentials;
 mod openapi;
 mod rollups;
 pub mod session;
@@ -95,7 +96,13 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
         .route("/reconciliation", get(imports::reconciliation))
-        .route("/reconciliation/progress", get(imports::progress));
+        .route("/reconciliation/progress", get(imports::progress))
+        .route(
+            "/mqtt-credentials",
+            get(mqtt_credentials::list)
+                .post(mqtt_credentials::post)
+                .delete(mqtt_credentials::revoke),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/api/openapi.json", get(openapi::serve))

@@ -102,10 +102,7 @@ pub fn may_publish(
     prefix: &str,
     adapters: &[AdapterConfig],
 ) -> bool {
-    if let Some(rest) = topic
-        .strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix('/'))
-    {
+    if let Some(rest) = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) {
         let mut parts = rest.split('/');
         if parts.next() != Some(scope.vendor.as_str()) {
             return false;

@@ -210,7 +210,8 @@ impl Gate {
                 let verified = lock(&self.verified);
                 return match verified.get(username) {
                     Some(v)
-                        if v.password_sha256 == password_sha256 && v.at.elapsed() < VERIFIED_FOR =>
+                        if v.password_sha256 == password_sha256
+                            && v.at.elapsed() < VERIFIED_FOR =>
                     {
                         Ok(Principal::Credential {
                             username: Arc::from(username),

@@ -221,10 +221,19 @@ mod tests {
         assert_eq!(c.host, "::1");
         assert!(!c.tls);
         let d = BrokerAddress::parse("mqtts://vft:pw@broker.example").expect("valid");
-        assert_eq!((d.host.as_str(), d.port, d.tls), ("broker.example", 8883, true));
+        assert_eq!(
+            (d.host.as_str(), d.port, d.tls),
+            ("broker.example", 8883, true)
+        );
         let e = BrokerAddress::parse("mqtts://broker.example:18883").expect("valid");
         assert_eq!((e.port, e.tls), (18883, true));
-        for bad in ["http://x:1", "mqtt://", "mqtt://h:port", "ssl://h:8883", "mqtts://"] {
+        for bad in [
+            "http://x:1",
+            "mqtt://",
+            "mqtt://h:port",
+            "ssl://h:8883",
+            "mqtts://",
+        ] {
             assert!(BrokerAddress::parse(bad).is_err(), "{bad}");
         }
     }

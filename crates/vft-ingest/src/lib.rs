@@ -29,7 +29,9 @@ use vft_store::{NewDeadLetter, Store};
 
 pub use auth::Access;
 pub use connection::BrokerAddress;
-pub use listener::{Inbound, ListenerConfig, ListenerTls, RunningListener, start as start_listener};
+pub use listener::{
+    Inbound, ListenerConfig, ListenerTls, RunningListener, start as start_listener,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -530,8 +532,9 @@ async fn commit(
             };
             metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
                 .increment(1);
-            let mut raw = m.payload.to_vec();
-            if raw.len() > config.max_payload_bytes {
+            // Masked before the cut, so the cut never keeps part of a number.
+            let (mut raw, _) = nin::mask_bytes(&m.payload);
+            if m.payload.len() > config.max_payload_bytes {
                 raw.truncate(OVERSIZED_KEEP_BYTES);
             }
             dead.push(dead_letter(&m.topic, &raw, &reason));

@@ -46,10 +46,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ntex_io::{Filter, Io};
 use ntex_mqtt::v3::codec::{ConnectAckReason, Encoded};
 use ntex_mqtt::v3::{self, ProtocolMessage, ProtocolMessageAck};
 use ntex_mqtt::{Control, MqttServer, MqttServiceConfig, QoS, Reason};
-use ntex_io::{Filter, Io};
 use ntex_service::cfg::SharedCfg;
 use ntex_service::{ServiceFactory, chain_factory, fn_factory_with_config, fn_service};
 use tokio::sync::{mpsc, oneshot};
@@ -207,6 +207,8 @@ pub async fn start(
     let shared = Arc::new(Shared {
         sink,
         max_payload_bytes: config.max_payload_bytes,
+        max_inflight: usize::from(config.max_inflight),
+        max_inflight_bytes: config.max_inflight_bytes,
         registry: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
         stopping: AtomicBool::new(false),
@@ -217,20 +219,22 @@ pub async fn start(
         .saturating_add(MAX_TOPIC_BYTES + 4)
         .min(MQTT_MAX_REMAINING);
     let (max_inflight, max_inflight_bytes) = (config.max_inflight, config.max_inflight_bytes);
-    let mqtt_cfg = move || MqttServiceConfig::new()
-        // QoS 2 closes the connection: finishing it after a reconnect needs server-side session
-        // state (PUBREL for a packet id of the earlier connection), which this listener keeps
-        // none of. Gateways publish QoS 1.
-        .set_max_qos(QoS::AtLeastOnce)
-        .set_max_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
-        .set_max_receive(max_inflight.max(1))
-        // With the count above, bounds what one connection makes vft hold: past this many
-        // payload bytes in flight, nothing more is read from it (one packet may go over).
-        .set_max_receive_size(max_inflight_bytes.max(1))
-        // (Payloads above ntex-mqtt's chunk size, 32 KiB, arrive as a stream; `read_all` joins
-        // them, so a slow sender holds at most one packet.)
-        .set_connect_timeout(CONNECT_TIMEOUT)
-        .set_handshake_timeout(CONNECT_TIMEOUT);
+    let mqtt_cfg = move || {
+        MqttServiceConfig::new()
+            // QoS 2 closes the connection: finishing it after a reconnect needs server-side session
+            // state (PUBREL for a packet id of the earlier connection), which this listener keeps
+            // none of. Gateways publish QoS 1.
+            .set_max_qos(QoS::AtLeastOnce)
+            .set_max_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
+            .set_max_receive(max_inflight.max(1))
+            // With the count above, bounds what one connection makes vft hold: past this many
+            // payload bytes in flight, nothing more is read from it (one packet may go over).
+            .set_max_receive_size(max_inflight_bytes.max(1))
+            // (Payloads above ntex-mqtt's chunk size, 32 KiB, arrive as a stream; `read_all` joins
+            // them, so a slow sender holds at most one packet.)
+            .set_connect_timeout(CONNECT_TIMEOUT)
+            .set_handshake_timeout(CONNECT_TIMEOUT)
+    };
 
     let (started_tx, started_rx) = oneshot::channel();
     let thread_shared = shared.clone();
@@ -310,6 +314,8 @@ pub async fn start(
 struct Shared {
     sink: mpsc::Sender<Inbound>,
     max_payload_bytes: usize,
+    max_inflight: usize,
+    max_inflight_bytes: usize,
     /// Client id → the connection currently holding it.
     registry: Mutex<HashMap<Arc<str>, Registered>>,
     next_conn: AtomicU64,
@@ -345,6 +351,7 @@ struct Conn {
     principal: Principal,
     /// When the credential is next read again (at a publish), to close revoked ones.
     recheck_at: Cell<Instant>,
+    window: Window,
     /// Registered under the client id (false for empty ids, which cannot be taken over).
     registered: bool,
     will: RefCell<Option<Will>>,
@@ -418,14 +425,116 @@ fn server<F: Filter>(
             },
         ))
         .publish(fn_factory_with_config(
-            async |session: v3::Session<Conn>| {
-                Ok::<_, ConnError>(fn_service(async move |publish: v3::Publish| {
-                    let span = session.span.clone();
-                    publish_one(&session, publish).instrument(span).await
-                }))
-            },
+            async |session: v3::Session<Conn>| Ok::<_, ConnError>(PublishService { session }),
         )),
     )
+}
+
+/// The PUBLISH handler, with the connection's own window. ntex-mqtt 8.2's in-flight limits
+/// (`max_receive`, `max_receive_size`) let every PUBLISH that follows another through (its
+/// readiness check passes while "a publish is streaming"), so a client that does not wait for
+/// acknowledgements could make vft hold any number of payloads. This service is not ready
+/// while the connection's window is full, which stops the dispatcher from decoding further
+/// packets (and so reading the socket): only chunks of the payload being read pass.
+struct PublishService {
+    session: v3::Session<Conn>,
+}
+
+impl ntex_service::Service<v3::Publish> for PublishService {
+    type Response = ();
+    type Error = ConnError;
+
+    async fn ready(&self, _: ntex_service::ServiceCtx<'_, Self>) -> Result<(), ConnError> {
+        self.session.window.ready().await;
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        publish: v3::Publish,
+        _: ntex_service::ServiceCtx<'_, Self>,
+    ) -> Result<(), ConnError> {
+        let span = self.session.span.clone();
+        publish_one(&self.session, publish).instrument(span).await
+    }
+}
+
+/// One connection's publishes waiting for their commit: at most `max_count`, and no new one
+/// once `max_bytes` of payload are held (the last one admitted may go over).
+struct Window {
+    max_count: usize,
+    max_bytes: usize,
+    count: Cell<usize>,
+    bytes: Cell<usize>,
+    /// A payload is being read: its chunks must pass whatever the window says.
+    reading: Cell<bool>,
+    /// Signalled when a publish leaves the window or starts reading its payload.
+    changed: tokio::sync::Notify,
+}
+
+impl Window {
+    fn new(max_count: usize, max_bytes: usize) -> Self {
+        Self {
+            max_count: max_count.max(1),
+            max_bytes: max_bytes.max(1),
+            count: Cell::new(0),
+            bytes: Cell::new(0),
+            reading: Cell::new(false),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.count.get() < self.max_count && self.bytes.get() < self.max_bytes
+    }
+
+    /// Until the next packet may be decoded: a chunk of the payload being read, or room.
+    async fn ready(&self) {
+        loop {
+            // Created before the check: `notify_waiters` reaches it from then on.
+            let changed = self.changed.notified();
+            if self.reading.get() || self.has_room() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits for room, then holds `size` bytes until the returned guard drops.
+    async fn enter(&self, size: usize) -> InWindow<'_> {
+        loop {
+            let changed = self.changed.notified();
+            if self.has_room() {
+                break;
+            }
+            changed.await;
+        }
+        self.count.set(self.count.get() + 1);
+        self.bytes.set(self.bytes.get() + size);
+        InWindow { window: self, size }
+    }
+
+    fn set_reading(&self, reading: bool) {
+        self.reading.set(reading);
+        if reading {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+struct InWindow<'a> {
+    window: &'a Window,
+    size: usize,
+}
+
+impl Drop for InWindow<'_> {
+    fn drop(&mut self) {
+        let w = self.window;
+        w.count.set(w.count.get().saturating_sub(1));
+        w.bytes.set(w.bytes.get().saturating_sub(self.size));
+        w.reading.set(false);
+        w.changed.notify_waiters();
+    }
 }
 
 async fn handshake(
@@ -487,7 +596,10 @@ async fn handshake(
         && !shared.gate.may_publish(&principal, &will.topic)
     {
         // Refused at once rather than kept for a will that would be forbidden when it fires.
-        debug!(credential = principal.describe(), "refused: last will on a forbidden topic");
+        debug!(
+            credential = principal.describe(),
+            "refused: last will on a forbidden topic"
+        );
         metrics::counter!("vft_listener_forbidden_total", "what" => "will").increment(1);
         return Ok(hs.failed(ConnectAckReason::NotAuthorized));
     }
@@ -512,10 +624,7 @@ async fn handshake(
         let (kick_tx, kick_rx) = oneshot::channel();
         let previous = {
             let mut registry = shared.registry();
-            if registry
-                .get(&client_id)
-                .is_some_and(|r| r.owner != owner)
-            {
+            if registry.get(&client_id).is_some_and(|r| r.owner != owner) {
                 // Another credential's connection holds this client id: taking it over would
                 // cut that gateway off (and, on a broker, take its session).
                 drop(registry);
@@ -558,6 +667,7 @@ async fn handshake(
         client_id,
         principal,
         recheck_at: Cell::new(Instant::now() + RECHECK_EVERY),
+        window: Window::new(shared.max_inflight, shared.max_inflight_bytes),
         registered,
         will: RefCell::new(will),
         disconnected: Cell::new(false),
@@ -642,6 +752,13 @@ async fn control(conn: &Conn, msg: Control<ConnError>) {
 }
 
 async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError> {
+    let size = publish.payload_size();
+    let max = conn.shared.max_payload_bytes;
+    if size > max {
+        return Err(ConnError::PayloadTooLarge { size, max });
+    }
+    // Held until this publish is acknowledged (or fails).
+    let _in_window = conn.window.enter(size).await;
     let topic = publish.publish_topic().to_owned();
     let qos = publish.qos();
     if conn.recheck_at.get() <= Instant::now() {
@@ -654,18 +771,24 @@ async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError>
         metrics::counter!("vft_listener_forbidden_total", "what" => "publish").increment(1);
         conn.principal.describe()
     });
-    let size = publish.payload_size();
-    let max = conn.shared.max_payload_bytes;
-    if size > max {
-        return Err(ConnError::PayloadTooLarge { size, max });
+    conn.window.set_reading(true);
+    // Chunk by chunk into a buffer of the announced size: one copy, no regrowth (joining the
+    // chunks with `read_all` doubles its buffer as it goes, and then a copy is needed anyway).
+    let mut body = Vec::with_capacity(size);
+    while let Some(chunk) = publish
+        .read()
+        .await
+        .map_err(|e| ConnError::Payload(e.to_string()))?
+    {
+        if body.len() + chunk.len() > size {
+            return Err(ConnError::Payload(format!(
+                "more payload than the {size} bytes announced"
+            )));
+        }
+        body.extend_from_slice(&chunk);
     }
-    let payload = {
-        let raw = publish
-            .read_all()
-            .await
-            .map_err(|e| ConnError::Payload(e.to_string()))?;
-        bytes::Bytes::copy_from_slice(&raw)
-    };
+    let payload = bytes::Bytes::from(body);
+    conn.window.set_reading(false);
     // Only the copy waits for the commit: the codec's buffer goes back now.
     drop(publish);
     metrics::counter!("vft_listener_publishes_total").increment(1);

@@ -24,12 +24,14 @@ fn tls_err(what: impl Into<String>) -> IngestError {
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngestError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| tls_err(format!("cannot read certificates from {}: {e}", path.display())))?;
+        .map_err(|e| {
+            tls_err(format!(
+                "cannot read certificates from {}: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(tls_err(format!(
-            "no PEM certificate in {}",
-            path.display()
-        )));
+        return Err(tls_err(format!("no PEM certificate in {}", path.display())));
     }
     Ok(certs)
 }
@@ -38,8 +40,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngestError
 /// intermediates; `key` its private key (PKCS#8, PKCS#1 or SEC1 PEM). TLS 1.2 and 1.3.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, IngestError> {
     let chain = certificates(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_err(format!("cannot read a private key from {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        tls_err(format!(
+            "cannot read a private key from {}: {e}",
+            key.display()
+        ))
+    })?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(e.to_string()))?
@@ -57,7 +63,10 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
         Some(path) => {
             for cert in certificates(path)? {
                 roots.add(cert).map_err(|e| {
-                    tls_err(format!("unusable CA certificate in {}: {e}", path.display()))
+                    tls_err(format!(
+                        "unusable CA certificate in {}: {e}",
+                        path.display()
+                    ))
                 })?;
             }
         }

@@ -149,6 +149,12 @@ pub enum SortValue {
 pub struct DeviceQuery {
     /// Only these municipalities (`None` = all).
     pub municipalities: Option<Vec<MunicipalityCode>>,
+    /// A municipality token's own view: only this municipality's devices, each as this
+    /// municipality's own events show it. `first_installed` is its first install here (not
+    /// one in the municipality it came from); the recipient and replaced device only when its
+    /// latest install was here; contact, battery, faults, gateway and connectivity only when
+    /// its latest contact was made here (else never seen, with the lifecycle's gateway).
+    pub own: Option<MunicipalityCode>,
     pub device: Option<(VendorId, DeviceId)>,
     pub kind: Option<TechnologyKind>,
     pub vendor: Option<VendorId>,
@@ -172,6 +178,7 @@ impl DeviceQuery {
     pub fn new(now: DateTime<Utc>, timeouts: Timeouts) -> Self {
         Self {
             municipalities: None,
+            own: None,
             device: None,
             kind: None,
             vendor: None,
@@ -377,6 +384,18 @@ pub trait Store: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<AlarmRecord>>;
 
+    /// Like [`Store::alarm_records`], but each alarm merged from `municipality`'s own events
+    /// only (as `AlarmDelta` merges them), and anchored by them: what a municipality's
+    /// response-centre figures count. An alarm raised in one municipality and acknowledged by
+    /// another's gateway is, here, an unanswered alarm of the first and an answer without a
+    /// trigger of the second; the region's `alarm_records` has it once, answered.
+    async fn own_alarm_records(
+        &self,
+        municipality: &MunicipalityCode,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<AlarmRecord>>;
+
     /// Medication events per period `[start, end)`: (municipality, taken, missed) per period index.
     async fn dose_counts(
         &self,
@@ -401,11 +420,13 @@ pub trait Store: Send + Sync + 'static {
     /// Devices of the same vendor whose `replaces` names this one.
     async fn replaced_by(&self, vendor: &VendorId, device: &DeviceId) -> Result<Vec<DeviceId>>;
 
-    /// Stored events of these devices of one vendor, oldest first, at most `limit`.
+    /// Stored events of these devices of one vendor, oldest first, at most `limit`; with
+    /// `municipality`, only the events that name it.
     async fn device_events(
         &self,
         vendor: &VendorId,
         devices: &[DeviceId],
+        municipality: Option<&MunicipalityCode>,
         limit: u32,
     ) -> Result<Vec<Event>>;
 

@@ -339,6 +339,27 @@ pub(crate) fn event_from_row(
     })
 }
 
+/// A column of `devices d` as a municipality's own view shows it (`DeviceQuery::own`), where
+/// `d.municipality` is that municipality: from its own events only. Lifecycle events are never
+/// purged, so the first install here and where the latest install was are exact; what the
+/// device itself sent (contact, battery, faults, the gateway that relayed it) is shown only
+/// when its latest contact was made here.
+pub(crate) fn own_view(column: &str) -> String {
+    const CONTACT_HERE: &str = "d.contact_municipality = d.municipality";
+    const INSTALLED_HERE: &str = "(SELECT e.municipality FROM events e WHERE e.vendor = d.vendor \
+         AND e.event_id = d.inst_event_id) = d.municipality";
+    match column {
+        "first_installed_ts" => {
+            "(SELECT MIN(e.ts) FROM events e WHERE e.vendor = d.vendor AND e.device = d.device \
+             AND e.lifecycle_rank = 0 AND e.municipality = d.municipality)"
+                .to_owned()
+        }
+        "recipient" | "replaces" => format!("CASE WHEN {INSTALLED_HERE} THEN d.{column} END"),
+        "gateway" => format!("CASE WHEN {CONTACT_HERE} THEN d.gateway ELSE d.lc_gateway END"),
+        _ => format!("CASE WHEN {CONTACT_HERE} THEN d.{column} END"),
+    }
+}
+
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
@@ -625,6 +646,9 @@ macro_rules! impl_store {
                 }
                 // The earliest origin among the alarms this batch touched, as stored after the
                 // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
+                // A municipality's own figures anchor an alarm by its own events
+                // (`own_alarm_records`), which may lie before the region's origin (a step stamped
+                // before the alarm): none lies before the alarm's earliest step, so that counts too.
                 let mut earliest_alarm: Option<i64> = None;
                 let alarms = vft_domain::AlarmDelta::fold(&consistent);
                 for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
@@ -650,9 +674,15 @@ macro_rules! impl_store {
                             .push_bind(a.closed.as_ref().and_then(|c| c.2.map(|o| o.id())));
                     });
                     qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
-                    qb.push(" RETURNING origin_ts");
-                    let origins: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    earliest_alarm = origins.into_iter().map(|(t,)| t).chain(earliest_alarm).min();
+                    qb.push(" RETURNING origin_ts, triggered_ts, received_ts, acknowledged_ts, closed_ts");
+                    type Steps = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+                    let merged: Vec<Steps> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    earliest_alarm = merged
+                        .into_iter()
+                        .flat_map(|(o, t, r, a, c)| [Some(o), t, r, a, c])
+                        .flatten()
+                        .chain(earliest_alarm)
+                        .min();
                 }
                 if let Some(earliest) = earliest_alarm {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_month_cache WHERE month_end > ");
@@ -966,6 +996,93 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            /// The alarm state only knows the merge of every municipality's events, so this
+            /// merges the municipality's own alarm events again, as ingest does. An alarm whose
+            /// own anchor lies in `[from, to)` has an own event there, and none of its own events
+            /// is earlier than the earliest step the region's state holds for it: reading the own
+            /// events from that bound on gives every such alarm whole.
+            async fn own_alarm_records(
+                &self,
+                municipality: &vft_domain::MunicipalityCode,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
+                use $crate::shared::micros;
+                use sqlx::Row;
+                let types = || vft_domain::EventType::ALL.iter().filter(|t| t.is_alarm_event());
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT MIN(a.triggered_ts), MIN(a.received_ts), MIN(a.acknowledged_ts), MIN(a.closed_ts) \
+                     FROM events e JOIN alarms a ON a.vendor = e.vendor AND a.alarm = e.alarm WHERE e.type IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for t in types() {
+                    sep.push_bind(t.id());
+                }
+                qb.push(") AND e.ts >= ").push_bind(micros(from));
+                qb.push(" AND e.ts < ").push_bind(micros(to));
+                qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
+                let (t, r, a, c): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+                    qb.build_query_as().fetch_one(&self.reader).await?;
+                let since = [t, r, a, c].into_iter().flatten().chain([micros(from)]).min().unwrap_or(micros(from));
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT e.vendor, e.event_id, e.gateway, e.ts, e.ts_offset, e.municipality, e.device, e.type, e.kind, \
+                     e.battery, e.alarm, e.cause, e.outcome, e.recipient, e.replaces, d.kind FROM events e \
+                     LEFT JOIN devices d ON d.vendor = e.vendor AND d.device = e.device WHERE e.type IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for t in types() {
+                    sep.push_bind(t.id());
+                }
+                qb.push(") AND e.ts >= ").push_bind(since);
+                qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
+                qb.push(" AND e.alarm IS NOT NULL");
+                let rows = qb.build().fetch_all(&self.reader).await?;
+                let mut events = Vec::with_capacity(rows.len());
+                let mut device_kinds = std::collections::HashMap::new();
+                for r in &rows {
+                    let e = $crate::shared::event_from_row(
+                        r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
+                        r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
+                        r.try_get(12)?, r.try_get(13)?, r.try_get(14)?,
+                    )?;
+                    let kind: Option<String> = r.try_get(15)?;
+                    device_kinds.insert(
+                        (e.vendor.clone(), e.device.clone()),
+                        kind.as_deref().and_then(vft_domain::TechnologyKind::from_id),
+                    );
+                    events.push(e);
+                }
+                let mut records: Vec<_> = vft_domain::AlarmDelta::fold(&events)
+                    .into_iter()
+                    .filter(|a| from <= a.origin.1 && a.origin.1 < to)
+                    .map(|a| {
+                        let device_kind = device_kinds.get(&(a.vendor.clone(), a.device.clone())).copied().flatten();
+                        let (closed, outcome) = match a.closed {
+                            Some((t, _, outcome)) => (Some(t), outcome),
+                            None => (None, None),
+                        };
+                        (
+                            a.origin.1,
+                            vft_domain::response::AlarmRecord {
+                                kind: a.kind.or(device_kind),
+                                vendor: a.vendor,
+                                alarm: a.alarm,
+                                device: a.device,
+                                municipality: a.municipality,
+                                cause: a.cause,
+                                triggered: a.triggered,
+                                received: a.received,
+                                acknowledged: a.acknowledged,
+                                closed,
+                                outcome,
+                            },
+                        )
+                    })
+                    .collect();
+                records.sort_by(|(t1, a1), (t2, a2)| (t1, &a1.vendor, &a1.alarm).cmp(&(t2, &a2.vendor, &a2.alarm)));
+                Ok(records.into_iter().map(|(_, a)| a).collect())
+            }
+
             /// Ended periods come from `dose_count_cache` when kept; the others are counted
             /// from the dose events and kept when ended, unless a dose batch was stored
             /// meanwhile (see `generation_unchanged`).
@@ -1149,21 +1266,33 @@ macro_rules! impl_store {
             async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {
                 use sqlx::Row;
                 let now = $crate::shared::micros(q.now);
+                // A municipality's own view (see `DeviceQuery::own`): its rows are that
+                // municipality's (filtered below), so there `d.municipality` is it.
+                let own = q.own.is_some();
+                let column = |c: &str| if own { $crate::shared::own_view(c) } else { format!("d.{c}") };
+                let (gateway, first_installed, recipient, replaces) =
+                    (column("gateway"), column("first_installed_ts"), column("recipient"), column("replaces"));
+                let contact = column("contact_ts");
                 // In service now: the stored latest lifecycle event, unless it lies in the
                 // future (planned); then the latest one up to now decides (rare: a lookup).
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, d.gateway, \
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, {gateway} AS gateway, \
                      CASE WHEN d.lc_ts IS NULL OR d.lc_ts <= ",
-                );
+                ));
                 qb.push_bind(now).push(
                     " THEN d.lc_installed ELSE (SELECT CASE WHEN e.lifecycle_rank = 0 THEN 1 ELSE 0 END FROM events e \
                      WHERE e.vendor = d.vendor AND e.device = d.device AND e.lifecycle_rank IS NOT NULL AND e.ts <= ",
                 );
-                qb.push_bind(now).push(
+                qb.push_bind(now).push(format!(
                     " ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC LIMIT 1) END AS lc_installed, d.lc_ts, \
-                     d.first_installed_ts, d.recipient, d.replaces, d.contact_ts, d.battery, d.battery_ts, d.last_fault_ts, \
-                     d.last_heartbeat_ts, d.timeout_secs, CASE WHEN d.contact_ts IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
-                );
+                     {first_installed} AS first_installed_ts, {recipient} AS recipient, {replaces} AS replaces, \
+                     {contact} AS contact_ts, {} AS battery, {} AS battery_ts, {} AS last_fault_ts, \
+                     {} AS last_heartbeat_ts, d.timeout_secs, CASE WHEN {contact} IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
+                    column("battery"),
+                    column("battery_ts"),
+                    column("last_fault_ts"),
+                    column("last_heartbeat_ts"),
+                ));
                 qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
                 for kind in vft_domain::TechnologyKind::ALL {
                     qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");
@@ -1175,6 +1304,9 @@ macro_rules! impl_store {
                      ELSE 'online' END AS connectivity FROM devices d \
                      LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
                 );
+                if let Some(m) = &q.own {
+                    qb.push(" AND x.municipality = ").push_bind(m.to_string());
+                }
                 if let Some(ms) = &q.municipalities {
                     if ms.is_empty() {
                         return Ok(Vec::new());
@@ -1267,7 +1399,13 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn device_events(&self, vendor: &vft_domain::VendorId, devices: &[vft_domain::DeviceId], limit: u32) -> $crate::Result<Vec<vft_domain::Event>> {
+            async fn device_events(
+                &self,
+                vendor: &vft_domain::VendorId,
+                devices: &[vft_domain::DeviceId],
+                municipality: Option<&vft_domain::MunicipalityCode>,
+                limit: u32,
+            ) -> $crate::Result<Vec<vft_domain::Event>> {
                 use sqlx::Row;
                 if devices.is_empty() {
                     return Ok(Vec::new());
@@ -1281,7 +1419,11 @@ macro_rules! impl_store {
                 for d in devices {
                     sep.push_bind(d.to_string());
                 }
-                qb.push(") ORDER BY ts, COALESCE(lifecycle_rank, -1), event_id LIMIT ").push_bind(i64::from(limit));
+                qb.push(")");
+                if let Some(m) = municipality {
+                    qb.push(" AND municipality = ").push_bind(m.to_string());
+                }
+                qb.push(" ORDER BY ts, COALESCE(lifecycle_rank, -1), event_id LIMIT ").push_bind(i64::from(limit));
                 let rows = qb.build().fetch_all(&self.reader).await?;
                 rows.iter()
                     .map(|r| {

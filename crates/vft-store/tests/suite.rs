@@ -50,12 +50,325 @@ both_backends!(
     sessions_expire_and_end,
     reconciliation_inputs_from_events,
     mqtt_credentials_are_created_revoked_and_replaced,
+    a_municipality_sees_its_own_events_only,
 );
+
+/// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
+/// both: Ål's own view of the device and Ål's and Flå's own alarm records are made of their
+/// own events; the region's view is unchanged.
+async fn a_municipality_sees_its_own_events_only(s: TestStore) {
+    let (fla, aal) = (
+        MunicipalityCode::parse("3320").expect("code"),
+        MunicipalityCode::parse("3328").expect("code"),
+    );
+    let at = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .expect("ts")
+            .with_timezone(&Utc)
+    };
+    let mut installed_in_fla = install(
+        "m1",
+        "2025-01-10T10:00:00Z",
+        "3320",
+        "MOVED",
+        TechnologyKind::SafetyAlarm,
+    );
+    installed_in_fla.recipient = Some(vft_domain::RecipientRef::parse("r-fla").expect("recipient"));
+    installed_in_fla.gateway = GatewayId::parse("gw-fla").expect("gateway");
+    let mut heartbeat_in_fla = event(
+        "hepro",
+        "m2",
+        "2025-02-01T10:00:00Z",
+        "3320",
+        "MOVED",
+        EventType::Heartbeat,
+        None,
+    );
+    heartbeat_in_fla.battery = Some(40);
+    heartbeat_in_fla.gateway = GatewayId::parse("gw-fla").expect("gateway");
+    let mut installed_in_aal = install(
+        "m3",
+        "2025-03-01T10:00:00Z",
+        "3328",
+        "MOVED",
+        TechnologyKind::SafetyAlarm,
+    );
+    installed_in_aal.recipient = Some(vft_domain::RecipientRef::parse("r-aal").expect("recipient"));
+    installed_in_aal.gateway = GatewayId::parse("gw-aal").expect("gateway");
+    // The alarms are on devices that stay put (FLA1 in Flå, AAL1 in Ål): an alarm event is
+    // contact, and would make the moved device's latest contact Ål's.
+    let alarm = |id: &str, ts: &str, m: &str, t: EventType, alarm: &str| {
+        let device = if alarm == "X" { "FLA1" } else { "AAL1" };
+        let mut e = event("hepro", id, ts, m, device, t, None);
+        e.alarm = Some(vft_domain::AlarmRef::parse(alarm).expect("alarm"));
+        e.cause = (t == EventType::Alarm).then_some(vft_domain::Cause::Button);
+        e.outcome = (t == EventType::AlarmClosed).then_some(vft_domain::Outcome::FalseAlarm);
+        e
+    };
+    let events = [
+        installed_in_fla,
+        heartbeat_in_fla,
+        installed_in_aal,
+        install(
+            "h1",
+            "2025-01-01T10:00:00Z",
+            "3320",
+            "FLA1",
+            TechnologyKind::SafetyAlarm,
+        ),
+        install(
+            "a1",
+            "2025-01-01T10:00:00Z",
+            "3328",
+            "AAL1",
+            TechnologyKind::SafetyAlarm,
+        ),
+        // X: raised in Flå, acknowledged after 30 s by Ål's gateway.
+        alarm("x1", "2025-02-10T10:00:00Z", "3320", EventType::Alarm, "X"),
+        alarm(
+            "x2",
+            "2025-02-10T10:00:30Z",
+            "3328",
+            EventType::AlarmAcknowledged,
+            "X",
+        ),
+        // Y: Ål's own, its receipt stamped (clock skew) in January, its alarm in February.
+        alarm("y1", "2025-01-31T23:00:10Z", "3328", EventType::Alarm, "Y"),
+        alarm(
+            "y2",
+            "2025-01-31T22:59:59Z",
+            "3328",
+            EventType::AlarmReceived,
+            "Y",
+        ),
+        alarm(
+            "y3",
+            "2025-01-31T23:00:20Z",
+            "3328",
+            EventType::AlarmAcknowledged,
+            "Y",
+        ),
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+
+    // The device: the region sees its first install in Flå, Ål only its own.
+    let mut region = query("2025-03-02T10:00:00Z");
+    region.municipalities = Some(vec![aal.clone()]);
+    region.device = Some((
+        VendorId::parse("hepro").expect("vendor"),
+        DeviceId::parse("MOVED").expect("device"),
+    ));
+    let [r] = s
+        .store
+        .devices(&region)
+        .await
+        .expect("devices")
+        .try_into()
+        .expect("one device");
+    assert_eq!(r.first_installed, Some(at("2025-01-10T10:00:00Z")));
+    assert_eq!(
+        (r.battery, r.gateway.as_deref()),
+        (Some(40), Some("gw-fla"))
+    );
+    let own = DeviceQuery {
+        own: Some(aal.clone()),
+        ..region.clone()
+    };
+    let [o] = s
+        .store
+        .devices(&own)
+        .await
+        .expect("devices")
+        .try_into()
+        .expect("one device");
+    assert_eq!(o.first_installed, Some(at("2025-03-01T10:00:00Z")));
+    assert_eq!(o.recipient.as_deref(), Some("r-aal"));
+    assert_eq!(
+        (
+            o.last_contact,
+            o.battery,
+            o.gateway.as_deref(),
+            o.connectivity
+        ),
+        (None, None, Some("gw-aal"), Connectivity::NeverSeen),
+        "the contact was made in Flå"
+    );
+    let installed_since_feb = DeviceQuery {
+        installed_after: Some(at("2025-02-01T00:00:00Z")),
+        ..own.clone()
+    };
+    assert_eq!(
+        s.store
+            .devices(&installed_since_feb)
+            .await
+            .expect("devices")
+            .len(),
+        1
+    );
+    let installed_before_feb = DeviceQuery {
+        installed_before: Some(at("2025-02-01T00:00:00Z")),
+        ..own.clone()
+    };
+    assert!(
+        s.store
+            .devices(&installed_before_feb)
+            .await
+            .expect("devices")
+            .is_empty()
+    );
+    let fla_own = DeviceQuery {
+        own: Some(fla.clone()),
+        municipalities: None,
+        ..region.clone()
+    };
+    assert!(
+        s.store.devices(&fla_own).await.expect("devices").is_empty(),
+        "it left Flå"
+    );
+    // Once it reports in Ål, its contact is Ål's.
+    let mut heartbeat_in_aal = event(
+        "hepro",
+        "m4",
+        "2025-03-02T09:00:00Z",
+        "3328",
+        "MOVED",
+        EventType::Heartbeat,
+        None,
+    );
+    heartbeat_in_aal.gateway = GatewayId::parse("gw-aal2").expect("gateway");
+    s.store
+        .write_batch(&[heartbeat_in_aal], &[], Utc::now())
+        .await
+        .expect("write");
+    let [o] = s
+        .store
+        .devices(&own)
+        .await
+        .expect("devices")
+        .try_into()
+        .expect("one device");
+    assert_eq!(
+        (o.last_contact, o.gateway.as_deref()),
+        (Some(at("2025-03-02T09:00:00Z")), Some("gw-aal2"))
+    );
+    let vendor = VendorId::parse("hepro").expect("vendor");
+    let moved = [DeviceId::parse("MOVED").expect("device")];
+    let ids = |events: Vec<Event>| {
+        events
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s
+            .store
+            .device_events(&vendor, &moved, Some(&aal), 100)
+            .await
+            .expect("history")),
+        ["m3", "m4"]
+    );
+    assert_eq!(
+        ids(s
+            .store
+            .device_events(&vendor, &moved, Some(&fla), 100)
+            .await
+            .expect("history")),
+        ["m1", "m2"]
+    );
+
+    // The alarms: the region's X is Flå's, answered in 30 s; Flå's own X is unanswered, and
+    // Ål's own X is an answer without a trigger.
+    let (jan, feb) = (
+        YearMonth::new(2025, 1).expect("month"),
+        YearMonth::new(2025, 2).expect("month"),
+    );
+    let span = (jan.start(), feb.end_exclusive());
+    let summary = |records: Vec<vft_domain::AlarmRecord>| {
+        records
+            .into_iter()
+            .map(|a| {
+                format!(
+                    "{} {} {:?} t={} r={} a={} ms={:?}",
+                    a.alarm,
+                    a.municipality,
+                    a.month().map(|m| m.to_string()),
+                    a.triggered.is_some(),
+                    a.received.is_some(),
+                    a.acknowledged.is_some(),
+                    a.response_ms()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(s.store.alarm_records(span.0, span.1).await.expect("alarms")),
+        [
+            "Y 3328 Some(\"2025-02\") t=true r=true a=true ms=Some(10000)",
+            "X 3320 Some(\"2025-02\") t=true r=false a=true ms=Some(30000)",
+        ]
+    );
+    assert_eq!(
+        summary(
+            s.store
+                .own_alarm_records(&fla, span.0, span.1)
+                .await
+                .expect("alarms")
+        ),
+        ["X 3320 Some(\"2025-02\") t=true r=false a=false ms=None"]
+    );
+    assert_eq!(
+        summary(
+            s.store
+                .own_alarm_records(&aal, span.0, span.1)
+                .await
+                .expect("alarms")
+        ),
+        [
+            "Y 3328 Some(\"2025-02\") t=true r=true a=true ms=Some(10000)",
+            "X 3328 Some(\"2025-02\") t=false r=false a=true ms=None",
+        ]
+    );
+    // Y belongs to February by its alarm event, though its receipt is stamped in January:
+    // asked for February alone, Ål's own records still hold that receipt.
+    let feb_only = summary(
+        s.store
+            .own_alarm_records(&aal, feb.start(), feb.end_exclusive())
+            .await
+            .expect("alarms"),
+    );
+    assert_eq!(
+        feb_only[0],
+        "Y 3328 Some(\"2025-02\") t=true r=true a=true ms=Some(10000)"
+    );
+    assert!(
+        s.store
+            .own_alarm_records(&aal, jan.start(), jan.end_exclusive())
+            .await
+            .expect("alarms")
+            .is_empty()
+    );
+    assert_eq!(
+        s.store
+            .own_alarm_records(&aal, span.0, span.1)
+            .await
+            .expect("alarms")[0]
+            .kind,
+        Some(TechnologyKind::SafetyAlarm),
+        "kind from the device"
+    );
+}
 
 async fn mqtt_credentials_are_created_revoked_and_replaced(s: TestStore) {
     use vft_domain::mqtt_access::CredentialScope;
     use vft_store::MqttCredential;
-    let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+    let at = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .with_timezone(&Utc)
+    };
     let hepro = |username: &str, gateway: Option<&str>, hash: &str| MqttCredential {
         username: username.into(),
         password_hash: hash.into(),
@@ -73,8 +386,18 @@ async fn mqtt_credentials_are_created_revoked_and_replaced(s: TestStore) {
         created_at: at("2026-01-02T10:00:00Z"),
         ..hepro("hepro/gw-1", Some("gw-1"), "$argon2id$b")
     };
-    assert!(s.store.create_mqtt_credential(&vendor).await.expect("create"));
-    assert!(s.store.create_mqtt_credential(&gateway).await.expect("create"));
+    assert!(
+        s.store
+            .create_mqtt_credential(&vendor)
+            .await
+            .expect("create")
+    );
+    assert!(
+        s.store
+            .create_mqtt_credential(&gateway)
+            .await
+            .expect("create")
+    );
     assert!(
         !s.store
             .create_mqtt_credential(&hepro("hepro", None, "$argon2id$c"))
@@ -125,7 +448,10 @@ async fn mqtt_credentials_are_created_revoked_and_replaced(s: TestStore) {
         ..hepro("hepro", None, "$argon2id$d")
     };
     assert!(
-        s.store.create_mqtt_credential(&again).await.expect("create"),
+        s.store
+            .create_mqtt_credential(&again)
+            .await
+            .expect("create"),
         "a revoked username may be given out again"
     );
     assert_eq!(
@@ -284,7 +610,7 @@ async fn writes_are_idempotent_on_vendor_and_id(s: TestStore) {
     assert_eq!(mixed.events_inserted, 1);
     let history = s
         .store
-        .device_events(&e1.vendor, std::slice::from_ref(&e1.device), 10)
+        .device_events(&e1.vendor, std::slice::from_ref(&e1.device), None, 10)
         .await
         .expect("history");
     assert_eq!(history.len(), 1);
@@ -1063,6 +1389,7 @@ async fn history_and_replacements(s: TestStore) {
         .device_events(
             &vendor,
             &[old.clone(), DeviceId::parse("NEW").expect("d")],
+            None,
             100,
         )
         .await

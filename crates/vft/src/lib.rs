@@ -4,6 +4,7 @@
 pub mod config;
 mod devices;
 mod import;
+mod mqtt_credential;
 mod serve;
 
 use anyhow::Context;
@@ -32,6 +33,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage gateway credentials for the embedded MQTT listener.
+    #[command(subcommand)]
+    MqttCredential(mqtt_credential::MqttCredentialCommand),
     /// Print the effective configuration (secrets masked).
     PrintConfig,
     /// The device inventory, read from the database (for scripts).
@@ -147,6 +151,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Sim(args) => serve::sim(&config, args.seed, args.heartbeat_days).await,
         Command::Devices(cmd) => devices::run(&config, *cmd).await,
+        Command::MqttCredential(cmd) => mqtt_credential::run(&config, cmd).await,
         Command::Import(cmd) => import::import(&config, cmd).await,
         Command::Reconcile(args) => import::reconcile(&config, args).await,
         Command::Replicas { action: None } => {

@@ -49,7 +49,11 @@ async fn ingress_for(
     config: &Config,
     store: &Arc<dyn vft_store::Store>,
     demo: bool,
-) -> anyhow::Result<(Ingress, BrokerAddress, Option<Arc<vft_ingest::tls::ClientConfig>>)> {
+) -> anyhow::Result<(
+    Ingress,
+    BrokerAddress,
+    Option<Arc<vft_ingest::tls::ClientConfig>>,
+)> {
     if let Some(url) = &config.mqtt.url {
         let broker = BrokerAddress::parse(url)?;
         let tls = if broker.tls {

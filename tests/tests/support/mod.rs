@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 pub const VFT: &str = env!("CARGO_BIN_EXE_vft-e2e");
 
+/// What every spawned vft gets unless the test sets it itself: the tests' gateways publish to
+/// the embedded listener on loopback without credentials (`tests/tests/mqtt_perimeter.rs`
+/// turns it off).
+pub const ALLOW_ANONYMOUS: (&str, &str) = ("VFT_MQTT__ALLOW_ANONYMOUS", "true");
+
 /// The binary `VftProcess` starts: this package's vft, unless a benchmark compares another
 /// build (e.g. an older release) and set it with [`use_binary`].
 static BINARY: std::sync::OnceLock<std::sync::Mutex<PathBuf>> = std::sync::OnceLock::new();
@@ -139,12 +144,16 @@ impl VftProcess {
 
     /// Like `spawn`, with extra environment variables for the child (e.g. `VFT_CONNECTIVITY__…`
     /// configuration), so tests never touch the test process's own environment.
+    ///
+    /// The tests' gateways publish without credentials to the embedded listener on loopback, so
+    /// `mqtt.allow_anonymous` is on unless `envs` says otherwise (`VFT_MQTT__ALLOW_ANONYMOUS`).
     pub fn spawn_with_env(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary());
         command
             .args(args)
             .current_dir(cwd)
             .env("RUST_LOG", "warn")
+            .env(ALLOW_ANONYMOUS.0, ALLOW_ANONYMOUS.1)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -204,6 +213,11 @@ impl VftProcess {
         }
     }
 
+    /// The vft child's process id (e.g. for `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no cleanup at all, as in a crash.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -253,11 +267,74 @@ impl BrokerUnderTest {
     }
 }
 
-/// Mosquitto from Debian's package, with the production configuration from deploy/.
+/// Mosquitto from Debian's package, with the production configuration from deploy/: the
+/// loopback listener (`broker`), the TLS listener (`tls_port`, with a throwaway CA: `ca_file`),
+/// the password file and the ACL (deploy/mosquitto/vft.acl).
 pub struct Mosquitto {
     child: Child,
     pub broker: BrokerUnderTest,
+    /// The TLS listener's port (deploy's 8883), on 127.0.0.1.
+    pub tls_port: u16,
+    /// The CA that signed the TLS listener's certificate (for 127.0.0.1 and localhost).
+    pub ca_file: PathBuf,
     dir: tempfile::TempDir,
+}
+
+/// The ACL lines the tests append to deploy/mosquitto/vft.acl: the tests' publishers log in as
+/// the `vft` user (one login for every vendor they play), which production's `vft` user cannot
+/// write with. The gateway users of `tests/tests/mqtt_perimeter.rs` get the shipped rules only.
+const TEST_ONLY_ACL: &str = "\n# Test only (tests/tests/support/mod.rs): the tests' publishers log in as vft.\nuser vft\ntopic write #\n";
+
+/// A throwaway CA and a server certificate it signed for 127.0.0.1 and localhost, as PEM files
+/// in `dir`: (CA certificate, server certificate, server key).
+pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "vft test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &issuer).expect("server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write CA");
+    std::fs::write(&paths.1, cert.pem()).expect("write certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    for p in [&paths.0, &paths.1, &paths.2] {
+        // Mosquitto reads them after dropping root privileges.
+        Command::new("chmod")
+            .arg("644")
+            .arg(p)
+            .status()
+            .expect("chmod");
+    }
+    paths
+}
+
+/// `mosquitto_pub` / `mosquitto_sub` (Debian's mosquitto-clients): `None` (loudly) only outside
+/// CI when they are not installed.
+pub fn mosquitto_client(name: &str) -> Option<PathBuf> {
+    let found = mosquitto_bin(name);
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{name} is required in CI (.ci/run installs mosquitto-clients)"
+        );
+        eprintln!("\n!!! SKIPPING: {name} is not installed (apt-get install mosquitto-clients)\n");
+    }
+    found
 }
 
 fn mosquitto_bin(name: &str) -> Option<PathBuf> {
@@ -276,6 +353,11 @@ impl Mosquitto {
     /// Like `start`, with some settings of the deploy configuration replaced (`key value`
     /// lines; a key the file lacks is appended), e.g. to measure another persistence setting.
     pub fn start_with(settings: &[(&str, &str)]) -> Option<Self> {
+        Self::start_with_users(settings, &[])
+    }
+
+    /// Like `start_with`, with gateway users (name, password) in the password file beside vft.
+    pub fn start_with_users(settings: &[(&str, &str)], users: &[(&str, &str)]) -> Option<Self> {
         let Some(bin) = mosquitto_bin("mosquitto") else {
             assert!(
                 !in_ci(),
@@ -303,11 +385,31 @@ impl Mosquitto {
             .status()
             .expect("mosquitto_passwd");
         assert!(status.success(), "mosquitto_passwd failed");
+        for (user, password) in users {
+            let status = Command::new(mosquitto_bin("mosquitto_passwd").expect("mosquitto_passwd"))
+                .arg("-b")
+                .arg(&passwd)
+                .args([user, password])
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(status.success(), "mosquitto_passwd {user} failed");
+        }
         Command::new("chmod")
             .arg("644")
             .arg(&passwd)
             .status()
             .expect("chmod");
+        let acl = dir.path().join("vft.acl");
+        let shipped = std::fs::read_to_string(workspace_root().join("deploy/mosquitto/vft.acl"))
+            .expect("deploy ACL");
+        std::fs::write(&acl, shipped + TEST_ONLY_ACL).expect("write ACL");
+        Command::new("chmod")
+            .arg("644")
+            .arg(&acl)
+            .status()
+            .expect("chmod");
+        let (ca_file, cert_file, key_file) = test_ca(dir.path());
+        let tls_port = free_port();
 
         let production =
             std::fs::read_to_string(workspace_root().join("deploy/mosquitto/mosquitto.conf"))
@@ -317,21 +419,28 @@ impl Mosquitto {
             .lines()
             .map(|line| {
                 let key = line.split_whitespace().next().unwrap_or("");
-                let replaced = match key {
-                    "listener" => Some(format!("listener {port} 127.0.0.1")),
+                let replaced = match (key, line.split_whitespace().nth(1)) {
+                    ("listener", Some("1883")) => Some(format!("listener {port} 127.0.0.1")),
+                    ("listener", Some("8883")) => Some(format!("listener {tls_port} 127.0.0.1")),
+                    ("acl_file", _) => Some(format!("acl_file {}", acl.display())),
+                    ("certfile", _) => Some(format!("certfile {}", cert_file.display())),
+                    ("keyfile", _) => Some(format!("keyfile {}", key_file.display())),
+                    _ => None,
+                };
+                let replaced = replaced.or_else(|| match key {
                     "persistence_location" => {
                         Some(format!("persistence_location {}/", dir.path().display()))
                     }
                     "password_file" => Some(format!("password_file {}", passwd.display())),
                     _ => None,
-                };
+                });
                 swapped += usize::from(replaced.is_some());
                 replaced.unwrap_or_else(|| line.to_owned()) + "\n"
             })
             .collect();
         assert_eq!(
-            swapped, 3,
-            "deploy/mosquitto/mosquitto.conf lost a line the tests swap"
+            swapped, 7,
+            "deploy/mosquitto/mosquitto.conf lost (or repeats) a line the tests swap"
         );
         assert!(
             conf.contains("\nmax_queued_messages 1000000\n"),
@@ -367,6 +476,8 @@ impl Mosquitto {
                 port,
                 credentials: Some((user, password)),
             },
+            tls_port,
+            ca_file,
             dir,
         })
     }
@@ -822,6 +933,7 @@ pub fn spawn_vft_logged(
         .args(&args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
+        .env(ALLOW_ANONYMOUS.0, ALLOW_ANONYMOUS.1)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(file);
