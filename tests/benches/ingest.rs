@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo bench -p vft-e2e --bench ingest` (add `-- --mosquitto` to also measure through
 //! Mosquitto with the deploy configuration, `-- --baseline PATH` to measure another vft build
-//! first in the same run). Prints figures; asserts only that every event
-//! arrived.
+//! first in the same run, `-- --perimeter` to measure the embedded listener again with
+//! gateway credentials and TLS). Prints figures; asserts only that every event arrived.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -19,11 +19,61 @@ struct Scenario {
     publishers: usize,
 }
 
+/// How the publishers reach the embedded listener: anonymously over plain MQTT (the
+/// default), or with a gateway credential over TLS (`--perimeter`).
+#[derive(Clone)]
+struct Secured {
+    credentials: (String, String),
+    tls: std::sync::Arc<vft_ingest::tls::ClientConfig>,
+    port: u16,
+}
+
 async fn run(scenario: &Scenario, external: Option<&BrokerUnderTest>) {
+    run_with(scenario, external, false).await
+}
+
+async fn run_with(scenario: &Scenario, external: Option<&BrokerUnderTest>, perimeter: bool) {
     let scratch = Scratch::new();
     let db = scratch.database_url();
-    let (vft, broker) = serve(&scratch, external, &[]);
+    let (ca, cert, key) = test_ca(scratch.dir.path());
+    let tls_addr = format!("127.0.0.1:{}", free_port());
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let env: Vec<(&str, &str)> = if perimeter {
+        vec![
+            ("VFT_MQTT__ALLOW_ANONYMOUS", "false"),
+            ("VFT_MQTT__TLS_CERT", cert.as_str()),
+            ("VFT_MQTT__TLS_KEY", key.as_str()),
+            ("VFT_MQTT__EMBEDDED_TLS_ADDR", tls_addr.as_str()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let (vft, broker) = serve(&scratch, external, &env);
     wait_ready(&vft.api).await;
+    let secured = perimeter.then(|| {
+        let out = vft_cli(
+            &[
+                "mqtt-credential",
+                "create",
+                "--database-url",
+                &db,
+                "--vendor",
+                "hepro",
+            ],
+            scratch.dir.path(),
+        )
+        .expect("mqtt-credential create");
+        let password = out.lines().last().expect("password").trim().to_owned();
+        Secured {
+            credentials: ("hepro".into(), password),
+            tls: vft_ingest::tls::client_config(Some(&ca)).expect("TLS client configuration"),
+            port: tls_addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port"),
+        }
+    });
     let store = vft_store::open(&db, &Default::default())
         .await
         .expect("store");
@@ -54,9 +104,24 @@ async fn run(scenario: &Scenario, external: Option<&BrokerUnderTest>) {
             .cloned()
             .collect();
         let broker = broker.clone();
+        let secured = secured.clone();
         tasks.push(tokio::spawn(async move {
-            let mut publisher =
-                Publisher::connect_with_inflight(&broker, &format!("bench-{p}"), 500).await;
+            let id = format!("bench-{p}");
+            let mut publisher = match secured {
+                None => Publisher::connect_with_inflight(&broker, &id, 500).await,
+                Some(s) => {
+                    let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", s.port);
+                    options
+                        .set_keep_alive(Duration::from_secs(30))
+                        .set_max_packet_size(2 << 20, 2 << 20)
+                        .set_inflight(500)
+                        .set_credentials(s.credentials.0, s.credentials.1)
+                        .set_transport(rumqttc::Transport::tls_with_config(
+                            rumqttc::TlsConfiguration::Rustls(s.tls),
+                        ));
+                    Publisher::from_options(options).await
+                }
+            };
             for payload in mine {
                 publisher
                     .publish(&format!("vft/v1/hepro/gw-{p}/events"), payload)
@@ -81,10 +146,10 @@ async fn run(scenario: &Scenario, external: Option<&BrokerUnderTest>) {
         format!(
             "{} ({})",
             scenario.name,
-            if external.is_some() {
-                "mosquitto"
-            } else {
-                "embedded"
+            match (external.is_some(), perimeter) {
+                (true, _) => "mosquitto",
+                (false, false) => "embedded",
+                (false, true) => "embedded, credential + TLS",
             }
         ),
         total,
@@ -137,6 +202,11 @@ async fn main() {
     }
     for s in &scenarios {
         run(s, None).await;
+    }
+    if std::env::args().any(|a| a == "--perimeter") {
+        for s in &scenarios {
+            run_with(s, None, true).await;
+        }
     }
     if with_mosquitto && let Some(m) = Mosquitto::start() {
         for s in &scenarios {

@@ -18,6 +18,24 @@ pub const VFT: &str = env!("CARGO_BIN_EXE_vft-e2e");
 /// turns it off).
 pub const ALLOW_ANONYMOUS: (&str, &str) = ("VFT_MQTT__ALLOW_ANONYMOUS", "true");
 
+/// [`ALLOW_ANONYMOUS`] for `binary`, unless it is a build from before the key existed (a
+/// benchmark's `--baseline`), which would refuse it as an unknown key.
+fn allow_anonymous(binary: &Path) -> Option<(&'static str, &'static str)> {
+    static KNOWN: std::sync::OnceLock<std::sync::Mutex<HashMap<PathBuf, bool>>> =
+        std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+    let knows = *known.entry(binary.to_path_buf()).or_insert_with(|| {
+        Command::new(binary)
+            .arg("print-config")
+            .env_remove("VFT_CONFIG")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("allow_anonymous"))
+    });
+    knows.then_some(ALLOW_ANONYMOUS)
+}
+
 /// The binary `VftProcess` starts: this package's vft, unless a benchmark compares another
 /// build (e.g. an older release) and set it with [`use_binary`].
 static BINARY: std::sync::OnceLock<std::sync::Mutex<PathBuf>> = std::sync::OnceLock::new();
@@ -153,7 +171,7 @@ impl VftProcess {
             .args(args)
             .current_dir(cwd)
             .env("RUST_LOG", "warn")
-            .env(ALLOW_ANONYMOUS.0, ALLOW_ANONYMOUS.1)
+            .envs(allow_anonymous(&binary()))
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -612,6 +630,11 @@ impl Publisher {
         if let Some((u, p)) = &broker.credentials {
             options.set_credentials(u, p);
         }
+        Self::from_options(options).await
+    }
+
+    /// A publisher with options of the caller's (e.g. TLS: `options.set_transport(…)`).
+    pub async fn from_options(options: MqttOptions) -> Self {
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, acked) = tokio::sync::watch::channel(Vec::new());
         // Outgoing publishes are numbered in the order they leave; a PUBACK names the packet id.
@@ -933,7 +956,7 @@ pub fn spawn_vft_logged(
         .args(&args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
-        .env(ALLOW_ANONYMOUS.0, ALLOW_ANONYMOUS.1)
+        .envs(allow_anonymous(&binary()))
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(file);
