@@ -52,6 +52,9 @@ enum When {
     /// Mid-stream, after several saves, with the gateways publishing faster than vft stores
     /// (vft commits one message at a time): thousands of messages wait at Mosquitto for vft.
     Backlog,
+    /// Mid-stream, after several saves, while vft is down (stopped after it subscribed; started
+    /// again once Mosquitto is back): everything waits in Mosquitto's queue for vft.
+    VftDown,
 }
 
 /// What the two gateways send: one-event messages from one, 10-event messages from the other.
@@ -63,21 +66,20 @@ struct Traffic {
 }
 
 impl When {
-    /// Streams of about eight seconds (four when vft is slow), so that the gateways are still
-    /// publishing when Mosquitto goes down (even after several saves) and come back to the
-    /// restarted one.
+    /// Streams of six to eight seconds, so that the gateways are still publishing when
+    /// Mosquitto goes down (even after several saves) and come back to the restarted one.
     fn traffic(self) -> Traffic {
         match self {
-            When::Early | When::Late => Traffic {
+            When::Early | When::Late | When::VftDown => Traffic {
                 singles: 16_000,
                 singles_per_second: 2_000,
                 batches: 1_600,
                 batches_per_second: 200,
             },
             When::Backlog => Traffic {
-                singles: 16_000,
+                singles: 24_000,
                 singles_per_second: 4_000,
-                batches: 400,
+                batches: 600,
                 batches_per_second: 100,
             },
         }
@@ -218,14 +220,18 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
     if let When::Backlog = when {
         env.push(("VFT_INGEST__BATCH_MAX_MESSAGES", "1"));
     }
-    let (vft, broker) = spawn_vft(
-        "serve",
-        &db,
-        scratch.dir.path(),
-        Some(&mosquitto.broker),
-        &[],
-        &env,
-    );
+    let mosquitto_broker = mosquitto.broker.clone();
+    let start_vft = || {
+        spawn_vft(
+            "serve",
+            &db,
+            scratch.dir.path(),
+            Some(&mosquitto_broker),
+            &[],
+            &env,
+        )
+    };
+    let (vft, broker) = start_vft();
     wait_ready(&vft.api).await;
     let subscribed = SystemTime::now();
     // vft's session and subscription are on disk within 2 s of vft subscribing (the old 30 s
@@ -238,6 +244,12 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         || async { modified().filter(|t| *t > subscribed).map(|_| ()) },
     )
     .await;
+    let mut vft = Some(vft);
+    if let When::VftDown = when
+        && let Some(v) = vft.take()
+    {
+        assert!(v.terminate().success());
+    }
 
     let traffic = when.traffic();
     let (singles, batches) = streams(&traffic);
@@ -281,7 +293,7 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
             })
             .await;
         }
-        When::Late | When::Backlog => {
+        When::Late | When::Backlog | When::VftDown => {
             // Saves replace the file; count the versions seen while the stream goes on.
             let versions: Mutex<BTreeSet<SystemTime>> = Mutex::new(BTreeSet::new());
             eventually("mid-stream, several saves", WAIT, || async {
@@ -292,8 +304,10 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
                     v.insert(t);
                 }
                 let saves = versions.lock().ok()?.len();
+                // Far enough into the stream that the moment falls anywhere in the save cycle.
                 let far_enough = match when {
                     When::Backlog => acked_now() >= (singles.len() + batches.len()) * 3 / 4,
+                    When::VftDown => acked_now() >= (singles.len() + batches.len()) / 2,
                     _ => store.event_count().await.ok()? as usize >= total_events / 3,
                 };
                 (far_enough && saves >= 3).then_some(())
@@ -311,6 +325,10 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         .map(|p| p.ended.load(Ordering::SeqCst))
         .collect();
     let fault_at = Instant::now();
+    // Where in Mosquitto's save cycle the fault landed.
+    let since_save = modified()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
     match fault {
         Fault::Kill => mosquitto.kill(),
         Fault::Terminate => {
@@ -347,7 +365,7 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
     );
     let acked_events_at_fault = progress[0].acked.load(Ordering::SeqCst)
         + progress[1].acked.load(Ordering::SeqCst) * PER_BATCH;
-    if let When::Backlog = when {
+    if let When::Backlog | When::VftDown = when {
         // Acknowledged events not stored yet waited at Mosquitto (or were on their way to vft).
         assert!(
             acked_events_at_fault > stored_at_fault + 4_000,
@@ -355,6 +373,12 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         );
     }
     tokio::task::block_in_place(|| mosquitto.restart());
+    // A vft that was down starts again once Mosquitto is back (a running one reconnects by
+    // itself).
+    let vft = match vft {
+        Some(v) => v,
+        None => start_vft().0,
+    };
 
     let acked_singles = single_gw.await.expect("gateway");
     let acked_batches = batch_gw.await.expect("gateway");
@@ -404,7 +428,7 @@ async fn fault_under_traffic(fault: Fault, when: When) -> Option<Loss> {
         }
     }
     eprintln!(
-        "broker_faults {label}: lost {} of {} acknowledged messages ({} of {total_events} events): {} acknowledged before the fault ({} in the {SAVE_WINDOW:?} before it), {} after the restart; at the fault {acked_events_at_fault} events acknowledged, {stored_at_fault} stored",
+        "broker_faults {label}: lost {} of {} acknowledged messages ({} of {total_events} events): {} acknowledged before the fault ({} in the {SAVE_WINDOW:?} before it), {} after the restart; at the fault ({since_save:?} after a save) {acked_events_at_fault} events acknowledged, {stored_at_fault} stored",
         loss.before + loss.after,
         singles.len() + batches.len(),
         loss.events,
@@ -459,6 +483,17 @@ async fn mosquitto_killed_mid_stream_loses_at_most_its_last_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_killed_with_a_backlog_for_vft_loses_at_most_its_last_seconds() {
     let Some(loss) = fault_under_traffic(Fault::Kill, When::Backlog).await else {
+        return;
+    };
+    assert_sigkill_bound(&loss);
+}
+
+/// SIGKILL mid-stream while vft is down: everything since vft went away waits in Mosquitto's
+/// queue; what Mosquitto took in before its last save survives, at most the last seconds' are
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_killed_while_vft_is_down_loses_at_most_its_last_seconds() {
+    let Some(loss) = fault_under_traffic(Fault::Kill, When::VftDown).await else {
         return;
     };
     assert_sigkill_bound(&loss);

@@ -932,7 +932,7 @@ fn rss(pid: u32) -> u64 {
 async fn two_hundred_abusive_connections_stay_under_the_memory_bound() {
     const CONNECTIONS: usize = 200;
     const PAYLOAD: usize = 1024 * 1024;
-    const INFLIGHT_BYTES: usize = 256 * 1024;
+    const INFLIGHT_BYTES: usize = 512 * 1024;
     let scratch = Scratch::new();
     let db = scratch.database_url();
     let cwd = scratch.dir.path();

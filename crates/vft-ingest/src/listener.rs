@@ -466,8 +466,12 @@ struct Window {
     max_bytes: usize,
     count: Cell<usize>,
     bytes: Cell<usize>,
-    /// A payload is being read: its chunks must pass whatever the window says.
-    reading: Cell<bool>,
+    /// The publish whose payload is being read (0: none): its chunks must pass whatever the
+    /// window says. Only that publish clears it: the next one may start reading before the
+    /// previous one's task has run again after its last chunk.
+    reading: Cell<u64>,
+    /// Numbers the publishes that enter.
+    entered: Cell<u64>,
     /// Signalled when a publish leaves the window or starts reading its payload.
     changed: tokio::sync::Notify,
 }
@@ -479,7 +483,8 @@ impl Window {
             max_bytes: max_bytes.max(1),
             count: Cell::new(0),
             bytes: Cell::new(0),
-            reading: Cell::new(false),
+            reading: Cell::new(0),
+            entered: Cell::new(0),
             changed: tokio::sync::Notify::new(),
         }
     }
@@ -493,7 +498,7 @@ impl Window {
         loop {
             // Created before the check: `notify_waiters` reaches it from then on.
             let changed = self.changed.notified();
-            if self.reading.get() || self.has_room() {
+            if self.reading.get() != 0 || self.has_room() {
                 return;
             }
             changed.await;
@@ -511,13 +516,12 @@ impl Window {
         }
         self.count.set(self.count.get() + 1);
         self.bytes.set(self.bytes.get() + size);
-        InWindow { window: self, size }
-    }
-
-    fn set_reading(&self, reading: bool) {
-        self.reading.set(reading);
-        if reading {
-            self.changed.notify_waiters();
+        let number = self.entered.get().wrapping_add(1).max(1);
+        self.entered.set(number);
+        InWindow {
+            window: self,
+            size,
+            number,
         }
     }
 }
@@ -525,14 +529,29 @@ impl Window {
 struct InWindow<'a> {
     window: &'a Window,
     size: usize,
+    number: u64,
+}
+
+impl InWindow<'_> {
+    /// This publish's payload chunks may pass until [`InWindow::read`].
+    fn reading(&self) {
+        self.window.reading.set(self.number);
+        self.window.changed.notify_waiters();
+    }
+
+    fn read(&self) {
+        if self.window.reading.get() == self.number {
+            self.window.reading.set(0);
+        }
+    }
 }
 
 impl Drop for InWindow<'_> {
     fn drop(&mut self) {
+        self.read();
         let w = self.window;
         w.count.set(w.count.get().saturating_sub(1));
         w.bytes.set(w.bytes.get().saturating_sub(self.size));
-        w.reading.set(false);
         w.changed.notify_waiters();
     }
 }
@@ -758,7 +777,7 @@ async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError>
         return Err(ConnError::PayloadTooLarge { size, max });
     }
     // Held until this publish is acknowledged (or fails).
-    let _in_window = conn.window.enter(size).await;
+    let in_window = conn.window.enter(size).await;
     let topic = publish.publish_topic().to_owned();
     let qos = publish.qos();
     if conn.recheck_at.get() <= Instant::now() {
@@ -771,7 +790,7 @@ async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError>
         metrics::counter!("vft_listener_forbidden_total", "what" => "publish").increment(1);
         conn.principal.describe()
     });
-    conn.window.set_reading(true);
+    in_window.reading();
     // Chunk by chunk into a buffer of the announced size: one copy, no regrowth (joining the
     // chunks with `read_all` doubles its buffer as it goes, and then a copy is needed anyway).
     let mut body = Vec::with_capacity(size);
@@ -788,7 +807,7 @@ async fn publish_one(conn: &Conn, publish: v3::Publish) -> Result<(), ConnError>
         body.extend_from_slice(&chunk);
     }
     let payload = bytes::Bytes::from(body);
-    conn.window.set_reading(false);
+    in_window.read();
     // Only the copy waits for the commit: the codec's buffer goes back now.
     drop(publish);
     metrics::counter!("vft_listener_publishes_total").increment(1);

@@ -539,3 +539,58 @@ async fn mosquitto_pub_gets_its_puback_after_the_commit() {
     assert!(!status.success());
     running.stop().await;
 }
+
+/// A client that does not wait for acknowledgements gets no more than its window handed over
+/// (and so held in memory) until some are committed: `max_inflight` publishes, or
+/// `max_inflight_bytes` of payload. (ntex-mqtt 8.2's own limits let every publish that follows
+/// another through; the listener keeps its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gets_no_more_than_its_window_until_commits() {
+    for (max_inflight, max_inflight_bytes, payload, expected) in [
+        (4u16, 1 << 20, 100usize, 4usize),
+        (100, 100 * 1024, 40 * 1024, 3),
+    ] {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let running = start_listener(
+            ListenerConfig {
+                max_inflight,
+                max_inflight_bytes,
+                ..ListenerConfig::default()
+            },
+            tx,
+        )
+        .await
+        .expect("listener starts");
+        let mut o = options(running.local_addr, "gw-greedy");
+        o.set_inflight(50);
+        let (client, eventloop) = AsyncClient::new(o, 100);
+        let (_events, driver) = drive(eventloop);
+        for i in 0..30 {
+            client
+                .publish(
+                    "vft/v1/acme/gw-greedy/events",
+                    QoS::AtLeastOnce,
+                    false,
+                    vec![b'x'.saturating_add(i); payload],
+                )
+                .await
+                .expect("queue");
+        }
+        let mut held = Vec::new();
+        for _ in 0..expected {
+            held.push(recv(&mut rx).await);
+        }
+        assert!(
+            timeout(QUIET * 2, rx.recv()).await.is_err(),
+            "more than the window ({expected}) was handed over"
+        );
+        // One commit lets one more in.
+        let first = held.remove(0);
+        let _ = first.committed.send(());
+        held.push(recv(&mut rx).await);
+        assert!(timeout(QUIET, rx.recv()).await.is_err());
+        driver.abort();
+        drop(held);
+        running.stop().await;
+    }
+}
