@@ -34,7 +34,10 @@ struct Setting {
 const SETTINGS: [Setting; 3] = [
     Setting {
         name: "old: autosave_interval 30",
-        lines: &[("autosave_on_changes", "false"), ("autosave_interval", "30")],
+        lines: &[
+            ("autosave_on_changes", "false"),
+            ("autosave_interval", "30"),
+        ],
         divisor: 1,
     },
     Setting {
@@ -199,7 +202,10 @@ async fn main() {
         .lines()
         .filter(|l| l.starts_with("autosave"))
         .collect();
-    println!("deploy/mosquitto/mosquitto.conf has: {}", shipped.join(", "));
+    println!(
+        "deploy/mosquitto/mosquitto.conf has: {}",
+        shipped.join(", ")
+    );
     // A first run warms the machine up (page cache, CPU frequency); not printed.
     live(&SETTINGS[0], 20_000, 1, false).await;
     // Settings alternate within each scenario, so that a drift of the machine hits them all.
