@@ -153,10 +153,17 @@ async fn sigkill_under_a_burst_loses_nothing_acknowledged_on_the_default_configu
         let mut lost = 0;
         for (list, acked) in [(&singles, &acked_singles), (&batches, &acked_batches)] {
             for &i in acked {
-                lost += list[i].ids.iter().filter(|id| !stored.contains(*id)).count();
+                lost += list[i]
+                    .ids
+                    .iter()
+                    .filter(|id| !stored.contains(*id))
+                    .count();
             }
         }
-        assert_eq!(lost, 0, "round {round}: acknowledged events lost at the kill");
+        assert_eq!(
+            lost, 0,
+            "round {round}: acknowledged events lost at the kill"
+        );
         if acked_singles.len() < singles.len() || acked_batches.len() < batches.len() {
             kills_mid_stream += 1;
         }

@@ -94,8 +94,10 @@ async fn the_readmes_main_command_serves_the_table_on_a_fresh_clone() {
         .trim()
         .to_owned();
     let fixture = DeviceTable::from_csv(
-        &std::fs::read_to_string(workspace_root().join("crates/vft-sim/data/hallingdal-vft-2025.csv"))
-            .expect("fixture"),
+        &std::fs::read_to_string(
+            workspace_root().join("crates/vft-sim/data/hallingdal-vft-2025.csv"),
+        )
+        .expect("fixture"),
     )
     .expect("fixture table");
     let served: DeviceTable = serde_json::from_value(

@@ -112,7 +112,9 @@ async fn a_killed_replica_strands_its_share_visibly_and_gets_it_back_on_restart(
     assert!(out.status.success());
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(
-        listed.lines().any(|l| l.starts_with("vft-b") && l.ends_with("silent")),
+        listed
+            .lines()
+            .any(|l| l.starts_with("vft-b") && l.ends_with("silent")),
         "{listed}"
     );
 

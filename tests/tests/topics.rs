@@ -18,21 +18,26 @@ async fn misspelt_topic_is_kept_and_counted(external: Option<&BrokerUnderTest>) 
     })
     .to_string();
     for _ in 0..3 {
-        p.publish("vft/v1/hepro/gw-typo/event", payload.clone()).await;
+        p.publish("vft/v1/hepro/gw-typo/event", payload.clone())
+            .await;
     }
     p.wait_all_acked(Duration::from_secs(60)).await;
     p.disconnect().await;
     let store = vft_store::open(&scratch.database_url(), &Default::default())
         .await
         .expect("store");
-    let letter = eventually("a dead letter for the misspelt topic", Duration::from_secs(60), || async {
-        store
-            .dead_letters(100, None)
-            .await
-            .ok()?
-            .into_iter()
-            .find(|d| d.topic == "vft/v1/hepro/gw-typo/event")
-    })
+    let letter = eventually(
+        "a dead letter for the misspelt topic",
+        Duration::from_secs(60),
+        || async {
+            store
+                .dead_letters(100, None)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|d| d.topic == "vft/v1/hepro/gw-typo/event")
+        },
+    )
     .await;
     assert_eq!(letter.reason_code, "bad_topic");
     assert_eq!(store.event_count().await.expect("count"), 0);

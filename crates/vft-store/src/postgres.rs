@@ -19,7 +19,9 @@ impl PostgresStore {
         probe(&connect, options.connect_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
-            .before_acquire(|conn, _| Box::pin(async move { Ok(crate::idle_connection_is_sound::<sqlx::Postgres>(conn)) }))
+            .before_acquire(|conn, _| {
+                Box::pin(async move { Ok(crate::idle_connection_is_sound::<sqlx::Postgres>(conn)) })
+            })
             .connect_with(connect)
             .await?;
         migrations::postgres().run(&pool).await?;

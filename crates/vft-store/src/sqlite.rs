@@ -48,7 +48,9 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .before_acquire(|conn, _| Box::pin(async move { Ok(crate::idle_connection_is_sound::<sqlx::Sqlite>(conn)) }))
+            .before_acquire(|conn, _| {
+                Box::pin(async move { Ok(crate::idle_connection_is_sound::<sqlx::Sqlite>(conn)) })
+            })
             .connect_with(connect.clone())
             .await?;
         migrations::sqlite().run(&writer).await?;

@@ -266,11 +266,22 @@ impl PgCluster {
         let out = command(&initdb, user)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let port = free_port();
         let url = format!(
@@ -380,9 +391,13 @@ impl SmallFs {
                     Err(e) => e.to_string(),
                 };
                 if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("a size-limited filesystem is required in CI (mount tmpfs as root): {why}");
+                    panic!(
+                        "a size-limited filesystem is required in CI (mount tmpfs as root): {why}"
+                    );
                 }
-                eprintln!("\n!!! SKIPPING disk-full test: cannot mount a tmpfs ({why}); run as root\n");
+                eprintln!(
+                    "\n!!! SKIPPING disk-full test: cannot mount a tmpfs ({why}); run as root\n"
+                );
                 None
             }
         }
