@@ -145,21 +145,25 @@ fn command(bin: &Path, user: Option<(u32, u32)>) -> Command {
     c
 }
 
-fn start_cluster() -> Result<String, String> {
+/// The user (uid, gid) a cluster runs as when the tests run as root.
+type RunAs = Option<(u32, u32)>;
+
+/// A fresh, initialised data directory (`<root>/data`) owned by the user the server will run
+/// as: (root, data directory, that user when we are root).
+fn init_cluster(prefix: &str) -> Result<(PathBuf, PathBuf, RunAs), String> {
     let initdb = postgres_bin("initdb").ok_or("initdb not found")?;
-    let postgres = postgres_bin("postgres").ok_or("postgres not found")?;
     let user = run_as();
     let root = tempfile::Builder::new()
-        .prefix("vft-pg-")
+        .prefix(prefix)
         .tempdir()
         .map_err(|e| e.to_string())?
         .keep();
-    let data = root.join("data");
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     }
+    let data = root.join("data");
     let out = command(&initdb, user)
-        .args(["-D"])
+        .arg("-D")
         .arg(&data)
         .args([
             "-U",
@@ -178,6 +182,12 @@ fn start_cluster() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok((root, data, user))
+}
+
+fn start_cluster() -> Result<String, String> {
+    let postgres = postgres_bin("postgres").ok_or("postgres not found")?;
+    let (root, data, user) = init_cluster("vft-pg-")?;
     let port = free_port();
     let socket_dir = root.clone();
     // A watchdog shell ends the server when this test process exits (PR_SET_PDEATHSIG would
@@ -251,38 +261,8 @@ impl PgCluster {
     }
 
     fn try_start() -> Result<Self, String> {
-        let initdb = postgres_bin("initdb").ok_or("initdb not found")?;
         let pg_ctl = postgres_bin("pg_ctl").ok_or("pg_ctl not found")?;
-        let user = run_as();
-        let root = tempfile::Builder::new()
-            .prefix("vft-pgc-")
-            .tempdir()
-            .map_err(|e| e.to_string())?
-            .keep();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&root, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-        }
-        let data = root.join("data");
-        let out = command(&initdb, user)
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let (root, data, user) = init_cluster("vft-pgc-")?;
         let port = free_port();
         let url = format!(
             "postgres://postgres@localhost:{port}/postgres?host={}",
