@@ -4,8 +4,9 @@
 //! Argon2id hash is stored). Each CONNECT reads the credential's row (so a revocation holds
 //! for the next connection at once); the Argon2id check itself (19 MiB, some tens of
 //! milliseconds) runs on tokio's blocking pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at a
-//! time, and its result is remembered for [`VERIFIED_FOR`] per username and password, so a
-//! fleet reconnecting after a restart of vft costs one check per gateway, not one per attempt.
+//! time, one per username at a time, and its result is remembered for [`VERIFIED_FOR`] per
+//! username and password, so a fleet reconnecting after a restart of vft costs one check per
+//! credential, not one per gateway or attempt.
 //! Failed attempts are counted per client address and per username; from the third one on,
 //! each further attempt from there waits a little longer before it is answered.
 //!
@@ -139,6 +140,8 @@ pub(crate) struct Gate {
     access: Access,
     runtime: tokio::runtime::Handle,
     verified: Mutex<HashMap<String, Verified>>,
+    /// Per username, whose turn it is to check a password.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     failures: Mutex<HashMap<FailureKey, Failures>>,
     hashing: Arc<tokio::sync::Semaphore>,
 }
@@ -155,6 +158,7 @@ impl Gate {
             access,
             runtime: tokio::runtime::Handle::current(),
             verified: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             hashing: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
         }
@@ -232,12 +236,25 @@ impl Gate {
             scope: row.scope.clone(),
             password_hash: password_hash.clone(),
         };
-        let known = lock(&self.verified).get(username).is_some_and(|v| {
-            v.password_sha256 == password_sha256
-                && v.password_hash == password_hash
-                && v.at.elapsed() < VERIFIED_FOR
-        });
-        if known {
+        let known = || {
+            lock(&self.verified).get(username).is_some_and(|v| {
+                v.password_sha256 == password_sha256
+                    && v.password_hash == password_hash
+                    && v.at.elapsed() < VERIFIED_FOR
+            })
+        };
+        if known() {
+            return Ok(principal);
+        }
+        // One check per username at a time: a fleet sharing a credential that reconnects at
+        // once (vft restarted) waits for the first check instead of hashing once per gateway.
+        let turn = {
+            let mut turns = lock(&self.turns);
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+            turns.entry(username.to_owned()).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        if known() {
             return Ok(principal);
         }
         let permit = self

@@ -218,7 +218,6 @@ pub async fn start(
         .max_payload_bytes
         .saturating_add(MAX_TOPIC_BYTES + 4)
         .min(MQTT_MAX_REMAINING);
-    let (max_inflight, max_inflight_bytes) = (config.max_inflight, config.max_inflight_bytes);
     let mqtt_cfg = move || {
         MqttServiceConfig::new()
             // QoS 2 closes the connection: finishing it after a reconnect needs server-side session
@@ -226,12 +225,9 @@ pub async fn start(
             // none of. Gateways publish QoS 1.
             .set_max_qos(QoS::AtLeastOnce)
             .set_max_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
-            .set_max_receive(max_inflight.max(1))
-            // With the count above, bounds what one connection makes vft hold: past this many
-            // payload bytes in flight, nothing more is read from it (one packet may go over).
-            .set_max_receive_size(max_inflight_bytes.max(1))
-            // (Payloads above ntex-mqtt's chunk size, 32 KiB, arrive as a stream; `read_all` joins
-            // them, so a slow sender holds at most one packet.)
+            // (`set_max_receive`/`set_max_receive_size` configure ntex-mqtt's in-flight
+            // middleware, which `WindowGate` replaces: `max_inflight`, `max_inflight_bytes`.
+            // Payloads above ntex-mqtt's chunk size, 32 KiB, arrive as a stream of chunks.)
             .set_connect_timeout(CONNECT_TIMEOUT)
             .set_handshake_timeout(CONNECT_TIMEOUT)
     };
@@ -409,6 +405,8 @@ fn server<F: Filter>(
         v3::MqttServer::new(fn_service(async move |hs: v3::Handshake| {
             handshake(hs_shared.clone(), hs).await
         }))
+        // Instead of ntex-mqtt's in-flight middleware: see `WindowGate`.
+        .replace_middlewares(WindowGate)
         .protocol(fn_factory_with_config(
             async |session: v3::Session<Conn>| {
                 Ok::<_, ConnError>(fn_service(async move |msg: ProtocolMessage| {
@@ -430,12 +428,57 @@ fn server<F: Filter>(
     )
 }
 
-/// The PUBLISH handler, with the connection's own window. ntex-mqtt 8.2's in-flight limits
-/// (`max_receive`, `max_receive_size`) let every PUBLISH that follows another through (its
-/// readiness check passes while "a publish is streaming"), so a client that does not wait for
-/// acknowledgements could make vft hold any number of payloads. This service is not ready
-/// while the connection's window is full, which stops the dispatcher from decoding further
-/// packets (and so reading the socket): only chunks of the payload being read pass.
+/// The connection's window, where ntex-mqtt checks its in-flight limits: the outermost service
+/// of the connection's dispatcher, whose readiness decides whether the next packet is decoded
+/// (and so whether the socket is read). ntex-mqtt 8.2's own middleware (`max_receive`,
+/// `max_receive_size`) lets every PUBLISH that follows another through (its check passes
+/// while "a publish is streaming", and that stays true until the next packet), so a client
+/// that does not wait for acknowledgements could make vft hold any number of payloads. This
+/// one is not ready while the window is full, except for the chunks of the payload being read.
+/// (Not on the PUBLISH service itself: readiness is checked again for packets already decoded,
+/// and a payload chunk let through before its PUBLISH reached the dispatcher breaks the
+/// stream, "unexpected payload".)
+#[derive(Clone, Copy, Debug)]
+struct WindowGate;
+
+impl<S> ntex_service::Middleware<S, (SharedCfg, v3::Session<Conn>)> for WindowGate {
+    type Service = WindowGated<S>;
+
+    fn create(&self, service: S, (_, session): (SharedCfg, v3::Session<Conn>)) -> Self::Service {
+        WindowGated { service, session }
+    }
+}
+
+struct WindowGated<S> {
+    service: S,
+    session: v3::Session<Conn>,
+}
+
+impl<S, R> ntex_service::Service<R> for WindowGated<S>
+where
+    S: ntex_service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+
+    async fn ready(&self, ctx: ntex_service::ServiceCtx<'_, Self>) -> Result<(), S::Error> {
+        self.session.window.ready().await;
+        ctx.ready(&self.service).await
+    }
+
+    async fn call(
+        &self,
+        req: R,
+        ctx: ntex_service::ServiceCtx<'_, Self>,
+    ) -> Result<S::Response, S::Error> {
+        ctx.call(&self.service, req).await
+    }
+
+    ntex_service::forward_poll!(service);
+    ntex_service::forward_shutdown!(service);
+}
+
+/// The PUBLISH handler (see [`publish_one`]).
 struct PublishService {
     session: v3::Session<Conn>,
 }
@@ -443,11 +486,6 @@ struct PublishService {
 impl ntex_service::Service<v3::Publish> for PublishService {
     type Response = ();
     type Error = ConnError;
-
-    async fn ready(&self, _: ntex_service::ServiceCtx<'_, Self>) -> Result<(), ConnError> {
-        self.session.window.ready().await;
-        Ok(())
-    }
 
     async fn call(
         &self,
@@ -516,6 +554,7 @@ impl Window {
         }
         self.count.set(self.count.get() + 1);
         self.bytes.set(self.bytes.get() + size);
+        metrics::gauge!("vft_listener_inflight_bytes").increment(size as f64);
         let number = self.entered.get().wrapping_add(1).max(1);
         self.entered.set(number);
         InWindow {
@@ -552,6 +591,7 @@ impl Drop for InWindow<'_> {
         let w = self.window;
         w.count.set(w.count.get().saturating_sub(1));
         w.bytes.set(w.bytes.get().saturating_sub(self.size));
+        metrics::gauge!("vft_listener_inflight_bytes").decrement(self.size as f64);
         w.changed.notify_waiters();
     }
 }
@@ -586,6 +626,8 @@ async fn handshake(
         debug!("refused: empty client id needs clean_session");
         return Ok(hs.identifier_rejected());
     }
+    // Not entered across an await: other connections' tasks run on this thread meanwhile.
+    drop(_enter);
     let authenticated = shared
         .gate
         .authenticate(
@@ -593,7 +635,9 @@ async fn handshake(
             connect.username.as_deref(),
             connect.password.as_deref(),
         )
+        .instrument(span.clone())
         .await;
+    let _enter = span.enter();
     let principal = match authenticated {
         Ok(p) => p,
         Err(refusal) => {

@@ -161,9 +161,9 @@ pub struct MqttConfig {
     /// Payload bytes one connection may have waiting for their commit; past it the listener
     /// reads nothing more from that connection until some are acknowledged.
     pub embedded_max_inflight_bytes: usize,
-    /// Gateway connections the embedded listener accepts at once. Message data held for them
-    /// all stays under embedded_max_connections × (embedded_max_inflight_bytes +
-    /// embedded_max_payload_bytes).
+    /// Gateway connections the embedded listener accepts at once. Payload held for them all
+    /// stays under embedded_max_connections × (embedded_max_inflight_bytes +
+    /// embedded_max_payload_bytes); resident memory adds the batch being stored.
     pub embedded_max_connections: usize,
     /// Stable per ingest replica: the broker keeps its persistent session under this id.
     pub client_id: String,
