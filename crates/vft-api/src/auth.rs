@@ -1,24 +1,28 @@
+//! Who is calling: a person's dashboard session or a machine token, resolved once per request
+//! into a [`Principal`], and the extractors that require a capability of its role. Every
+//! extractor also tells the audit record of the request who made it
+//! ([`crate::audit::AuditSlot`]).
+
+use crate::audit::AuditSlot;
+use crate::session::ClientIp;
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use chrono::{DateTime, Utc};
-use vft_domain::{MunicipalityCode, Role, hash_token};
+use vft_domain::{Actor, Capability, MunicipalityCode, Principal, Role, hash_token};
 
 /// The dashboard's session cookie. Its value is a random secret; only its hash is stored.
 pub const SESSION_COOKIE: &str = "vft_session";
 
-/// The caller, as its bearer token or dashboard session says.
-pub struct Caller(pub Role);
-
-/// A caller with a coordinator's token or session. As an extractor it runs before the body is
-/// read, so an upload by anyone else is refused (401/403) without vft reading a byte of it.
-pub struct Coordinator;
+/// How many hex digits of a token's hash name it (`vft token list`, the audit log).
+pub const TOKEN_ID_DIGITS: usize = 12;
 
 /// How a request proved who it is.
+#[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub role: Role,
+    pub principal: Principal,
     /// When the dashboard session ends; `None` for a bearer token.
     pub session_expires: Option<DateTime<Utc>>,
 }
@@ -47,39 +51,79 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty() && v.len() <= 256)
 }
 
-/// A bearer token wins over a session cookie: scripts say exactly who they are.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Authenticated, ApiError> {
-    if let Some(token) = bearer(&parts.headers) {
-        if token.is_empty() || token.len() > 256 {
-            return Err(ApiError::Unauthorized);
-        }
-        let record = state
-            .store
-            .find_token(&hash_token(token))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        return Ok(Authenticated {
-            role: record.role,
+/// A bearer token wins over a session cookie: scripts say exactly who they are. Wrong tokens
+/// and sessions count against the client in the sign-in throttle, so guessing tokens on any
+/// route is as slow as guessing passwords.
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticated, ApiError> {
+    if let Some(known) = parts.extensions.get::<Authenticated>() {
+        return Ok(known.clone());
+    }
+    let ClientIp(client) = ClientIp::from_parts(parts);
+    let presented = bearer(&parts.headers).map(str::to_owned);
+    let cookie = session_cookie(&parts.headers);
+    if presented.is_none() && cookie.is_none() {
+        return Err(ApiError::Unauthorized);
+    }
+    let throttle = &state.sign_in_throttle;
+    if let Err(wait) = throttle.admit(client, std::time::Instant::now()) {
+        metrics::counter!("vft_http_sign_in_throttled_total").increment(1);
+        return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));
+    }
+    let now = Utc::now();
+    let found = if let Some(token) = presented {
+        let token_hash = hash_token(&token);
+        let record = if token.is_empty() || token.len() > 256 {
+            None
+        } else {
+            state.store.find_token(&token_hash, now).await?
+        };
+        record.map(|r| Authenticated {
+            principal: Principal {
+                actor: Actor::Token {
+                    id: token_hash[..TOKEN_ID_DIGITS].to_owned(),
+                    label: r.label.unwrap_or_default(),
+                },
+                role: r.role,
+            },
             session_expires: None,
-        });
-    }
-    let session = session_cookie(&parts.headers).ok_or(ApiError::Unauthorized)?;
-    let (record, expires) = state
-        .store
-        .find_session(&hash_token(&session), Utc::now())
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    // SameSite=Strict keeps other sites' forms from sending the cookie; checking Origin on
-    // writes covers browsers and proxies that get SameSite wrong.
-    if !matches!(parts.method, Method::GET | Method::HEAD) && !same_origin(&parts.headers) {
-        return Err(ApiError::Forbidden(
-            "a change through the dashboard session must come from the dashboard's own page".into(),
-        ));
-    }
-    Ok(Authenticated {
-        role: record.role,
-        session_expires: Some(expires),
-    })
+        })
+    } else {
+        let secret = cookie.unwrap_or_default();
+        match state.store.find_session(&hash_token(&secret), now).await? {
+            Some((user, expires)) => {
+                // SameSite=Strict keeps other sites' forms from sending the cookie; checking
+                // Origin on writes covers browsers and proxies that get SameSite wrong.
+                if !matches!(parts.method, Method::GET | Method::HEAD)
+                    && !same_origin(&parts.headers)
+                {
+                    return Err(ApiError::Forbidden(
+                        "a change through the dashboard session must come from the dashboard's own page"
+                            .into(),
+                    ));
+                }
+                Some(Authenticated {
+                    principal: Principal {
+                        actor: Actor::User {
+                            id: user.id,
+                            username: user.username,
+                        },
+                        role: user.role,
+                    },
+                    session_expires: Some(expires),
+                })
+            }
+            None => None,
+        }
+    };
+    let Some(who) = found else {
+        metrics::counter!("vft_http_unknown_credentials_total").increment(1);
+        throttle.failed(client, std::time::Instant::now());
+        AuditSlot::note_unknown_credential(parts);
+        return Err(ApiError::Unauthorized);
+    };
+    AuditSlot::note_principal(parts, &who.principal);
+    parts.extensions.insert(who.clone());
+    Ok(who)
 }
 
 /// Whether `Origin` names the host the request was sent to.
@@ -101,46 +145,153 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+async fn require(
+    parts: &mut Parts,
+    state: &AppState,
+    capability: Capability,
+) -> Result<Principal, ApiError> {
+    let who = authenticate(parts, state).await?;
+    if who.principal.role.may(capability) {
+        Ok(who.principal)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the {} role may not {}",
+            who.principal.role.name(),
+            match capability {
+                Capability::ReadFleet => "read fleet data",
+                Capability::ChangeFleet => "change fleet data (a coordinator may)",
+                Capability::ReadDeadLetters => "read dead letters",
+                Capability::ManageAccess => "manage accounts, tokens or credentials",
+                Capability::ReadAuditLog => "read the audit log",
+            }
+        )))
+    }
+}
+
+/// A caller that may read fleet data, and the municipality it acts for. A municipality user
+/// of several municipalities acts for the one its request names (`municipality=`), else the
+/// first of its municipalities.
+pub struct Caller {
+    principal: Principal,
+    own: Option<MunicipalityCode>,
+}
+
+/// The `municipality` query parameter, if the request has one that parses.
+fn asked_municipality(parts: &Parts) -> Option<MunicipalityCode> {
+    let query = parts.uri.query()?;
+    url_pairs(query)
+        .find(|(k, _)| k == "municipality")
+        .and_then(|(_, v)| MunicipalityCode::parse(&v).ok())
+}
+
+/// `key=value` pairs of a query string, decoded as a form is.
+pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(Caller(authenticate(parts, state).await?.role))
-    }
-}
-
-impl FromRequestParts<AppState> for Coordinator {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Caller(authenticate(parts, state).await?.role).require_coordinator()?;
-        Ok(Coordinator)
+        let principal = require(parts, state, Capability::ReadFleet).await?;
+        let own = match &principal.role {
+            Role::Municipality(codes) => Some(match asked_municipality(parts) {
+                Some(asked) if codes.contains(&asked) => asked,
+                Some(asked) => {
+                    return Err(ApiError::Forbidden(format!(
+                        "this account may see {} only, not {asked}",
+                        principal.role.municipalities_text().unwrap_or_default()
+                    )));
+                }
+                None => codes.first().cloned().ok_or(ApiError::Unauthorized)?,
+            }),
+            _ => None,
+        };
+        AuditSlot::note_municipality(
+            parts,
+            own.clone().or_else(|| asked_municipality(parts)).as_ref(),
+        );
+        Ok(Caller { principal, own })
     }
 }
 
 impl Caller {
+    pub fn role(&self) -> &Role {
+        &self.principal.role
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The municipality a municipality user acts for; `None` for a coordinator.
+    pub fn own(&self) -> Option<&MunicipalityCode> {
+        self.own.as_ref()
+    }
+
     /// The municipality a request is about: the one asked for, if the caller may see it; a
-    /// municipality caller that asks for none gets its own.
+    /// municipality user that asks for none gets the one it acts for.
     pub fn scope(
         &self,
         asked: Option<MunicipalityCode>,
     ) -> Result<Option<MunicipalityCode>, ApiError> {
-        match (&self.0, asked) {
-            (Role::Coordinator, asked) => Ok(asked),
-            (Role::Municipality(own), None) => Ok(Some(own.clone())),
-            (Role::Municipality(own), Some(asked)) if *own == asked => Ok(Some(asked)),
-            (Role::Municipality(own), Some(asked)) => Err(ApiError::Forbidden(format!(
-                "this token may see municipality {own} only, not {asked}"
+        match (&self.own, asked) {
+            (None, asked) => Ok(asked),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(_), Some(asked)) if self.principal.role.may_see(&asked) => Ok(Some(asked)),
+            (Some(_), Some(asked)) => Err(ApiError::Forbidden(format!(
+                "this account may see {} only, not {asked}",
+                self.principal
+                    .role
+                    .municipalities_text()
+                    .unwrap_or_default()
             ))),
         }
     }
 
     pub fn require_coordinator(&self) -> Result<(), ApiError> {
-        match self.0 {
-            Role::Coordinator => Ok(()),
-            Role::Municipality(_) => {
-                Err(ApiError::Forbidden("this needs a coordinator token".into()))
-            }
+        if self.principal.role.may(Capability::ChangeFleet) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this needs a coordinator".into()))
         }
     }
 }
+
+/// Extractors that require one capability. As extractors they run before the body is read,
+/// so an upload by anyone else is refused (401/403) without vft reading a byte of it.
+macro_rules! capability_extractor {
+    ($(#[$doc:meta])* $name:ident, $capability:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                Ok(Self(require(parts, state, $capability).await?))
+            }
+        }
+    };
+}
+
+capability_extractor!(
+    /// May publish months, import and set timeouts (a coordinator).
+    Coordinator,
+    Capability::ChangeFleet
+);
+capability_extractor!(
+    /// May manage accounts, machine tokens and MQTT credentials (coordinator, operator).
+    AccessManager,
+    Capability::ManageAccess
+);
+capability_extractor!(
+    /// May read the audit log (auditor, coordinator).
+    AuditReader,
+    Capability::ReadAuditLog
+);
+capability_extractor!(
+    /// May read dead letters and their payloads (coordinator, operator).
+    DeadLetterReader,
+    Capability::ReadDeadLetters
+);

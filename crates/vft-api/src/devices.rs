@@ -357,15 +357,11 @@ pub struct DevicePage {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
+    note: crate::audit::AuditNote,
     headers: HeaderMap,
     Query(params): Query<DeviceParams>,
 ) -> Result<Response, ApiError> {
-    let mut query = params.to_query(
-        caller.0.municipality(),
-        &state.registry,
-        Utc::now(),
-        state.timeouts,
-    )?;
+    let mut query = params.to_query(caller.own(), &state.registry, Utc::now(), state.timeouts)?;
     if crate::wants_csv(params.format.as_deref(), &headers)? {
         // The export is the whole query, not one page.
         query.limit = 0;
@@ -375,6 +371,7 @@ pub async fn list(
             .iter()
             .map(|r| DeviceView::new(r, &state.timeouts))
             .collect();
+        note_devices(&note, &views);
         return Ok(crate::csv_response("vft-devices.csv", devices_csv(&views)));
     }
     let rows = state.store.devices(&query).await?;
@@ -388,11 +385,23 @@ pub async fn list(
         .iter()
         .map(|r| DeviceView::new(r, &state.timeouts))
         .collect();
+    note_devices(&note, &items);
     Ok(Json(DevicePage {
         items,
         next_cursor: next,
     })
     .into_response())
+}
+
+/// The audit record of a device list names every device shown and its recipient.
+fn note_devices(note: &crate::audit::AuditNote, views: &[DeviceView]) {
+    note.subjects(views.iter().flat_map(|v| {
+        std::iter::once(format!("{}/{}", v.vendor, v.device)).chain(
+            v.recipient
+                .as_ref()
+                .map(|r| format!("recipient={r}")),
+        )
+    }));
 }
 
 async fn visible_device(
@@ -403,8 +412,8 @@ async fn visible_device(
 ) -> Result<Option<DeviceRecord>, ApiError> {
     let mut q = DeviceQuery::new(Utc::now(), state.timeouts);
     q.device = Some((vendor.clone(), device.clone()));
-    q.municipalities = caller.0.municipality().map(|m| vec![m.clone()]);
-    q.own = caller.0.municipality().cloned();
+    q.municipalities = caller.own().map(|m| vec![m.clone()]);
+    q.own = caller.own().cloned();
     Ok(state.store.devices(&q).await?.into_iter().next())
 }
 
@@ -511,6 +520,7 @@ impl From<&Event> for HistoryEvent {
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
+    note: crate::audit::AuditNote,
     Path((vendor, device)): Path<(String, String)>,
 ) -> Result<Json<DeviceDetail>, ApiError> {
     let (vendor, device) = parse_key(&vendor, &device)?;
@@ -518,6 +528,9 @@ pub async fn show(
     let record = visible_device(&state, &caller, &vendor, &device)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;
+    if let Some(recipient) = &record.recipient {
+        note.subjects([format!("recipient={recipient}")]);
+    }
     const MAX_CHAIN: usize = 50;
     let mut older = Vec::new();
     let mut cursor = record.replaces.clone();
@@ -552,7 +565,7 @@ pub async fn show(
     // (asked of the store, so they cannot crowd this municipality's events out of the limit).
     let history = state
         .store
-        .device_events(&vendor, &chain, caller.0.municipality(), 5000)
+        .device_events(&vendor, &chain, caller.own(), 5000)
         .await?;
     Ok(Json(DeviceDetail {
         device: DeviceView::new(&record, &state.timeouts),

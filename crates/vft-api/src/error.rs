@@ -5,8 +5,17 @@ use axum::response::{IntoResponse, Response};
 /// Errors as the client sees them. Internal details are logged, never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid bearer token")]
+    #[error("missing or invalid bearer token or session")]
     Unauthorized,
+    /// A failed sign-in: the answer does not say whether the account exists, is locked or
+    /// is disabled.
+    #[error(
+        "wrong username or password, or the account is locked for a while after too many wrong passwords"
+    )]
+    WrongPassword,
+    /// The audit log cannot be written, so personal data is not shown.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -16,7 +25,7 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// Too many wrong tokens: try again after this many seconds (`Retry-After`).
-    #[error("too many wrong tokens; try again in {0} s")]
+    #[error("too many wrong tokens or passwords; try again in {0} s")]
     TooManyRequests(u64),
     #[error("internal error")]
     Internal(String),
@@ -24,14 +33,18 @@ pub enum ApiError {
 
 impl From<vft_store::StoreError> for ApiError {
     fn from(e: vft_store::StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            vft_store::StoreError::Conflict(why) => Self::Conflict(why),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unauthorized | Self::WrongPassword => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

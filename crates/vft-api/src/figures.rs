@@ -135,7 +135,7 @@ pub async fn response_centre(
     // acknowledged by another municipality's gateway is unanswered here, and that answer is
     // counted there. The coordinator's figures (by municipality too) merge every event of an
     // alarm, counted where it was raised, so the municipalities add up to the region.
-    let own = caller.0.municipality().cloned();
+    let own = caller.own().cloned();
     // Figures by technology type are not kept: an alarm's type may come from its device,
     // whose type can change.
     let scope = kind.is_none().then(|| match &own {

@@ -631,6 +631,7 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
 pub async fn reconciliation(
     State(state): State<AppState>,
     caller: Caller,
+    note: crate::audit::AuditNote,
     headers: HeaderMap,
     Query(params): Query<ReconcileParams>,
 ) -> Result<Response, ApiError> {
@@ -645,6 +646,14 @@ pub async fn reconciliation(
             Utc::now(),
         )
         .await?;
+    // Who was looked at: every subject (recipient or device) the answer names.
+    note.subjects(
+        report
+            .rows
+            .iter()
+            .flat_map(|r| r.subjects.iter())
+            .map(|s| subject_text(&s.key)),
+    );
     if csv {
         return Ok(crate::csv_response(
             "vft-reconciliation.csv",
@@ -779,7 +788,7 @@ fn reconcile_scope<'a>(
     caller: &'a Caller,
     scope: Option<&'a MunicipalityCode>,
 ) -> ReconcileScope<'a> {
-    match caller.0.municipality() {
+    match caller.own() {
         Some(own) => ReconcileScope::Own(own),
         None => ReconcileScope::Region(scope),
     }

@@ -1,7 +1,9 @@
 //! The HTTP API (Contract 2 in DESIGN.md). Only this crate touches axum. The listener and the
 //! shutdown signal are injected, so tests run the real router on port 0.
 
-mod auth;
+pub mod accounts;
+pub mod audit;
+pub mod auth;
 pub mod devices;
 mod error;
 mod figures;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub sign_in_throttle: Arc<throttle::SignInThrottle>,
     /// Dates an import may carry (`as_of`, installed dates), as ingest's event times.
     pub plausible_times: vft_domain::PlausibleTimes,
+    /// The audit log's writer (`audit::AuditTrail::start`).
+    pub audit: Arc<audit::AuditTrail>,
 }
 
 /// Largest sign-in body: `{"token": …}` with a token of at most 256 characters.
@@ -102,7 +106,29 @@ pub fn router(state: AppState) -> Router {
             get(mqtt_credentials::list)
                 .post(mqtt_credentials::post)
                 .delete(mqtt_credentials::revoke),
-        );
+        )
+        .route(
+            "/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route(
+            "/users/{username}",
+            axum::routing::patch(accounts::update_user),
+        )
+        .route(
+            "/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route(
+            "/tokens/{id}",
+            axum::routing::delete(accounts::revoke_token),
+        )
+        .route("/audit", get(audit::list))
+        // After routing (a route layer), so the record names the route's template.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_requests,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/api/openapi.json", get(openapi::serve))

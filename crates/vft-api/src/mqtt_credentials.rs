@@ -4,7 +4,7 @@
 //! `DELETE /api/v1/mqtt-credentials?username=` revokes one. `vft mqtt-credential …` calls
 //! [`create`] too, so both paths make the same credential.
 
-use crate::auth::Coordinator;
+use crate::auth::AccessManager;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -138,7 +138,8 @@ pub struct RevokeQuery {
 /// `POST /api/v1/mqtt-credentials` (coordinator): a gateway credential for the embedded MQTT
 /// listener. The response holds the password; vft keeps only its hash.
 pub async fn post(
-    _coordinator: Coordinator,
+    _manager: AccessManager,
+    note: crate::audit::AuditNote,
     State(state): State<AppState>,
     Json(new): Json<NewCredential>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -151,6 +152,7 @@ pub async fn post(
     )
     .await?;
     tracing::info!(username = %credential.username, scope = %credential.scope, "MQTT credential created through the API");
+    note.subjects([format!("username={}", credential.username)]);
     Ok((
         StatusCode::CREATED,
         Json(CreatedCredential {
@@ -163,7 +165,7 @@ pub async fn post(
 #[utoipa::path(get, path = "/api/v1/mqtt-credentials", tag = "mqtt", responses((status = 200, description = "Every credential, oldest first.", body = CredentialList), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::openapi::ErrorBody)))]
 /// `GET /api/v1/mqtt-credentials` (coordinator): the embedded listener's gateway credentials.
 pub async fn list(
-    _coordinator: Coordinator,
+    _manager: AccessManager,
     State(state): State<AppState>,
 ) -> Result<Json<CredentialList>, ApiError> {
     let items = state
@@ -179,10 +181,12 @@ pub async fn list(
 #[utoipa::path(delete, path = "/api/v1/mqtt-credentials", tag = "mqtt", params(RevokeQuery), responses((status = 204, description = "Revoked: no new connection with it; open ones close at their next publish (within 30 s)."), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::openapi::ErrorBody), (status = 404, description = "No working credential of that username", body = crate::openapi::ErrorBody)))]
 /// `DELETE /api/v1/mqtt-credentials?username=` (coordinator): revokes a credential.
 pub async fn revoke(
-    _coordinator: Coordinator,
+    _manager: AccessManager,
+    note: crate::audit::AuditNote,
     State(state): State<AppState>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<StatusCode, ApiError> {
+    note.subjects([format!("username={}", q.username)]);
     if state
         .store
         .revoke_mqtt_credential(&q.username, Utc::now())

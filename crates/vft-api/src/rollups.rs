@@ -627,19 +627,20 @@ pub struct DeadLetterView {
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "Dead letters, newest first, and next_before.", body = DeadLetterPage), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
-/// `GET /api/v1/dead-letters`: what broke the contract, newest first. Coordinator only: a
-/// dead letter may not say which municipality it belongs to.
+/// `GET /api/v1/dead-letters`: what broke the contract, newest first. Coordinator and
+/// operator only: a dead letter may not say which municipality it belongs to.
 pub async fn dead_letters(
     State(state): State<AppState>,
-    caller: Caller,
+    _reader: crate::auth::DeadLetterReader,
+    note: crate::audit::AuditNote,
     Query(q): Query<DeadLettersQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
-    caller.require_coordinator()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = state.store.dead_letters(limit, q.before).await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|d| d.id))
         .flatten();
+    note.subjects(rows.iter().map(|d| format!("dead_letter={}", d.id)));
     let items = rows
         .into_iter()
         .map(|d| DeadLetterView {

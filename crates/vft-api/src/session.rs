@@ -1,7 +1,7 @@
-//! Dashboard sign-in: a token from `vft token create` is exchanged for an HttpOnly,
-//! SameSite=Strict session cookie that expires. The token itself never reaches the page's
-//! script after sign-in, and the cookie is worth nothing once the session ends. Wrong tokens
-//! are throttled per client address and in total (`crate::throttle`). The cookie is `Secure`
+//! Dashboard sign-in: a person proves who they are (a local password here, or OpenID Connect
+//! in `crate::oidc`) and gets an HttpOnly, SameSite=Strict session cookie that expires. Shared
+//! machine tokens do not open the dashboard. Wrong passwords are throttled per client address
+//! and in total (`crate::throttle`) and lock the account after a few in a row. The cookie is `Secure`
 //! unless configured off or the page was opened over plain HTTP on a loopback address.
 
 use crate::auth::{Authenticated, Caller, SESSION_COOKIE, session_cookie};
@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vft_domain::{Role, hash_token};
+use vft_domain::audit::{AuditAction, AuditEntry};
+use vft_domain::{Actor, Capability, Principal, Role, hash_token};
+use vft_store::UserRecord;
 
 /// How dashboard sessions behave (`[dashboard]` in the configuration).
 #[derive(Debug, Clone, Copy)]
@@ -39,16 +41,22 @@ impl Default for SessionSettings {
 /// reverse proxy, the proxy). Unspecified when the server was not given connection info.
 pub struct ClientIp(pub std::net::IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
+impl ClientIp {
+    pub(crate) fn from_parts(parts: &Parts) -> Self {
+        ClientIp(
             parts
                 .extensions
                 .get::<ConnectInfo<std::net::SocketAddr>>()
                 .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
-        ))
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts))
     }
 }
 
@@ -94,40 +102,61 @@ pub fn cookie_is_secure(settings: &SessionSettings, headers: &HeaderMap) -> bool
     settings.secure_cookie && !plain_http_to_loopback(headers)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
-    /// A token from `vft token create`.
-    pub token: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// Who is signed in, and until when.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
-    /// `coordinator` or `municipality`.
+    /// `coordinator`, `municipality`, `operator` or `auditor`.
     pub role: String,
+    /// `user:…` for a person, `token:…` for a machine token.
+    pub actor: String,
+    /// A person's display name, if set.
+    pub name: Option<String>,
+    /// The municipality a municipality user acts for by default (the first of its own).
     pub municipality: Option<String>,
     pub municipality_name: Option<String>,
+    /// Every municipality a municipality user may see (one at a time, by `municipality=`).
+    pub municipalities: Vec<String>,
     /// End of the dashboard session; `null` when asked with a bearer token.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The newest event time among the devices the caller may see (`null`: no data yet).
-    /// The dashboard opens on that year.
+    /// The newest event time among the devices the caller may see (`null`: no data yet, or
+    /// a role without fleet data). The dashboard opens on that year.
     pub latest_activity: Option<DateTime<Utc>>,
 }
 
 async fn view(
     state: &AppState,
-    role: &Role,
+    principal: &Principal,
+    name: Option<String>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<SessionView, ApiError> {
-    let municipality = role.municipality();
+    let role = &principal.role;
+    let municipality = role.municipalities().first();
+    let latest_activity = if role.may(Capability::ReadFleet) {
+        state.store.latest_activity(municipality).await?
+    } else {
+        None
+    };
     Ok(SessionView {
-        latest_activity: state.store.latest_activity(municipality).await?,
+        latest_activity,
         role: role.name().to_owned(),
+        actor: principal.actor(),
+        name,
         municipality: municipality.map(ToString::to_string),
         municipality_name: municipality
             .and_then(|m| state.registry.get(m))
             .map(|m| m.name.clone()),
+        municipalities: role
+            .municipalities()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         expires_at,
     })
 }
@@ -143,15 +172,144 @@ fn cookie_header(value: &str, max_age: chrono::Duration, secure: bool) -> Header
     HeaderValue::from_str(&cookie.to_string()).expect("a cookie of hex and fixed words")
 }
 
-#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Unknown token", body = crate::openapi::ErrorBody), (status = 429, description = "Too many wrong tokens from this client (or from all clients together): try again after `Retry-After` seconds; the token was not looked at.", body = crate::openapi::ErrorBody)))]
-/// `POST /api/session {"token": …}`: signs in to the dashboard.
+/// A password hash that matches nothing, checked for unknown, disabled and password-less
+/// accounts so that a wrong username costs as long as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    vft_domain::mqtt_access::hash_password("no account has this password", [7; 16])
+        .unwrap_or_default()
+});
+
+/// At most two Argon2id checks (19 MiB each) at once: sign-in floods cost bounded memory.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Checks a password against a PHC string off the async workers.
+pub(crate) async fn password_matches(phc: Option<&str>, password: &str) -> bool {
+    let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
+        return false;
+    };
+    let known = phc.is_some();
+    let phc = phc.map_or_else(|| DUMMY_HASH.clone(), str::to_owned);
+    let password = password.to_owned();
+    let matched = tokio::task::spawn_blocking(move || {
+        vft_domain::mqtt_access::verify_password(&phc, &password)
+    })
+    .await
+    .unwrap_or(false);
+    known && matched
+}
+
+/// Opens a dashboard session for a person who proved who they are (`method`: `password` or
+/// `oidc`), records it in the audit log, and answers with the session cookie.
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &UserRecord,
+    method: &str,
+    client: std::net::IpAddr,
+    headers: &HeaderMap,
+    mut response: Option<Response>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let settings = state.sessions;
+    let expires_at = now + settings.lifetime;
+    state.store.sign_in_succeeded(user.id, now).await?;
+    state
+        .store
+        .create_session(&hash_token(&secret), user.id, method, now, expires_at)
+        .await?;
+    let principal = Principal {
+        actor: Actor::User {
+            id: user.id,
+            username: user.username.clone(),
+        },
+        role: user.role.clone(),
+    };
+    record_sign(
+        state,
+        &principal.actor(),
+        &principal.role.to_string(),
+        AuditAction::SignIn,
+        vec![format!("method={method}")],
+        client,
+        200,
+    )
+    .await;
+    tracing::info!(role = user.role.name(), method, "dashboard sign-in");
+    let secure = cookie_is_secure(&settings, headers);
+    if secure
+        && headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| o.starts_with("http://"))
+    {
+        tracing::warn!(
+            "dashboard sign-in from a page served over plain HTTP: the browser will not keep the \
+             Secure session cookie; serve vft behind TLS (or set dashboard.secure_cookie = false)"
+        );
+    }
+    let mut response = match response.take() {
+        Some(r) => r,
+        None => Json(
+            view(
+                state,
+                &principal,
+                user.display_name.clone(),
+                Some(expires_at),
+            )
+            .await?,
+        )
+        .into_response(),
+    };
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie_header(&secret, settings.lifetime, secure),
+    );
+    Ok(response)
+}
+
+/// Writes a sign-in, failed sign-in or sign-out record (failures to write are logged by the
+/// audit writer; sign-in goes on, as a change would).
+pub(crate) async fn record_sign(
+    state: &AppState,
+    actor: &str,
+    role: &str,
+    action: AuditAction,
+    subjects: Vec<String>,
+    client: std::net::IpAddr,
+    status: u16,
+) {
+    let route = match action {
+        AuditAction::SignOut => "DELETE /api/session",
+        _ => "POST /api/session",
+    };
+    let _ = state
+        .audit
+        .record(AuditEntry {
+            at_micros: Utc::now().timestamp_micros(),
+            actor: actor.to_owned(),
+            role: role.to_owned(),
+            action,
+            route: route.to_owned(),
+            municipality: None,
+            subjects,
+            client: client.to_string(),
+            status,
+        })
+        .await;
+}
+
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Wrong username or password, or the account is locked or disabled (the answer does not say which)", body = crate::openapi::ErrorBody), (status = 429, description = "Too many wrong passwords from this client (or from all clients together): try again after `Retry-After` seconds; the password was not looked at.", body = crate::openapi::ErrorBody)))]
+/// `POST /api/session {"username": …, "password": …}`: a person signs in to the dashboard
+/// with a local password. Wrong passwords are throttled per client address and in total, and
+/// [`vft_domain::auth::LOCKOUT_AFTER_FAILURES`] in a row lock the account for
+/// [`vft_domain::auth::LOCKOUT_MINUTES`] minutes.
 pub async fn sign_in(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    // A client that must wait is refused before its token is looked at.
+    // A client that must wait is refused before its password is looked at.
     let throttle = &state.sign_in_throttle;
     if let Err(wait) = throttle.admit(client, std::time::Instant::now()) {
         metrics::counter!("vft_http_sign_in_throttled_total").increment(1);
@@ -168,60 +326,101 @@ pub async fn sign_in(
             "sign-in expects Content-Type: application/json".into(),
         ));
     }
-    let SignIn { token } = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::BadRequest("expected a JSON body {\"token\": \"…\"}".into()))?;
-    let token = token.trim();
-    let wrong = || {
-        metrics::counter!("vft_http_sign_in_failures_total").increment(1);
-        throttle.failed(client, std::time::Instant::now());
-        ApiError::Unauthorized
+    let SignIn { username, password } = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest(
+            "expected a JSON body {\"username\": \"…\", \"password\": \"…\"}".into(),
+        )
+    })?;
+    let now = Utc::now();
+    let claimed = vft_domain::auth::parse_username(&username).ok();
+    let user = match &claimed {
+        Some(name) => state.store.find_user(name).await?,
+        None => None,
     };
-    if token.is_empty() || token.len() > 256 {
-        return Err(wrong());
+    let usable = user
+        .as_ref()
+        .filter(|u| u.disabled_at.is_none() && u.locked_until.is_none_or(|t| t <= now));
+    let matched = password.len() <= vft_domain::auth::MAX_PASSWORD_BYTES
+        && password_matches(usable.and_then(|u| u.password_hash.as_deref()), &password).await;
+    match (usable, matched) {
+        (Some(user), true) => {
+            throttle.succeeded(client);
+            open_session(&state, user, "password", client, &headers, None).await
+        }
+        _ => {
+            metrics::counter!("vft_http_sign_in_failures_total").increment(1);
+            throttle.failed(client, std::time::Instant::now());
+            let mut why = Vec::new();
+            let (actor, role) = match &user {
+                Some(u) => {
+                    if u.disabled_at.is_some() {
+                        why.push("disabled".to_owned());
+                    } else if u.locked_until.is_some_and(|t| t > now) {
+                        why.push("locked".to_owned());
+                    } else if u.password_hash.is_none() {
+                        why.push("no_password".to_owned());
+                    } else {
+                        let failed = state
+                            .store
+                            .sign_in_failed(
+                                u.id,
+                                vft_domain::auth::LOCKOUT_AFTER_FAILURES,
+                                now + chrono::Duration::minutes(vft_domain::auth::LOCKOUT_MINUTES),
+                            )
+                            .await?;
+                        why.push(format!("wrong_password={failed}"));
+                        if failed >= vft_domain::auth::LOCKOUT_AFTER_FAILURES {
+                            why.push("now_locked".to_owned());
+                            tracing::warn!(username = %u.username, failed, "account locked after wrong passwords");
+                        }
+                    }
+                    (format!("user:{}", u.username), u.role.to_string())
+                }
+                None => {
+                    why.push("unknown_user".to_owned());
+                    (
+                        format!("user:{}", claimed.as_deref().unwrap_or("(not a username)")),
+                        String::new(),
+                    )
+                }
+            };
+            record_sign(
+                &state,
+                &actor,
+                &role,
+                AuditAction::SignInFailed,
+                why,
+                client,
+                401,
+            )
+            .await;
+            Err(ApiError::WrongPassword)
+        }
     }
-    let token_hash = hash_token(token);
-    let record = state
-        .store
-        .find_token(&token_hash)
-        .await?
-        .ok_or_else(wrong)?;
-    throttle.succeeded(client);
-    let secret = hex::encode(rand::random::<[u8; 32]>());
-    let settings = state.sessions;
-    let expires_at = Utc::now() + settings.lifetime;
-    state
-        .store
-        .create_session(&hash_token(&secret), &token_hash, expires_at)
-        .await?;
-    tracing::info!(role = record.role.name(), "dashboard sign-in");
-    let secure = cookie_is_secure(&settings, &headers);
-    if secure
-        && headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|o| o.starts_with("http://"))
-    {
-        tracing::warn!(
-            "dashboard sign-in from a page served over plain HTTP: the browser will not keep the \
-             Secure session cookie; serve vft behind TLS (or set dashboard.secure_cookie = false)"
-        );
-    }
-    let mut response = Json(view(&state, &record.role, Some(expires_at)).await?).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        cookie_header(&secret, settings.lifetime, secure),
-    );
-    Ok(response)
 }
 
 #[utoipa::path(delete, path = "/api/session", tag = "dashboard", security(()), responses((status = 204, description = "Signed out; the cookie is cleared.")))]
 /// `DELETE /api/session`: signs out (ends the session, clears the cookie).
 pub async fn sign_out(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    ClientIp(client): ClientIp,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(secret) = session_cookie(&headers) {
-        state.store.delete_session(&hash_token(&secret)).await?;
+        let hash = hash_token(&secret);
+        if let Some((user, _)) = state.store.find_session(&hash, Utc::now()).await? {
+            state.store.delete_session(&hash).await?;
+            record_sign(
+                &state,
+                &format!("user:{}", user.username),
+                &user.role.to_string(),
+                AuditAction::SignOut,
+                Vec::new(),
+                client,
+                204,
+            )
+            .await;
+        }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
@@ -241,7 +440,15 @@ pub async fn current(
     State(state): State<AppState>,
     who: Authenticated,
 ) -> Result<Response, ApiError> {
-    Ok(Json(view(&state, &who.role, who.session_expires).await?).into_response())
+    let name = match &who.principal.actor {
+        Actor::User { username, .. } => state
+            .store
+            .find_user(username)
+            .await?
+            .and_then(|u| u.display_name),
+        _ => None,
+    };
+    Ok(Json(view(&state, &who.principal, name, who.session_expires).await?).into_response())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -285,7 +492,7 @@ pub async fn municipalities(
     let municipalities = state
         .registry
         .iter()
-        .filter(|m| caller.0.may_see(&m.code))
+        .filter(|m| caller.role().may_see(&m.code))
         .map(|m| MunicipalityView {
             code: m.code.to_string(),
             name: m.name.clone(),
@@ -306,7 +513,7 @@ pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json
             members: c
                 .members
                 .iter()
-                .filter(|m| caller.0.may_see(&m.municipality))
+                .filter(|m| caller.role().may_see(&m.municipality))
                 .map(|m| MembershipView {
                     municipality: m.municipality.to_string(),
                     from: m.from,
@@ -314,7 +521,7 @@ pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json
                 })
                 .collect(),
         })
-        .filter(|c| !c.members.is_empty() || caller.0 == Role::Coordinator)
+        .filter(|c| !c.members.is_empty() || *caller.role() == Role::Coordinator)
         .collect();
     Json(CooperationList { cooperations })
 }

@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod attribution;
+pub mod audit;
 pub mod auth;
 pub mod event;
 pub mod ids;
@@ -21,7 +22,7 @@ pub mod table;
 pub mod topic;
 
 pub use attribution::{ChangeCause, ChangeLine, InService, Scope, attribute_changes};
-pub use auth::{Role, fingerprint, hash_token};
+pub use auth::{Actor, Capability, Principal, Role, RoleError, fingerprint, hash_token};
 pub use event::{
     Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, PlausibleTimes, parse_payload,
     parse_payload_at,

@@ -1,6 +1,7 @@
 //! One storage interface ([`Store`]) with two backends behind it: SQLite (the embedded default)
 //! and PostgreSQL. The backend is chosen by the database URL. Only this crate touches sqlx.
 
+mod access;
 mod merge_sql;
 mod migrations;
 mod postgres;
@@ -14,10 +15,13 @@ use vft_domain::attribution::InService;
 use vft_domain::reconcile::{Listing, Reporting};
 use vft_domain::response::AlarmRecord;
 use vft_domain::{
-    Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, Role, RollupFilter,
-    TechnologyKind, VendorId, YearMonth,
+    Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, RollupFilter, TechnologyKind,
+    VendorId, YearMonth,
 };
 
+pub use access::{
+    AccessStore, AuditHead, AuditQuery, NewUser, TokenListing, TokenRecord, UserChange, UserRecord,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -42,6 +46,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A unique name taken (a username), or an identity bound elsewhere.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -84,21 +91,6 @@ pub struct ReplicaSeen {
     pub client_id: String,
     pub shared_group: Option<String>,
     pub seen_at: DateTime<Utc>,
-}
-
-/// A stored token as `vft token list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenListing {
-    pub token_hash: String,
-    pub record: TokenRecord,
-    pub open_sessions: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub role: Role,
-    pub label: Option<String>,
-    pub created_at: DateTime<Utc>,
 }
 
 /// A gateway credential for the embedded MQTT listener (`mqtt_credentials`).
@@ -334,7 +326,7 @@ impl Default for StoreOptions {
 
 /// The storage interface. Every write is one transaction and idempotent.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccessStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -360,16 +352,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dead letters, newest first, optionally only those older than `before_id` (paging).
     async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<DeadLetter>>;
-
-    async fn create_token(&self, token_hash: &str, role: &Role, label: Option<&str>) -> Result<()>;
-
-    async fn find_token(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
-
-    /// Every token (by hash), oldest first, with its open dashboard sessions at `now`.
-    async fn list_tokens(&self, now: DateTime<Utc>) -> Result<Vec<TokenListing>>;
-
-    /// Deletes a token and every dashboard session opened with it; false when there was none.
-    async fn delete_token(&self, token_hash: &str) -> Result<bool>;
 
     /// Month-end figures just before each instant, per municipality, vendor and type.
     async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;
@@ -469,23 +451,6 @@ pub trait Store: Send + Sync + 'static {
     /// Rows of imports that could not be read: newest import first, then by line; at most
     /// `limit`. Only the first [`MAX_KEPT_IMPORT_ERRORS`] of each import are kept.
     async fn import_errors(&self, limit: u32) -> Result<Vec<ImportErrorRecord>>;
-
-    /// Opens a dashboard session (both values are hashes); expired sessions go on the way.
-    async fn create_session(
-        &self,
-        session_hash: &str,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// The token behind a session still open at `now`, and when the session ends.
-    async fn find_session(
-        &self,
-        session_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(TokenRecord, DateTime<Utc>)>>;
-
-    async fn delete_session(&self, session_hash: &str) -> Result<()>;
 
     /// Figures of past months kept for `scope` (the API's key), per month start asked (`None`:
     /// not kept), and the generation to keep new ones with.

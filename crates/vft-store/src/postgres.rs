@@ -88,3 +88,4 @@ async fn probe(connect: &PgConnectOptions, bound: Duration) -> Result<()> {
 }
 
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
+crate::access::impl_access!(PostgresStore, sqlx::Postgres);

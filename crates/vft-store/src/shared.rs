@@ -3,11 +3,11 @@
 //! itself is portable (SQLite ≥ 3.35 and PostgreSQL ≥ 12) and placeholders come from
 //! `QueryBuilder`, which writes `?` or `$n` as the driver wants.
 
-use crate::{DeviceCursor, DeviceRecord, DeviceSort, Result, SortValue, StoreError, TokenRecord};
+use crate::{DeviceCursor, DeviceRecord, DeviceSort, Result, SortValue, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use vft_domain::{
-    Connectivity, DeviceId, Event, EventId, LifecycleRecord, MunicipalityCode, Role,
-    TechnologyKind, VendorId,
+    Connectivity, DeviceId, Event, EventId, LifecycleRecord, MunicipalityCode, TechnologyKind,
+    VendorId,
 };
 
 /// Rows per multi-row INSERT: 17 columns × 500 stays under both backends' parameter limits.
@@ -120,30 +120,6 @@ pub(crate) fn lifecycle_record(
         installed: rank == 0,
         kind: kind.as_deref().and_then(TechnologyKind::from_id),
         municipality: MunicipalityCode::parse(&municipality).map_err(corrupt)?,
-    })
-}
-
-pub(crate) fn token_record(
-    role: String,
-    municipality: Option<String>,
-    label: Option<String>,
-    created_at: i64,
-) -> Result<TokenRecord> {
-    let role = match (role.as_str(), municipality) {
-        ("coordinator", None) => Role::Coordinator,
-        ("municipality", Some(m)) => {
-            Role::Municipality(MunicipalityCode::parse(&m).map_err(corrupt)?)
-        }
-        (other, m) => {
-            return Err(StoreError::Corrupt(format!(
-                "token role {other:?} with municipality {m:?}"
-            )));
-        }
-    };
-    Ok(TokenRecord {
-        role,
-        label,
-        created_at: from_micros(created_at)?,
     })
 }
 
@@ -783,69 +759,6 @@ macro_rules! impl_store {
                         })
                     })
                     .collect()
-            }
-
-            async fn create_token(&self, token_hash: &str, role: &vft_domain::Role, label: Option<&str>) -> $crate::Result<()> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO api_tokens (token_hash, role, municipality, label, created_at) ",
-                );
-                qb.push_values([()], |mut row, ()| {
-                    row.push_bind(token_hash)
-                        .push_bind(role.name())
-                        .push_bind(role.municipality().map(|m| m.as_str()))
-                        .push_bind(label)
-                        .push_bind($crate::shared::micros(chrono::Utc::now()));
-                });
-                qb.build().execute(&self.writer).await?;
-                Ok(())
-            }
-
-            async fn find_token(&self, token_hash: &str) -> $crate::Result<Option<$crate::TokenRecord>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT role, municipality, label, created_at FROM api_tokens WHERE token_hash = ",
-                );
-                qb.push_bind(token_hash);
-                let row: Option<(String, Option<String>, Option<String>, i64)> =
-                    qb.build_query_as().fetch_optional(&self.reader).await?;
-                row.map(|(role, m, label, created)| $crate::shared::token_record(role, m, label, created))
-                    .transpose()
-            }
-
-            /// Past month ends come from `month_end_cache` when kept there; the others are
-            /// computed from the lifecycle events and kept, unless a lifecycle batch was stored
-            /// meanwhile (the generation moved). Correct because every batch with a lifecycle
-            /// event at ts drops the kept month ends after ts in its own transaction.
-            async fn list_tokens(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::TokenListing>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT t.token_hash, t.role, t.municipality, t.label, t.created_at, \
-                     (SELECT COUNT(*) FROM sessions s WHERE s.token_hash = t.token_hash AND s.expires_at > ",
-                );
-                qb.push_bind($crate::shared::micros(now));
-                qb.push(") FROM api_tokens t ORDER BY t.created_at, t.token_hash");
-                let rows: Vec<(String, String, Option<String>, Option<String>, i64, i64)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter()
-                    .map(|(hash, role, m, label, created, sessions)| {
-                        Ok($crate::TokenListing {
-                            token_hash: hash,
-                            record: $crate::shared::token_record(role, m, label, created)?,
-                            open_sessions: u64::try_from(sessions).unwrap_or(0),
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn delete_token(&self, token_hash: &str) -> $crate::Result<bool> {
-                let mut tx = self.writer.begin().await?;
-                // Explicit, not only ON DELETE CASCADE: a revoked token's sessions end with it.
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE token_hash = ");
-                qb.push_bind(token_hash);
-                qb.build().execute(&mut *tx).await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM api_tokens WHERE token_hash = ");
-                qb.push_bind(token_hash);
-                let deleted = qb.build().execute(&mut *tx).await?.rows_affected() == 1;
-                tx.commit().await?;
-                Ok(deleted)
             }
 
             async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {
@@ -1562,56 +1475,6 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn create_session(
-                &self,
-                session_hash: &str,
-                token_hash: &str,
-                expires_at: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::Result<()> {
-                use $crate::shared::micros;
-                let now = chrono::Utc::now();
-                let mut tx = self.writer.begin().await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE expires_at <= ");
-                qb.push_bind(micros(now));
-                qb.build().execute(&mut *tx).await?;
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO sessions (session_hash, token_hash, created_at, expires_at) ",
-                );
-                qb.push_values([()], |mut row, ()| {
-                    row.push_bind(session_hash)
-                        .push_bind(token_hash)
-                        .push_bind(micros(now))
-                        .push_bind(micros(expires_at));
-                });
-                qb.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn find_session(
-                &self,
-                session_hash: &str,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::Result<Option<($crate::TokenRecord, chrono::DateTime<chrono::Utc>)>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT t.role, t.municipality, t.label, t.created_at, s.expires_at \
-                     FROM sessions s JOIN api_tokens t ON t.token_hash = s.token_hash \
-                     WHERE s.session_hash = ",
-                );
-                qb.push_bind(session_hash)
-                    .push(" AND s.expires_at > ")
-                    .push_bind($crate::shared::micros(now));
-                let row: Option<(String, Option<String>, Option<String>, i64, i64)> =
-                    qb.build_query_as().fetch_optional(&self.reader).await?;
-                row.map(|(role, m, label, created, expires)| {
-                    Ok((
-                        $crate::shared::token_record(role, m, label, created)?,
-                        $crate::shared::from_micros(expires)?,
-                    ))
-                })
-                .transpose()
-            }
-
             async fn kept_month_figures(
                 &self,
                 figures: $crate::MonthFigures,
@@ -1686,13 +1549,6 @@ macro_rules! impl_store {
                 }
                 let (latest,): (Option<i64>,) = qb.build_query_as().fetch_one(&self.reader).await?;
                 latest.map($crate::shared::from_micros).transpose()
-            }
-
-            async fn delete_session(&self, session_hash: &str) -> $crate::Result<()> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM sessions WHERE session_hash = ");
-                qb.push_bind(session_hash);
-                qb.build().execute(&self.writer).await?;
-                Ok(())
             }
 
             async fn imports(&self, vendor: Option<&vft_domain::VendorId>) -> $crate::Result<Vec<$crate::ImportSummary>> {

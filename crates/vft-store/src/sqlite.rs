@@ -111,3 +111,4 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+crate::access::impl_access!(SqliteStore, sqlx::Sqlite);

@@ -48,6 +48,8 @@ both_backends!(
     inventory_imports_are_dated_snapshots_kept_once,
     import_errors_are_capped_per_import,
     sessions_expire_and_end,
+    accounts_lock_after_wrong_passwords,
+    the_audit_chain_holds,
     reconciliation_inputs_from_events,
     mqtt_credentials_are_created_revoked_and_replaced,
     a_municipality_sees_its_own_events_only,
@@ -820,39 +822,63 @@ async fn dead_letters_are_kept_once_newest_first(s: TestStore) {
 }
 
 async fn tokens_round_trip_and_are_unique(s: TestStore) {
-    let aal = Role::Municipality(MunicipalityCode::parse("3328").expect("code"));
+    let aal = Role::municipality_user([
+        MunicipalityCode::parse("3328").expect("code"),
+        MunicipalityCode::parse("3330").expect("code"),
+    ])
+    .expect("role");
+    let now = Utc::now();
     s.store
-        .create_token("hash-a", &aal, Some("Ål"))
+        .create_token("hash-a", &aal, "Ål", Some(now + Duration::days(1)))
         .await
         .expect("create");
     s.store
-        .create_token("hash-c", &Role::Coordinator, None)
+        .create_token("hash-c", &Role::Coordinator, "c", None)
+        .await
+        .expect("create");
+    s.store
+        .create_token(
+            "hash-x",
+            &Role::Operator,
+            "old",
+            Some(now - Duration::seconds(1)),
+        )
         .await
         .expect("create");
     assert!(
         s.store
-            .create_token("hash-a", &Role::Coordinator, None)
+            .create_token("hash-a", &Role::Coordinator, "again", None)
             .await
             .is_err(),
         "hash is unique"
     );
+    let found = s.store.find_token("hash-a", now).await.expect("find");
+    assert_eq!(found.as_ref().map(|t| &t.role), Some(&aal));
+    assert_eq!(found.and_then(|t| t.label).as_deref(), Some("Ål"));
     assert_eq!(
         s.store
-            .find_token("hash-a")
-            .await
-            .expect("find")
-            .map(|t| t.role),
-        Some(aal)
-    );
-    assert_eq!(
-        s.store
-            .find_token("hash-c")
+            .find_token("hash-c", now)
             .await
             .expect("find")
             .map(|t| t.role),
         Some(Role::Coordinator)
     );
-    assert_eq!(s.store.find_token("nope").await.expect("find"), None);
+    assert_eq!(s.store.find_token("nope", now).await.expect("find"), None);
+    assert_eq!(
+        s.store.find_token("hash-x", now).await.expect("find"),
+        None,
+        "an expired token is not found"
+    );
+    assert_eq!(
+        s.store
+            .find_token("hash-a", now + Duration::days(2))
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(s.store.list_tokens().await.expect("list").len(), 3);
+    assert!(s.store.delete_token("hash-x").await.expect("delete"));
+    assert!(!s.store.delete_token("hash-x").await.expect("delete"));
 }
 
 async fn large_batches_are_split_into_statements(s: TestStore) {
@@ -2151,101 +2177,299 @@ async fn import_errors_are_capped_per_import(s: TestStore) {
     );
 }
 
-/// A session lives until it expires, belongs to its token, and ends when deleted.
+/// A session lives until it expires, belongs to a person, and ends when deleted, when the
+/// account is disabled, or when its password or role changes.
 async fn sessions_expire_and_end(s: TestStore) {
     let aal = vft_domain::MunicipalityCode::parse("3328").expect("code");
-    s.store
-        .create_token("tok-hash", &Role::Municipality(aal.clone()), Some("Ål"))
-        .await
-        .expect("token");
     let now = Utc::now();
+    let user = s
+        .store
+        .create_user(
+            &vft_store::NewUser {
+                username: "kari@aal.kommune.no".into(),
+                display_name: Some("Kari".into()),
+                role: Role::municipality_user([aal.clone()]).expect("role"),
+                password_hash: Some("$argon2id$x".into()),
+            },
+            now,
+        )
+        .await
+        .expect("user");
     let expires = now + Duration::hours(8);
     s.store
-        .create_session("open", "tok-hash", expires)
+        .create_session("open", user.id, "password", now, expires)
         .await
         .expect("session");
     s.store
-        .create_session("old", "tok-hash", now - Duration::seconds(1))
+        .create_session("old", user.id, "password", now, now - Duration::seconds(1))
         .await
         .expect("session");
-    let (token, until) = s
+    let (found, until) = s
         .store
         .find_session("open", now)
         .await
         .expect("find")
         .expect("an open session");
-    assert_eq!(token.role, Role::Municipality(aal));
+    assert_eq!(found.role, Role::municipality_user([aal]).expect("role"));
+    assert_eq!(found.username, "kari@aal.kommune.no");
     assert_eq!(until.timestamp_micros(), expires.timestamp_micros());
+    let gone = |r: Option<_>| r.is_none();
     assert!(
-        s.store
-            .find_session("open", expires)
-            .await
-            .expect("find")
-            .is_none(),
+        gone(s.store.find_session("open", expires).await.expect("find")),
         "expired at its end"
     );
+    assert!(gone(s.store.find_session("old", now).await.expect("find")));
+    assert!(gone(s.store.find_session("nope", now).await.expect("find")));
+    // A session for a user that does not exist cannot be opened.
     assert!(
         s.store
-            .find_session("old", now)
-            .await
-            .expect("find")
-            .is_none()
-    );
-    assert!(
-        s.store
-            .find_session("nope", now)
-            .await
-            .expect("find")
-            .is_none()
-    );
-    // A session for a token that does not exist cannot be opened.
-    assert!(
-        s.store
-            .create_session("orphan", "no-such-token", expires)
+            .create_session("orphan", user.id + 1000, "password", now, expires)
             .await
             .is_err()
     );
     s.store.delete_session("open").await.expect("delete");
-    assert!(
+    assert!(gone(s.store.find_session("open", now).await.expect("find")));
+
+    // Disabling ends sessions; so do a new password and a new role.
+    let enable = vft_store::UserChange {
+        disabled: Some(false),
+        ..Default::default()
+    };
+    for change in [
+        vft_store::UserChange {
+            disabled: Some(true),
+            ..Default::default()
+        },
+        vft_store::UserChange {
+            password_hash: Some(Some("$argon2id$y".into())),
+            ..Default::default()
+        },
+        vft_store::UserChange {
+            role: Some(Role::Auditor),
+            ..Default::default()
+        },
+    ] {
         s.store
-            .find_session("open", now)
+            .update_user("kari@aal.kommune.no", &enable)
             .await
-            .expect("find")
-            .is_none()
+            .expect("enable");
+        s.store
+            .create_session("s", user.id, "password", now, expires)
+            .await
+            .expect("session");
+        assert!(!gone(s.store.find_session("s", now).await.expect("find")));
+        s.store
+            .update_user("kari@aal.kommune.no", &change)
+            .await
+            .expect("update")
+            .expect("the user");
+        assert!(
+            gone(s.store.find_session("s", now).await.expect("find")),
+            "{change:?} ends sessions"
+        );
+    }
+    assert_eq!(
+        s.store
+            .update_user("nobody", &enable)
+            .await
+            .expect("update"),
+        None
+    );
+}
+
+/// Usernames are unique, wrong passwords lock at the limit, success clears the count, and an
+/// OpenID identity belongs to one account.
+async fn accounts_lock_after_wrong_passwords(s: TestStore) {
+    let now = Utc::now();
+    let new = vft_store::NewUser {
+        username: "ola".into(),
+        display_name: None,
+        role: Role::Coordinator,
+        password_hash: Some("h".into()),
+    };
+    let ola = s.store.create_user(&new, now).await.expect("create");
+    assert!(matches!(
+        s.store.create_user(&new, now).await,
+        Err(vft_store::StoreError::Conflict(_))
+    ));
+    let until = now + Duration::minutes(15);
+    for expected in 1..=4 {
+        assert_eq!(
+            s.store
+                .sign_in_failed(ola.id, 5, until)
+                .await
+                .expect("fail"),
+            expected
+        );
+        let u = s.store.find_user("ola").await.expect("find").expect("ola");
+        assert_eq!(u.locked_until, None, "not locked after {expected}");
+    }
+    assert_eq!(
+        s.store
+            .sign_in_failed(ola.id, 5, until)
+            .await
+            .expect("fail"),
+        5
+    );
+    let u = s.store.find_user("ola").await.expect("find").expect("ola");
+    assert_eq!(
+        u.locked_until.map(|t| t.timestamp_micros()),
+        Some(until.timestamp_micros())
+    );
+    s.store.sign_in_succeeded(ola.id, now).await.expect("ok");
+    let u = s.store.find_user("ola").await.expect("find").expect("ola");
+    assert_eq!((u.failed_sign_ins, u.locked_until), (0, None));
+    assert_eq!(
+        u.last_sign_in_at.map(|t| t.timestamp_micros()),
+        Some(now.timestamp_micros())
     );
 
-    // Revoking a token ends its sessions at once.
     s.store
-        .create_session("again", "tok-hash", expires)
+        .bind_oidc(ola.id, "https://idp", "sub-1")
         .await
-        .expect("session");
-    let listed = s.store.list_tokens(now).await.expect("list");
-    assert_eq!(listed.len(), 1);
+        .expect("bind");
+    let bound = s
+        .store
+        .find_user_by_oidc("https://idp", "sub-1")
+        .await
+        .expect("find");
+    assert_eq!(bound.map(|u| u.id), Some(ola.id));
+    let kari = s
+        .store
+        .create_user(
+            &vft_store::NewUser {
+                username: "kari".into(),
+                ..new.clone()
+            },
+            now,
+        )
+        .await
+        .expect("kari");
+    assert!(
+        matches!(
+            s.store.bind_oidc(kari.id, "https://idp", "sub-1").await,
+            Err(vft_store::StoreError::Conflict(_))
+        ),
+        "one identity, one account"
+    );
+    assert_eq!(s.store.list_users().await.expect("list").len(), 2);
+}
+
+fn audit_entry(i: usize) -> vft_domain::audit::AuditEntry {
+    vft_domain::audit::AuditEntry {
+        at_micros: 1_750_000_000_000_000 + i as i64 * 1_000_000,
+        actor: format!("user:u{}", i % 3),
+        role: "coordinator".into(),
+        action: vft_domain::audit::AuditAction::Read,
+        route: "GET /api/v1/devices/{vendor}/{device}".into(),
+        municipality: (i % 2 == 0).then(|| "3328".to_owned()),
+        subjects: vec![
+            "vendor=hepro".to_owned(),
+            format!("device=D{i}"),
+            "recipient=r\nx".to_owned(),
+        ],
+        client: "127.0.0.1".into(),
+        status: 200,
+    }
+}
+
+/// Runs one statement on the store's database, past the store (as an intruder would).
+async fn execute_raw(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut c).await?;
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await?;
+        sqlx::query(sql).execute(&mut c).await?;
+    }
+    Ok(())
+}
+
+/// The audit chain appends in order from concurrent writers, reads back exactly, verifies,
+/// refuses edits, and keeps verifying after retention.
+async fn the_audit_chain_holds(s: TestStore) {
+    use vft_domain::audit::{ChainVerifier, GENESIS};
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = s.store.clone();
+            tokio::spawn(async move {
+                for b in 0..5 {
+                    let batch: Vec<_> = (0..7).map(|i| audit_entry(w * 100 + b * 10 + i)).collect();
+                    store.append_audit(&batch).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let head = s.store.audit_head().await.expect("head");
     assert_eq!(
-        (listed[0].token_hash.as_str(), listed[0].open_sessions),
-        ("tok-hash", 1)
+        (head.seq, head.anchor_seq, head.anchor_hash.as_str()),
+        (140, 0, GENESIS)
     );
-    assert_eq!(listed[0].record.label.as_deref(), Some("Ål"));
-    assert!(s.store.delete_token("tok-hash").await.expect("revoke"));
-    assert!(
-        !s.store.delete_token("tok-hash").await.expect("revoke"),
-        "gone"
+    let chain = s.store.audit_chain(0, 1000).await.expect("chain");
+    assert_eq!(chain.len(), 140);
+    let mut v = ChainVerifier::new(0, GENESIS);
+    for r in &chain {
+        v.check(r).expect("intact");
+    }
+    assert_eq!(v.head(), (140, head.hash.as_str()));
+    assert_eq!(
+        chain[0].entry,
+        chain[0].entry.normalized(),
+        "stored as normalized"
     );
-    assert!(
-        s.store
-            .find_session("again", now)
-            .await
-            .expect("find")
-            .is_none()
+
+    let q = vft_store::AuditQuery {
+        actor: Some("user:u1".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let u1 = s.store.audit_records(&q).await.expect("records");
+    assert!(!u1.is_empty() && u1.iter().all(|r| r.entry.actor == "user:u1"));
+    assert!(u1.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let page = s
+        .store
+        .audit_records(&vft_store::AuditQuery {
+            before_seq: Some(11),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        page.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![10, 9, 8, 7, 6]
     );
-    assert!(
-        s.store
-            .find_token("tok-hash")
-            .await
-            .expect("find")
-            .is_none()
-    );
-    assert!(s.store.list_tokens(now).await.expect("list").is_empty());
+
+    // Records cannot be changed or removed through the database's front door.
+    let update = execute_raw(
+        &s.url,
+        "UPDATE audit_log SET actor = 'user:x' WHERE seq = 3",
+    )
+    .await;
+    assert!(update.is_err(), "the audit log refuses updates");
+    let delete = execute_raw(&s.url, "DELETE FROM audit_log WHERE seq = 3").await;
+    assert!(delete.is_err(), "the audit log refuses deletes");
+
+    // Retention: records before the 50th's time go; the chain verifies from the anchor.
+    let cutoff = DateTime::from_timestamp_micros(chain[49].entry.at_micros).expect("time");
+    let purged = s.store.purge_audit(cutoff).await.expect("purge");
+    let head = s.store.audit_head().await.expect("head");
+    assert_eq!(purged as i64, head.anchor_seq);
+    assert!(purged > 0 && purged < 140);
+    let rest = s
+        .store
+        .audit_chain(head.anchor_seq, 1000)
+        .await
+        .expect("chain");
+    let mut v = ChainVerifier::new(head.anchor_seq, &head.anchor_hash);
+    for r in &rest {
+        v.check(r).expect("intact after retention");
+    }
+    assert_eq!(v.head(), (head.seq, head.hash.as_str()));
 }
 
 async fn reconciliation_inputs_from_events(s: TestStore) {

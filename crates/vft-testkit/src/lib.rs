@@ -3,6 +3,8 @@
 //! `initdb`/`postgres` (or the server `VFT_TEST_DATABASE_URL` names). Test-only: no product
 //! crate depends on this.
 
+pub mod oidc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -45,6 +45,7 @@ pub struct Config {
     pub cooperations: Vec<Cooperation>,
     pub reconciliation: ReconciliationConfig,
     pub dashboard: DashboardConfig,
+    pub audit: AuditConfig,
     /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
     /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
     pub imports: BTreeMap<String, ImportFormat>,
@@ -99,6 +100,19 @@ pub struct ConnectivityConfig {
     /// Seconds without contact after which a device of a type is offline. Types not listed use
     /// `default_timeout_secs`. A device's own timeout (API/CLI) overrides both.
     pub timeouts: BTreeMap<TechnologyKind, u64>,
+}
+
+/// The audit log of who read and changed what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days audit records are kept (0 = forever). Retention removes the oldest records and
+    /// keeps the hash chain verifiable from the last one it removed.
+    pub retention_days: u32,
+    /// Record reads of personal data. On: turning it off breaks the health-sector norm's
+    /// logging requirement and exists only to measure what the log costs. Changes, sign-ins
+    /// and refusals are recorded either way.
+    pub record_reads: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -268,6 +282,10 @@ impl Default for Config {
             dashboard: DashboardConfig {
                 session_hours: 8,
                 secure_cookie: true,
+            },
+            audit: AuditConfig {
+                retention_days: 1825,
+                record_reads: true,
             },
             // Embedded at build time; a parse failure is a build defect caught by the tests.
             imports: EXAMPLE_IMPORTS

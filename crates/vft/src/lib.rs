@@ -1,6 +1,7 @@
 //! The `vft` binary's library half: command-line interface and the composition of config,
 //! telemetry, broker, store, ingest and API. The end-to-end tests run the same entry point.
 
+mod access;
 pub mod config;
 mod devices;
 mod import;
@@ -11,7 +12,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use config::{Config, Overrides};
 use std::sync::Arc;
-use vft_domain::{MunicipalityCode, Role};
 
 #[derive(Debug, Parser)]
 #[command(name = "vft", version, about = "Welfare-technology fleet tracker")]
@@ -26,13 +26,20 @@ pub struct Cli {
 enum Command {
     /// Run ingest and the HTTP API (embedded broker and SQLite unless configured otherwise).
     Serve,
-    /// Serve, feed it the simulated Hallingdal region, print the API URL and a token.
+    /// Serve, feed it the simulated Hallingdal region, print the API URL, a coordinator's
+    /// sign-in and a token.
     Demo(DemoArgs),
     /// Publish the simulated region to a broker (--mqtt-url, or the embedded address).
     Sim(SimArgs),
-    /// Manage API tokens.
+    /// Machine tokens for integrations: labelled, scoped, expiring, revocable.
     #[command(subcommand)]
-    Token(TokenCommand),
+    Token(access::TokenCommand),
+    /// Personal accounts (people sign in to the dashboard with these).
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// The audit log: verify its hash chain, or print the newest records.
+    #[command(subcommand)]
+    Audit(access::AuditCommand),
     /// Manage gateway credentials for the embedded MQTT listener.
     #[command(subcommand)]
     MqttCredential(mqtt_credential::MqttCredentialCommand),
@@ -78,38 +85,11 @@ struct SimArgs {
 }
 
 #[derive(Debug, Subcommand)]
-enum TokenCommand {
-    /// Create a token and print it as the last line of stdout (only its hash is stored).
-    Create {
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Required with --role municipality: the municipality number, e.g. 3328.
-        #[arg(long)]
-        municipality: Option<String>,
-        /// A note on who holds the token.
-        #[arg(long)]
-        label: Option<String>,
-    },
-    /// List tokens: id (start of the stored hash), role, municipality, label, created, open
-    /// dashboard sessions. The tokens themselves are not stored and cannot be shown.
-    List,
-    /// Revoke a token by its id from `token list` (or a longer start of its hash): it stops
-    /// working at once, and so do the dashboard sessions signed in with it.
-    Revoke {
-        /// At least 8 hex digits.
-        id: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum ReplicasCommand {
     /// Stop expecting a replica's heartbeat (after taking it out of service for good, and
     /// after its broker session is gone or drained: see the README on replicas).
     Forget { client_id: String },
 }
-
-/// How many hex digits of a token's hash `token list` shows as its id.
-const TOKEN_ID_DIGITS: usize = 12;
 
 /// How a listing command prints (`--format`): aligned text, CSV or JSON.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -117,12 +97,6 @@ pub(crate) enum OutputFormat {
     Table,
     Csv,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum RoleArg {
-    Coordinator,
-    Municipality,
 }
 
 /// Entry point of the binary (and of the e2e tests' copy of it).
@@ -209,86 +183,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{}", config.redacted_toml()?);
             Ok(())
         }
-        Command::Token(TokenCommand::Create {
-            role,
-            municipality,
-            label,
-        }) => {
-            let role = match (role, municipality) {
-                (RoleArg::Coordinator, None) => Role::Coordinator,
-                (RoleArg::Coordinator, Some(_)) => {
-                    anyhow::bail!("--municipality only goes with --role municipality")
-                }
-                (RoleArg::Municipality, None) => {
-                    anyhow::bail!("--role municipality needs --municipality <number>")
-                }
-                (RoleArg::Municipality, Some(m)) => {
-                    let code = MunicipalityCode::parse(&m)?;
-                    let registry = config.registry()?;
-                    anyhow::ensure!(
-                        registry.contains(&code),
-                        "unknown municipality {code}: not in the configured region"
-                    );
-                    Role::Municipality(code)
-                }
-            };
-            let store = open_store(&config).await?;
-            let token = create_token(store.as_ref(), &role, label.as_deref()).await?;
-            eprintln!(
-                "Created a {} token. It is shown once; vft keeps only its hash.",
-                role.name()
-            );
-            println!("{token}");
-            Ok(())
-        }
-        Command::Token(TokenCommand::List) => {
-            let store = open_store(&config).await?;
-            let tokens = store.list_tokens(chrono::Utc::now()).await?;
-            println!(
-                "{:<14}{:<14}{:<14}{:<22}{:>9}  label",
-                "id", "role", "municipality", "created (UTC)", "sessions"
-            );
-            for t in &tokens {
-                println!(
-                    "{:<14}{:<14}{:<14}{:<22}{:>9}  {}",
-                    &t.token_hash[..TOKEN_ID_DIGITS.min(t.token_hash.len())],
-                    t.record.role.name(),
-                    t.record
-                        .role
-                        .municipality()
-                        .map_or_else(|| "-".to_owned(), ToString::to_string),
-                    t.record.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    t.open_sessions,
-                    t.record.label.as_deref().unwrap_or("")
-                );
-            }
-            Ok(())
-        }
-        Command::Token(TokenCommand::Revoke { id }) => {
-            let id = id.trim().to_ascii_lowercase();
-            anyhow::ensure!(
-                id.len() >= 8 && id.chars().all(|c| c.is_ascii_hexdigit()),
-                "a token id is at least 8 hex digits (see `vft token list`)"
-            );
-            let store = open_store(&config).await?;
-            let tokens = store.list_tokens(chrono::Utc::now()).await?;
-            let matches: Vec<_> = tokens
-                .iter()
-                .filter(|t| t.token_hash.starts_with(&id))
-                .collect();
-            let token = match matches.as_slice() {
-                [one] => *one,
-                [] => anyhow::bail!("no token with id {id}"),
-                _ => anyhow::bail!("{} tokens start with {id}; give more digits", matches.len()),
-            };
-            store.delete_token(&token.token_hash).await?;
-            eprintln!(
-                "Revoked the {} token {id} ({} dashboard session(s) ended).",
-                token.record.role.name(),
-                token.open_sessions
-            );
-            Ok(())
-        }
+        Command::Token(cmd) => access::token(&config, cmd).await,
+        Command::User(cmd) => access::user(&config, cmd).await,
+        Command::Audit(cmd) => access::audit(&config, cmd).await,
     }
 }
 
@@ -325,17 +222,4 @@ async fn open_store_with(
             )
         }),
     }
-}
-
-pub(crate) async fn create_token(
-    store: &dyn vft_store::Store,
-    role: &Role,
-    label: Option<&str>,
-) -> anyhow::Result<String> {
-    let bytes: [u8; 32] = rand::random();
-    let token = format!("vft_{}", hex::encode(bytes));
-    store
-        .create_token(&vft_domain::hash_token(&token), role, label)
-        .await?;
-    Ok(token)
 }

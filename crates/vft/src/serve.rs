@@ -268,6 +268,7 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         sessions: config.session_settings(),
         sign_in_throttle: Default::default(),
         plausible_times: config.plausible_times(),
+        audit: vft_api::audit::AuditTrail::start(store.clone(), config.audit.record_reads),
     };
     let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
     let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));
@@ -317,6 +318,15 @@ async fn maintenance(
                 Err(e) => tracing::warn!(error = %e, "retention failed; will retry"),
             }
         }
+        if config.audit.retention_days > 0 {
+            let cutoff =
+                chrono::Utc::now() - chrono::Duration::days(i64::from(config.audit.retention_days));
+            match store.purge_audit(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => info!(purged = n, %cutoff, "dropped audit records past retention"),
+                Err(e) => tracing::warn!(error = %e, "audit retention failed; will retry"),
+            }
+        }
         metrics::counter!("vft_maintenance_runs_total").increment(1);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -348,7 +358,7 @@ async fn run_demo(
     let loaded_in = started.elapsed();
     demo_deviations(&plan, store, broker).await?;
     demo_imports(config, store, &plan, &simulation).await?;
-    let token = crate::create_token(store, &Role::Coordinator, Some("demo")).await?;
+    let (token, password) = demo_access(store).await?;
     let months = vft_domain::YearMonth::months_of_year(year)?;
     let counts = store
         .device_counts(
@@ -374,10 +384,50 @@ async fn run_demo(
     println!(
         "vft: try     curl -H 'Authorization: Bearer {token}' '{base}/api/v1/rollups/devices?year={year}&format=csv'"
     );
-    println!("vft: dashboard {base}/");
+    println!("vft: dashboard {base}/  (sign in as {DEMO_USER}, password {password})");
     println!("vft: token   {token}");
     let _ = std::io::stdout().flush();
     Ok(())
+}
+
+/// The demo's coordinator account (its password is new at every start).
+pub const DEMO_USER: &str = "koordinator";
+
+/// The demo's coordinator: a personal account to sign in to the dashboard with, and a
+/// machine token for scripts. Both are new at every start (a password reset if the account
+/// exists from an earlier run).
+async fn demo_access(store: &dyn vft_store::Store) -> anyhow::Result<(String, String)> {
+    let password = format!("demo-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let hash = vft_domain::mqtt_access::hash_password(&password, rand::random())?;
+    let change = vft_store::UserChange {
+        password_hash: Some(Some(hash.clone())),
+        role: Some(Role::Coordinator),
+        disabled: Some(false),
+        ..Default::default()
+    };
+    if store.update_user(DEMO_USER, &change).await?.is_none() {
+        store
+            .create_user(
+                &vft_store::NewUser {
+                    username: DEMO_USER.into(),
+                    display_name: Some("Demo-koordinator".into()),
+                    role: Role::Coordinator,
+                    password_hash: Some(hash),
+                },
+                chrono::Utc::now(),
+            )
+            .await?;
+    }
+    let token = vft_api::accounts::new_token_secret();
+    store
+        .create_token(
+            &vft_domain::hash_token(&token),
+            &Role::Coordinator,
+            "demo",
+            Some(chrono::Utc::now() + chrono::Duration::days(30)),
+        )
+        .await?;
+    Ok((token, password))
 }
 
 /// Waits until ingest has stored `messages` more messages than `before` (events or dead
@@ -542,7 +592,7 @@ fn text_table(table: &vft_domain::DeviceTable) -> String {
     out
 }
 
-fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, what: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
