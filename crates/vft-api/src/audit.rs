@@ -228,7 +228,11 @@ pub async fn record_requests(
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Inside a nested router the URI lost its prefix; the route template did not.
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path().to_owned(), |u| u.path().to_owned());
     let template = request
         .extensions()
         .get::<MatchedPath>()

@@ -64,7 +64,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Authenticat
     if presented.is_none() && cookie.is_none() {
         return Err(ApiError::Unauthorized);
     }
-    let throttle = &state.sign_in_throttle;
+    let throttle = &state.credential_throttle;
     if let Err(wait) = throttle.admit(client, std::time::Instant::now()) {
         metrics::counter!("vft_http_sign_in_throttled_total").increment(1);
         return Err(ApiError::TooManyRequests(wait.as_secs().max(1)));

@@ -396,11 +396,8 @@ pub async fn list(
 /// The audit record of a device list names every device shown and its recipient.
 fn note_devices(note: &crate::audit::AuditNote, views: &[DeviceView]) {
     note.subjects(views.iter().flat_map(|v| {
-        std::iter::once(format!("{}/{}", v.vendor, v.device)).chain(
-            v.recipient
-                .as_ref()
-                .map(|r| format!("recipient={r}")),
-        )
+        std::iter::once(format!("{}/{}", v.vendor, v.device))
+            .chain(v.recipient.as_ref().map(|r| format!("recipient={r}")))
     }));
 }
 

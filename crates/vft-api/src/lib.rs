@@ -9,6 +9,7 @@ mod error;
 mod figures;
 pub mod imports;
 pub mod mqtt_credentials;
+pub mod oidc;
 mod openapi;
 mod rollups;
 pub mod session;
@@ -52,6 +53,9 @@ pub struct AppState {
     pub sessions: SessionSettings,
     /// Wrong sign-in tokens per client and in total (one per server).
     pub sign_in_throttle: Arc<throttle::SignInThrottle>,
+    /// Wrong bearer tokens and session cookies on API requests, per client
+    /// ([`throttle::SignInThrottle::per_client`]).
+    pub credential_throttle: Arc<throttle::SignInThrottle>,
     /// Dates an import may carry (`as_of`, installed dates), as ingest's event times.
     pub plausible_times: vft_domain::PlausibleTimes,
     /// The audit log's writer (`audit::AuditTrail::start`).

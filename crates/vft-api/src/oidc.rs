@@ -21,7 +21,7 @@ use openidconnect::{
     EndpointNotSet, EndpointSet, IdToken, IdTokenFields, IssuerUrl, JsonWebKeySet, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
     Scope, SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, TokenResponse,
-    UserInfoClaims, UserInfoError,
+    TokenUrl, UserInfoClaims, UserInfoError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -137,6 +137,7 @@ type RpIdTokenFields = IdTokenFields<
     CoreJwsSigningAlgorithm,
 >;
 type RpTokenResponse = StandardTokenResponse<RpIdTokenFields, CoreTokenType>;
+type RpIdTokenClaims = openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>;
 type RpIdToken = IdToken<
     OtherClaims,
     CoreGenderClaim,
@@ -172,6 +173,8 @@ pub struct OidcClient {
     settings: OidcSettings,
     http: reqwest::Client,
     metadata: CoreProviderMetadata,
+    redirect_url: RedirectUrl,
+    token_url: TokenUrl,
     auth_type: AuthType,
     scopes: Vec<String>,
     /// Rebuilt with fresh keys when the provider signs with a key vft has not seen.
@@ -217,7 +220,7 @@ impl OidcClient {
 
         let metadata = CoreProviderMetadata::discover_async(issuer_url, &http)
             .await
-            .map_err(|e| discovery(describe_discovery(&e)))?;
+            .map_err(|e| discovery(describe(&e)))?;
         require_https(
             "authorization_endpoint",
             metadata.authorization_endpoint().url(),
@@ -258,8 +261,8 @@ impl OidcClient {
             settings,
             &auth_type,
             metadata.clone(),
-            redirect_url,
-            token_url,
+            redirect_url.clone(),
+            token_url.clone(),
         );
         tracing::info!(issuer = %issuer, "OpenID provider discovered");
         Ok(Self {
@@ -267,6 +270,8 @@ impl OidcClient {
             settings: settings.clone(),
             http,
             metadata,
+            redirect_url,
+            token_url,
             auth_type,
             scopes,
             rp: RwLock::new(Arc::new(rp)),
@@ -329,7 +334,8 @@ impl OidcClient {
             reason,
         };
 
-        let rp = match verify(&rp, id_token, &pending.nonce, response.access_token()) {
+        let (rp, verified) = match verify(&rp, id_token, &pending.nonce, response.access_token()) {
+            Ok(verified) => (rp, verified),
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) => {
@@ -337,16 +343,12 @@ impl OidcClient {
                 // fetch the key set once more. Only the token endpoint's own answer, over the
                 // back channel, gets here, so this cannot be made to repeat at will.
                 let rp = self.refresh_keys().await?;
-                verify(&rp, id_token, &pending.nonce, response.access_token())
+                let verified = verify(&rp, id_token, &pending.nonce, response.access_token())
                     .map_err(|e| rejected(describe(&e)))?;
-                rp
+                (rp, verified)
             }
             Err(e) => return Err(rejected(describe(&e))),
-            Ok(()) => rp,
         };
-        let verified = id_token
-            .claims(&rp.id_token_verifier(), &pending.nonce)
-            .map_err(|e| rejected(describe(&e)))?;
         let subject = verified.subject().clone();
         let mut claims = as_json_object(verified);
 
@@ -389,18 +391,15 @@ impl OidcClient {
                 issuer: self.issuer.clone(),
                 reason: format!(
                     "signed with an unknown key, and fetching the keys again failed: {}",
-                    describe_discovery(&e)
+                    describe(&e)
                 ),
             })?;
-        let current = self.rp();
-        let metadata = self.metadata.clone().set_jwks(jwks);
-        let redirect_url = current.redirect_uri().cloned().expect("set at discovery");
         let rp = Arc::new(build_rp(
             &self.settings,
             &self.auth_type,
-            metadata,
-            redirect_url,
-            current.token_uri().clone(),
+            self.metadata.clone().set_jwks(jwks),
+            self.redirect_url.clone(),
+            self.token_url.clone(),
         ));
         *self.rp.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&rp);
         tracing::info!(issuer = %self.issuer, "OpenID provider's signing keys fetched again");
@@ -413,7 +412,7 @@ fn build_rp(
     auth_type: &AuthType,
     metadata: CoreProviderMetadata,
     redirect_url: RedirectUrl,
-    token_url: openidconnect::TokenUrl,
+    token_url: TokenUrl,
 ) -> Rp {
     Rp::<EndpointSet, EndpointMaybeSet, EndpointMaybeSet>::from_provider_metadata(
         metadata,
@@ -427,12 +426,12 @@ fn build_rp(
 
 /// The ID token's signature, issuer, audience, expiry and nonce, then its `at_hash` (when
 /// there is one) against the access token that came with it.
-fn verify(
+fn verify<'t>(
     rp: &Rp,
-    id_token: &RpIdToken,
+    id_token: &'t RpIdToken,
     nonce: &Nonce,
     access_token: &openidconnect::AccessToken,
-) -> Result<(), ClaimsVerificationError> {
+) -> Result<&'t RpIdTokenClaims, ClaimsVerificationError> {
     let verifier = rp.id_token_verifier();
     let claims = id_token.claims(&verifier, nonce)?;
     if let Some(expected) = claims.access_token_hash() {
@@ -452,7 +451,7 @@ fn verify(
             ));
         }
     }
-    Ok(())
+    Ok(claims)
 }
 
 /// What `begin` made and `finish` needs: the state (the key to find it again), the nonce and
@@ -678,12 +677,6 @@ fn describe(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-fn describe_discovery<E: std::error::Error + 'static>(
-    error: &openidconnect::DiscoveryError<E>,
-) -> String {
-    describe(error)
 }
 
 /// Parse errors are named by where they happened only: serde's message may quote the value,

@@ -104,6 +104,16 @@ impl SignInThrottle {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Per client only, never all clients together: for wrong tokens and sessions on API
+    /// requests, where a global wait would let one guesser stop every integration (tokens
+    /// have 256 random bits; the wait keeps guessers out of the audit log, not out of luck).
+    pub fn per_client() -> Self {
+        Self::new(ThrottleLimits {
+            global_failures: u32::MAX,
+            ..ThrottleLimits::default()
+        })
+    }
+
     /// Whether `client` may try a token at `now`; if not, how long it must wait.
     pub fn admit(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         let counts = self.counts();

@@ -267,6 +267,7 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         reconciliation: config.reconcile_settings(),
         sessions: config.session_settings(),
         sign_in_throttle: Default::default(),
+        credential_throttle: Arc::new(vft_api::throttle::SignInThrottle::per_client()),
         plausible_times: config.plausible_times(),
         audit: vft_api::audit::AuditTrail::start(store.clone(), config.audit.record_reads),
     };
