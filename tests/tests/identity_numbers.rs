@@ -950,8 +950,93 @@ async fn no_identity_number_is_stored_logged_or_shown_in_any_shape() {
     )
     .unwrap_or_else(|e| panic!("vft import inventory failed: {e}"));
 
+    // Through the people's doors: a number typed as a username at sign-in (plain and
+    // dressed up), as a new account's username or name, as a token's label, and in a path.
+    let mut account_numbers: Vec<(String, String)> = Vec::new();
+    let sign_in_client = reqwest::Client::new();
+    for (i, shape) in [
+        |n: &str| n.to_owned(),
+        |n: &str| format!("{n}@hol.kommune.no"),
+        |n: &str| grouped(n, &[6, 5], " "),
+        |n: &str| dotted(n),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = number(900 + i as u32, Kind::Birth);
+        let resp = sign_in_client
+            .post(format!("{}/api/session", vft.api))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({ "username": shape(&n), "password": "not the password" })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("POST /api/session");
+        assert_eq!(resp.status(), 401, "sign-in as a number");
+        account_numbers.push((format!("account: sign-in username shape {i}"), n));
+    }
+    let n = number(910, Kind::D);
+    for (what, body) in [
+        (
+            "username",
+            serde_json::json!({ "username": format!("{n}@x.no"), "role": "auditor", "password": "korrekt hest batteri" }),
+        ),
+        (
+            "name",
+            serde_json::json!({ "username": "kari", "name": format!("Kari {}", spaced(&n)), "role": "auditor", "password": "korrekt hest batteri" }),
+        ),
+    ] {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/users", vft.api))
+            .bearer_auth(&coordinator)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /api/v1/users");
+        assert_eq!(
+            resp.status(),
+            400,
+            "an account's {what} with a number is refused"
+        );
+    }
+    account_numbers.push(("account: new username and name".into(), n));
+    let n = number(911, Kind::H);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/tokens", vft.api))
+        .bearer_auth(&coordinator)
+        .json(&serde_json::json!({ "label": format!("for {n}"), "role": "auditor" }))
+        .send()
+        .await
+        .expect("POST /api/v1/tokens");
+    assert_eq!(resp.status(), 400, "a token label with a number is refused");
+    account_numbers.push(("account: token label".into(), n));
+    let n = number(912, Kind::Birth);
+    let resp = get(
+        &format!("{}/api/v1/devices/hepro/D{n}", vft.api),
+        Some(&coordinator),
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = get(&format!("{}/api/v1/users/{n}", vft.api), Some(&coordinator)).await;
+    assert!(resp.status().is_client_error());
+    account_numbers.push(("account: paths".into(), n));
+
     // What the API shows.
     let mut places = Haystacks(Vec::new(), Vec::new());
+    let audit = get_json(
+        &format!("{}/api/v1/audit?limit=1000", vft.api),
+        &coordinator,
+    )
+    .await;
+    assert!(
+        audit["records"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["action"] == "sign_in_failed")),
+        "the failed sign-ins are in the audit log (masked)"
+    );
+    places.add("API audit log", audit.to_string().as_bytes());
     let api = |path: &str| format!("{}{path}", vft.api);
     let dead_letters = get_json(&api("/api/v1/dead-letters?limit=1000"), &coordinator).await;
     places.add("API import response", import_response.as_bytes());
@@ -1003,6 +1088,7 @@ async fn no_identity_number_is_stored_logged_or_shown_in_any_shape() {
         .iter()
         .map(|v| (format!("mqtt: {}", v.label), &v.number))
         .chain(import_rows.iter().map(|r| (r.label.clone(), &r.number)))
+        .chain(account_numbers.iter().map(|(l, n)| (l.clone(), n)))
     {
         let found = places.holding(number);
         if !found.is_empty() {

@@ -81,6 +81,12 @@ pub async fn hash_new_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+fn checked_name(name: &str) -> Result<String, ApiError> {
+    vft_domain::auth::check_free_text("a name", name)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(name.trim().to_owned())
+}
+
 fn check_municipalities(state: &AppState, role: &Role) -> Result<(), ApiError> {
     match role
         .municipalities()
@@ -146,7 +152,7 @@ pub async fn create_user(
         .create_user(
             &NewUser {
                 username,
-                display_name: new.name.map(|n| n.chars().take(200).collect()),
+                display_name: new.name.map(|n| checked_name(&n)).transpose()?,
                 role,
                 password_hash,
             },
@@ -214,7 +220,7 @@ pub async fn update_user(
         note.subjects([format!("disabled={d}")]);
     }
     let change = UserChange {
-        display_name: patch.name.map(|n| Some(n.chars().take(200).collect())),
+        display_name: patch.name.map(|n| checked_name(&n).map(Some)).transpose()?,
         role,
         password_hash,
         disabled: patch.disabled,
@@ -308,11 +314,8 @@ pub fn token_terms(
     now: DateTime<Utc>,
 ) -> Result<(String, DateTime<Utc>), String> {
     let label = label.trim();
-    if label.is_empty() || label.chars().count() > 200 || label.chars().any(char::is_control) {
-        return Err(
-            "a token needs a label of 1-200 printable characters (who holds it, what for)".into(),
-        );
-    }
+    vft_domain::auth::check_free_text("a token's label (who holds it, what for)", label)
+        .map_err(|e| e.to_string())?;
     let days = expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
     if days == 0 || days > MAX_TOKEN_DAYS {
         return Err(format!("a token lives 1-{MAX_TOKEN_DAYS} days"));

@@ -184,11 +184,18 @@ pub enum AccountError {
         "a password has at least {MIN_PASSWORD_CHARS} characters and at most {MAX_PASSWORD_BYTES} bytes"
     )]
     BadPassword,
+    #[error("{0} must not contain a national identity number")]
+    IdentityNumber(&'static str),
+    #[error("{0} is 1-200 printable characters")]
+    BadText(&'static str),
 }
 
 /// A person's username, lower-cased: usernames are compared as e-mail addresses are.
 pub fn parse_username(raw: &str) -> Result<String, AccountError> {
     let name = raw.trim().to_lowercase();
+    if crate::nin::find(&name) {
+        return Err(AccountError::IdentityNumber("a username"));
+    }
     let ok = !name.is_empty()
         && name.len() <= MAX_USERNAME_LEN
         && name
@@ -199,6 +206,18 @@ pub fn parse_username(raw: &str) -> Result<String, AccountError> {
     } else {
         Err(AccountError::BadUsername)
     }
+}
+
+/// A display name or label: 1-200 printable characters and no national identity number.
+pub fn check_free_text(what: &'static str, text: &str) -> Result<(), AccountError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 200 || text.chars().any(char::is_control) {
+        return Err(AccountError::BadText(what));
+    }
+    if crate::nin::find(text) {
+        return Err(AccountError::IdentityNumber(what));
+    }
+    Ok(())
 }
 
 pub fn check_new_password(password: &str) -> Result<(), AccountError> {
@@ -296,6 +315,13 @@ mod tests {
         assert!(parse_username("kari nordmann").is_err());
         assert!(parse_username("").is_err());
         assert!(parse_username(&"a".repeat(129)).is_err());
+        assert_eq!(
+            parse_username("01019012057@hol.kommune.no"),
+            Err(AccountError::IdentityNumber("a username"))
+        );
+        assert!(check_free_text("a name", "Kari Nordmann").is_ok());
+        assert!(check_free_text("a name", "Kari 010190 12057").is_err());
+        assert!(check_free_text("a label", "").is_err());
         assert!(check_new_password("kort").is_err());
         assert!(check_new_password("korrekt hest batteri").is_ok());
         assert!(check_new_password(&"x".repeat(2000)).is_err());

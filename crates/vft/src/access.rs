@@ -281,6 +281,9 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         } => {
             let username = change(&username)?;
             let role = role(config, role_arg, &municipality)?;
+            if let Some(name) = &name {
+                vft_domain::auth::check_free_text("a name", name)?;
+            }
             let password_hash = if password_stdin {
                 Some(hash(&read_password()?)?)
             } else {
