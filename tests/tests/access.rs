@@ -485,26 +485,13 @@ async fn accounts_roles_and_the_audit_log(scratch: Scratch) {
 
 /// Edits the audit log as someone with the database's password would: the append-only
 /// triggers dropped first.
-fn tamper(database_url: &str, sql: &str) {
-    let status = if let Some(path) = database_url.strip_prefix("sqlite://") {
-        let script = format!(
-            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.execute('DROP TRIGGER audit_log_append_only')\nc.execute(sys.argv[2])\nc.commit()\n"
-        );
-        std::process::Command::new("python3")
-            .args(["-c", &script, path, sql])
-            .status()
+fn tamper(database_url: &str, statement: &str) {
+    let drop = if database_url.starts_with("sqlite:") {
+        "DROP TRIGGER audit_log_append_only;"
     } else {
-        std::process::Command::new("psql")
-            .args([
-                database_url,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                &format!("DROP TRIGGER audit_log_guard ON audit_log; {sql}"),
-            ])
-            .status()
+        "DROP TRIGGER audit_log_guard ON audit_log;"
     };
-    assert!(status.expect("tamper").success(), "tampering failed");
+    sql(database_url, &format!("{drop} {statement}"));
 }
 
 #[tokio::test]
@@ -518,4 +505,137 @@ async fn accounts_roles_and_the_audit_log_on_postgres() {
         return;
     };
     accounts_roles_and_the_audit_log(scratch).await;
+}
+
+/// Runs SQL on the server's database behind vft's back (python3's sqlite3 module, or psql).
+fn sql(database_url: &str, statement: &str) {
+    let status = if let Some(path) = database_url.strip_prefix("sqlite://") {
+        let script = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()\n";
+        std::process::Command::new("python3")
+            .args(["-c", script, path, statement])
+            .status()
+    } else {
+        std::process::Command::new("psql")
+            .args([database_url, "-v", "ON_ERROR_STOP=1", "-c", statement])
+            .status()
+    };
+    assert!(status.expect("sql").success(), "{statement}");
+}
+
+/// When the audit log cannot be written, personal data is not shown (503), figures still
+/// are, and a change is done and answered; once the log takes records again, so does vft.
+async fn personal_reads_fail_closed(scratch: Scratch) {
+    let s = Server::start(scratch).await;
+    let api = s.vft.api.clone();
+    s.publish(&[event(
+        "fc-1",
+        "3328",
+        "FC-1",
+        "installed",
+        json!({"kind": "safety_alarm", "recipient": "r-fc"}),
+    )])
+    .await;
+    s.wait_events(1).await;
+    let db = s.scratch.database_url();
+    let devices = format!("{api}/api/v1/devices");
+    assert_eq!(
+        get(&devices, Some(&s.coordinator)).await.status(),
+        StatusCode::OK
+    );
+    if db.starts_with("sqlite:") {
+        sql(
+            &db,
+            "CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        );
+    } else {
+        sql(
+            &db,
+            "CREATE FUNCTION audit_refused() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END; $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER audit_refused BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_refused();",
+        );
+    }
+    let refused = get(&devices, Some(&s.coordinator)).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.expect("body");
+    assert_eq!(body["error"], "audit_unavailable");
+    assert!(!body.to_string().contains("FC-1"), "{body}");
+    let detail = get(
+        &format!("{api}/api/v1/devices/hepro/FC-1"),
+        Some(&s.coordinator),
+    )
+    .await;
+    assert_eq!(detail.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let figures = get(
+        &format!("{api}/api/v1/rollups/devices?year=2025"),
+        Some(&s.coordinator),
+    )
+    .await;
+    assert_eq!(
+        figures.status(),
+        StatusCode::OK,
+        "figures carry no personal data"
+    );
+    let change = reqwest::Client::new()
+        .put(format!("{api}/api/v1/devices/hepro/FC-1/timeout"))
+        .bearer_auth(&s.coordinator)
+        .json(&json!({ "timeout_secs": 3600 }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(
+        change.status(),
+        StatusCode::OK,
+        "a change is done and answered"
+    );
+    let metrics = get(&format!("{api}/metrics"), None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("vft_audit_write_failures_total"),
+        "counted"
+    );
+
+    sql(
+        &db,
+        if db.starts_with("sqlite:") {
+            "DROP TRIGGER audit_refused"
+        } else {
+            "DROP TRIGGER audit_refused ON audit_log"
+        },
+    );
+    let back = get(&devices, Some(&s.coordinator)).await;
+    assert_eq!(
+        back.status(),
+        StatusCode::OK,
+        "by itself, once the log takes records"
+    );
+    let log = get_json(
+        &format!("{api}/api/v1/audit?action=read&limit=10"),
+        &s.coordinator,
+    )
+    .await;
+    let reads = log["records"].as_array().expect("records");
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|r| r["route"] == "GET /api/v1/devices")
+            .count(),
+        2,
+        "the two reads shown, not the refused ones: {log}"
+    );
+}
+
+#[tokio::test]
+async fn personal_reads_fail_closed_on_sqlite() {
+    personal_reads_fail_closed(Scratch::new()).await;
+}
+
+#[tokio::test]
+async fn personal_reads_fail_closed_on_postgres() {
+    let Some(scratch) = Scratch::postgres().await else {
+        return;
+    };
+    personal_reads_fail_closed(scratch).await;
 }
