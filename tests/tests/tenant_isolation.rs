@@ -136,6 +136,15 @@ impl Plant {
 
     /// Identifiers none of whose owners is `m` (`None`: every identifier): what `m`'s answers
     /// must not hold.
+    /// What belongs to none of `ms`.
+    fn foreign_to_all(&self, ms: &[&str]) -> Vec<&str> {
+        self.owners
+            .iter()
+            .filter(|(_, owners)| !ms.iter().any(|m| owners.contains(*m)))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
     fn foreign_to(&self, m: Option<&str>) -> Vec<&str> {
         self.owners
             .iter()
@@ -313,9 +322,19 @@ fn exports(year: i32) -> [(&'static str, String, Vec<u8>); 2] {
 #[derive(Clone)]
 struct Role {
     name: String,
-    /// `None`: the coordinator or no token.
+    /// `coordinator`, `municipality`, `operator`, `auditor`, or `none` (no token).
+    kind: &'static str,
+    /// A municipality role's municipality it acts for by default (the first of its own).
     municipality: Option<String>,
+    /// A municipality role's other municipalities.
+    also: Vec<String>,
     token: Option<String>,
+}
+
+impl Role {
+    fn may_see(&self, m: &str) -> bool {
+        self.municipality.as_deref() == Some(m) || self.also.iter().any(|a| a == m)
+    }
 }
 
 /// One request of the sweep and what it must get.
@@ -561,18 +580,46 @@ async fn sweep_on(scratch: Scratch) {
         assert_eq!(report["errors"], json!([]), "{vendor}: {report}");
     }
 
-    // Tokens: the coordinator, every municipality of the region, and none.
+    // Tokens: the coordinator, every municipality of the region, a user of two
+    // municipalities, the operator, the auditor, and none.
     let db = s.scratch.database_url();
+    let cwd = s.scratch.dir.path();
+    let token_for = |args: &[&str]| Some(create_token(&db, cwd, args));
     let mut roles = vec![
         Role {
             name: "coordinator".into(),
+            kind: "coordinator",
             municipality: None,
+            also: Vec::new(),
             token: Some(s.coordinator.clone()),
         },
         Role {
             name: "no token".into(),
+            kind: "none",
             municipality: None,
+            also: Vec::new(),
             token: None,
+        },
+        Role {
+            name: "operator".into(),
+            kind: "operator",
+            municipality: None,
+            also: Vec::new(),
+            token: token_for(&["--role", "operator"]),
+        },
+        Role {
+            name: "auditor".into(),
+            kind: "auditor",
+            municipality: None,
+            also: Vec::new(),
+            token: token_for(&["--role", "auditor"]),
+        },
+        Role {
+            name: "municipality 3328+3330".into(),
+            kind: "municipality",
+            municipality: Some(AAL.into()),
+            also: vec!["3330".into()],
+            token: token_for(&["--role", "municipality", "--municipality", "3330,3328"]),
         },
     ];
     for m in REGION {
@@ -587,6 +634,8 @@ async fn sweep_on(scratch: Scratch) {
         };
         roles.push(Role {
             name: format!("municipality {m}"),
+            kind: "municipality",
+            also: Vec::new(),
             municipality: Some(m.to_owned()),
             token: Some(token),
         });
@@ -594,7 +643,7 @@ async fn sweep_on(scratch: Scratch) {
     let token_of = |m: &str| {
         roles
             .iter()
-            .find(|r| r.municipality.as_deref() == Some(m))
+            .find(|r| r.municipality.as_deref() == Some(m) && r.also.is_empty())
             .and_then(|r| r.token.clone())
             .expect("token")
     };
@@ -826,11 +875,26 @@ async fn fetch(http: &reqwest::Client, url: &str, role: &Role) -> (u16, String) 
 }
 
 /// GET routes only a coordinator may use.
-const COORDINATOR_ONLY: [&str; 3] = [
+const COORDINATOR_ONLY: [&str; 6] = [
     "/api/v1/dead-letters",
     "/api/v1/imports/errors",
     "/api/v1/mqtt-credentials",
+    "/api/v1/users",
+    "/api/v1/tokens",
+    "/api/v1/audit",
 ];
+
+/// The routes an operator may read (it runs the service, sees no fleet data).
+const OPERATOR_ROUTES: [&str; 5] = [
+    "/api/v1/session",
+    "/api/v1/dead-letters",
+    "/api/v1/mqtt-credentials",
+    "/api/v1/users",
+    "/api/v1/tokens",
+];
+
+/// The routes an auditor may read.
+const AUDITOR_ROUTES: [&str; 2] = ["/api/v1/session", "/api/v1/audit"];
 
 /// What the sweep found.
 struct Sweep<'a> {
@@ -851,14 +915,22 @@ impl Sweep<'_> {
             .strip_prefix("/api/v1/devices/")
             .and_then(|k| k.split_once('/'))
             .map(|(v, d)| (v.to_owned(), d.to_owned()));
-        match (&role.token, &role.municipality) {
-            (None, _) => api_route.then_some(401),
-            (Some(_), Some(own)) if probe.asks_for.as_ref().is_some_and(|m| m != own) => Some(403),
-            (Some(_), Some(_)) if COORDINATOR_ONLY.contains(&route) => Some(403),
-            (Some(_), own) => match device {
-                // Another municipality's device is invisible: 404, as if it did not exist.
+        let only = |allowed: &[&str]| {
+            api_route.then_some(if allowed.contains(&route) { 200 } else { 403 })
+        };
+        match role.kind {
+            "none" => api_route.then_some(401),
+            "operator" => only(&OPERATOR_ROUTES),
+            "auditor" => only(&AUDITOR_ROUTES),
+            "municipality" if probe.asks_for.as_ref().is_some_and(|m| !role.may_see(m)) => {
+                Some(403)
+            }
+            "municipality" if COORDINATOR_ONLY.contains(&route) => Some(403),
+            _ => match device {
+                // Another municipality's device is invisible: 404, as if it did not exist. A
+                // municipality role acts for the first of its own unless the probe asks.
                 Some(k) => Some(match self.current.get(&k) {
-                    Some(m) if own.as_ref().is_none_or(|own| own == m) => 200,
+                    Some(m) if role.municipality.as_ref().is_none_or(|own| own == m) => 200,
                     _ => 404,
                 }),
                 None => api_route.then_some(200),
@@ -890,10 +962,18 @@ impl Sweep<'_> {
         if role.token.is_none() && !route.starts_with("/api/v1/") && status == 401 {
             self.wrong.push(format!("{what}: 401 on a public route"));
         }
-        let hidden = match (&role.token, &role.municipality) {
-            (Some(_), None) => Vec::new(),
-            (Some(_), Some(m)) => self.plant.foreign_to(Some(m)),
-            (None, _) => self.plant.foreign_to(None),
+        let hidden = match role.kind {
+            "coordinator" => Vec::new(),
+            // Dead letters are the region's (a dead letter may name no municipality), and the
+            // audit log names whoever was read: both by design.
+            "operator" if OPERATOR_ROUTES.contains(&route) => Vec::new(),
+            "auditor" if AUDITOR_ROUTES.contains(&route) => Vec::new(),
+            "municipality" => {
+                let mut own: Vec<&str> = role.also.iter().map(String::as_str).collect();
+                own.extend(role.municipality.as_deref());
+                self.plant.foreign_to_all(&own)
+            }
+            _ => self.plant.foreign_to(None),
         };
         for id in hidden {
             if body.contains(id) && !url.contains(id) {
