@@ -8,7 +8,6 @@ use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::time::Duration;
 use support::*;
 
 const PASSWORD: &str = "korrekt hest batteri stift";

@@ -191,6 +191,71 @@ pub async fn serve(
     .await
 }
 
+/// Marks a request that `serve_tls` received (see `session::SERVED_OVER_TLS`).
+#[derive(Clone, Copy)]
+struct ServedOverTls;
+
+/// Serves HTTPS with `tls` until `shutdown` resolves, then lets in-flight connections finish
+/// (at most 30 s). A TLS handshake gets 10 s; a client that fails it is dropped and counted
+/// (`vft_http_tls_handshake_failures_total`). HTTP/1.1 and HTTP/2 (by ALPN, when `tls` offers
+/// it). Each request knows its peer's address, as with [`serve`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => connection,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, never spin.
+                    tracing::warn!(error = %e, "cannot accept an HTTPS connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+            let Ok(Ok(stream)) = handshake else {
+                metrics::counter!("vft_http_tls_handshake_failures_total").increment(1);
+                return;
+            };
+            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request.extensions_mut().insert(ServedOverTls);
+                request.headers_mut().insert(
+                    session::SERVED_OVER_TLS,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(error = %e, %peer, "HTTPS connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await;
+    Ok(())
+}
+
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "ok")))]
 async fn healthz() -> &'static str {
@@ -268,7 +333,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Request count and latency per route template (bounded labels: never the raw path).
-async fn record_metrics(request: Request, next: Next) -> Response {
+async fn record_metrics(mut request: Request, next: Next) -> Response {
+    // Only serve_tls may say a request came over vft's own TLS; a client's claim is dropped.
+    if request.extensions().get::<ServedOverTls>().is_none() {
+        request.headers_mut().remove(session::SERVED_OVER_TLS);
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -99,8 +99,13 @@ fn plain_http_to_loopback(headers: &HeaderMap) -> bool {
 /// browser would keep a Secure cookie only by its own leniency. A TLS proxy on the same
 /// machine still gets `Secure`: the browser's `Origin` is its https address.
 pub fn cookie_is_secure(settings: &SessionSettings, headers: &HeaderMap) -> bool {
-    settings.secure_cookie && !plain_http_to_loopback(headers)
+    headers.contains_key(SERVED_OVER_TLS)
+        || (settings.secure_cookie && !plain_http_to_loopback(headers))
 }
+
+/// A header `serve_tls` sets on every request it serves (replacing any a client sent), so the
+/// session cookie is Secure whenever vft itself speaks TLS, whatever the request says.
+pub(crate) const SERVED_OVER_TLS: &str = "x-vft-served-over-tls";
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -616,6 +621,9 @@ mod tests {
             let h = headers(pairs);
             assert_eq!(cookie_is_secure(&on, &h), *secure, "{pairs:?}");
             assert!(!cookie_is_secure(&off, &h), "off is off: {pairs:?}");
+            let mut tls = h.clone();
+            tls.insert(SERVED_OVER_TLS, HeaderValue::from_static("1"));
+            assert!(cookie_is_secure(&off, &tls), "always over vft's own TLS: {pairs:?}");
         }
     }
 }

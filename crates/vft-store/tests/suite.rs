@@ -2362,7 +2362,7 @@ fn audit_entry(i: usize) -> vft_domain::audit::AuditEntry {
         role: "coordinator".into(),
         action: vft_domain::audit::AuditAction::Read,
         route: "GET /api/v1/devices/{vendor}/{device}".into(),
-        municipality: (i % 2 == 0).then(|| "3328".to_owned()),
+        municipality: i.is_multiple_of(2).then(|| "3328".to_owned()),
         subjects: vec![
             "vendor=hepro".to_owned(),
             format!("device=D{i}"),

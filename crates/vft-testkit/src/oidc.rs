@@ -2,8 +2,9 @@
 //! OpenID Certified implementation) run by Node.js on a free loopback port, issuer
 //! `http://127.0.0.1:<port>`.
 //!
-//! Needs `node` and `npm ci` in tests/oidc (`.ci/run` does both). Without them [`OidcProvider::start`]
-//! returns [`Unavailable`], which a test turns into a loud skip; in CI (`CI=true`) it panics.
+//! Needs Node.js 20.12+ and `npm ci` in tests/oidc (`.ci/run` does both). Without them
+//! [`OidcProvider::start`] returns [`Unavailable`], which a test turns into a loud skip; in CI
+//! (`CI=true`) it panics.
 
 use std::fmt;
 use std::io::{BufRead, BufReader};

@@ -23,6 +23,11 @@ const DEFAULT_MUNICIPALITIES: &str = include_str!("../../../config/municipalitie
 pub struct Config {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// HTTPS on `http_addr` with this certificate chain (PEM) and `http_tls_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_tls_key: Option<PathBuf>,
     /// `sqlite://path/to/file.db` or `postgres://user[:password]@host/db`.
     pub database_url: String,
     /// `tracing` filter, e.g. `info` or `vft_ingest=debug,info`. `RUST_LOG` wins when set.
@@ -212,6 +217,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            http_tls_cert: None,
+            http_tls_key: None,
             database_url: "sqlite://data/vft.db".into(),
             log: "info".into(),
             log_format: LogFormat::Text,
@@ -371,6 +378,10 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.http_tls_cert.is_some() == self.http_tls_key.is_some(),
+            "http_tls_cert and http_tls_key go together"
+        );
         anyhow::ensure!(
             (1..=720).contains(&self.dashboard.session_hours),
             "dashboard.session_hours must be 1-720"

@@ -271,9 +271,26 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         plausible_times: config.plausible_times(),
         audit: vft_api::audit::AuditTrail::start(store.clone(), config.audit.record_reads),
     };
-    let api = tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone())));
+    let https = match (&config.http_tls_cert, &config.http_tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut tls = (*vft_ingest::tls::server_config(cert, key)?).clone();
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Some(Arc::new(tls))
+        }
+        _ => None,
+    };
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let api = match https {
+        Some(tls) => tokio::spawn(vft_api::serve_tls(
+            listener,
+            state,
+            tls,
+            on_stop(stop_rx.clone()),
+        )),
+        None => tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone()))),
+    };
     let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));
-    println!("vft: API listening on http://{addr}");
+    println!("vft: API listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
 
     let outcome = match demo {
