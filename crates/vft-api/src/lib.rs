@@ -10,6 +10,7 @@ mod figures;
 pub mod imports;
 pub mod mqtt_credentials;
 pub mod oidc;
+pub mod oidc_sign_in;
 mod openapi;
 mod rollups;
 pub mod session;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub plausible_times: vft_domain::PlausibleTimes,
     /// The audit log's writer (`audit::AuditTrail::start`).
     pub audit: Arc<audit::AuditTrail>,
+    /// Sign-in with the organisation's OpenID provider, when configured (`[oidc]`).
+    pub oidc: Option<Arc<oidc_sign_in::OidcSignIn>>,
 }
 
 /// Largest sign-in body: `{"token": …}` with a token of at most 256 characters.
@@ -142,6 +145,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT))
                 .delete(session::sign_out),
         )
+        .route("/api/auth/oidc", get(oidc_sign_in::status))
+        .route("/api/auth/oidc/start", get(oidc_sign_in::start))
+        .route("/api/auth/oidc/callback", get(oidc_sign_in::callback))
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::file))
         .route("/healthz", get(healthz))
@@ -229,22 +235,24 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await;
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await;
             let Ok(Ok(stream)) = handshake else {
                 metrics::counter!("vft_http_tls_handshake_failures_total").increment(1);
                 return;
             };
-            let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request.extensions_mut().insert(ServedOverTls);
-                request.headers_mut().insert(
-                    session::SERVED_OVER_TLS,
-                    axum::http::HeaderValue::from_static("1"),
-                );
-                app.clone().oneshot(request.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request.extensions_mut().insert(ServedOverTls);
+                    request.headers_mut().insert(
+                        session::SERVED_OVER_TLS,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
+                    app.clone().oneshot(request.map(axum::body::Body::new))
+                });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {

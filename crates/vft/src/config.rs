@@ -50,6 +50,11 @@ pub struct Config {
     pub cooperations: Vec<Cooperation>,
     pub reconciliation: ReconciliationConfig,
     pub dashboard: DashboardConfig,
+    /// Sign-in with the organisation's OpenID provider (Entra ID, ID-porten, Feide, HelseID):
+    /// `[oidc]` with issuer, client_id, client_secret (or VFT_OIDC__CLIENT_SECRET), redirect_url
+    /// and optionally username_claim and ca_file. Absent: local passwords only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<vft_api::oidc::OidcSettings>,
     pub audit: AuditConfig,
     /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
     /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
@@ -290,6 +295,7 @@ impl Default for Config {
                 session_hours: 8,
                 secure_cookie: true,
             },
+            oidc: None,
             audit: AuditConfig {
                 retention_days: 1825,
                 record_reads: true,
@@ -477,6 +483,10 @@ impl Config {
         let mut shown = self.clone();
         shown.database_url = vft_store::redact_url(&shown.database_url);
         shown.mqtt.url = shown.mqtt.url.as_deref().map(vft_store::redact_url);
+        shown.oidc = shown
+            .oidc
+            .as_ref()
+            .map(vft_api::oidc::OidcSettings::redacted);
         Ok(toml::to_string_pretty(&shown)?)
     }
 

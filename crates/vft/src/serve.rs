@@ -270,6 +270,10 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         credential_throttle: Arc::new(vft_api::throttle::SignInThrottle::per_client()),
         plausible_times: config.plausible_times(),
         audit: vft_api::audit::AuditTrail::start(store.clone(), config.audit.record_reads),
+        oidc: config
+            .oidc
+            .clone()
+            .map(|o| Arc::new(vft_api::oidc_sign_in::OidcSignIn::new(o))),
     };
     let https = match (&config.http_tls_cert, &config.http_tls_key) {
         (Some(cert), Some(key)) => {
