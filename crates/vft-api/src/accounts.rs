@@ -100,7 +100,7 @@ fn check_municipalities(state: &AppState, role: &Role) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = UserList), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator or operator", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = UserList), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Not a coordinator or operator", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/users`: every personal account.
 pub async fn list_users(
     _manager: AccessManager,
@@ -129,7 +129,7 @@ pub struct NewUserRequest {
     pub password: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "access", request_body = NewUserRequest, responses((status = 201, body = UserView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody), (status = 409, description = "The username is taken", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "access", request_body = NewUserRequest, responses((status = 201, body = UserView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody), (status = 409, description = "The username is taken", body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/users`: creates a personal account.
 pub async fn create_user(
     _manager: AccessManager,
@@ -177,7 +177,7 @@ pub struct UserPatch {
     pub unlock: bool,
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "access", request_body = UserPatch, responses((status = 200, body = UserView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator or operator, or one's own role or state", body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "access", request_body = UserPatch, responses((status = 200, body = UserView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Not a coordinator or operator, or one's own role or state", body = crate::schemas::ErrorBody), (status = 404, body = crate::schemas::ErrorBody)))]
 /// `PATCH /api/v1/users/{username}`: changes an account. Nobody changes their own role, lock
 /// or disabled state (another manager must).
 pub async fn update_user(
@@ -271,7 +271,7 @@ pub struct TokenList {
     pub tokens: Vec<TokenView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", responses((status = 200, body = TokenList), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", responses((status = 200, body = TokenList), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/tokens`: every machine token (never the tokens themselves).
 pub async fn list_tokens(
     _manager: AccessManager,
@@ -326,7 +326,7 @@ pub fn token_terms(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = NewTokenRequest, responses((status = 201, body = CreatedToken), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = NewTokenRequest, responses((status = 201, body = CreatedToken), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/tokens`: a labelled, scoped, expiring machine token for an integration.
 pub async fn create_token(
     _manager: AccessManager,
@@ -367,7 +367,7 @@ pub async fn create_token(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", responses((status = 204, description = "Revoked"), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", responses((status = 204, description = "Revoked"), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody), (status = 404, body = crate::schemas::ErrorBody)))]
 /// `DELETE /api/v1/tokens/{id}`: revokes a token by its id (at least 8 hex digits of its hash).
 pub async fn revoke_token(
     AccessManager(me): AccessManager,

@@ -369,7 +369,7 @@ fn view(r: ChainedEntry) -> AuditRecordView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams), responses((status = 200, description = "Audit records, newest first; CSV with format=csv.", body = AuditPage), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Only the auditor and coordinator roles read the audit log.", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams), responses((status = 200, description = "Audit records, newest first; CSV with format=csv.", body = AuditPage), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Only the auditor and coordinator roles read the audit log.", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/audit`: who read and changed what.
 pub async fn list(
     State(state): State<AppState>,

@@ -237,7 +237,7 @@ fn decode_cursor(s: &str, sort: DeviceSort, desc: bool) -> Result<DeviceCursor, 
 pub struct DeviceView {
     pub vendor: String,
     pub device: String,
-    #[schema(value_type = Option<crate::openapi::Kind>, required = true)]
+    #[schema(value_type = Option<crate::schemas::Kind>, required = true)]
     pub kind: Option<TechnologyKind>,
     pub municipality: String,
     #[schema(required = true)]
@@ -352,7 +352,7 @@ pub struct DevicePage {
     pub next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "One page of devices and next_cursor; CSV of the whole query with format=csv.", content((DevicePage = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "One page of devices and next_cursor; CSV of the whole query with format=csv.", content((DevicePage = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/devices`
 pub async fn list(
     State(state): State<AppState>,
@@ -446,10 +446,10 @@ pub struct HistoryEvent {
     pub municipality: String,
     pub device: String,
     #[serde(rename = "type")]
-    #[schema(value_type = crate::openapi::EventTypeId)]
+    #[schema(value_type = crate::schemas::EventTypeId)]
     pub event_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = u8)]
@@ -458,10 +458,10 @@ pub struct HistoryEvent {
     #[schema(value_type = String)]
     pub alarm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = crate::openapi::AlarmCause)]
+    #[schema(value_type = crate::schemas::AlarmCause)]
     pub cause: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = crate::openapi::OutcomeId)]
+    #[schema(value_type = crate::schemas::OutcomeId)]
     pub outcome: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
@@ -511,7 +511,7 @@ impl From<&Event> for HistoryEvent {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{vendor}/{device}", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), responses((status = 200, description = "The device, its replacement chain both ways and the chain's history.", body = DeviceDetail), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 404, description = "No such device visible to this token", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/devices/{vendor}/{device}", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), responses((status = 200, description = "The device, its replacement chain both ways and the chain's history.", body = DeviceDetail), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody), (status = 404, description = "No such device visible to this token", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/devices/{vendor}/{device}`: the device, its replacement chain both ways, and
 /// the history of the whole chain (lifecycle, status, alarms), oldest first.
 pub async fn show(
@@ -599,7 +599,7 @@ pub fn check_timeout(secs: Option<u64>) -> Result<Option<u64>, ApiError> {
     }
 }
 
-#[utoipa::path(put, path = "/api/v1/devices/{vendor}/{device}/timeout", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), request_body = TimeoutBody, responses((status = 200, body = DeviceView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 404, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/devices/{vendor}/{device}/timeout", tag = "devices", params(("vendor" = String, Path), ("device" = String, Path)), request_body = TimeoutBody, responses((status = 200, body = DeviceView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 404, body = crate::schemas::ErrorBody)))]
 /// `PUT /api/v1/devices/{vendor}/{device}/timeout`
 pub async fn set_timeout(
     State(state): State<AppState>,

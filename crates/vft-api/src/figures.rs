@@ -69,7 +69,7 @@ impl From<ResponseStandard> for StandardView {
 #[schema(as = MonthResponse)]
 #[allow(dead_code)]
 pub struct ResponseMonth {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     month: String,
     /// Alarms triggered in the month (by their origin).
     triggered: u64,
@@ -91,7 +91,7 @@ pub struct ResponseMonth {
     meets_60s: Option<bool>,
     #[schema(required = true)]
     meets_180s: Option<bool>,
-    #[schema(value_type = crate::openapi::Outcomes)]
+    #[schema(value_type = crate::schemas::Outcomes)]
     outcomes: std::collections::BTreeMap<String, u64>,
 }
 
@@ -106,7 +106,7 @@ pub struct ResponseTimesSchema {
     max_ms: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "The standard and, per month, alarm counts, response times, shares against the standard and outcomes.", body = ResponseCentreView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rollups/response-centre", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "The standard and, per month, alarm counts, response times, shares against the standard and outcomes.", body = ResponseCentreView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/response-centre?year=&municipality=&kind=`: per month, alarms
 /// triggered, received, acknowledged and closed; response time median, 90th percentile and
 /// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
@@ -234,13 +234,13 @@ pub struct MedicationView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MedicationMonthView {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
     pub taken: u64,
     pub missed: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "Doses taken and missed per month.", body = MedicationView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "Doses taken and missed per month.", body = MedicationView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.
 pub async fn medication(
     State(state): State<AppState>,
@@ -279,13 +279,13 @@ pub async fn medication(
 /// The answer to publishing a month.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PublishView {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
     /// Always true (an already published month is 409).
     pub published: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/months/{month}/publish", tag = "months", params(("month" = String, Path, description = "YYYY-MM")), responses((status = 201, description = "Published.", body = PublishView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody), (status = 409, description = "Already published", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/months/{month}/publish", tag = "months", params(("month" = String, Path, description = "YYYY-MM")), responses((status = 201, description = "Published.", body = PublishView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody), (status = 409, description = "Already published", body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/months/{month}/publish` (coordinator): closes a month. Its figures stay as
 /// published; later events that would change them show as corrections beside them.
 pub async fn publish(
@@ -331,14 +331,14 @@ pub struct PublishedMonthsView {
 /// A closed month: when, and by whom.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PublishedMonthView {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
     pub published_at: DateTime<Utc>,
     #[schema(required = true)]
     pub published_by: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/months", tag = "months", params(FiguresQuery), responses((status = 200, description = "The published months of the year.", body = PublishedMonthsView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/months", tag = "months", params(FiguresQuery), responses((status = 200, description = "The published months of the year.", body = PublishedMonthsView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/months?year=`: the published months of a year.
 pub async fn published(
     State(state): State<AppState>,

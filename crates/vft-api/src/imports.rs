@@ -171,7 +171,7 @@ pub struct ImportQuery {
     pub as_of: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/imports/{vendor}", tag = "vendor transition", params(("vendor" = String, Path), ImportQuery), request_body(content = String, content_type = "text/csv", description = "The vendor's inventory export as exported (encoding per its format)."), responses((status = 200, body = ImportReport), (status = 400, description = "Unknown vendor format, bad date or unreadable header", body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/imports/{vendor}", tag = "vendor transition", params(("vendor" = String, Path), ImportQuery), request_body(content = String, content_type = "text/csv", description = "The vendor's inventory export as exported (encoding per its format)."), responses((status = 200, body = ImportReport), (status = 400, description = "Unknown vendor format, bad date or unreadable header", body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/imports/{vendor}?as_of=` (coordinator): imports a vendor's inventory export.
 /// Rows that cannot be read are reported by line and left out; the rest are kept. The same
 /// file again changes nothing (`new: false`).
@@ -222,7 +222,7 @@ pub struct ImportHistory {
     pub imports: Vec<ImportView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/imports", tag = "vendor transition", params(HistoryQuery), responses((status = 200, description = "The imports, oldest snapshot first.", body = ImportHistory), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/imports", tag = "vendor transition", params(HistoryQuery), responses((status = 200, description = "The imports, oldest snapshot first.", body = ImportHistory), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/imports[?vendor=]`: the import history (dated snapshots).
 pub async fn history(
     State(state): State<AppState>,
@@ -281,7 +281,7 @@ pub struct ImportErrors {
     pub items: Vec<ImportErrorView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/imports/errors", tag = "vendor transition", params(ImportErrorsQuery), responses((status = 200, description = "Newest import first, then by line. The first 1000 of each import are kept; the import history has the full count.", body = ImportErrors), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/imports/errors", tag = "vendor transition", params(ImportErrorsQuery), responses((status = 200, description = "Newest import first, then by line. The first 1000 of each import are kept; the import history has the full count.", body = ImportErrors), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/imports/errors` (coordinator): the rows imports could not read, with why. A
 /// row may name any municipality, so like dead letters this is the coordinator's.
 pub async fn errors(
@@ -470,7 +470,7 @@ pub struct ReconcileReport {
     pub grace_days: i64,
     pub silent_after_days: i64,
     /// Subjects per class over the rows shown.
-    #[schema(value_type = crate::openapi::ReconcileTotals)]
+    #[schema(value_type = crate::schemas::ReconcileTotals)]
     pub totals: BTreeMap<ReconcileClass, u64>,
     /// Per municipality × technology type × class: count and the subjects behind it.
     #[schema(value_type = Vec<ReconcileRowSchema>)]
@@ -485,9 +485,9 @@ pub struct ReconcileReport {
 #[allow(dead_code)]
 pub struct ReconcileRowSchema {
     municipality: String,
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     kind: String,
-    #[schema(value_type = crate::openapi::ReconcileClassId)]
+    #[schema(value_type = crate::schemas::ReconcileClassId)]
     class: String,
     count: u64,
     /// Sorted by key.
@@ -500,14 +500,14 @@ pub struct ReconcileRowSchema {
 #[schema(as = Subject)]
 #[allow(dead_code)]
 pub struct SubjectSchema {
-    #[schema(value_type = crate::openapi::SubjectKey)]
+    #[schema(value_type = crate::schemas::SubjectKey)]
     key: String,
     municipality: String,
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     kind: String,
     /// Its devices in service; for `migrated` also the old vendor's devices it had; for the
     /// flags, the flagged device.
-    #[schema(value_type = Vec<crate::openapi::VendorDevicePair>)]
+    #[schema(value_type = Vec<crate::schemas::VendorDevicePair>)]
     devices: Vec<String>,
 }
 
@@ -623,7 +623,7 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReport = "application/json"), (String = "text/csv"))), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReport = "application/json"), (String = "text/csv"))), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
 /// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`). A
@@ -680,7 +680,7 @@ pub struct ProgressView {
     pub to: String,
     pub year: i32,
     /// The months of the year that have begun.
-    #[schema(value_type = Vec<crate::openapi::Month>)]
+    #[schema(value_type = Vec<crate::schemas::Month>)]
     pub months: Vec<YearMonth>,
     /// By municipality, then month; every month for each municipality that has any subject.
     pub progress: Vec<ProgressRowView>,
@@ -690,7 +690,7 @@ pub struct ProgressView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressRowView {
     pub municipality: String,
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
     pub migrated: u64,
     pub pending: u64,
@@ -725,7 +725,7 @@ impl From<MigrationProgress> for ProgressRowView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "Per municipality and month: migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = ProgressView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reconciliation/progress", tag = "vendor transition", params(ProgressQuery), responses((status = 200, description = "Per municipality and month: migrated, pending, double, new, share_migrated. Months not yet begun are left out.", body = ProgressView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/reconciliation/progress?from=&to=&year=[&municipality=]`: the reconciliation at
 /// each month end (Europe/Oslo), as migration progress per municipality (a municipality
 /// token's from its own devices only, as its reconciliation).

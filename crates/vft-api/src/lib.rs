@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod oidc_sign_in;
 mod openapi;
 mod rollups;
+mod schemas;
 pub mod session;
 pub mod throttle;
 pub mod ui;

@@ -134,7 +134,7 @@ pub struct RevokeQuery {
     pub username: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/mqtt-credentials", tag = "mqtt", request_body = NewCredential, responses((status = 201, description = "Created; the password is shown this once.", body = CreatedCredential), (status = 400, description = "Bad vendor, gateway, username or label", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::openapi::ErrorBody), (status = 409, description = "The username is taken", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/mqtt-credentials", tag = "mqtt", request_body = NewCredential, responses((status = 201, description = "Created; the password is shown this once.", body = CreatedCredential), (status = 400, description = "Bad vendor, gateway, username or label", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::schemas::ErrorBody), (status = 409, description = "The username is taken", body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/mqtt-credentials` (coordinator): a gateway credential for the embedded MQTT
 /// listener. The response holds the password; vft keeps only its hash.
 pub async fn post(
@@ -162,7 +162,7 @@ pub async fn post(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/mqtt-credentials", tag = "mqtt", responses((status = 200, description = "Every credential, oldest first.", body = CredentialList), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/mqtt-credentials", tag = "mqtt", responses((status = 200, description = "Every credential, oldest first.", body = CredentialList), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/mqtt-credentials` (coordinator): the embedded listener's gateway credentials.
 pub async fn list(
     _manager: AccessManager,
@@ -178,7 +178,7 @@ pub async fn list(
     Ok(Json(CredentialList { items }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/mqtt-credentials", tag = "mqtt", params(RevokeQuery), responses((status = 204, description = "Revoked: no new connection with it; open ones close at their next publish (within 30 s)."), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::openapi::ErrorBody), (status = 404, description = "No working credential of that username", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/mqtt-credentials", tag = "mqtt", params(RevokeQuery), responses((status = 204, description = "Revoked: no new connection with it; open ones close at their next publish (within 30 s)."), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Not a coordinator", body = crate::schemas::ErrorBody), (status = 404, description = "No working credential of that username", body = crate::schemas::ErrorBody)))]
 /// `DELETE /api/v1/mqtt-credentials?username=` (coordinator): revokes a credential.
 pub async fn revoke(
     _manager: AccessManager,

@@ -98,14 +98,14 @@ fn configured(state: &AppState) -> Result<&OidcSignIn, ApiError> {
         .ok_or_else(|| ApiError::NotFound("OpenID Connect sign-in is not configured".into()))
 }
 
-#[utoipa::path(get, path = "/api/auth/oidc", tag = "dashboard", security(()), responses((status = 200, description = "OpenID Connect sign-in is configured: `{\"enabled\": true}`."), (status = 404, description = "Not configured", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/auth/oidc", tag = "dashboard", security(()), responses((status = 200, description = "OpenID Connect sign-in is configured: `{\"enabled\": true}`."), (status = 404, description = "Not configured", body = crate::schemas::ErrorBody)))]
 /// `GET /api/auth/oidc`: whether the dashboard offers sign-in with the organisation's account.
 pub async fn status(State(state): State<AppState>) -> Result<Response, ApiError> {
     configured(&state)?;
     Ok(Json(serde_json::json!({ "enabled": true })).into_response())
 }
 
-#[utoipa::path(get, path = "/api/auth/oidc/start", tag = "dashboard", security(()), responses((status = 303, description = "To the identity provider's sign-in page."), (status = 404, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/auth/oidc/start", tag = "dashboard", security(()), responses((status = 303, description = "To the identity provider's sign-in page."), (status = 404, body = crate::schemas::ErrorBody)))]
 /// `GET /api/auth/oidc/start`: sends the browser to the identity provider.
 pub async fn start(
     State(state): State<AppState>,
@@ -146,7 +146,7 @@ pub struct Callback {
     pub iss: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/auth/oidc/callback", tag = "dashboard", security(()), params(Callback), responses((status = 303, description = "Signed in (to `/`, with the session cookie), or back to the dashboard with `?sign_in_error=` (`cancelled`, `failed`, `no_account`, `disabled`, `provider_unavailable`)."), (status = 404, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/auth/oidc/callback", tag = "dashboard", security(()), params(Callback), responses((status = 303, description = "Signed in (to `/`, with the session cookie), or back to the dashboard with `?sign_in_error=` (`cancelled`, `failed`, `no_account`, `disabled`, `provider_unavailable`)."), (status = 404, body = crate::schemas::ErrorBody)))]
 /// `GET /api/auth/oidc/callback`: the provider sends the browser back here.
 pub async fn callback(
     State(state): State<AppState>,
@@ -163,7 +163,14 @@ pub async fn callback(
             .insert(header::SET_COOKIE, clear_state.clone());
         r
     };
-    let actor_of = |id: &VerifiedIdentity| match &id.username {
+    // The audit log names a person as an account is named (lower case, checked), so a refused
+    // sign-in is found under the account it asked for; a claim that is no username (or holds
+    // an identity number) is recorded by the provider's subject instead.
+    let actor_of = |id: &VerifiedIdentity| match id
+        .username
+        .as_deref()
+        .and_then(|u| vft_domain::auth::parse_username(u).ok())
+    {
         Some(u) => format!("user:{u}"),
         None => format!("oidc:{}", id.subject),
     };

@@ -202,7 +202,7 @@ pub(crate) fn month_cuts(months: &[YearMonth], now: DateTime<Utc>) -> Vec<Option
 pub struct DeviceTableView {
     pub year: i32,
     /// The twelve months of the year.
-    #[schema(value_type = Vec<crate::openapi::Month>)]
+    #[schema(value_type = Vec<crate::schemas::Month>)]
     pub months: Vec<YearMonth>,
     /// One row per technology type, in table order.
     pub rows: Vec<TableRowView>,
@@ -222,7 +222,7 @@ pub struct DeviceTableView {
 /// One technology type's devices in service at each month end.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TableRowView {
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     pub kind: TechnologyKind,
     /// The type's Norwegian label.
     pub label: String,
@@ -240,7 +240,7 @@ pub struct RecipientTableView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecipientRowView {
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     pub kind: TechnologyKind,
     /// Per month; `null` for a month not begun.
     pub counts: Vec<Option<u64>>,
@@ -249,16 +249,16 @@ pub struct RecipientRowView {
 /// A published count that later events changed: `difference` = `current` − `published`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CorrectionView {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     pub kind: TechnologyKind,
     pub published: u64,
     pub current: u64,
     pub difference: i64,
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2) with recipients, published months and corrections; CSV with format=csv.", content((DeviceTableView = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2) with recipients, published months and corrections; CSV with format=csv.", content((DeviceTableView = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/devices`: devices in service at each month end of a year (Contract 2),
 /// with, beside the contract's fields, distinct service recipients per type, which months are
 /// published, and corrections where later events changed a published figure.
@@ -394,9 +394,9 @@ const MAX_LISTED: usize = 500;
 /// `GET /api/v1/rollups/devices/changes`: why each row moved since the month before.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChangesView {
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub month: YearMonth,
-    #[schema(value_type = crate::openapi::Month)]
+    #[schema(value_type = crate::schemas::Month)]
     pub previous_month: YearMonth,
     /// One row per technology type, in table order.
     pub rows: Vec<ChangeRowView>,
@@ -406,7 +406,7 @@ pub struct ChangesView {
 /// its lines add up to `delta`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChangeRowView {
-    #[schema(value_type = crate::openapi::Kind)]
+    #[schema(value_type = crate::schemas::Kind)]
     pub kind: TechnologyKind,
     pub label: String,
     pub before: i64,
@@ -465,7 +465,7 @@ impl From<ChangeCause> for ChangeCauseView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and the lines adding up to delta.", body = ChangesView), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and the lines adding up to delta.", body = ChangesView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/devices/changes?month=YYYY-MM`: why each row moved since the month
 /// before, line by line; the lines of a row add up to its change.
 pub async fn changes(
@@ -626,7 +626,7 @@ pub struct DeadLetterView {
     pub payload_bytes: u64,
 }
 
-#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "Dead letters, newest first, and next_before.", body = DeadLetterPage), (status = 400, description = "Bad parameter", body = crate::openapi::ErrorBody), (status = 401, description = "No or unknown token", body = crate::openapi::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "Dead letters, newest first, and next_before.", body = DeadLetterPage), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/dead-letters`: what broke the contract, newest first. Coordinator and
 /// operator only: a dead letter may not say which municipality it belongs to.
 pub async fn dead_letters(

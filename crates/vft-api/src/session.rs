@@ -303,7 +303,7 @@ pub(crate) async fn record_sign(
         .await;
 }
 
-#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "Wrong username or password, or the account is locked or disabled (the answer does not say which)", body = crate::openapi::ErrorBody), (status = 429, description = "Too many wrong passwords from this client (or from all clients together): try again after `Retry-After` seconds; the password was not looked at.", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, description = "Wrong username or password, or the account is locked or disabled (the answer does not say which)", body = crate::schemas::ErrorBody), (status = 429, description = "Too many wrong passwords from this client (or from all clients together): try again after `Retry-After` seconds; the password was not looked at.", body = crate::schemas::ErrorBody)))]
 /// `POST /api/session {"username": …, "password": …}`: a person signs in to the dashboard
 /// with a local password. Wrong passwords are throttled per client address and in total, and
 /// [`vft_domain::auth::LOCKOUT_AFTER_FAILURES`] in a row lock the account for
@@ -439,7 +439,7 @@ pub async fn sign_out(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/api/v1/session", tag = "dashboard", responses((status = 200, body = SessionView), (status = 401, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/session", tag = "dashboard", responses((status = 200, body = SessionView), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/session`: who the caller is.
 pub async fn current(
     State(state): State<AppState>,
@@ -488,7 +488,7 @@ pub struct CooperationList {
     pub cooperations: Vec<CooperationView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "The municipalities the caller may see (a municipality token: its own).", body = MunicipalityList), (status = 401, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "The municipalities the caller may see (a municipality token: its own).", body = MunicipalityList), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/municipalities`: the municipalities the caller may see.
 pub async fn municipalities(
     State(state): State<AppState>,
@@ -506,7 +506,7 @@ pub async fn municipalities(
     Json(MunicipalityList { municipalities })
 }
 
-#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "The configured cooperations and their membership periods; a municipality token sees those it has been a member of, with its own periods only.", body = CooperationList), (status = 401, body = crate::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "The configured cooperations and their membership periods; a municipality token sees those it has been a member of, with its own periods only.", body = CooperationList), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/cooperations`: the configured cooperations and their membership periods.
 pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json<CooperationList> {
     let cooperations = state
@@ -623,7 +623,10 @@ mod tests {
             assert!(!cookie_is_secure(&off, &h), "off is off: {pairs:?}");
             let mut tls = h.clone();
             tls.insert(SERVED_OVER_TLS, HeaderValue::from_static("1"));
-            assert!(cookie_is_secure(&off, &tls), "always over vft's own TLS: {pairs:?}");
+            assert!(
+                cookie_is_secure(&off, &tls),
+                "always over vft's own TLS: {pairs:?}"
+            );
         }
     }
 }
