@@ -39,8 +39,13 @@ pub struct ReconcileArgs {
     format: OutputFormat,
 }
 
+/// The API's errors as the command line shows them: on the server's own console the cause of
+/// an internal error (a database error, say) is the operator's to see, not hidden.
 fn api(e: vft_api::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+    match e {
+        vft_api::ApiError::Internal(detail) => anyhow::anyhow!("internal error: {detail}"),
+        e => anyhow::anyhow!("{e}"),
+    }
 }
 
 pub async fn import(config: &Config, cmd: ImportCommand) -> anyhow::Result<()> {
