@@ -23,6 +23,9 @@ use vft_domain::audit::AuditAction;
 /// is a cross-site navigation, which Strict would strip.
 const STATE_COOKIE: &str = "vft_oidc_state";
 
+/// The route OpenID sign-ins are recorded under.
+pub(crate) const CALLBACK_ROUTE: &str = "GET /api/auth/oidc/callback";
+
 /// OpenID sign-in as configured: the provider's settings, its client once discovered, and the
 /// sign-ins under way.
 pub struct OidcSignIn {
@@ -175,7 +178,19 @@ pub async fn callback(
         None => format!("oidc:{}", id.subject),
     };
     if let Some(error) = &callback.error {
-        tracing::info!(error = %error.chars().take(64).collect::<String>(), "OpenID sign-in ended at the provider");
+        let error: String = error.chars().take(64).collect();
+        tracing::info!(%error, "OpenID sign-in ended at the provider");
+        record_sign(
+            &state,
+            "oidc:unknown",
+            "",
+            AuditAction::SignInFailed,
+            CALLBACK_ROUTE,
+            vec!["cancelled".into(), format!("provider_error={error}")],
+            client_ip,
+            303,
+        )
+        .await;
         return Ok(failed("cancelled"));
     }
     let (Some(code), Some(returned)) = (callback.code.as_deref(), callback.state.as_deref()) else {
@@ -189,6 +204,7 @@ pub async fn callback(
             "oidc:unknown",
             "",
             AuditAction::SignInFailed,
+            CALLBACK_ROUTE,
             vec!["state_mismatch".into()],
             client_ip,
             303,
@@ -223,6 +239,7 @@ pub async fn callback(
                 "oidc:unknown",
                 "",
                 AuditAction::SignInFailed,
+                CALLBACK_ROUTE,
                 vec!["token_refused".into()],
                 client_ip,
                 303,
@@ -248,8 +265,28 @@ pub async fn callback(
             };
             match by_name {
                 // An account bound to another subject of this (or another) provider is not
-                // taken over by a second identity that happens to carry the same e-mail.
-                Some(u) if u.oidc.is_some() => None,
+                // taken over by a second identity that happens to carry the same e-mail. The
+                // attempt is recorded under the identity that tried, not the account's person.
+                Some(u) if u.oidc.is_some() => {
+                    record_sign(
+                        &state,
+                        &format!("oidc:{}", identity.subject),
+                        "",
+                        AuditAction::SignInFailed,
+                        CALLBACK_ROUTE,
+                        vec![
+                            "method=oidc".into(),
+                            "bound_to_another_identity".into(),
+                            format!("claimed=user:{}", u.username),
+                        ],
+                        client_ip,
+                        303,
+                    )
+                    .await;
+                    return Ok(failed("no_account"));
+                }
+                // A disabled account is refused before it is bound.
+                Some(u) if u.disabled_at.is_some() => Some(u),
                 Some(u) => {
                     state
                         .store
@@ -267,6 +304,7 @@ pub async fn callback(
             &actor_of(&identity),
             "",
             AuditAction::SignInFailed,
+            CALLBACK_ROUTE,
             vec!["method=oidc".into(), "no_account".into()],
             client_ip,
             303,
@@ -280,6 +318,7 @@ pub async fn callback(
             &format!("user:{}", user.username),
             &user.role.to_string(),
             AuditAction::SignInFailed,
+            CALLBACK_ROUTE,
             vec!["method=oidc".into(), "disabled".into()],
             client_ip,
             303,

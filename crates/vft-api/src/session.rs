@@ -234,6 +234,11 @@ pub(crate) async fn open_session(
         &principal.actor(),
         &principal.role.to_string(),
         AuditAction::SignIn,
+        if method == "oidc" {
+            crate::oidc_sign_in::CALLBACK_ROUTE
+        } else {
+            "POST /api/session"
+        },
         vec![format!("method={method}")],
         client,
         200,
@@ -279,14 +284,11 @@ pub(crate) async fn record_sign(
     actor: &str,
     role: &str,
     action: AuditAction,
+    route: &str,
     subjects: Vec<String>,
     client: std::net::IpAddr,
     status: u16,
 ) {
-    let route = match action {
-        AuditAction::SignOut => "DELETE /api/session",
-        _ => "POST /api/session",
-    };
     let _ = state
         .audit
         .record(AuditEntry {
@@ -394,6 +396,7 @@ pub async fn sign_in(
                 &actor,
                 &role,
                 AuditAction::SignInFailed,
+                "POST /api/session",
                 why,
                 client,
                 401,
@@ -420,6 +423,7 @@ pub async fn sign_out(
                 &format!("user:{}", user.username),
                 &user.role.to_string(),
                 AuditAction::SignOut,
+                "DELETE /api/session",
                 Vec::new(),
                 client,
                 204,

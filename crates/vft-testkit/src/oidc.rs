@@ -144,7 +144,9 @@ impl OidcProvider {
         *self = fresh;
     }
 
-    fn stop(&mut self) {
+    /// Kills the provider: it answers nothing (connections are refused) until [`Self::restart`]
+    /// brings it back on the same port.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
