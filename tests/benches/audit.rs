@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::*;
 use vft_domain::{
-    DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, RecipientRef,
-    TechnologyKind, VendorId,
+    DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, RecipientRef, TechnologyKind,
+    VendorId,
 };
 
 struct Args {
@@ -80,6 +80,7 @@ async fn load(db_url: &str, devices: usize) {
             outcome: None,
             recipient: Some(RecipientRef::parse(&format!("r-{i:07}")).expect("recipient")),
             replaces: None,
+            reason: None,
         })
         .collect();
     for chunk in events.chunks(5000) {
@@ -165,7 +166,10 @@ const DEVICES_FOR_PATHS: usize = 1000;
 #[tokio::main]
 async fn main() {
     let a = args();
-    assert!(a.devices >= DEVICES_FOR_PATHS, "--devices at least {DEVICES_FOR_PATHS}");
+    assert!(
+        a.devices >= DEVICES_FOR_PATHS,
+        "--devices at least {DEVICES_FOR_PATHS}"
+    );
     let scratch = Scratch::new();
     let db = scratch.database_url();
     let cwd = scratch.dir.path();

@@ -203,6 +203,7 @@ fn plan_fleet(n: usize, municipalities: &[Municipality], years: &Years) -> Vec<P
             installed,
             decommissioned,
             replaces: None,
+            reason: None,
             recipient: i as u32,
             battery_start: 80 + r.range(0, 21),
             drain: DRAIN[r.below(10) as usize],

@@ -51,6 +51,7 @@ fn event(vendor: &str, id: String, at: &str, n: usize, device: String, t: EventT
         recipient: (t == EventType::Installed)
             .then(|| RecipientRef::parse(&format!("r-{n}")).expect("recipient")),
         replaces: None,
+        reason: None,
     }
 }
 

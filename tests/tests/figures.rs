@@ -320,6 +320,7 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
 
     // Every month: each row's lines add up to the row's change, which is the table's change.
     let mut causes = std::collections::BTreeSet::new();
+    let mut reasons = std::collections::BTreeSet::new();
     for m in 0..12 {
         let month = format!("2025-{:02}", m + 1);
         let changes = s
@@ -351,8 +352,39 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
             for l in lines {
                 causes.insert(l["cause"].as_str().expect("cause").to_owned());
                 assert!(l["device_count"].as_u64().expect("count") > 0);
+                // Removals are split by why they left; nothing else carries a reason.
+                if l["cause"] == "decommissioned" {
+                    let reason = l["reason"]
+                        .as_str()
+                        .expect("a decommissioned line's reason");
+                    reasons.insert(reason.to_owned());
+                    assert_eq!(
+                        l["delta"].as_i64(),
+                        l["device_count"].as_i64().map(|n| -n),
+                        "{month}: {l}"
+                    );
+                } else {
+                    assert!(l.get("reason").is_none(), "{month}: {l}");
+                }
             }
+            let decommissioned: Vec<&str> = lines
+                .iter()
+                .filter(|l| l["cause"] == "decommissioned")
+                .map(|l| l["reason"].as_str().unwrap_or_default())
+                .collect();
+            let mut unique = decommissioned.clone();
+            unique.dedup();
+            assert_eq!(unique, decommissioned, "{month}: one line per reason");
         }
+    }
+    // The simulated region gives most removals a reason and a few none.
+    for reason in [
+        "deceased",
+        "moved_to_institution",
+        "no_longer_needed",
+        "not_given",
+    ] {
+        assert!(reasons.contains(reason), "{reason} among {reasons:?}");
     }
     for cause in [
         "installed",
@@ -519,5 +551,118 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
     assert_eq!(
         february["rows"][tracking]["after"],
         table_after["rows"][tracking]["counts"][1]
+    );
+}
+
+/// Removals split by why they left, by hand: four safety alarms leave Ål in March 2025 (two
+/// recipients died, one unit broke, one left without a reason given), one is installed, and a
+/// unit removed as broken on 3 March and put back on 20 March is not a removal at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_are_explained_by_their_reasons() {
+    let s = start().await;
+    let installed = |id: &str, device: &str, ts: &str| {
+        let mut e = ev(id, ts, "3328", device, "installed");
+        e["kind"] = "safety_alarm".into();
+        e
+    };
+    let gone = |id: &str, device: &str, ts: &str, reason: Option<&str>| {
+        let mut e = ev(id, ts, "3328", device, "decommissioned");
+        if let Some(r) = reason {
+            e["reason"] = r.into();
+        }
+        e
+    };
+    let mut events: Vec<Value> = ["R1", "R2", "R3", "R4", "R5"]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| installed(&format!("in-{i}"), d, "2025-02-10T10:00:00+01:00"))
+        .collect();
+    events.extend([
+        gone("out-1", "R1", "2025-03-04T10:00:00+01:00", Some("deceased")),
+        gone("out-2", "R2", "2025-03-11T10:00:00+01:00", Some("deceased")),
+        gone("out-3", "R3", "2025-03-31T23:30:00+02:00", Some("broken")),
+        gone("out-4", "R4", "2025-03-15T10:00:00+01:00", None),
+        gone("out-5", "R5", "2025-03-03T10:00:00+01:00", Some("broken")),
+        installed("back-5", "R5", "2025-03-20T10:00:00+01:00"),
+        installed("in-new", "R6", "2025-03-25T10:00:00+01:00"),
+        // A reason on anything but a removal is refused (a dead letter, not an event).
+        {
+            let mut e = installed("bad", "R7", "2025-03-26T10:00:00+01:00");
+            e["reason"] = "lost".into();
+            e
+        },
+    ]);
+    s.publish(&events).await;
+    s.wait_events(events.len() as u64 - 1).await;
+    let march = s.get("/api/v1/rollups/devices/changes?month=2025-03").await;
+    let row = march["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["kind"] == "safety_alarm")
+        .expect("safety alarms");
+    let lines: Vec<(String, Option<String>, i64, Vec<String>)> = row["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| {
+            (
+                l["cause"].as_str().expect("cause").to_owned(),
+                l["reason"].as_str().map(str::to_owned),
+                l["delta"].as_i64().expect("delta"),
+                l["devices"]
+                    .as_array()
+                    .expect("devices")
+                    .iter()
+                    .map(|d| d["device"].as_str().expect("device").to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let line = |cause: &str, reason: Option<&str>, delta: i64, devices: &[&str]| {
+        (
+            cause.to_owned(),
+            reason.map(str::to_owned),
+            delta,
+            devices.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        lines,
+        vec![
+            line("installed", None, 1, &["R6"]),
+            line("decommissioned", Some("deceased"), -2, &["R1", "R2"]),
+            line("decommissioned", Some("broken"), -1, &["R3"]),
+            line("decommissioned", Some("not_given"), -1, &["R4"]),
+        ],
+        "{row}"
+    );
+    assert_eq!(
+        (row["before"].as_i64(), row["after"].as_i64()),
+        (Some(5), Some(2))
+    );
+    assert_eq!(row["delta"], -3);
+    assert_eq!(
+        lines.iter().map(|l| l.2).sum::<i64>(),
+        -3,
+        "the lines add up"
+    );
+    // The device's history shows why it left.
+    let history = s.get("/api/v1/devices/hepro/R1").await;
+    let removal = history["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|e| e["type"] == "decommissioned")
+        .expect("the removal");
+    assert_eq!(removal["reason"], "deceased");
+    let dead = s.get("/api/v1/dead-letters").await;
+    assert!(
+        dead["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|d| d["reason"].as_str().is_some_and(|r| r.contains("reason"))),
+        "{dead}"
     );
 }

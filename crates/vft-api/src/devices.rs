@@ -469,6 +469,9 @@ pub struct HistoryEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String)]
     pub replaces: Option<String>,
+    /// Why a unit left service (on `decommissioned`, when given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub vendor: String,
     pub gateway: String,
 }
@@ -491,6 +494,7 @@ impl From<&Event> for HistoryEvent {
             outcome,
             recipient,
             replaces,
+            reason,
         } = e;
         Self {
             id: id.as_str().to_owned(),
@@ -505,6 +509,7 @@ impl From<&Event> for HistoryEvent {
             outcome: outcome.map(|o| o.id().to_owned()),
             recipient: recipient.as_ref().map(|r| r.as_str().to_owned()),
             replaces: replaces.as_ref().map(|r| r.as_str().to_owned()),
+            reason: reason.map(|r| r.id().to_owned()),
             vendor: vendor.as_str().to_owned(),
             gateway: gateway.as_str().to_owned(),
         }

@@ -10,7 +10,7 @@
 //! the `state`, so a sign-in cannot be finished in another browser (login CSRF).
 
 use crate::oidc::{OidcClient, OidcError, OidcSettings, PendingSignIns, VerifiedIdentity};
-use crate::session::{ClientIp, cookie_is_secure, open_session, record_sign};
+use crate::session::{ClientIp, cookie_is_secure, open_session, record_sign, sign_entry};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -182,13 +182,15 @@ pub async fn callback(
         tracing::info!(%error, "OpenID sign-in ended at the provider");
         record_sign(
             &state,
-            "oidc:unknown",
-            "",
-            AuditAction::SignInFailed,
-            CALLBACK_ROUTE,
-            vec!["cancelled".into(), format!("provider_error={error}")],
-            client_ip,
-            303,
+            sign_entry(
+                "oidc:unknown",
+                "",
+                AuditAction::SignInFailed,
+                CALLBACK_ROUTE,
+                vec!["cancelled".into(), format!("provider_error={error}")],
+                client_ip,
+                303,
+            ),
         )
         .await;
         return Ok(failed("cancelled"));
@@ -201,13 +203,15 @@ pub async fn callback(
         tracing::warn!("OpenID sign-in: the callback's state is not this browser's");
         record_sign(
             &state,
-            "oidc:unknown",
-            "",
-            AuditAction::SignInFailed,
-            CALLBACK_ROUTE,
-            vec!["state_mismatch".into()],
-            client_ip,
-            303,
+            sign_entry(
+                "oidc:unknown",
+                "",
+                AuditAction::SignInFailed,
+                CALLBACK_ROUTE,
+                vec!["state_mismatch".into()],
+                client_ip,
+                303,
+            ),
         )
         .await;
         return Ok(failed("failed"));
@@ -236,13 +240,15 @@ pub async fn callback(
             tracing::warn!(error = %e, "OpenID sign-in refused");
             record_sign(
                 &state,
-                "oidc:unknown",
-                "",
-                AuditAction::SignInFailed,
-                CALLBACK_ROUTE,
-                vec!["token_refused".into()],
-                client_ip,
-                303,
+                sign_entry(
+                    "oidc:unknown",
+                    "",
+                    AuditAction::SignInFailed,
+                    CALLBACK_ROUTE,
+                    vec!["token_refused".into()],
+                    client_ip,
+                    303,
+                ),
             )
             .await;
             return Ok(failed("failed"));
@@ -270,17 +276,19 @@ pub async fn callback(
                 Some(u) if u.oidc.is_some() => {
                     record_sign(
                         &state,
-                        &format!("oidc:{}", identity.subject),
-                        "",
-                        AuditAction::SignInFailed,
-                        CALLBACK_ROUTE,
-                        vec![
-                            "method=oidc".into(),
-                            "bound_to_another_identity".into(),
-                            format!("claimed=user:{}", u.username),
-                        ],
-                        client_ip,
-                        303,
+                        sign_entry(
+                            &format!("oidc:{}", identity.subject),
+                            "",
+                            AuditAction::SignInFailed,
+                            CALLBACK_ROUTE,
+                            vec![
+                                "method=oidc".into(),
+                                "bound_to_another_identity".into(),
+                                format!("claimed=user:{}", u.username),
+                            ],
+                            client_ip,
+                            303,
+                        ),
                     )
                     .await;
                     return Ok(failed("no_account"));
@@ -301,13 +309,15 @@ pub async fn callback(
     let Some(user) = user else {
         record_sign(
             &state,
-            &actor_of(&identity),
-            "",
-            AuditAction::SignInFailed,
-            CALLBACK_ROUTE,
-            vec!["method=oidc".into(), "no_account".into()],
-            client_ip,
-            303,
+            sign_entry(
+                &actor_of(&identity),
+                "",
+                AuditAction::SignInFailed,
+                CALLBACK_ROUTE,
+                vec!["method=oidc".into(), "no_account".into()],
+                client_ip,
+                303,
+            ),
         )
         .await;
         return Ok(failed("no_account"));
@@ -315,13 +325,15 @@ pub async fn callback(
     if user.disabled_at.is_some() {
         record_sign(
             &state,
-            &format!("user:{}", user.username),
-            &user.role.to_string(),
-            AuditAction::SignInFailed,
-            CALLBACK_ROUTE,
-            vec!["method=oidc".into(), "disabled".into()],
-            client_ip,
-            303,
+            sign_entry(
+                &format!("user:{}", user.username),
+                &user.role.to_string(),
+                AuditAction::SignInFailed,
+                CALLBACK_ROUTE,
+                vec!["method=oidc".into(), "disabled".into()],
+                client_ip,
+                303,
+            ),
         )
         .await;
         return Ok(failed("disabled"));

@@ -419,6 +419,11 @@ pub struct ChangeRowView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChangeLineView {
     pub cause: ChangeCauseView,
+    /// Only on `decommissioned` lines, which are split by it: `returned`,
+    /// `moved_to_institution`, `deceased`, `no_longer_needed`, `replaced`, `broken`, `lost`,
+    /// `other`, or `not_given` (the event said none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub delta: i64,
     pub device_count: u64,
     pub devices: Vec<DeviceKeyView>,
@@ -517,7 +522,7 @@ pub async fn changes(
 
 /// Part of the key of kept change attributions: change it when their computation or shape
 /// changes, and months kept by an older computation are never read.
-const CHANGES_CACHE_VERSION: &str = "changes/v1";
+const CHANGES_CACHE_VERSION: &str = "changes/v2";
 
 /// A JSON body already serialized.
 fn json_text(json: String) -> Response {
@@ -526,6 +531,62 @@ fn json_text(json: String) -> Response {
         json,
     )
         .into_response()
+}
+
+/// A line as the API shows it; a `decommissioned` line becomes one line per reason (in the
+/// contract's order, `not_given` last), each with its devices and its share of the delta.
+fn split_by_reason(
+    line: &vft_domain::ChangeLine,
+    reasons: &std::collections::HashMap<
+        (vft_domain::VendorId, vft_domain::DeviceId),
+        Option<vft_domain::DecommissionReason>,
+    >,
+) -> Vec<ChangeLineView> {
+    let view = |reason: Option<String>,
+                devices: Vec<&(vft_domain::VendorId, vft_domain::DeviceId)>| {
+        // Every device of a line moves the row the same way: the line's delta per device.
+        let per_device = if line.devices.is_empty() {
+            0
+        } else {
+            line.delta / line.devices.len() as i64
+        };
+        ChangeLineView {
+            cause: line.cause.into(),
+            reason,
+            delta: per_device * devices.len() as i64,
+            device_count: devices.len() as u64,
+            devices: devices
+                .iter()
+                .take(MAX_LISTED)
+                .map(|(v, d)| DeviceKeyView {
+                    vendor: v.to_string(),
+                    device: d.to_string(),
+                })
+                .collect(),
+        }
+    };
+    if line.cause != vft_domain::ChangeCause::Decommissioned {
+        return vec![view(None, line.devices.iter().collect())];
+    }
+    let mut by_reason: std::collections::BTreeMap<
+        Option<vft_domain::DecommissionReason>,
+        Vec<&(vft_domain::VendorId, vft_domain::DeviceId)>,
+    > = Default::default();
+    for key in &line.devices {
+        by_reason
+            .entry(reasons.get(key).copied().flatten())
+            .or_default()
+            .push(key);
+    }
+    // Reasons in the contract's order; devices without one ("not given") last.
+    let mut views: Vec<ChangeLineView> = by_reason
+        .iter()
+        .filter_map(|(r, devices)| r.map(|r| view(Some(r.id().to_owned()), devices.clone())))
+        .collect();
+    if let Some(devices) = by_reason.get(&None) {
+        views.push(view(Some("not_given".to_owned()), devices.clone()));
+    }
+    views
 }
 
 /// The month's change attribution against the month before, computed from the snapshots.
@@ -542,6 +603,17 @@ async fn attribution(
     let before_scope = selection.scope(&state.registry, before_cut);
     let after_scope = selection.scope(&state.registry, after_cut);
     let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
+    // Why the decommissioned devices left: their latest lifecycle event before the month end.
+    let gone: Vec<(vft_domain::VendorId, vft_domain::DeviceId)> = lines
+        .iter()
+        .filter(|l| l.cause == vft_domain::ChangeCause::Decommissioned)
+        .flat_map(|l| l.devices.iter().cloned())
+        .collect();
+    let reasons = if gone.is_empty() {
+        Default::default()
+    } else {
+        state.store.decommission_reasons(&gone, after_cut).await?
+    };
     let count =
         |set: &[vft_domain::attribution::InService], scope: &Scope, kind: TechnologyKind| {
             set.iter()
@@ -559,20 +631,7 @@ async fn attribution(
             let kind_lines = lines
                 .iter()
                 .filter(|l| l.kind == kind)
-                .map(|l| ChangeLineView {
-                    cause: l.cause.into(),
-                    delta: l.delta,
-                    device_count: l.devices.len() as u64,
-                    devices: l
-                        .devices
-                        .iter()
-                        .take(MAX_LISTED)
-                        .map(|(v, d)| DeviceKeyView {
-                            vendor: v.to_string(),
-                            device: d.to_string(),
-                        })
-                        .collect(),
-                })
+                .flat_map(|l| split_by_reason(l, &reasons))
                 .collect();
             ChangeRowView {
                 kind,

@@ -231,17 +231,19 @@ pub(crate) async fn open_session(
     };
     record_sign(
         state,
-        &principal.actor(),
-        &principal.role.to_string(),
-        AuditAction::SignIn,
-        if method == "oidc" {
-            crate::oidc_sign_in::CALLBACK_ROUTE
-        } else {
-            "POST /api/session"
-        },
-        vec![format!("method={method}")],
-        client,
-        200,
+        sign_entry(
+            &principal.actor(),
+            &principal.role.to_string(),
+            AuditAction::SignIn,
+            if method == "oidc" {
+                crate::oidc_sign_in::CALLBACK_ROUTE
+            } else {
+                "POST /api/session"
+            },
+            vec![format!("method={method}")],
+            client,
+            200,
+        ),
     )
     .await;
     tracing::info!(role = user.role.name(), method, "dashboard sign-in");
@@ -279,8 +281,12 @@ pub(crate) async fn open_session(
 
 /// Writes a sign-in, failed sign-in or sign-out record (failures to write are logged by the
 /// audit writer; sign-in goes on, as a change would).
-pub(crate) async fn record_sign(
-    state: &AppState,
+pub(crate) async fn record_sign(state: &AppState, entry: AuditEntry) {
+    let _ = state.audit.record(entry).await;
+}
+
+/// A sign-in, failed sign-in or sign-out record.
+pub(crate) fn sign_entry(
     actor: &str,
     role: &str,
     action: AuditAction,
@@ -288,21 +294,18 @@ pub(crate) async fn record_sign(
     subjects: Vec<String>,
     client: std::net::IpAddr,
     status: u16,
-) {
-    let _ = state
-        .audit
-        .record(AuditEntry {
-            at_micros: Utc::now().timestamp_micros(),
-            actor: actor.to_owned(),
-            role: role.to_owned(),
-            action,
-            route: route.to_owned(),
-            municipality: None,
-            subjects,
-            client: client.to_string(),
-            status,
-        })
-        .await;
+) -> AuditEntry {
+    AuditEntry {
+        at_micros: Utc::now().timestamp_micros(),
+        actor: actor.to_owned(),
+        role: role.to_owned(),
+        action,
+        route: route.to_owned(),
+        municipality: None,
+        subjects,
+        client: client.to_string(),
+        status,
+    }
 }
 
 #[utoipa::path(post, path = "/api/session", tag = "dashboard", security(()), request_body = SignIn, responses((status = 200, description = "Signed in; sets the session cookie.", body = SessionView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, description = "Wrong username or password, or the account is locked or disabled (the answer does not say which)", body = crate::schemas::ErrorBody), (status = 429, description = "Too many wrong passwords from this client (or from all clients together): try again after `Retry-After` seconds; the password was not looked at.", body = crate::schemas::ErrorBody)))]
@@ -393,13 +396,15 @@ pub async fn sign_in(
             };
             record_sign(
                 &state,
-                &actor,
-                &role,
-                AuditAction::SignInFailed,
-                "POST /api/session",
-                why,
-                client,
-                401,
+                sign_entry(
+                    &actor,
+                    &role,
+                    AuditAction::SignInFailed,
+                    "POST /api/session",
+                    why,
+                    client,
+                    401,
+                ),
             )
             .await;
             Err(ApiError::WrongPassword)
@@ -420,13 +425,15 @@ pub async fn sign_out(
             state.store.delete_session(&hash).await?;
             record_sign(
                 &state,
-                &format!("user:{}", user.username),
-                &user.role.to_string(),
-                AuditAction::SignOut,
-                "DELETE /api/session",
-                Vec::new(),
-                client,
-                204,
+                sign_entry(
+                    &format!("user:{}", user.username),
+                    &user.role.to_string(),
+                    AuditAction::SignOut,
+                    "DELETE /api/session",
+                    Vec::new(),
+                    client,
+                    204,
+                ),
             )
             .await;
         }

@@ -8,7 +8,7 @@
 //! national identity numbers…): ingest feeds each mapped object to [`crate::parse_payload`], so
 //! the contract is enforced in exactly one place.
 
-use crate::event::{Cause, EventType, Outcome};
+use crate::event::{Cause, DecommissionReason, EventType, Outcome};
 use crate::ids::{GatewayId, VendorId};
 use crate::kind::TechnologyKind;
 use crate::nin::mask_national_identity_numbers;
@@ -36,6 +36,7 @@ const CANONICAL_FIELDS: &[&str] = &[
     "outcome",
     "recipient",
     "replaces",
+    "reason",
 ];
 
 /// Fields every canonical event needs; an adapter that can never supply one is a config error,
@@ -423,6 +424,7 @@ fn unknown_code(field: &str, code: &str) -> Option<String> {
         "kind" => TechnologyKind::ALL.iter().map(|k| k.id()).collect(),
         "cause" => Cause::ALL.iter().map(|c| c.id()).collect(),
         "outcome" => Outcome::ALL.iter().map(|o| o.id()).collect(),
+        "reason" => DecommissionReason::ALL.iter().map(|r| r.id()).collect(),
         _ => return None,
     };
     (!known.contains(&code)).then(|| format!("{code:?} is not one of {}", known.join(", ")))
@@ -1110,6 +1112,7 @@ mod tests {
             outcome: Some(Outcome::FalseAlarm),
             recipient: Some(RecipientRef::parse("r").expect("recipient")),
             replaces: Some(DeviceId::parse("old").expect("device")),
+            reason: Some(DecommissionReason::Broken),
         };
         let mut written: Vec<String> = full
             .to_json()

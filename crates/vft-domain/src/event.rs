@@ -77,6 +77,36 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// Why a unit left service (optional on `decommissioned`).
+    DecommissionReason {
+        Returned = "returned",
+        MovedToInstitution = "moved_to_institution",
+        Deceased = "deceased",
+        NoLongerNeeded = "no_longer_needed",
+        Replaced = "replaced",
+        Broken = "broken",
+        Lost = "lost",
+        Other = "other",
+    }
+);
+
+impl DecommissionReason {
+    /// The reason in Norwegian, as the dashboard and reports show it.
+    pub fn label_nb(self) -> &'static str {
+        match self {
+            Self::Returned => "levert tilbake",
+            Self::MovedToInstitution => "flyttet til institusjon",
+            Self::Deceased => "død",
+            Self::NoLongerNeeded => "ikke lenger behov",
+            Self::Replaced => "erstattet",
+            Self::Broken => "defekt",
+            Self::Lost => "tapt",
+            Self::Other => "annet",
+        }
+    }
+}
+
 impl EventType {
     /// Order of lifecycle events that share a timestamp: `installed` before `decommissioned`,
     /// so a device installed and removed in the same instant ends out of service. `None` for
@@ -117,6 +147,8 @@ pub struct Event {
     pub outcome: Option<Outcome>,
     pub recipient: Option<RecipientRef>,
     pub replaces: Option<DeviceId>,
+    /// Why a unit left service; only on `decommissioned`, and optional there.
+    pub reason: Option<DecommissionReason>,
 }
 
 impl Event {
@@ -156,6 +188,9 @@ impl Event {
         }
         if let Some(r) = &self.replaces {
             put("replaces", r.as_str().into());
+        }
+        if let Some(r) = self.reason {
+            put("reason", r.id().into());
         }
         Value::Object(m)
     }
@@ -476,6 +511,7 @@ const FIELDS: &[&str] = &[
     "outcome",
     "recipient",
     "replaces",
+    "reason",
 ];
 
 struct Fields<'a>(&'a Map<String, Value>);
@@ -646,6 +682,17 @@ fn parse_event(
             why: "only allowed on `installed` events".into(),
         });
     }
+    let reason = f.opt_enum(
+        "reason",
+        DecommissionReason::from_id,
+        &ids(DecommissionReason::ALL, DecommissionReason::id),
+    )?;
+    if reason.is_some() && event_type != EventType::Decommissioned {
+        return Err(DeadLetterReason::InvalidField {
+            field: "reason",
+            why: "only allowed on `decommissioned` events".into(),
+        });
+    }
     Ok(Event {
         vendor: topic.vendor.clone(),
         gateway: topic.gateway.clone(),
@@ -661,6 +708,7 @@ fn parse_event(
         outcome,
         recipient,
         replaces,
+        reason,
     })
 }
 
@@ -695,6 +743,42 @@ mod tests {
     }
 
     const OK: &str = r#"{"id":"e1","ts":"2025-06-30T23:59:00+02:00","municipality":"3328","device":"D1","type":"installed","kind":"safety_alarm","recipient":"r-77"}"#;
+
+    #[test]
+    fn a_decommission_may_say_why_and_only_a_decommission() {
+        let gone = |extra: &str| {
+            format!(
+                r#"{{"id":"e2","ts":"2025-06-30T10:00:00+02:00","municipality":"3328","device":"D1","type":"decommissioned"{extra}}}"#
+            )
+        };
+        for r in DecommissionReason::ALL {
+            let items = parse(&gone(&format!(r#","reason":"{}""#, r.id())));
+            let [ParsedItem::Event(e)] = items.as_slice() else {
+                panic!("not an event: {items:?}")
+            };
+            assert_eq!(e.reason, Some(*r));
+            assert_eq!(parse(&e.to_json().to_string()), items, "round trip");
+        }
+        let without = parse(&gone(""));
+        assert!(matches!(without.as_slice(), [ParsedItem::Event(e)] if e.reason.is_none()));
+        let null = parse(&gone(r#","reason":null"#));
+        assert!(matches!(null.as_slice(), [ParsedItem::Event(e)] if e.reason.is_none()));
+        assert!(matches!(
+            reason(&gone(r#","reason":"stolen""#)),
+            DeadLetterReason::InvalidField {
+                field: "reason",
+                ..
+            }
+        ));
+        let on_install = OK.replace(r#""recipient""#, r#""reason":"broken","recipient""#);
+        assert!(matches!(
+            reason(&on_install),
+            DeadLetterReason::InvalidField {
+                field: "reason",
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn accepts_a_valid_event_and_round_trips_it() {

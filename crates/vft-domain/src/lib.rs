@@ -24,8 +24,8 @@ pub mod topic;
 pub use attribution::{ChangeCause, ChangeLine, InService, Scope, attribute_changes};
 pub use auth::{Actor, Capability, Principal, Role, RoleError, fingerprint, hash_token};
 pub use event::{
-    Cause, DeadLetterReason, Event, EventType, Outcome, ParsedItem, PlausibleTimes, parse_payload,
-    parse_payload_at,
+    Cause, DeadLetterReason, DecommissionReason, Event, EventType, Outcome, ParsedItem,
+    PlausibleTimes, parse_payload, parse_payload_at,
 };
 pub use ids::{
     AlarmRef, DeviceId, EventId, GatewayId, IdError, MunicipalityCode, RecipientRef, VendorId,

@@ -323,6 +323,7 @@ mod tests {
             outcome: None,
             recipient: None,
             replaces: None,
+            reason: None,
         }
     }
 

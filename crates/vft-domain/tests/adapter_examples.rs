@@ -122,6 +122,11 @@ fn hepro_example_maps_to_valid_events() {
         Some("HP5520-0001")
     );
     assert_eq!(events[7].device.as_str(), "HP5520-0001");
+    assert_eq!(
+        events[7].reason,
+        Some(vft_domain::DecommissionReason::Replaced),
+        "the removal code through the value map"
+    );
     assert_eq!(smoke.ts.to_rfc3339(), "2025-06-30T23:59:00+02:00");
     assert_eq!(utc(smoke), "2025-06-30T21:59:00+00:00");
 }

@@ -796,6 +796,9 @@ impl<'p> Builder<'p> {
                 } else {
                     None
                 },
+                reason: (r.event_type == EventType::Decommissioned)
+                    .then(|| removal_reason(dev.id.as_str()))
+                    .flatten(),
             });
             gateway_of.push(dev.gateway);
         }
@@ -908,6 +911,27 @@ fn weighted<T: Copy>(rng: &mut StdRng, items: &[(T, u32)]) -> T {
 fn probabilistic_round(rng: &mut StdRng, x: f64) -> u64 {
     let floor = x.floor();
     floor as u64 + u64::from(rng.random_bool((x - floor).clamp(0.0, 1.0)))
+}
+
+/// Why a simulated unit left service: from its id (so the random stream, and with it every
+/// figure of the simulation, stays as it was), in shares like a municipality's: most leave
+/// because the recipient died or moved to an institution; a few say no reason.
+fn removal_reason(device: &str) -> Option<vft_domain::DecommissionReason> {
+    use vft_domain::DecommissionReason::*;
+    // FNV-1a: stable across Rust versions, unlike the standard hasher.
+    let hash = device.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(match hash % 100 {
+        0..35 => Deceased,
+        35..65 => MovedToInstitution,
+        65..80 => NoLongerNeeded,
+        80..88 => Returned,
+        88..93 => Broken,
+        93..95 => Lost,
+        95..97 => Other,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

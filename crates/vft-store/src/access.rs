@@ -718,8 +718,13 @@ macro_rules! impl_access {
 
             async fn purge_audit(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<u64> {
                 let mut tx = self.writer.begin().await?;
+                // The longest prefix of the chain older than `before`: a record appended a moment
+                // out of time order is kept with those after it, never removed early.
                 let last: Option<(i64, String)> = sqlx::query_as(
-                    "SELECT seq, hash FROM audit_log WHERE at < $1 ORDER BY seq DESC LIMIT 1",
+                    "SELECT seq, hash FROM audit_log WHERE seq < COALESCE( \
+                     (SELECT MIN(seq) FROM audit_log WHERE at >= $1), \
+                     (SELECT MAX(seq) + 1 FROM audit_log)) \
+                     ORDER BY seq DESC LIMIT 1",
                 )
                 .bind($crate::shared::micros(before))
                 .fetch_optional(&mut *tx)

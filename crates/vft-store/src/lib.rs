@@ -412,6 +412,17 @@ pub trait Store: AccessStore + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Event>>;
 
+    /// For each device, the reason its latest lifecycle event before `before` gave, when that
+    /// event is a decommissioning (a device with none, or whose latest lifecycle event is an
+    /// install, is absent; a decommissioning without a reason maps to `None`).
+    async fn decommission_reasons(
+        &self,
+        devices: &[(VendorId, DeviceId)],
+        before: DateTime<Utc>,
+    ) -> Result<
+        std::collections::HashMap<(VendorId, DeviceId), Option<vft_domain::DecommissionReason>>,
+    >;
+
     /// Sets or clears a device's own offline timeout. False if the device is unknown.
     async fn set_device_timeout(
         &self,

@@ -10,7 +10,7 @@ use vft_domain::{
     VendorId,
 };
 
-/// Rows per multi-row INSERT: 17 columns × 500 stays under both backends' parameter limits.
+/// Rows per multi-row INSERT: 18 columns × 500 stays under both backends' parameter limits.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
@@ -47,6 +47,7 @@ pub(crate) type EventContent = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn event_content(e: &Event) -> EventContent {
@@ -62,12 +63,12 @@ pub(crate) fn event_content(e: &Event) -> EventContent {
         e.outcome.map(|o| o.id().to_owned()),
         e.recipient.as_ref().map(ToString::to_string),
         e.replaces.as_ref().map(ToString::to_string),
+        e.reason.map(|r| r.id().to_owned()),
     )
 }
 
 /// The columns of [`EventContent`], in its order.
-pub(crate) const EVENT_CONTENT_COLUMNS: &str =
-    "ts, municipality, device, type, kind, battery, alarm, cause, outcome, recipient, replaces";
+pub(crate) const EVENT_CONTENT_COLUMNS: &str = "ts, municipality, device, type, kind, battery, alarm, cause, outcome, recipient, replaces, reason";
 
 /// A row of `mqtt_credentials`: username, hash, vendor, gateway, label, created, revoked.
 pub(crate) type CredentialRow = (
@@ -279,6 +280,7 @@ pub(crate) fn event_from_row(
     outcome: Option<String>,
     recipient: Option<String>,
     replaces: Option<String>,
+    reason: Option<String>,
 ) -> Result<Event> {
     let offset = i32::try_from(ts_offset)
         .ok()
@@ -312,6 +314,9 @@ pub(crate) fn event_from_row(
             .map(DeviceId::parse)
             .transpose()
             .map_err(corrupt)?,
+        reason: reason
+            .as_deref()
+            .and_then(vft_domain::DecommissionReason::from_id),
     })
 }
 
@@ -483,7 +488,7 @@ macro_rules! impl_store {
                 for chunk in unique.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (vendor, event_id, gateway, ts, ts_offset, municipality, device, type, \
-                         lifecycle_rank, kind, battery, alarm, cause, outcome, recipient, replaces, received_at) ",
+                         lifecycle_rank, kind, battery, alarm, cause, outcome, recipient, replaces, reason, received_at) ",
                     );
                     qb.push_values(chunk, |mut row, e| {
                         row.push_bind(e.vendor.as_str())
@@ -502,6 +507,7 @@ macro_rules! impl_store {
                             .push_bind(e.outcome.map(|o| o.id()))
                             .push_bind(e.recipient.as_ref().map(|r| r.as_str()))
                             .push_bind(e.replaces.as_ref().map(|r| r.as_str()))
+                            .push_bind(e.reason.map(|r| r.id()))
                             .push_bind(received);
                     });
                     qb.push(" ON CONFLICT (vendor, event_id) DO NOTHING");
@@ -540,7 +546,7 @@ macro_rules! impl_store {
                             let content: $crate::shared::EventContent = (
                                 r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?,
                                 r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
-                                r.try_get(12)?,
+                                r.try_get(12)?, r.try_get(13)?,
                             );
                             stored.insert(key, content);
                         }
@@ -939,7 +945,7 @@ macro_rules! impl_store {
                 let since = [t, r, a, c].into_iter().flatten().chain([micros(from)]).min().unwrap_or(micros(from));
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT e.vendor, e.event_id, e.gateway, e.ts, e.ts_offset, e.municipality, e.device, e.type, e.kind, \
-                     e.battery, e.alarm, e.cause, e.outcome, e.recipient, e.replaces, d.kind FROM events e \
+                     e.battery, e.alarm, e.cause, e.outcome, e.recipient, e.replaces, e.reason, d.kind FROM events e \
                      LEFT JOIN devices d ON d.vendor = e.vendor AND d.device = e.device WHERE e.type IN (",
                 );
                 let mut sep = qb.separated(", ");
@@ -956,9 +962,9 @@ macro_rules! impl_store {
                     let e = $crate::shared::event_from_row(
                         r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
                         r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
-                        r.try_get(12)?, r.try_get(13)?, r.try_get(14)?,
+                        r.try_get(12)?, r.try_get(13)?, r.try_get(14)?, r.try_get(15)?,
                     )?;
-                    let kind: Option<String> = r.try_get(15)?;
+                    let kind: Option<String> = r.try_get(16)?;
                     device_kinds.insert(
                         (e.vendor.clone(), e.device.clone()),
                         kind.as_deref().and_then(vft_domain::TechnologyKind::from_id),
@@ -1312,6 +1318,59 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn decommission_reasons(
+                &self,
+                devices: &[(vft_domain::VendorId, vft_domain::DeviceId)],
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<std::collections::HashMap<(vft_domain::VendorId, vft_domain::DeviceId), Option<vft_domain::DecommissionReason>>> {
+                use sqlx::Row;
+                // The latest lifecycle event of each device before `before`, in the total order
+                // of (ts, lifecycle_rank, event_id) that decides being in service.
+                let mut latest: std::collections::HashMap<(String, String), (i64, i64, String, String, Option<String>)> =
+                    std::collections::HashMap::new();
+                for chunk in devices.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT vendor, device, ts, lifecycle_rank, event_id, type, reason FROM events \
+                         WHERE lifecycle_rank IS NOT NULL AND ts < ",
+                    );
+                    qb.push_bind($crate::shared::micros(before));
+                    qb.push(" AND (vendor, device) IN (");
+                    let mut sep = qb.separated(", ");
+                    for (v, d) in chunk {
+                        sep.push("(");
+                        sep.push_bind_unseparated(v.to_string());
+                        sep.push_unseparated(", ");
+                        sep.push_bind_unseparated(d.to_string());
+                        sep.push_unseparated(")");
+                    }
+                    qb.push(")");
+                    for r in qb.build().fetch_all(&self.reader).await? {
+                        let key: (String, String) = (r.try_get(0)?, r.try_get(1)?);
+                        let row: (i64, i64, String, String, Option<String>) =
+                            (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
+                        let newer = latest
+                            .get(&key)
+                            .is_none_or(|old| (row.0, row.1, &row.2) > (old.0, old.1, &old.2));
+                        if newer {
+                            latest.insert(key, row);
+                        }
+                    }
+                }
+                let mut reasons = std::collections::HashMap::new();
+                for ((v, d), (_, _, _, t, reason)) in latest {
+                    if t == vft_domain::EventType::Decommissioned.id() {
+                        reasons.insert(
+                            (
+                                vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                                vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt)?,
+                            ),
+                            reason.as_deref().and_then(vft_domain::DecommissionReason::from_id),
+                        );
+                    }
+                }
+                Ok(reasons)
+            }
+
             async fn device_events(
                 &self,
                 vendor: &vft_domain::VendorId,
@@ -1325,7 +1384,7 @@ macro_rules! impl_store {
                 }
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT vendor, event_id, gateway, ts, ts_offset, municipality, device, type, kind, battery, alarm, cause, \
-                     outcome, recipient, replaces FROM events WHERE vendor = ",
+                     outcome, recipient, replaces, reason FROM events WHERE vendor = ",
                 );
                 qb.push_bind(vendor.to_string()).push(" AND device IN (");
                 let mut sep = qb.separated(", ");
@@ -1343,7 +1402,7 @@ macro_rules! impl_store {
                         $crate::shared::event_from_row(
                             r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
                             r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
-                            r.try_get(12)?, r.try_get(13)?, r.try_get(14)?,
+                            r.try_get(12)?, r.try_get(13)?, r.try_get(14)?, r.try_get(15)?,
                         )
                     })
                     .collect()

@@ -34,6 +34,7 @@ fn batch(batch: usize, n: usize) -> Vec<Event> {
                     vft_domain::RecipientRef::parse(&format!("r-{k}")).expect("recipient"),
                 ),
                 replaces: None,
+                reason: None,
             }
         })
         .collect()

@@ -50,6 +50,7 @@ both_backends!(
     sessions_expire_and_end,
     accounts_lock_after_wrong_passwords,
     the_audit_chain_holds,
+    decommission_reasons_are_kept_and_read_back,
     reconciliation_inputs_from_events,
     mqtt_credentials_are_created_revoked_and_replaced,
     a_municipality_sees_its_own_events_only,
@@ -486,6 +487,7 @@ fn event(
         outcome: None,
         recipient: None,
         replaces: None,
+        reason: None,
     }
 }
 
@@ -2390,6 +2392,15 @@ async fn execute_raw(url: &str, sql: &str) -> Result<(), sqlx::Error> {
 /// refuses edits, and keeps verifying after retention.
 async fn the_audit_chain_holds(s: TestStore) {
     use vft_domain::audit::{ChainVerifier, GENESIS};
+    // The oldest twenty first (retention below removes at least them), then four writers at
+    // once, whose records' times interleave.
+    let early: Vec<_> = (0..20)
+        .map(|i| vft_domain::audit::AuditEntry {
+            at_micros: 1_700_000_000_000_000 + i,
+            ..audit_entry(i as usize)
+        })
+        .collect();
+    s.store.append_audit(&early).await.expect("append");
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let store = s.store.clone();
@@ -2407,15 +2418,15 @@ async fn the_audit_chain_holds(s: TestStore) {
     let head = s.store.audit_head().await.expect("head");
     assert_eq!(
         (head.seq, head.anchor_seq, head.anchor_hash.as_str()),
-        (140, 0, GENESIS)
+        (160, 0, GENESIS)
     );
     let chain = s.store.audit_chain(0, 1000).await.expect("chain");
-    assert_eq!(chain.len(), 140);
+    assert_eq!(chain.len(), 160);
     let mut v = ChainVerifier::new(0, GENESIS);
     for r in &chain {
         v.check(r).expect("intact");
     }
-    assert_eq!(v.head(), (140, head.hash.as_str()));
+    assert_eq!(v.head(), (160, head.hash.as_str()));
     assert_eq!(
         chain[0].entry,
         chain[0].entry.normalized(),
@@ -2454,12 +2465,28 @@ async fn the_audit_chain_holds(s: TestStore) {
     let delete = execute_raw(&s.url, "DELETE FROM audit_log WHERE seq = 3").await;
     assert!(delete.is_err(), "the audit log refuses deletes");
 
-    // Retention: records before the 50th's time go; the chain verifies from the anchor.
-    let cutoff = DateTime::from_timestamp_micros(chain[49].entry.at_micros).expect("time");
+    // Retention: the oldest records go (times interleave across the writers, so the cut is
+    // the median time: some records are before it, some after); the chain verifies from the
+    // anchor.
+    let mut times: Vec<i64> = chain.iter().map(|r| r.entry.at_micros).collect();
+    times.sort_unstable();
+    let cutoff = DateTime::from_timestamp_micros(times[70]).expect("time");
     let purged = s.store.purge_audit(cutoff).await.expect("purge");
     let head = s.store.audit_head().await.expect("head");
     assert_eq!(purged as i64, head.anchor_seq);
-    assert!(purged > 0 && purged < 140);
+    assert!(
+        (20..160).contains(&purged),
+        "{purged}: the old prefix goes, newer records stay"
+    );
+    let first_new = chain
+        .iter()
+        .find(|r| r.entry.at_micros >= times[70])
+        .expect("a newer record");
+    assert_eq!(
+        head.anchor_seq,
+        first_new.seq - 1,
+        "the whole prefix older than the cut goes"
+    );
     let rest = s
         .store
         .audit_chain(head.anchor_seq, 1000)
@@ -2616,4 +2643,104 @@ async fn reconciliation_inputs_from_events(s: TestStore) {
             "hepro/H1 2025-12-30T09:00:00+00:00"
         ]
     );
+}
+
+/// A decommissioning's reason is stored, read back with the device's history, part of what
+/// makes a repeated id a conflict, and given for the latest lifecycle event before an instant.
+async fn decommission_reasons_are_kept_and_read_back(s: TestStore) {
+    use vft_domain::DecommissionReason::*;
+    let gone = |id: &str, ts: &str, device: &str, reason| Event {
+        reason,
+        ..event(
+            "hepro",
+            id,
+            ts,
+            "3328",
+            device,
+            EventType::Decommissioned,
+            None,
+        )
+    };
+    let kind = TechnologyKind::SafetyAlarm;
+    let events = vec![
+        install("r1", "2025-01-10T10:00:00+01:00", "3328", "A", kind),
+        install("r2", "2025-01-10T10:00:00+01:00", "3328", "B", kind),
+        install("r3", "2025-01-10T10:00:00+01:00", "3328", "C", kind),
+        install("r4", "2025-01-10T10:00:00+01:00", "3328", "D", kind),
+        gone("r5", "2025-03-05T10:00:00+01:00", "A", Some(Deceased)),
+        gone("r6", "2025-03-06T10:00:00+01:00", "B", None),
+        // C leaves, then comes back: its latest lifecycle event is an install.
+        gone("r7", "2025-03-07T10:00:00+01:00", "C", Some(Broken)),
+        install("r8", "2025-03-20T10:00:00+01:00", "3328", "C", kind),
+        // D leaves twice (a late second report): the latest one's reason counts.
+        gone("r9", "2025-03-08T10:00:00+01:00", "D", Some(Returned)),
+        gone(
+            "r10",
+            "2025-03-09T10:00:00+01:00",
+            "D",
+            Some(MovedToInstitution),
+        ),
+    ];
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let key = |d: &str| {
+        (
+            VendorId::parse("hepro").expect("vendor"),
+            DeviceId::parse(d).expect("device"),
+        )
+    };
+    let keys: Vec<_> = ["A", "B", "C", "D", "E"].into_iter().map(key).collect();
+    let end_of_march = DateTime::parse_from_rfc3339("2025-04-01T00:00:00+02:00")
+        .expect("ts")
+        .with_timezone(&Utc);
+    let reasons = s
+        .store
+        .decommission_reasons(&keys, end_of_march)
+        .await
+        .expect("reasons");
+    assert_eq!(reasons.get(&key("A")), Some(&Some(Deceased)));
+    assert_eq!(reasons.get(&key("B")), Some(&None), "left without a reason");
+    assert_eq!(reasons.get(&key("C")), None, "back in service");
+    assert_eq!(reasons.get(&key("D")), Some(&Some(MovedToInstitution)));
+    assert_eq!(reasons.get(&key("E")), None, "unknown device");
+    let mid_march = DateTime::parse_from_rfc3339("2025-03-08T12:00:00+01:00")
+        .expect("ts")
+        .with_timezone(&Utc);
+    let then = s
+        .store
+        .decommission_reasons(&keys, mid_march)
+        .await
+        .expect("reasons");
+    assert_eq!(then.get(&key("C")), Some(&Some(Broken)), "as it stood then");
+    assert_eq!(then.get(&key("D")), Some(&Some(Returned)));
+
+    let history = s
+        .store
+        .device_events(
+            &VendorId::parse("hepro").expect("vendor"),
+            &[DeviceId::parse("A").expect("device")],
+            None,
+            10,
+        )
+        .await
+        .expect("history");
+    assert_eq!(history.last().and_then(|e| e.reason), Some(Deceased));
+
+    // The same id with another reason is a conflict; with the same, a duplicate.
+    let again = s
+        .store
+        .write_batch(
+            &[
+                gone("r5", "2025-03-05T10:00:00+01:00", "A", Some(Lost)),
+                gone("r6", "2025-03-06T10:00:00+01:00", "B", None),
+            ],
+            &[],
+            Utc::now(),
+        )
+        .await
+        .expect("write");
+    assert_eq!(again.events_inserted, 0);
+    assert_eq!(again.conflicting, vec![0]);
 }
