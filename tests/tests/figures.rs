@@ -666,3 +666,96 @@ async fn removals_are_explained_by_their_reasons() {
         "{dead}"
     );
 }
+
+/// CSV for Norwegian spreadsheets on a switch (`format=excel`): the same cells as the plain
+/// CSV, with semicolons, CRLF and a byte-order mark; downloads are named by scope and date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_downloads_for_norwegian_spreadsheets() {
+    let s = start().await;
+    let mut e = ev(
+        "x-1",
+        "2025-03-01T10:00:00+01:00",
+        "3328",
+        "SX1",
+        "installed",
+    );
+    e["kind"] = "safety_alarm".into();
+    e["recipient"] = "r-x".into();
+    s.publish(&[e]).await;
+    s.wait_events(1).await;
+    let fetch = |query: &str| {
+        let url = format!(
+            "{}/api/v1/rollups/devices?year=2025&municipality=3328{query}",
+            s.vft.api
+        );
+        let token = s.coordinator.clone();
+        async move {
+            let resp = get(&url, Some(&token)).await;
+            assert_eq!(resp.status(), 200, "{url}");
+            let name = resp
+                .headers()
+                .get("content-disposition")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (name, resp.bytes().await.expect("body").to_vec())
+        }
+    };
+    let (plain_name, plain) = fetch("&format=csv").await;
+    let (excel_name, excel) = fetch("&format=excel").await;
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Oslo)
+        .format("%Y-%m-%d")
+        .to_string();
+    for name in [&plain_name, &excel_name] {
+        assert!(
+            name.contains(&format!("vft-tabell-2025-3328-{today}.csv")),
+            "{name}"
+        );
+    }
+    assert!(
+        excel.starts_with("\u{feff}".as_bytes()),
+        "a byte-order mark"
+    );
+    assert!(!plain.starts_with("\u{feff}".as_bytes()));
+    let text = String::from_utf8(excel[3..].to_vec()).expect("UTF-8");
+    assert!(text.contains("\r\n") && text.contains(';'), "{text}");
+    let cells = |body: &[u8], sep: u8| -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .delimiter(sep)
+            .has_headers(false)
+            .from_reader(body)
+            .records()
+            .map(|r| r.expect("row").iter().map(str::to_owned).collect())
+            .collect()
+    };
+    assert_eq!(
+        cells(&excel[3..], b';'),
+        cells(&plain, b','),
+        "the same cells"
+    );
+    let devices = get(
+        &format!(
+            "{}/api/v1/devices?municipality=3328&format=excel",
+            s.vft.api
+        ),
+        Some(&s.coordinator),
+    )
+    .await;
+    let name = devices
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        name.contains(&format!("vft-enheter-3328-{today}.csv")),
+        "{name}"
+    );
+    let bad = get(
+        &format!("{}/api/v1/rollups/devices?year=2025&format=xls", s.vft.api),
+        Some(&s.coordinator),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+}

@@ -395,7 +395,7 @@ pub async fn list(
         .as_deref()
         .map(|m| MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
-    let max = if csv { 100_000 } else { 1000 };
+    let max = if csv.is_some() { 100_000 } else { 1000 };
     let limit = params.limit.unwrap_or(100).clamp(1, max);
     let query = AuditQuery {
         from: params.from,
@@ -411,8 +411,17 @@ pub async fn list(
         .then(|| records.last().map(|r| r.seq))
         .flatten();
     let views: Vec<AuditRecordView> = records.into_iter().map(view).collect();
-    if csv {
-        return Ok(crate::csv_response("vft-audit.csv", audit_csv(&views)));
+    if let Some(dialect) = csv {
+        return Ok(crate::csv_response(
+            dialect,
+            "revisjonslogg",
+            query
+                .municipality
+                .as_ref()
+                .map_or("alle".to_owned(), ToString::to_string)
+                .as_str(),
+            audit_csv(&views),
+        ));
     }
     Ok(Json(AuditPage {
         records: views,

@@ -362,7 +362,7 @@ pub async fn list(
     Query(params): Query<DeviceParams>,
 ) -> Result<Response, ApiError> {
     let mut query = params.to_query(caller.own(), &state.registry, Utc::now(), state.timeouts)?;
-    if crate::wants_csv(params.format.as_deref(), &headers)? {
+    if let Some(dialect) = crate::wants_csv(params.format.as_deref(), &headers)? {
         // The export is the whole query, not one page.
         query.limit = 0;
         query.after = None;
@@ -372,7 +372,17 @@ pub async fn list(
             .map(|r| DeviceView::new(r, &state.timeouts))
             .collect();
         note_devices(&note, &views);
-        return Ok(crate::csv_response("vft-devices.csv", devices_csv(&views)));
+        let scope = query
+            .municipalities
+            .as_deref()
+            .filter(|m| m.len() == 1)
+            .map_or_else(|| "region".to_owned(), |m| m[0].to_string());
+        return Ok(crate::csv_response(
+            dialect,
+            "enheter",
+            &scope,
+            devices_csv(&views),
+        ));
     }
     let rows = state.store.devices(&query).await?;
     let next = (rows.len() == query.limit as usize)

@@ -654,9 +654,15 @@ pub async fn reconciliation(
             .flat_map(|r| r.subjects.iter())
             .map(|s| subject_text(&s.key)),
     );
-    if csv {
+    if let Some(dialect) = csv {
+        let scope = scope
+            .as_ref()
+            .or(caller.own())
+            .map_or_else(|| "region".to_owned(), ToString::to_string);
         return Ok(crate::csv_response(
-            "vft-reconciliation.csv",
+            dialect,
+            "leverandorbytte",
+            &scope,
             reconciliation_csv(&report.rows),
         ));
     }

@@ -271,36 +271,134 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `format=csv|json`, else the `Accept` header: whether a figure endpoint answers as CSV.
+/// How a CSV export is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CsvDialect {
+    /// RFC 4180: commas, decimal points, UTF-8 without a byte-order mark (`format=csv`).
+    Standard,
+    /// For Norwegian spreadsheets (`format=excel`): semicolons, decimal commas, CRLF, and a
+    /// UTF-8 byte-order mark (without it Excel reads the file as Windows-1252: "Ã…l").
+    Spreadsheet,
+}
+
+/// `format=csv|excel|json`, else the `Accept` header: whether (and how) an endpoint answers as
+/// CSV.
 pub(crate) fn wants_csv(
     format: Option<&str>,
     headers: &axum::http::HeaderMap,
-) -> Result<bool, ApiError> {
+) -> Result<Option<CsvDialect>, ApiError> {
     match format {
-        Some("csv") => Ok(true),
-        Some("json") => Ok(false),
+        Some("csv") => Ok(Some(CsvDialect::Standard)),
+        Some("excel") => Ok(Some(CsvDialect::Spreadsheet)),
+        Some("json") => Ok(None),
         Some(other) => Err(ApiError::BadRequest(format!(
-            "format must be json or csv, got {:?}",
+            "format must be json, csv or excel, got {:?}",
             other.chars().take(64).collect::<String>()
         ))),
         None => Ok(headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv"))),
+            .is_some_and(|a| a.contains("text/csv"))
+            .then_some(CsvDialect::Standard)),
     }
 }
 
-/// A CSV body as a download named `filename`.
-pub(crate) fn csv_response(filename: &str, body: String) -> Response {
+/// A decimal number as a CSV cell holds it (`97.5`, `-0.25`): what a spreadsheet must read
+/// with a decimal comma. Ids like `1.2.3` or `v1.0a` are left alone.
+fn is_decimal(cell: &str) -> bool {
+    let digits = cell.strip_prefix('-').unwrap_or(cell);
+    matches!(digits.split_once('.'), Some((whole, fraction))
+        if !whole.is_empty() && !fraction.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && fraction.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Rewrites a standard CSV body in `dialect`.
+pub(crate) fn csv_in(dialect: CsvDialect, body: String) -> String {
+    if dialect == CsvDialect::Standard {
+        return body;
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body.as_bytes());
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .terminator(csv::Terminator::CRLF)
+        .flexible(true)
+        .from_writer(Vec::from("\u{feff}".as_bytes()));
+    for record in reader.records().flatten() {
+        let cells: Vec<String> = record
+            .iter()
+            .map(|c| {
+                if is_decimal(c) {
+                    c.replacen('.', ",", 1)
+                } else {
+                    c.to_owned()
+                }
+            })
+            .collect();
+        let _ = writer.write_record(&cells);
+    }
+    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A CSV body as a download: `vft-{what}-{scope}-{date}.csv`, the date being today's in
+/// Europe/Oslo (when the export was made), so downloads of several municipalities and days
+/// do not overwrite each other.
+pub(crate) fn csv_response(dialect: CsvDialect, what: &str, scope: &str, body: String) -> Response {
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Oslo)
+        .format("%Y-%m-%d");
+    // Only characters every file system and header takes.
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    let filename = format!("vft-{}-{}-{today}.csv", safe(what), safe(scope));
     let disposition = format!("attachment; filename=\"{filename}\"");
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        body,
+        csv_in(dialect, body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+
+    #[test]
+    fn the_spreadsheet_dialect_uses_semicolons_decimal_commas_and_a_bom() {
+        let standard = "kind,share,id,note\nsafety_alarm,97.5,1.2.3,\"a; b\"\nÅl,-0.25,12,x\n";
+        let nb = csv_in(CsvDialect::Spreadsheet, standard.to_owned());
+        assert_eq!(
+            nb,
+            "\u{feff}kind;share;id;note\r\nsafety_alarm;97,5;1.2.3;\"a; b\"\r\nÅl;-0,25;12;x\r\n"
+        );
+        assert_eq!(csv_in(CsvDialect::Standard, standard.to_owned()), standard);
+        for (cell, decimal) in [
+            ("97.5", true),
+            ("-0.25", true),
+            ("12", false),
+            ("1.", false),
+            (".5", false),
+            ("v1.0", false),
+            ("1.2.3", false),
+        ] {
+            assert_eq!(is_decimal(cell), decimal, "{cell}");
+        }
+    }
 }
 
 /// Readiness: the database answers and ingest is subscribed to the broker.

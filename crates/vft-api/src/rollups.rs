@@ -65,6 +65,20 @@ impl Selection {
         self.municipality.as_ref()
     }
 
+    /// How a download names what it holds: the municipality, the cooperation or the region,
+    /// and the vendor if one.
+    pub(crate) fn file_scope(&self) -> String {
+        let scope = match (&self.municipality, &self.cooperation) {
+            (Some(m), _) => m.to_string(),
+            (None, Some(c)) => c.id.clone(),
+            (None, None) => "region".to_owned(),
+        };
+        match &self.vendor {
+            Some(v) => format!("{scope}-{v}"),
+            None => scope,
+        }
+    }
+
     /// What the selection admits, as a key for kept figures: municipality, vendor, and the
     /// cooperation with its membership periods (configuration may change between runs).
     pub(crate) fn key(&self) -> String {
@@ -324,9 +338,11 @@ pub async fn devices(
         }
     }
     let table = DeviceTable::from_counts(year, months.clone(), &shown);
-    if csv {
+    if let Some(dialect) = csv {
         return Ok(crate::csv_response(
-            &format!("vft-devices-{year}.csv"),
+            dialect,
+            &format!("tabell-{year}"),
+            &selection.file_scope(),
             table.to_csv(),
         ));
     }
