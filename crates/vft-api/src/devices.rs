@@ -50,17 +50,12 @@ fn bad(what: &str, got: &str, expected: &str) -> ApiError {
 
 /// An RFC 3339 instant, or a date meaning its first instant in Europe/Oslo.
 fn instant(what: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
-    use chrono::TimeZone;
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|_| bad(what, s, "a date (YYYY-MM-DD) or RFC 3339 time"))?;
-    chrono_tz::Europe::Oslo
-        .from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| bad(what, s, "a date that exists in Europe/Oslo"))
+    Ok(vft_domain::month::oslo_midnight(date))
 }
 
 impl DeviceParams {

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -50,31 +50,20 @@ fn date(what: &str, s: &str) -> Result<NaiveDate, ApiError> {
         .map_err(|_| bad(format!("{what} must be a date (YYYY-MM-DD), got {s:?}")))
 }
 
-fn oslo_midnight(d: NaiveDate) -> Result<DateTime<Utc>, ApiError> {
-    chrono_tz::Europe::Oslo
-        .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| bad(format!("{d} does not exist in Europe/Oslo")))
-}
-
 /// An export's date: it lists the fleet from the start of that day (Europe/Oslo). Default: today.
 pub fn as_of_instant(s: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     let d = match s {
         Some(s) => date("as_of", s)?,
-        None => now.with_timezone(&chrono_tz::Europe::Oslo).date_naive(),
+        None => vft_domain::month::oslo_date(now),
     };
-    oslo_midnight(d)
+    Ok(vft_domain::month::oslo_midnight(d))
 }
 
 /// A reconciliation date: the last instant of that day (Europe/Oslo), so the day's events and
 /// that day's export count.
 pub fn end_of_day(s: &str) -> Result<DateTime<Utc>, ApiError> {
     let d = date("at", s)?;
-    let next = d
-        .succ_opt()
-        .ok_or_else(|| bad(format!("at {s:?} is out of range")))?;
-    Ok(oslo_midnight(next)? - Duration::microseconds(1))
+    vft_domain::month::oslo_end_of_day(d).ok_or_else(|| bad(format!("at {s:?} is out of range")))
 }
 
 /// One row left out of an import.
@@ -567,10 +556,7 @@ impl ReconcileParams {
         let (from, to) = vendors(self.from.as_deref(), self.to.as_deref())?;
         let day = match &self.at {
             Some(d) => d.clone(),
-            None => now
-                .with_timezone(&chrono_tz::Europe::Oslo)
-                .date_naive()
-                .to_string(),
+            None => vft_domain::month::oslo_date(now).to_string(),
         };
         let at = end_of_day(&day)?;
         let rows = Gathered::at(store, &from, &to, at, settings)

@@ -347,9 +347,7 @@ pub(crate) fn csv_in(dialect: CsvDialect, body: String) -> String {
 /// Europe/Oslo (when the export was made), so downloads of several municipalities and days
 /// do not overwrite each other.
 pub(crate) fn csv_response(dialect: CsvDialect, what: &str, scope: &str, body: String) -> Response {
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Europe::Oslo)
-        .format("%Y-%m-%d");
+    let today = vft_domain::month::oslo_date(chrono::Utc::now());
     // Only characters every file system and header takes.
     let safe = |s: &str| -> String {
         s.chars()

@@ -8,8 +8,8 @@
 //! the first instant of July, which is what the month-end counts of June and July need.
 
 use crate::ids::MunicipalityCode;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Europe::Oslo;
+use crate::month::oslo_midnight;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -62,13 +62,6 @@ impl Cooperation {
 
 /// The first instant of an Oslo calendar date, as UTC. Midnight always exists in Oslo (DST
 /// changes happen at 02:00/03:00), so the earliest mapping is the only one.
-fn oslo_midnight(date: NaiveDate) -> DateTime<Utc> {
-    let midnight = date.and_time(chrono::NaiveTime::MIN);
-    Oslo.from_local_datetime(&midnight).earliest().map_or_else(
-        || Utc.from_utc_datetime(&midnight),
-        |t| t.with_timezone(&Utc),
-    )
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {

@@ -51,12 +51,7 @@ impl YearMonth {
     /// First instant of the month in Oslo, as UTC. Midnight always exists in Oslo (DST
     /// changes happen at 02:00/03:00), so the mapping is unambiguous.
     pub fn start(self) -> DateTime<Utc> {
-        let date = NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or_default();
-        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-        Oslo.from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+        oslo_midnight(NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or_default())
     }
 
     /// Exclusive end: the first instant of the next month. "At the last instant of M" means
@@ -113,9 +108,56 @@ pub fn month_end_instants(months: &[YearMonth]) -> Vec<DateTime<Utc>> {
     months.iter().map(|m| m.end_exclusive()).collect()
 }
 
+/// The first instant of a calendar date in Europe/Oslo, as UTC: the one place vft turns an
+/// Oslo date into an instant (month starts, membership periods, API dates, export dates).
+/// Oslo's midnight always exists (DST changes at 02:00/03:00); were it ever skipped, the
+/// date's UTC midnight stands in.
+pub fn oslo_midnight(date: NaiveDate) -> DateTime<Utc> {
+    let midnight = date.and_time(chrono::NaiveTime::MIN);
+    Oslo.from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&midnight))
+}
+
+/// The last instant (to the microsecond) of a calendar date in Europe/Oslo, as UTC.
+pub fn oslo_end_of_day(date: NaiveDate) -> Option<DateTime<Utc>> {
+    Some(oslo_midnight(date.succ_opt()?) - chrono::Duration::microseconds(1))
+}
+
+/// The Oslo calendar date an instant falls on.
+pub fn oslo_date(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&Oslo).date_naive()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oslo_days_across_summer_time() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).expect("date");
+        let utc = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("ts")
+                .with_timezone(&Utc)
+        };
+        // Winter (UTC+1), the spring-forward day (a 23-hour day), summer (UTC+2).
+        assert_eq!(oslo_midnight(d(2025, 1, 15)), utc("2025-01-14T23:00:00Z"));
+        assert_eq!(oslo_midnight(d(2025, 3, 30)), utc("2025-03-29T23:00:00Z"));
+        assert_eq!(oslo_midnight(d(2025, 3, 31)), utc("2025-03-30T22:00:00Z"));
+        assert_eq!(
+            oslo_end_of_day(d(2025, 10, 26)),
+            Some(utc("2025-10-26T22:59:59.999999Z")),
+            "the 25-hour autumn day ends at 23:00 UTC"
+        );
+        assert_eq!(oslo_date(utc("2025-06-30T22:30:00Z")), d(2025, 7, 1));
+        assert_eq!(oslo_date(utc("2025-06-30T21:59:59Z")), d(2025, 6, 30));
+        assert_eq!(
+            YearMonth::new(2025, 7).expect("month").start(),
+            oslo_midnight(d(2025, 7, 1))
+        );
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
