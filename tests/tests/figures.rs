@@ -291,6 +291,14 @@ async fn a_late_event_changes_an_open_month_and_shows_as_a_correction_on_a_close
     );
     let months = s.get("/api/v1/months?year=2025").await;
     assert_eq!(months["items"][0]["month"], "2025-03");
+    // Who published it: the coordinator's token, as the audit log names it.
+    let by = months["items"][0]["published_by"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        by.starts_with("token:") && by.ends_with("(test)"),
+        "{months}"
+    );
 }
 
 /// Runs `vft sim` against the server's broker: the simulated region, with installs, removals,

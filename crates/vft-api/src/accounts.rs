@@ -228,7 +228,7 @@ pub async fn update_user(
     };
     let user = state
         .store
-        .update_user(&username, &change)
+        .update_user(&username, &change, Utc::now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user named {username}")))?;
     Ok(Json(UserView::from(&user)))
@@ -342,7 +342,7 @@ pub async fn create_token(
     let hash = hash_token(&secret);
     state
         .store
-        .create_token(&hash, &role, &label, Some(expires_at))
+        .create_token(&hash, &role, &label, Utc::now(), Some(expires_at))
         .await?;
     note.subjects([
         format!("token={}", &hash[..TOKEN_ID_DIGITS]),

@@ -306,7 +306,8 @@ pub async fn publish(
         .await?;
     if state
         .store
-        .publish_month(month, &rows, Some("coordinator"))
+        // Who published: the person (or token) as the audit log names them.
+        .publish_month(month, &rows, Some(&caller.principal().actor()))
         .await?
     {
         Ok((

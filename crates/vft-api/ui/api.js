@@ -13,6 +13,26 @@ export class ApiError extends Error {
 }
 
 let unauthorizedHandler = null;
+let actingMunicipality = null;
+
+/**
+ * The municipality a municipality user of several municipalities acts for: added as
+ * `municipality=` to every /api/v1 request that names none (the server answers for the first
+ * of the user's municipalities otherwise). `null` for everyone else.
+ */
+export function setActingMunicipality(code) {
+  actingMunicipality = code || null;
+}
+
+/** `path` with the acting municipality added, unless it names one already. */
+export function scoped(path) {
+  if (!actingMunicipality || !path.startsWith('/api/v1/')) return path;
+  const [base, query = ''] = path.split('?');
+  const q = new URLSearchParams(query);
+  if (q.has('municipality')) return path;
+  q.set('municipality', actingMunicipality);
+  return `${base}?${q.toString()}`;
+}
 
 /** Called (once per failing request) when the server answers 401 on an API route. */
 export function onUnauthorized(fn) {
@@ -26,7 +46,7 @@ export function onUnauthorized(fn) {
 export async function api(path, { method = 'GET', body, signal, quiet401 = false } = {}) {
   let res;
   try {
-    res = await fetch(path, {
+    res = await fetch(scoped(path), {
       method,
       credentials: 'same-origin',
       cache: 'no-store',
@@ -46,6 +66,8 @@ export async function api(path, { method = 'GET', body, signal, quiet401 = false
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!res.ok) {
     const err = new ApiError(res.status, data?.error ?? `http_${res.status}`, data?.message ?? '');
+    const wait = Number.parseInt(res.headers.get('Retry-After') ?? '', 10);
+    if (Number.isFinite(wait) && wait >= 0) err.retryAfter = wait;
     if (res.status === 401 && !quiet401 && unauthorizedHandler) unauthorizedHandler(err);
     throw err;
   }
@@ -53,7 +75,7 @@ export async function api(path, { method = 'GET', body, signal, quiet401 = false
   return data;
 }
 
-/** Builds `path?k=v&…`, leaving out empty values. */
+/** Builds `path?k=v&…`, leaving out empty values (and adding the acting municipality, see `scoped`). */
 export function url(path, params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params ?? {})) {
@@ -61,7 +83,7 @@ export function url(path, params) {
     q.set(k, String(v));
   }
   const s = q.toString();
-  return s ? `${path}?${s}` : path;
+  return scoped(s ? `${path}?${s}` : path);
 }
 
 /** A plain-language sentence for an error. */

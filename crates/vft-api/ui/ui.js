@@ -34,14 +34,26 @@ export function errorBox(err, retry) {
 
 /** The message a municipality user gets for another municipality's data. No data is shown. */
 export function accessDenied(session, asked, municipalityName) {
-  const own = session.municipality_name || municipalityName(session.municipality) || session.municipality;
+  const codes = session.municipalities?.length ? session.municipalities : [session.municipality];
+  const own = codes
+    .map((c) => municipalityName(c) || (c === session.municipality ? session.municipality_name : null) || c)
+    .join(', ');
   const askedName = municipalityName(asked);
   const askedText = askedName ? `${asked} ${askedName}` : asked;
+  const acting = municipalityName(session.municipality) || session.municipality_name || session.municipality;
   return h('div', { class: 'state state-access', role: 'alert', 'data-testid': 'access-denied' },
     h('p', { class: 'state-title' }, t('access.title')),
     h('p', null, t('access.body', { own, asked: askedText })),
     h('p', null, h('a', { href: `#/oversikt?municipality=${encodeURIComponent(session.municipality)}` },
-      t('access.link', { own }))));
+      t('access.link', { own: acting }))));
+}
+
+/** The message for a page the signed-in role does not see (nothing was asked of the server). */
+export function roleDenied(pageTitle, roleText, home) {
+  return h('div', { class: 'state state-access', role: 'alert', 'data-testid': 'role-denied' },
+    h('p', { class: 'state-title' }, t('role.title')),
+    h('p', null, t('role.body', { page: pageTitle, role: roleText })),
+    home ? h('p', null, h('a', { href: home.href }, t('role.link', { page: home.title }))) : null);
 }
 
 /** A labelled <select>. options: [{value, label}] */

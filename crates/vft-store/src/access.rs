@@ -94,6 +94,7 @@ pub trait AccessStore: Send + Sync {
         token_hash: &str,
         role: &Role,
         label: &str,
+        created_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<()>;
 
@@ -112,7 +113,12 @@ pub trait AccessStore: Send + Sync {
 
     /// The account after the change; `None` when there is no such user. Disabling an account
     /// or changing its role or password ends its sessions.
-    async fn update_user(&self, username: &str, change: &UserChange) -> Result<Option<UserRecord>>;
+    async fn update_user(
+        &self,
+        username: &str,
+        change: &UserChange,
+        at: DateTime<Utc>,
+    ) -> Result<Option<UserRecord>>;
 
     async fn find_user(&self, username: &str) -> Result<Option<UserRecord>>;
 
@@ -314,6 +320,7 @@ macro_rules! impl_access {
                 token_hash: &str,
                 role: &vft_domain::Role,
                 label: &str,
+                created_at: chrono::DateTime<chrono::Utc>,
                 expires_at: Option<chrono::DateTime<chrono::Utc>>,
             ) -> $crate::Result<()> {
                 use $crate::shared::micros;
@@ -325,7 +332,7 @@ macro_rules! impl_access {
                 .bind(role.name())
                 .bind(role.municipalities_text())
                 .bind(label)
-                .bind(micros(chrono::Utc::now()))
+                .bind(micros(created_at))
                 .bind(expires_at.map(micros))
                 .execute(&self.writer)
                 .await?;
@@ -403,6 +410,7 @@ macro_rules! impl_access {
                 &self,
                 username: &str,
                 change: &$crate::access::UserChange,
+                at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Option<$crate::access::UserRecord>> {
                 use $crate::shared::micros;
                 let mut tx = self.writer.begin().await?;
@@ -442,7 +450,7 @@ macro_rules! impl_access {
                 }
                 if let Some(disabled) = change.disabled {
                     sqlx::query::<$db>("UPDATE users SET disabled_at = $1 WHERE id = $2")
-                        .bind(disabled.then(|| micros(chrono::Utc::now())))
+                        .bind(disabled.then(|| micros(at)))
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;

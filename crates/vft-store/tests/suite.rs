@@ -831,11 +831,11 @@ async fn tokens_round_trip_and_are_unique(s: TestStore) {
     .expect("role");
     let now = Utc::now();
     s.store
-        .create_token("hash-a", &aal, "Ål", Some(now + Duration::days(1)))
+        .create_token("hash-a", &aal, "Ål", now, Some(now + Duration::days(1)))
         .await
         .expect("create");
     s.store
-        .create_token("hash-c", &Role::Coordinator, "c", None)
+        .create_token("hash-c", &Role::Coordinator, "c", now, None)
         .await
         .expect("create");
     s.store
@@ -843,13 +843,14 @@ async fn tokens_round_trip_and_are_unique(s: TestStore) {
             "hash-x",
             &Role::Operator,
             "old",
+            now,
             Some(now - Duration::seconds(1)),
         )
         .await
         .expect("create");
     assert!(
         s.store
-            .create_token("hash-a", &Role::Coordinator, "again", None)
+            .create_token("hash-a", &Role::Coordinator, "again", now, None)
             .await
             .is_err(),
         "hash is unique"
@@ -2252,7 +2253,7 @@ async fn sessions_expire_and_end(s: TestStore) {
         },
     ] {
         s.store
-            .update_user("kari@aal.kommune.no", &enable)
+            .update_user("kari@aal.kommune.no", &enable, now)
             .await
             .expect("enable");
         s.store
@@ -2261,7 +2262,7 @@ async fn sessions_expire_and_end(s: TestStore) {
             .expect("session");
         assert!(!gone(s.store.find_session("s", now).await.expect("find")));
         s.store
-            .update_user("kari@aal.kommune.no", &change)
+            .update_user("kari@aal.kommune.no", &change, now)
             .await
             .expect("update")
             .expect("the user");
@@ -2272,7 +2273,7 @@ async fn sessions_expire_and_end(s: TestStore) {
     }
     assert_eq!(
         s.store
-            .update_user("nobody", &enable)
+            .update_user("nobody", &enable, now)
             .await
             .expect("update"),
         None

@@ -196,7 +196,13 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
             let secret = new_token_secret();
             let token_hash = hash_token(&secret);
             store
-                .create_token(&token_hash, &role, &label, Some(expires_at))
+                .create_token(
+                    &token_hash,
+                    &role,
+                    &label,
+                    chrono::Utc::now(),
+                    Some(expires_at),
+                )
                 .await?;
             record(
                 store.as_ref(),
@@ -429,7 +435,7 @@ async fn update(
 ) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let user = store
-        .update_user(username, &change)
+        .update_user(username, &change, chrono::Utc::now())
         .await?
         .ok_or_else(|| anyhow::anyhow!("no user named {username} (see `vft user list`)"))?;
     record(store.as_ref(), command, vec![format!("user={username}")]).await?;

@@ -427,7 +427,11 @@ async fn demo_access(store: &dyn vft_store::Store) -> anyhow::Result<(String, St
         disabled: Some(false),
         ..Default::default()
     };
-    if store.update_user(DEMO_USER, &change).await?.is_none() {
+    if store
+        .update_user(DEMO_USER, &change, chrono::Utc::now())
+        .await?
+        .is_none()
+    {
         store
             .create_user(
                 &vft_store::NewUser {
@@ -446,6 +450,7 @@ async fn demo_access(store: &dyn vft_store::Store) -> anyhow::Result<(String, St
             &vft_domain::hash_token(&token),
             &Role::Coordinator,
             "demo",
+            chrono::Utc::now(),
             Some(chrono::Utc::now() + chrono::Duration::days(30)),
         )
         .await?;

@@ -1,5 +1,6 @@
 // Avvik: dead letters (messages ingest refused) and rows left out of imports, newest first,
-// with the reason in plain language. Coordinator only.
+// with the reason in plain language. The coordinator sees both; an operator the dead letters
+// only (import errors are the municipalities' data); a municipality user neither.
 
 import { h, replace } from '../dom.js';
 import { t, fmtInt, fmtDateTime, fmtDate, has } from '../i18n.js';
@@ -10,11 +11,16 @@ const PAGE = 50;
 
 export function render(root, ctx) {
   const head = h('div', { class: 'page-head' }, h('h1', null, t('avvik.title')), h('p', { class: 'lead' }, t('avvik.intro')));
+  const dead = h('section', { class: 'card', 'aria-labelledby': 'avvik-dead-h' });
+  if (ctx.session.role === 'operator') {
+    replace(root, head, h('p', { class: 'note', 'data-testid': 'avvik-operator' }, t('avvik.operator')), dead);
+    loadDead(dead, ctx);
+    return;
+  }
   if (ctx.session.role !== 'coordinator') {
     replace(root, head, h('section', { class: 'card' }, h('p', { class: 'state state-info', 'data-testid': 'avvik-coordinator-only' }, t('avvik.municipality'))));
     return;
   }
-  const dead = h('section', { class: 'card', 'aria-labelledby': 'avvik-dead-h' });
   const imports = h('section', { class: 'card', 'aria-labelledby': 'avvik-imp-h' });
   replace(root, head, dead, imports);
   loadDead(dead, ctx);

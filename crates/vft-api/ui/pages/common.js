@@ -4,25 +4,40 @@ import { t } from '../i18n.js';
 import { select } from '../ui.js';
 
 /**
+ * The municipalities a municipality user may see (in the session's order; the one it acts for
+ * is `session.municipality`). Empty for a coordinator.
+ */
+export function ownMunicipalities(session) {
+  if (session.role === 'coordinator') return [];
+  const list = session.municipalities?.length ? session.municipalities : [session.municipality];
+  return list.filter(Boolean);
+}
+
+/**
  * The area picker: "whole region" and each municipality for a coordinator; a municipality user
- * is offered its own municipality only.
+ * is offered its own municipalities only.
  */
 export function areaSelect(ctx, { id = 'f-municipality', value, onchange, allowRegion = true }) {
-  const own = ctx.session.role === 'coordinator' ? null : ctx.session.municipality;
+  const own = ownMunicipalities(ctx.session);
   const options = [];
-  if (own) {
-    options.push({ value: own, label: `${ctx.municipalityName(own) ?? ctx.session.municipality_name ?? ''} (${own})`.trim() });
+  let selected = value ?? '';
+  if (ctx.session.role !== 'coordinator') {
+    for (const code of own) {
+      const name = ctx.municipalityName(code) ?? (code === ctx.session.municipality ? ctx.session.municipality_name : null);
+      options.push({ value: code, label: `${name ?? ''} (${code})`.trim() });
+    }
+    if (!own.includes(selected)) selected = ctx.session.municipality ?? '';
   } else {
     if (allowRegion) options.push({ value: '', label: t('filter.region') });
     for (const m of ctx.municipalities) options.push({ value: m.code, label: `${m.name} (${m.code})` });
   }
-  return select({ id, labelText: t('filter.area'), value: own ?? value ?? '', options, onchange });
+  return select({ id, labelText: t('filter.area'), value: selected, options, onchange });
 }
 
 /**
  * The municipality a page asks the server for: the URL's; for a municipality user without one
- * in the URL, its own. Never silently replaced: a municipality the user may not see goes to
- * the server, whose 403 the page shows.
+ * in the URL, the one it acts for. Never silently replaced: a municipality the user may not
+ * see goes to the server, whose 403 the page shows.
  */
 export function askedMunicipality(ctx) {
   const asked = ctx.params.get('municipality');
@@ -32,7 +47,7 @@ export function askedMunicipality(ctx) {
 
 /** Whether the URL asks for a municipality this user may not see (the server decides too). */
 export function isForeign(ctx, asked) {
-  return ctx.session.role !== 'coordinator' && asked && asked !== ctx.session.municipality;
+  return ctx.session.role !== 'coordinator' && Boolean(asked) && !ownMunicipalities(ctx.session).includes(asked);
 }
 
 /** "Ål (3328)", "hele regionen" or the bare code. */
