@@ -56,6 +56,26 @@ impl OidcSignIn {
     }
 }
 
+/// Records a refused OpenID sign-in (under the callback's route).
+async fn refused(
+    state: &AppState,
+    actor: &str,
+    role: &str,
+    subjects: Vec<String>,
+    client: std::net::IpAddr,
+) {
+    let entry = sign_entry(
+        actor,
+        role,
+        AuditAction::SignInFailed,
+        CALLBACK_ROUTE,
+        subjects,
+        client,
+        303,
+    );
+    record_sign(state, entry).await;
+}
+
 /// Back to the dashboard, with an error code it shows (`?sign_in_error=`).
 fn to_dashboard(error: Option<&str>) -> Response {
     let location = match error {
@@ -180,17 +200,12 @@ pub async fn callback(
     if let Some(error) = &callback.error {
         let error: String = error.chars().take(64).collect();
         tracing::info!(%error, "OpenID sign-in ended at the provider");
-        record_sign(
+        refused(
             &state,
-            sign_entry(
-                "oidc:unknown",
-                "",
-                AuditAction::SignInFailed,
-                CALLBACK_ROUTE,
-                vec!["cancelled".into(), format!("provider_error={error}")],
-                client_ip,
-                303,
-            ),
+            "oidc:unknown",
+            "",
+            vec!["cancelled".into(), format!("provider_error={error}")],
+            client_ip,
         )
         .await;
         return Ok(failed("cancelled"));
@@ -201,17 +216,12 @@ pub async fn callback(
     // The state must be the one this browser began with (and one vft is waiting for).
     if state_from_cookie(&headers).as_deref() != Some(returned) {
         tracing::warn!("OpenID sign-in: the callback's state is not this browser's");
-        record_sign(
+        refused(
             &state,
-            sign_entry(
-                "oidc:unknown",
-                "",
-                AuditAction::SignInFailed,
-                CALLBACK_ROUTE,
-                vec!["state_mismatch".into()],
-                client_ip,
-                303,
-            ),
+            "oidc:unknown",
+            "",
+            vec!["state_mismatch".into()],
+            client_ip,
         )
         .await;
         return Ok(failed("failed"));
@@ -238,17 +248,12 @@ pub async fn callback(
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(error = %e, "OpenID sign-in refused");
-            record_sign(
+            refused(
                 &state,
-                sign_entry(
-                    "oidc:unknown",
-                    "",
-                    AuditAction::SignInFailed,
-                    CALLBACK_ROUTE,
-                    vec!["token_refused".into()],
-                    client_ip,
-                    303,
-                ),
+                "oidc:unknown",
+                "",
+                vec!["token_refused".into()],
+                client_ip,
             )
             .await;
             return Ok(failed("failed"));
@@ -274,21 +279,16 @@ pub async fn callback(
                 // taken over by a second identity that happens to carry the same e-mail. The
                 // attempt is recorded under the identity that tried, not the account's person.
                 Some(u) if u.oidc.is_some() => {
-                    record_sign(
+                    refused(
                         &state,
-                        sign_entry(
-                            &format!("oidc:{}", identity.subject),
-                            "",
-                            AuditAction::SignInFailed,
-                            CALLBACK_ROUTE,
-                            vec![
-                                "method=oidc".into(),
-                                "bound_to_another_identity".into(),
-                                format!("claimed=user:{}", u.username),
-                            ],
-                            client_ip,
-                            303,
-                        ),
+                        &format!("oidc:{}", identity.subject),
+                        "",
+                        vec![
+                            "method=oidc".into(),
+                            "bound_to_another_identity".into(),
+                            format!("claimed=user:{}", u.username),
+                        ],
+                        client_ip,
                     )
                     .await;
                     return Ok(failed("no_account"));
@@ -307,33 +307,23 @@ pub async fn callback(
         }
     };
     let Some(user) = user else {
-        record_sign(
+        refused(
             &state,
-            sign_entry(
-                &actor_of(&identity),
-                "",
-                AuditAction::SignInFailed,
-                CALLBACK_ROUTE,
-                vec!["method=oidc".into(), "no_account".into()],
-                client_ip,
-                303,
-            ),
+            &actor_of(&identity),
+            "",
+            vec!["method=oidc".into(), "no_account".into()],
+            client_ip,
         )
         .await;
         return Ok(failed("no_account"));
     };
     if user.disabled_at.is_some() {
-        record_sign(
+        refused(
             &state,
-            sign_entry(
-                &format!("user:{}", user.username),
-                &user.role.to_string(),
-                AuditAction::SignInFailed,
-                CALLBACK_ROUTE,
-                vec!["method=oidc".into(), "disabled".into()],
-                client_ip,
-                303,
-            ),
+            &format!("user:{}", user.username),
+            &user.role.to_string(),
+            vec!["method=oidc".into(), "disabled".into()],
+            client_ip,
         )
         .await;
         return Ok(failed("disabled"));
