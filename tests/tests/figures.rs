@@ -767,3 +767,172 @@ async fn csv_downloads_for_norwegian_spreadsheets() {
     .await;
     assert_eq!(bad.status(), 400);
 }
+
+/// The vendors' service level against a hand-computed example: a Hepro unit silent across the
+/// May → June boundary (and one fault), an Atea unit installed and removed within June with
+/// two alarms (answered after 45 s and 200 s); both with a 24-hour timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_service_level_matches_a_hand_computed_example() {
+    let s = start().await;
+    let on = |vendor: &str, id: &str, ts: &str, device: &str, t: &str| {
+        let mut e = ev(id, ts, "3328", device, t);
+        e["vendor_topic"] = vendor.into();
+        e
+    };
+    let mut hepro: Vec<Value> = Vec::new();
+    let mut install = on("hepro", "h-in", "2025-01-10T10:00:00Z", "H1", "installed");
+    install["kind"] = "safety_alarm".into();
+    hepro.push(install);
+    // Daily from the first instant of May (2025-04-30T22:00Z) to 2025-05-20T22:00Z.
+    let may_start = chrono::DateTime::parse_from_rfc3339("2025-04-30T22:00:00Z").expect("ts");
+    for d in 0..=20 {
+        let ts = (may_start + chrono::Duration::days(d)).to_rfc3339();
+        hepro.push(on("hepro", &format!("h-hb-{d}"), &ts, "H1", "heartbeat"));
+    }
+    // Then nothing until a fault report on 2025-06-05T22:00Z.
+    hepro.push(on(
+        "hepro",
+        "h-fault",
+        "2025-06-05T22:00:00Z",
+        "H1",
+        "fault",
+    ));
+    let mut atea: Vec<Value> = Vec::new();
+    let mut a_in = on("atea", "a-in", "2025-06-01T08:00:00Z", "A1", "installed");
+    a_in["kind"] = "safety_alarm".into();
+    atea.push(a_in);
+    atea.push(on(
+        "atea",
+        "a-hb-1",
+        "2025-06-02T08:00:00Z",
+        "A1",
+        "heartbeat",
+    ));
+    for (n, ack) in [(1, "2025-06-10T08:00:45Z"), (2, "2025-06-10T08:03:20Z")] {
+        let mut trig = on(
+            "atea",
+            &format!("a-al-{n}"),
+            "2025-06-10T08:00:00Z",
+            "A1",
+            "alarm",
+        );
+        trig["alarm"] = format!("AL-{n}").into();
+        trig["cause"] = "button".into();
+        atea.push(trig);
+        let mut answered = on(
+            "atea",
+            &format!("a-ack-{n}"),
+            ack,
+            "A1",
+            "alarm_acknowledged",
+        );
+        answered["alarm"] = format!("AL-{n}").into();
+        atea.push(answered);
+    }
+    atea.push(on(
+        "atea",
+        "a-out",
+        "2025-06-16T08:00:00Z",
+        "A1",
+        "decommissioned",
+    ));
+    let mut p = Publisher::connect(&s.broker, "service-level").await;
+    for (vendor, events) in [("hepro", &hepro), ("atea", &atea)] {
+        for e in events {
+            let mut e = e.clone();
+            e.as_object_mut().expect("object").remove("vendor_topic");
+            p.publish(&format!("vft/v1/{vendor}/gw-1/events"), e.to_string())
+                .await;
+        }
+    }
+    p.wait_all_acked(std::time::Duration::from_secs(120)).await;
+    p.disconnect().await;
+    s.wait_events((hepro.len() + atea.len()) as u64).await;
+    for (vendor, device) in [("hepro", "H1"), ("atea", "A1")] {
+        let resp = reqwest::Client::new()
+            .put(format!(
+                "{}/api/v1/devices/{vendor}/{device}/timeout",
+                s.vft.api
+            ))
+            .bearer_auth(&s.coordinator)
+            .json(&json!({ "timeout_secs": 86_400 }))
+            .send()
+            .await
+            .expect("PUT timeout");
+        assert_eq!(resp.status(), 200);
+    }
+
+    let june = s.get("/api/v1/rollups/vendor-service?month=2025-06").await;
+    let row = |view: &Value, vendor: &str| {
+        view["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["vendor"] == vendor)
+            .cloned()
+            .unwrap_or_else(|| panic!("{vendor} in {view}"))
+    };
+    let close = |v: &Value, expected: f64| {
+        let got = v.as_f64().expect("a number");
+        assert!((got - expected).abs() < 0.006, "{got} ≠ {expected}");
+    };
+    // Hepro: 720 h in June; silent from the month's first instant to the fault (120 h), then
+    // from a day after it to the month's end (576 h).
+    let h = row(&june, "hepro");
+    assert_eq!(
+        (h["devices"].as_u64(), h["faults"].as_u64()),
+        (Some(1), Some(1))
+    );
+    close(&h["hours_in_service"], 720.0);
+    close(&h["hours_without_contact"], 120.0 + 576.0);
+    close(&h["availability"], 1.0 - 696.0 / 720.0);
+    assert_eq!(h["alarms"], 0);
+    // Atea: in service 06-01T08 to 06-16T08 (360 h); silent 06-03T08 to 06-10T08 (168 h), and
+    // from a day after the last answer (06-10T08:03:20) to the removal (120 h − 200 s).
+    let a = row(&june, "atea");
+    let silent = 168.0 + 120.0 - 200.0 / 3600.0;
+    assert_eq!(
+        (a["devices"].as_u64(), a["faults"].as_u64()),
+        (Some(1), Some(0))
+    );
+    close(&a["hours_in_service"], 360.0);
+    close(&a["hours_without_contact"], silent);
+    close(&a["availability"], 1.0 - silent / 360.0);
+    assert_eq!(a["alarms"], 2);
+    close(&a["share_within_60s"], 0.5);
+    close(&a["share_within_180s"], 0.5);
+    // May: the same Hepro unit, silent from a day after 05-20T22 to the end of May.
+    let may = s.get("/api/v1/rollups/vendor-service?month=2025-05").await;
+    let h = row(&may, "hepro");
+    close(&h["hours_in_service"], 744.0);
+    close(&h["hours_without_contact"], 240.0);
+    assert!(
+        may["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["vendor"] != "atea"),
+        "nothing of Atea's in May: {may}"
+    );
+    // Another municipality sees neither; the CSV has the same numbers.
+    let hol = s
+        .get("/api/v1/rollups/vendor-service?month=2025-06&municipality=3330")
+        .await;
+    assert_eq!(hol["rows"], json!([]), "{hol}");
+    let csv = get(
+        &format!(
+            "{}/api/v1/rollups/vendor-service?month=2025-06&format=csv",
+            s.vft.api
+        ),
+        Some(&s.coordinator),
+    )
+    .await
+    .text()
+    .await
+    .expect("csv");
+    assert!(
+        csv.starts_with("month,vendor,devices,hours_in_service"),
+        "{csv}"
+    );
+    assert!(csv.contains("2025-06,hepro,1,720,696,"), "{csv}");
+}

@@ -398,7 +398,7 @@ fn probes(
 ) -> Vec<Probe> {
     let has = |p: &str| params.iter().any(|x| x == p);
     let mut bases: Vec<String> = match path {
-        "/api/v1/rollups/devices/changes" => [3, 4, 6, 7]
+        "/api/v1/rollups/devices/changes" | "/api/v1/rollups/vendor-service" => [3, 4, 6, 7]
             .iter()
             .map(|m| format!("month={year}-{m:02}"))
             .collect(),

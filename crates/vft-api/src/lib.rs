@@ -14,6 +14,7 @@ pub mod oidc_sign_in;
 mod openapi;
 mod rollups;
 mod schemas;
+mod service_level;
 pub mod session;
 pub mod throttle;
 pub mod ui;
@@ -85,6 +86,10 @@ pub fn router(state: AppState) -> Router {
         .route("/rollups/devices/changes", get(rollups::changes))
         .route("/rollups/response-centre", get(figures::response_centre))
         .route("/rollups/medication", get(figures::medication))
+        .route(
+            "/rollups/vendor-service",
+            get(service_level::vendor_service_level),
+        )
         .route("/months", get(figures::published))
         .route(
             "/months/{month}/publish",

@@ -17,6 +17,7 @@ pub mod nin;
 pub mod reconcile;
 pub mod response;
 pub mod rollup;
+pub mod service;
 pub mod state;
 pub mod table;
 pub mod topic;

@@ -412,6 +412,14 @@ pub trait Store: AccessStore + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Event>>;
 
+    /// Every contact (any event but a lifecycle event) with `from <= ts < to`: vendor, device,
+    /// time, and whether it is a `fault`.
+    async fn contacts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(VendorId, DeviceId, DateTime<Utc>, bool)>>;
+
     /// For each device, the reason its latest lifecycle event before `before` gave, when that
     /// event is a decommissioning (a device with none, or whose latest lifecycle event is an
     /// install, is absent; a decommissioning without a reason maps to `None`).

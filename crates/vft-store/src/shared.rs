@@ -1318,6 +1318,32 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn contacts(
+                &self,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Vec<(vft_domain::VendorId, vft_domain::DeviceId, chrono::DateTime<chrono::Utc>, bool)>> {
+                // By type, so the (type, ts) index serves the range.
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT vendor, device, ts, type FROM events WHERE type IN (");
+                let mut sep = qb.separated(", ");
+                for t in vft_domain::EventType::ALL.iter().filter(|t| t.lifecycle_rank().is_none()) {
+                    sep.push_bind(t.id());
+                }
+                qb.push(") AND ts >= ").push_bind($crate::shared::micros(from));
+                qb.push(" AND ts < ").push_bind($crate::shared::micros(to));
+                let rows: Vec<(String, String, i64, String)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(v, d, ts, t)| {
+                        Ok((
+                            vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                            vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt)?,
+                            $crate::shared::from_micros(ts)?,
+                            t == vft_domain::EventType::Fault.id(),
+                        ))
+                    })
+                    .collect()
+            }
+
             async fn decommission_reasons(
                 &self,
                 devices: &[(vft_domain::VendorId, vft_domain::DeviceId)],
