@@ -203,7 +203,6 @@ fn plan_fleet(n: usize, municipalities: &[Municipality], years: &Years) -> Vec<P
             installed,
             decommissioned,
             replaces: None,
-            reason: None,
             recipient: i as u32,
             battery_start: 80 + r.range(0, 21),
             drain: DRAIN[r.below(10) as usize],
@@ -434,6 +433,7 @@ impl Generator {
                 .map(|j| DeviceId::parse(&device_name(j as usize, &self.plans[j as usize])))
                 .transpose()
                 .expect("replaces"),
+            reason: None,
         }
     }
 

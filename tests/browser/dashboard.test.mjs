@@ -1,18 +1,23 @@
-// The vft dashboard in headless Chromium, against a running vft loaded with the demo region.
-// Run: cd tests/browser && npm ci && VFT_URL=… VFT_COORDINATOR_TOKEN=… VFT_MUNICIPALITY_TOKEN=…
-//      VFT_MUNICIPALITY=3328 VFT_OTHER_MUNICIPALITY=3330 node --test
-// (tests/tests/browser.rs does exactly this against a fresh `vft demo`.)
+// The vft dashboard in headless Chromium, against a running vft loaded with the demo region,
+// signed in as people (accounts with passwords); the tests compare the pages with the API read
+// with machine tokens. Run: see README.md (tests/tests/browser.rs does it against a fresh
+// `vft demo`).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { requireEnv, launch, apiGet, apiJson, signIn } from './lib.mjs';
+import {
+  requireEnv, launch, apiGet, apiJson, signIn, submitSignIn, account, accountVars, readTable, assertSameTable, waitForTable,
+} from './lib.mjs';
 
-const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY']);
+const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY',
+  ...accountVars('COORDINATOR', 'MUNICIPALITY')]);
+/** The demo's coordinator and a municipality user of VFT_MUNICIPALITY. */
+const COORDINATOR = account(ENV, 'COORDINATOR');
+const AAL = account(ENV, 'MUNICIPALITY');
 const BASE = ENV.VFT_URL;
 const ORIGIN = new URL(BASE).origin;
 const YEAR = '2025';
-const MONTHS_NB = ['jan', 'feb', 'mar', 'apr', 'mai', 'jun', 'jul', 'aug', 'sep', 'okt', 'nov', 'des'];
 const TIMEOUT = 180_000;
 
 let browser;
@@ -32,70 +37,31 @@ async function newPage() {
   return { context, page };
 }
 
-/** "1 033" (any space), "–" → numbers; the table's cells as the page shows them. */
-async function readTable(page) {
-  return page.evaluate(() => {
-    const table = document.querySelector('#vft-table');
-    const num = (s) => {
-      const t = s.replace(/[\s\u00a0\u202f]/g, '');
-      return /^\d+$/.test(t) ? Number(t) : `not a number: ${JSON.stringify(s)}`;
-    };
-    const cell = (td) => {
-      if (td.classList.contains('future')) return td.textContent.includes('–') ? null : 'future cell without –';
-      const count = td.querySelector('button.cell-btn .count');
-      return count ? num(count.textContent) : 'cell without button';
-    };
-    const heads = [...table.querySelectorAll('thead th[data-month]')];
-    return {
-      caption: table.querySelector('caption').textContent,
-      months: heads.map((th) => th.dataset.month),
-      monthLabels: heads.map((th) => th.querySelector('.month-label').textContent),
-      rows: [...table.querySelectorAll('tbody tr')].map((tr) => ({
-        kind: tr.dataset.kind,
-        label: tr.querySelector('th').textContent,
-        counts: [...tr.querySelectorAll('td')].map(cell),
-      })),
-      total: [...table.querySelectorAll('tfoot tr td')].map(cell),
-    };
-  });
-}
-
-/** Every cell of the page's table equals the API's JSON for the same query. */
-function assertSameTable(shown, api) {
-  assert.deepEqual(shown.months, api.months, 'month columns');
-  assert.deepEqual(shown.monthLabels, api.months.map((m) => MONTHS_NB[Number(m.slice(5)) - 1]), 'month labels');
-  assert.equal(shown.rows.length, api.rows.length, 'row count');
-  api.rows.forEach((row, i) => {
-    assert.equal(shown.rows[i].kind, row.kind, `row ${i} kind`);
-    assert.equal(shown.rows[i].label, row.label, `row ${i} label`);
-    assert.deepEqual(shown.rows[i].counts, row.counts, `row ${row.kind} counts`);
-  });
-  assert.deepEqual(shown.total, api.total, 'total row');
-}
-
-async function waitForTable(page, captionPart) {
-  await page.waitForFunction(
-    (part) => document.querySelector('#vft-table caption')?.textContent.includes(part),
-    captionPart,
-  );
-}
-
-test('sign-in: a wrong token gets a plain error, the coordinator token signs in', { timeout: TIMEOUT }, async () => {
+test('sign-in: a wrong password gets a plain error, the right one opens the dashboard', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
     await page.goto(`${BASE}/`);
-    await page.locator('#token').fill('not-a-real-token');
-    await page.locator('#signin-form button[type=submit]').click();
+    await page.locator('label[for="username"]').filter({ hasText: 'Brukernavn' }).waitFor();
+    await page.locator('label[for="password"]').filter({ hasText: 'Passord' }).waitFor();
+    assert.equal(await page.locator('#password').getAttribute('type'), 'password', 'the password is not shown');
+    await submitSignIn(page, { username: COORDINATOR.username, password: 'not-the-password' });
     const message = page.locator('#signin-message');
-    await message.filter({ hasText: 'ble ikke godkjent' }).waitFor();
+    await message.filter({ hasText: 'Feil brukernavn eller passord' }).waitFor();
     const text = await message.textContent();
     assert.doesNotMatch(text, /[{}]|unauthori[sz]ed|Error:|at \w+ \(/, 'plain language, no JSON or stack trace');
     assert.equal(await page.locator('#mainnav').isVisible(), false, 'not signed in');
+    assert.equal(await page.locator('#password').inputValue(), '', 'the wrong password is cleared');
+    assert.equal(await page.locator('#username').inputValue(), COORDINATOR.username, 'the username stays');
+    assert.equal((await context.cookies(BASE)).some((c) => c.name === 'vft_session'), false, 'no session cookie');
 
-    await page.locator('#token').fill(ENV.VFT_COORDINATOR_TOKEN);
+    await page.locator('#password').fill(COORDINATOR.password);
     await page.locator('#signin-form button[type=submit]').click();
     await page.locator('#mainnav').waitFor({ state: 'visible' });
     await page.locator('#who').filter({ hasText: 'Koordinator' }).waitFor();
+    // Who is signed in: the person's name (or username), and the role.
+    const session = await (await context.request.get(`${BASE}/api/v1/session`)).json();
+    assert.equal(session.actor, `user:${COORDINATOR.username}`, 'the session is the person, not a token');
+    assert.equal(await page.locator('#who-name').textContent(), session.name || COORDINATOR.username);
     await page.locator('#vft-table').waitFor();
   } finally {
     await context.close();
@@ -105,7 +71,7 @@ test('sign-in: a wrong token gets a plain error, the coordinator token signs in'
 test('the session cookie is HttpOnly and SameSite=Strict', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN);
+    await signIn(page, BASE, COORDINATOR);
     const cookies = await context.cookies(BASE);
     const session = cookies.find((c) => c.name === 'vft_session');
     assert.ok(session, `a vft_session cookie (got ${cookies.map((c) => c.name).join(', ') || 'none'})`);
@@ -113,9 +79,9 @@ test('the session cookie is HttpOnly and SameSite=Strict', { timeout: TIMEOUT },
     assert.equal(session.sameSite, 'Strict', 'SameSite=Strict');
     assert.ok(session.expires > Date.now() / 1000, 'expires');
     assert.equal(await page.evaluate(() => document.cookie.includes('vft_session')), false, 'invisible to script');
-    // The token is not kept in the page's storage either.
+    // The password is not kept in the page's storage either.
     const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
-    assert.ok(!stored.includes(ENV.VFT_COORDINATOR_TOKEN), 'token not in web storage');
+    assert.ok(!stored.includes(COORDINATOR.password), 'password not in web storage');
   } finally {
     await context.close();
   }
@@ -124,7 +90,7 @@ test('the session cookie is HttpOnly and SameSite=Strict', { timeout: TIMEOUT },
 test('Oversikt: every cell of the 2025 table equals the API, for the region and one municipality', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     const region = await apiJson(BASE, `/api/v1/rollups/devices?year=${YEAR}`, ENV.VFT_COORDINATOR_TOKEN);
     const shownRegion = await readTable(page);
@@ -161,7 +127,7 @@ test('without a year in the address, Oversikt opens on the year of the newest da
   const year = new Intl.DateTimeFormat('en', { timeZone: 'Europe/Oslo', year: 'numeric' }).format(new Date(who.latest_activity));
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, '#/oversikt');
+    await signIn(page, BASE, COORDINATOR, '#/oversikt');
     await waitForTable(page, year);
     assert.equal(await page.locator('#f-year').inputValue(), year);
   } finally {
@@ -176,7 +142,7 @@ test('Oversikt: published months are marked and corrections flagged, as the API 
   assert.ok(table.corrections.length > 0, 'the API has a correction');
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     for (const [i, month] of table.months.entries()) {
       const badges = await page.locator(`#vft-table thead th[data-month="${month}"] .badge-published`).count();
@@ -195,7 +161,7 @@ test('Oversikt: published months are marked and corrections flagged, as the API 
 test('language: English on the switch, remembered, and back to Norwegian', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     await page.locator('.lang-btn[data-lang="en"]').click();
     await page.locator('#mainnav a[data-route="oversikt"]').filter({ hasText: 'Overview' }).waitFor();
@@ -221,7 +187,7 @@ test('language: English on the switch, remembered, and back to Norwegian', { tim
 test('Enheter: a device opens its history, Esc closes it', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, '#/enheter');
+    await signIn(page, BASE, COORDINATOR, '#/enheter');
     const first = page.locator('#device-table tbody tr button[data-device]').first();
     await first.waitFor();
     const key = await first.getAttribute('data-device');
@@ -249,7 +215,7 @@ test('Enheter: a device opens its history, Esc closes it', { timeout: TIMEOUT },
 test('"Last ned CSV" downloads exactly the API\'s CSV', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#download-csv').click()]);
     const got = await readFile(await download.path());
@@ -273,7 +239,7 @@ test('"Last ned CSV" downloads exactly the API\'s CSV', { timeout: TIMEOUT }, as
 test('an ended session goes back to sign-in with a plain message; sign-out ends the session', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     // The browser loses the cookie (as when the session expires): the next request is a 401.
     await context.clearCookies();
@@ -281,8 +247,7 @@ test('an ended session goes back to sign-in with a plain message; sign-out ends 
     await page.locator('#signin-message').filter({ hasText: 'Økten er utløpt' }).waitFor();
     assert.equal(await page.locator('#mainnav').isVisible(), false);
     // Signing in again lands on the page that was asked for.
-    await page.locator('#token').fill(ENV.VFT_COORDINATOR_TOKEN);
-    await page.locator('#signin-form button[type=submit]').click();
+    await submitSignIn(page, COORDINATOR);
     await page.locator('h1').filter({ hasText: 'Enheter' }).waitFor();
 
     const cookie = (await context.cookies(BASE)).find((c) => c.name === 'vft_session');
@@ -297,7 +262,7 @@ test('an ended session goes back to sign-in with a plain message; sign-out ends 
   }
 });
 
-test('a municipality token sees its own municipality only, from the page and by the URL', { timeout: TIMEOUT }, async () => {
+test('a municipality user sees its own municipality only, from the page and by the URL', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const own = ENV.VFT_MUNICIPALITY;
   const other = ENV.VFT_OTHER_MUNICIPALITY;
@@ -306,7 +271,7 @@ test('a municipality token sees its own municipality only, from the page and by 
     if (r.url().includes(`municipality=${other}`)) otherAnswers.push(r.status());
   });
   try {
-    await signIn(page, BASE, ENV.VFT_MUNICIPALITY_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, AAL, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, `(${own})`);
     const options = await page.locator('#f-municipality option').evaluateAll((os) => os.map((o) => o.value));
     assert.deepEqual(options, [own], 'the picker offers only its own municipality');
@@ -346,7 +311,7 @@ test('a municipality token sees its own municipality only, from the page and by 
   }
 });
 
-test('with the network limited to the vft server, all five pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
+test('with the network limited to the vft server, all six pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const urls = [];
   const problems = [];
@@ -364,7 +329,7 @@ test('with the network limited to the vft server, all five pages work and nothin
     if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) problems.push(m.text());
   });
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     await page.locator('#vft-table canvas, .chart-grid canvas').first().waitFor();
     const pages = [
@@ -372,6 +337,7 @@ test('with the network limited to the vft server, all five pages work and nothin
       ['responssenter', '#rs-table'],
       ['leverandorbytte', '#lb-imports-h'],
       ['avvik', '#avvik-dead-h'],
+      ['revisjonslogg', '#audit-table'],
     ];
     for (const [route, marker] of pages) {
       await page.locator(`#mainnav a[data-route="${route}"]`).click();
@@ -394,7 +360,7 @@ test('with the network limited to the vft server, all five pages work and nothin
 test('keyboard: Tab from the top reaches the navigation and Enter follows a link', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   try {
-    await signIn(page, BASE, ENV.VFT_COORDINATOR_TOKEN, `#/oversikt?year=${YEAR}`);
+    await signIn(page, BASE, COORDINATOR, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, YEAR);
     await page.reload();
     await waitForTable(page, YEAR);

@@ -1,7 +1,10 @@
 // Shared helpers of the browser tests and the screenshot script. Everything comes from the
 // environment; nothing here starts a server.
 
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+
+const MONTHS_NB = ['jan', 'feb', 'mar', 'apr', 'mai', 'jun', 'jul', 'aug', 'sep', 'okt', 'nov', 'des'];
 
 /** Reads the named variables; throws one clear error naming every missing one. */
 export function requireEnv(names) {
@@ -9,9 +12,9 @@ export function requireEnv(names) {
   if (missing.length) {
     throw new Error(
       `missing environment variable(s): ${missing.join(', ')}. ` +
-      'These tests drive a running vft (they start no server): set VFT_URL (e.g. http://127.0.0.1:18080), ' +
-      'VFT_COORDINATOR_TOKEN, VFT_MUNICIPALITY_TOKEN, VFT_MUNICIPALITY (e.g. 3328) and VFT_OTHER_MUNICIPALITY (e.g. 3330). ' +
-      'tests/tests/browser.rs and scripts/screenshots set them from a loaded `vft demo`.',
+      'These tests drive a running vft (they start no server): see tests/browser/README.md for the variables ' +
+      '(VFT_URL, the accounts VFT_<WHO>_USER/VFT_<WHO>_PASSWORD, the tokens VFT_COORDINATOR_TOKEN and ' +
+      'VFT_MUNICIPALITY_TOKEN, the municipalities). tests/tests/browser.rs and scripts/screenshots set them from a loaded `vft demo`.',
     );
   }
   const out = {};
@@ -46,10 +49,74 @@ export async function apiJson(base, path, token) {
   return res.json();
 }
 
-/** Signs in through the form and waits until the app shows the navigation. */
-export async function signIn(page, base, token, hash = '') {
-  await page.goto(`${base}/${hash}`);
-  await page.locator('#token').fill(token);
+/** The account `VFT_<WHO>_USER` / `VFT_<WHO>_PASSWORD` of `env` (from requireEnv). */
+export function account(env, who) {
+  return { username: env[`VFT_${who}_USER`], password: env[`VFT_${who}_PASSWORD`] };
+}
+
+/** The names requireEnv needs for the accounts `whos`. */
+export function accountVars(...whos) {
+  return whos.flatMap((w) => [`VFT_${w}_USER`, `VFT_${w}_PASSWORD`]);
+}
+
+/** Fills the sign-in form and sends it. */
+export async function submitSignIn(page, { username, password }) {
+  await page.locator('#username').fill(username);
+  await page.locator('#password').fill(password);
   await page.locator('#signin-form button[type=submit]').click();
+}
+
+/** Signs in through the form as `who` ({username, password}) and waits for the navigation. */
+export async function signIn(page, base, who, hash = '') {
+  await page.goto(`${base}/${hash}`);
+  await submitSignIn(page, who);
   await page.locator('#mainnav').waitFor({ state: 'visible' });
+}
+
+/** "1 033" (any space), "–" → numbers; the table's cells as the page shows them. */
+export async function readTable(page) {
+  return page.evaluate(() => {
+    const table = document.querySelector('#vft-table');
+    const num = (s) => {
+      const t = s.replace(/[\s\u00a0\u202f]/g, '');
+      return /^\d+$/.test(t) ? Number(t) : `not a number: ${JSON.stringify(s)}`;
+    };
+    const cell = (td) => {
+      if (td.classList.contains('future')) return td.textContent.includes('–') ? null : 'future cell without –';
+      const count = td.querySelector('button.cell-btn .count');
+      return count ? num(count.textContent) : 'cell without button';
+    };
+    const heads = [...table.querySelectorAll('thead th[data-month]')];
+    return {
+      caption: table.querySelector('caption').textContent,
+      months: heads.map((th) => th.dataset.month),
+      monthLabels: heads.map((th) => th.querySelector('.month-label').textContent),
+      rows: [...table.querySelectorAll('tbody tr')].map((tr) => ({
+        kind: tr.dataset.kind,
+        label: tr.querySelector('th').textContent,
+        counts: [...tr.querySelectorAll('td')].map(cell),
+      })),
+      total: [...table.querySelectorAll('tfoot tr td')].map(cell),
+    };
+  });
+}
+
+/** Every cell of the page's table equals the API's JSON for the same query. */
+export function assertSameTable(shown, api) {
+  assert.deepEqual(shown.months, api.months, 'month columns');
+  assert.deepEqual(shown.monthLabels, api.months.map((m) => MONTHS_NB[Number(m.slice(5)) - 1]), 'month labels');
+  assert.equal(shown.rows.length, api.rows.length, 'row count');
+  api.rows.forEach((row, i) => {
+    assert.equal(shown.rows[i].kind, row.kind, `row ${i} kind`);
+    assert.equal(shown.rows[i].label, row.label, `row ${i} label`);
+    assert.deepEqual(shown.rows[i].counts, row.counts, `row ${row.kind} counts`);
+  });
+  assert.deepEqual(shown.total, api.total, 'total row');
+}
+
+export async function waitForTable(page, captionPart) {
+  await page.waitForFunction(
+    (part) => document.querySelector('#vft-table caption')?.textContent.includes(part),
+    captionPart,
+  );
 }

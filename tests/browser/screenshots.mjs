@@ -1,12 +1,13 @@
 // Saves a PNG of each dashboard page into docs/screenshots/ (run by scripts/screenshots, which
-// starts a demo). Env: VFT_URL, VFT_COORDINATOR_TOKEN; optional SCREENSHOT_DIR, SCREENSHOT_YEAR.
+// starts a demo). Env: VFT_URL, VFT_COORDINATOR_USER and VFT_COORDINATOR_PASSWORD (the demo's
+// coordinator account); optional SCREENSHOT_DIR, SCREENSHOT_YEAR.
 
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requireEnv, launch, signIn } from './lib.mjs';
+import { requireEnv, launch, signIn, account, accountVars } from './lib.mjs';
 
-const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN']);
+const ENV = requireEnv(['VFT_URL', ...accountVars('COORDINATOR')]);
 const here = dirname(fileURLToPath(import.meta.url));
 const OUT = resolve(process.env.SCREENSHOT_DIR || resolve(here, '../../docs/screenshots'));
 const YEAR = process.env.SCREENSHOT_YEAR || '2025';
@@ -28,6 +29,7 @@ const SHOTS = [
     await page.locator('details.recon-class[data-class="double"] summary').click();
   } },
   { name: 'avvik', hash: '#/avvik', ready: '#avvik-dead-h' },
+  { name: 'revisjonslogg', hash: '#/revisjonslogg', ready: '#audit-table' },
 ];
 
 async function settle(page) {
@@ -42,7 +44,7 @@ try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, deviceScaleFactor: 1, locale: 'nb-NO', timezoneId: 'Europe/Oslo' });
   const page = await context.newPage();
   page.setDefaultTimeout(120_000);
-  await signIn(page, ENV.VFT_URL, ENV.VFT_COORDINATOR_TOKEN, SHOTS[0].hash);
+  await signIn(page, ENV.VFT_URL, account(ENV, 'COORDINATOR'), SHOTS[0].hash);
   for (const shot of SHOTS) {
     await page.goto(`${ENV.VFT_URL}/${shot.hash}`);
     await page.locator(shot.ready).first().waitFor();

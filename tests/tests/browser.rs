@@ -1,7 +1,12 @@
 //! The dashboard in a real headless Chromium: loads the demo region into a fresh vft and runs
-//! the Playwright tests in `tests/browser/*.test.mjs` against it (sign-in, every cell of the
-//! table against the API, language, devices, CSV download, a municipality's limits, and that no
-//! request leaves the vft server).
+//! the Playwright tests in `tests/browser/*.test.mjs` against it (password sign-in, every cell
+//! of the table against the API, language, devices, CSV download, a municipality's limits, what
+//! each role sees, the audit log page, and that no request leaves the vft server).
+//!
+//! The people are accounts: the demo's coordinator (`koordinator`, the password it printed)
+//! and accounts made here with `vft user create … --password-stdin` (a municipality user of
+//! Ål, one of Hol and Gol, an operator and an auditor). Machine tokens are only for the tests'
+//! own reads of the API, to compare the pages with.
 //!
 //! Needs Node.js, `npm ci` in tests/browser and Debian's chromium; `.ci/run` installs them.
 //! Without them the test is skipped loudly on a workstation and fails in CI.
@@ -118,14 +123,47 @@ fn the_dashboard_in_headless_chromium() {
             &coordinator,
             mqtt_port,
         ));
+    let cwd = scratch.dir.path();
     let aal = create_token(
         &db,
-        scratch.dir.path(),
+        cwd,
         &["--role", "municipality", "--municipality", "3328"],
     );
+    // The people, as the tests see them: VFT_<WHO>_USER and VFT_<WHO>_PASSWORD.
+    let (coordinator_user, coordinator_password) = demo_account(&demo);
+    let mut people = vec![
+        ("VFT_COORDINATOR_USER".to_owned(), coordinator_user),
+        ("VFT_COORDINATOR_PASSWORD".to_owned(), coordinator_password),
+    ];
+    let accounts: [(&str, &str, &[&str]); 4] = [
+        (
+            "MUNICIPALITY",
+            "kari.aal",
+            &["--role", "municipality", "--municipality", "3328"],
+        ),
+        (
+            "SEVERAL",
+            "per.holgol",
+            &["--role", "municipality", "--municipality", "3330,3324"],
+        ),
+        ("OPERATOR", "drift", &["--role", "operator"]),
+        (
+            "AUDITOR",
+            "revisor",
+            &["--role", "auditor", "--name", "Rita Revisor"],
+        ),
+    ];
+    for (who, username, role_args) in accounts {
+        let password = format!("{}-passord-i-nettleseren", who.to_lowercase());
+        create_user(&db, cwd, username, role_args, &password);
+        people.push((format!("VFT_{who}_USER"), username.to_owned()));
+        people.push((format!("VFT_{who}_PASSWORD"), password));
+    }
 
     let mut node = Command::new("node")
-        .arg("--test")
+        // One file at a time: every page signs in from 127.0.0.1, and one test makes the
+        // sign-in throttle hold that address back for a few seconds.
+        .args(["--test", "--test-concurrency=1"])
         .args(&files)
         .current_dir(&browser_dir)
         .env("VFT_URL", &demo.api)
@@ -133,6 +171,8 @@ fn the_dashboard_in_headless_chromium() {
         .env("VFT_MUNICIPALITY_TOKEN", &aal)
         .env("VFT_MUNICIPALITY", "3328")
         .env("VFT_OTHER_MUNICIPALITY", "3330")
+        .env("VFT_SEVERAL_MUNICIPALITIES", "3330,3324")
+        .envs(people)
         .env("CHROMIUM", chromium())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

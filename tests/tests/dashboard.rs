@@ -1,6 +1,7 @@
-//! End to end: the dashboard's page, its files and its sign-in (the session cookie) over real
-//! HTTP, and what a municipality's session can and cannot reach. The pages themselves are
-//! tested in a real browser by `browser.rs`.
+//! End to end: the dashboard's page, its files and its sign-in (a person's username and
+//! password for the session cookie) over real HTTP, what a municipality user's session can and
+//! cannot reach, and that machine tokens do not open the dashboard. The pages themselves are
+//! tested in a real browser by `browser.rs`; roles and the audit log in depth by `access.rs`.
 
 mod support;
 
@@ -23,10 +24,28 @@ async fn sign_in(s: &Server, body: &str) -> reqwest::Response {
         .expect("POST /api/session")
 }
 
-/// Signs in with `token` and returns the `name=value` pair of the session cookie.
-async fn session(s: &Server, token: &str) -> String {
-    let resp = sign_in(s, &json!({ "token": token }).to_string()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+/// The password of every account these tests make.
+const PASSWORD: &str = "et langt nok passord";
+
+/// A personal account, made as an operator would: `vft user create … --password-stdin`.
+fn account(s: &Server, username: &str, role_args: &[&str]) {
+    create_user(
+        &s.scratch.database_url(),
+        s.scratch.dir.path(),
+        username,
+        role_args,
+        PASSWORD,
+    );
+}
+
+fn credentials(username: &str, password: &str) -> String {
+    json!({ "username": username, "password": password }).to_string()
+}
+
+/// Signs in as `username` and returns the `name=value` pair of the session cookie.
+async fn session(s: &Server, username: &str) -> String {
+    let resp = sign_in(s, &credentials(username, PASSWORD)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "sign-in of {username}");
     set_cookie(resp.headers())
         .split(';')
         .next()
@@ -147,34 +166,50 @@ async fn the_page_and_every_file_it_names_are_served_under_a_self_only_policy() 
 #[tokio::test]
 async fn signing_in_gives_a_strict_expiring_cookie_that_the_api_accepts_until_sign_out() {
     let s = Server::start_with_env(Scratch::new(), &[("VFT_DASHBOARD__SESSION_HOURS", "2")]).await;
-    // Wrong token, no token, not JSON: refused plainly, no cookie.
+    account(&s, "koordinator", &["--role", "coordinator"]);
+    // Wrong password, unknown username, empty password, not JSON, a machine token: refused
+    // plainly, no cookie. Wrong password and unknown username get the same answer.
+    let mut wrong = Vec::new();
     for (body, status) in [
         (
-            json!({ "token": "not-a-token" }).to_string(),
+            credentials("koordinator", "not the password"),
             StatusCode::UNAUTHORIZED,
         ),
-        (json!({ "token": "" }).to_string(), StatusCode::UNAUTHORIZED),
+        (credentials("nobody", PASSWORD), StatusCode::UNAUTHORIZED),
+        (credentials("koordinator", ""), StatusCode::UNAUTHORIZED),
         ("{}".to_owned(), StatusCode::BAD_REQUEST),
-        ("token=abc".to_owned(), StatusCode::BAD_REQUEST),
+        ("username=koordinator".to_owned(), StatusCode::BAD_REQUEST),
+        // Machine tokens are for integrations: they do not open the dashboard.
+        (
+            json!({ "token": s.coordinator }).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let resp = sign_in(&s, &body).await;
         assert_eq!(resp.status(), status, "{body}");
         assert!(resp.headers().get(header::SET_COOKIE).is_none());
         let error: Value = resp.json().await.expect("JSON error");
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        if status == StatusCode::UNAUTHORIZED {
+            wrong.push(error);
+        }
     }
-    // A good token, but as a form would send it (no JSON content type): refused.
+    assert!(
+        wrong.windows(2).all(|w| w[0] == w[1]),
+        "the answer does not say which part was wrong: {wrong:?}"
+    );
+    // The right password, but as a form would send it (no JSON content type): refused.
     let form = client()
         .post(format!("{}/api/session", s.vft.api))
         .header(header::CONTENT_TYPE, "text/plain")
-        .body(json!({ "token": s.coordinator }).to_string())
+        .body(credentials("koordinator", PASSWORD))
         .send()
         .await
         .expect("POST");
     assert_eq!(form.status(), StatusCode::BAD_REQUEST);
     assert!(form.headers().get(header::SET_COOKIE).is_none());
 
-    let resp = sign_in(&s, &json!({ "token": s.coordinator }).to_string()).await;
+    let resp = sign_in(&s, &credentials("koordinator", PASSWORD)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let set = set_cookie(resp.headers());
     let attributes: Vec<String> = set.split(';').map(|a| a.trim().to_owned()).collect();
@@ -187,6 +222,10 @@ async fn signing_in_gives_a_strict_expiring_cookie_that_the_api_accepts_until_si
     }
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["role"], "coordinator");
+    assert_eq!(
+        body["actor"], "user:koordinator",
+        "the session is the person's"
+    );
     let cookie = attributes[0].clone();
 
     let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
@@ -236,15 +275,28 @@ async fn a_municipality_session_reaches_its_own_municipality_only_on_postgres() 
 
 async fn a_municipality_session_reaches_its_own_municipality_only_on(scratch: Scratch) {
     let s = Server::start(scratch).await;
-    let cookie = session(&s, &s.aal).await;
+    account(
+        &s,
+        "kari",
+        &["--role", "municipality", "--municipality", "3328"],
+    );
+    let cookie = session(&s, "kari").await;
     let who = json_with_cookie(&s, "/api/v1/session", &cookie).await;
     assert_eq!(
         (
             &who["role"],
+            &who["actor"],
             &who["municipality"],
-            &who["municipality_name"]
+            &who["municipality_name"],
+            &who["municipalities"]
         ),
-        (&json!("municipality"), &json!("3328"), &json!("Ål"))
+        (
+            &json!("municipality"),
+            &json!("user:kari"),
+            &json!("3328"),
+            &json!("Ål"),
+            &json!(["3328"])
+        )
     );
     assert!(who["latest_activity"].is_null(), "no data yet: {who}");
     // Data in another municipality says nothing to Ål; Ål's own does.
@@ -300,9 +352,14 @@ async fn a_municipality_session_reaches_its_own_municipality_only_on(scratch: Sc
 }
 
 #[tokio::test]
-async fn revoking_a_token_ends_its_dashboard_sessions_at_once() {
+async fn disabling_an_account_ends_its_dashboard_sessions_at_once() {
     let s = Server::start(Scratch::new()).await;
-    let cookie = session(&s, &s.aal).await;
+    account(
+        &s,
+        "kari",
+        &["--role", "municipality", "--municipality", "3328"],
+    );
+    let cookie = session(&s, "kari").await;
     let path = "/api/v1/session";
     assert_eq!(
         get_with_cookie(&s, path, &cookie).await.status(),
@@ -310,24 +367,57 @@ async fn revoking_a_token_ends_its_dashboard_sessions_at_once() {
     );
     let db = s.scratch.database_url();
     let cwd = s.scratch.dir.path();
+    vft_cli(&["user", "disable", "--database-url", &db, "kari"], cwd).expect("disable");
+    assert_eq!(
+        get_with_cookie(&s, path, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the session of a disabled account"
+    );
+    // A disabled account cannot sign in, and is told no more than a wrong password is.
+    let refused = sign_in(&s, &credentials("kari", PASSWORD)).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let wrong = sign_in(&s, &credentials("kari", "not the password at all")).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.json::<Value>().await.expect("JSON"),
+        wrong.json::<Value>().await.expect("JSON")
+    );
+    vft_cli(&["user", "enable", "--database-url", &db, "kari"], cwd).expect("enable");
+    let again = session(&s, "kari").await;
+    assert_eq!(
+        get_with_cookie(&s, path, &again).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with_cookie(&s, path, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old session stays ended"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_machine_token_stops_at_once_and_others_are_untouched() {
+    let s = Server::start(Scratch::new()).await;
+    let path = "/api/v1/session";
+    let bearer = get(&format!("{}{path}", s.vft.api), Some(&s.aal)).await;
+    assert_eq!(bearer.status(), StatusCode::OK);
+    let db = s.scratch.database_url();
+    let cwd = s.scratch.dir.path();
     let listing = vft_cli(&["token", "list", "--database-url", &db], cwd).expect("token list");
     let aal_line = listing
         .lines()
         .find(|l| l.contains("municipality") && l.contains("3328"))
         .unwrap_or_else(|| panic!("no Ål token in {listing}"));
-    let columns: Vec<&str> = aal_line.split_whitespace().collect();
-    assert_eq!(columns[5], "1", "one open session: {aal_line}");
-    let id = columns[0];
+    assert!(
+        aal_line.trim_end().ends_with("test"),
+        "labelled: {aal_line}"
+    );
+    let id = aal_line.split_whitespace().next().expect("an id");
     assert!(
         vft_cli(&["token", "revoke", "--database-url", &db, "0000"], cwd).is_err(),
         "too short an id is refused"
     );
     vft_cli(&["token", "revoke", "--database-url", &db, id], cwd).expect("revoke");
-    assert_eq!(
-        get_with_cookie(&s, path, &cookie).await.status(),
-        StatusCode::UNAUTHORIZED,
-        "the session of a revoked token"
-    );
     let bearer = get(&format!("{}{path}", s.vft.api), Some(&s.aal)).await;
     assert_eq!(bearer.status(), StatusCode::UNAUTHORIZED);
     // The coordinator's token is untouched.
@@ -345,7 +435,8 @@ async fn a_change_through_a_session_must_come_from_the_page_itself() {
     })])
     .await;
     s.wait_events(1).await;
-    let cookie = session(&s, &s.coordinator).await;
+    account(&s, "koordinator", &["--role", "coordinator"]);
+    let cookie = session(&s, "koordinator").await;
     let url = format!("{}/api/v1/devices/hepro/HP-1/timeout", s.vft.api);
     let put = |origin: Option<String>| {
         let mut req = client()

@@ -919,6 +919,8 @@ async fn cli_print_config_and_token_errors() {
             "municipality",
             "--municipality",
             "0301",
+            "--label",
+            "e2e",
         ],
         cwd,
     )
@@ -932,6 +934,8 @@ async fn cli_print_config_and_token_errors() {
             &db,
             "--role",
             "municipality",
+            "--label",
+            "e2e",
         ],
         cwd,
     )

@@ -24,11 +24,28 @@ fn client_from(ip: &str) -> reqwest::Client {
         .expect("client")
 }
 
-async fn sign_in_from(s: &Server, ip: &str, token: &str) -> reqwest::Response {
+/// The coordinator's account of the sign-in tests, and its password.
+const USER: &str = "koordinator";
+const PASSWORD: &str = "et langt nok passord";
+
+/// A server with the coordinator's personal account ([`USER`], [`PASSWORD`]).
+async fn server_with_account() -> Server {
+    let s = Server::start(Scratch::new()).await;
+    create_user(
+        &s.scratch.database_url(),
+        s.scratch.dir.path(),
+        USER,
+        &["--role", "coordinator"],
+        PASSWORD,
+    );
+    s
+}
+
+async fn sign_in_from(s: &Server, ip: &str, username: &str, password: &str) -> reqwest::Response {
     client_from(ip)
         .post(format!("{}/api/session", s.vft.api))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(json!({ "token": token }).to_string())
+        .body(json!({ "username": username, "password": password }).to_string())
         .send()
         .await
         .expect("POST /api/session")
@@ -154,14 +171,19 @@ async fn every_response_says_no_store_nosniff_and_no_framing() {
 }
 
 #[tokio::test]
-async fn wrong_sign_in_tokens_are_throttled_per_client_and_the_right_token_still_works() {
-    let s = Server::start(Scratch::new()).await;
+async fn wrong_passwords_are_throttled_per_client_and_the_right_password_still_works() {
+    let s = server_with_account().await;
+    // Guesses at accounts that do not exist (guessing at the coordinator's would lock it).
     for i in 0..5 {
-        let resp = sign_in_from(&s, "127.0.0.1", &format!("vft_wrong{i}")).await;
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "wrong token {i}");
+        let resp = sign_in_from(&s, "127.0.0.1", &format!("guess{i}"), "wrong password").await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "wrong password {i}"
+        );
     }
-    // The sixth in a row must wait: 429 with Retry-After, and its token is not looked at.
-    let refused = sign_in_from(&s, "127.0.0.1", "vft_wrong5").await;
+    // The sixth in a row must wait: 429 with Retry-After, and its password is not looked at.
+    let refused = sign_in_from(&s, "127.0.0.1", "guess5", "wrong password").await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait = retry_after(&refused);
     assert!((1..=4).contains(&wait), "Retry-After {wait}");
@@ -171,37 +193,37 @@ async fn wrong_sign_in_tokens_are_throttled_per_client_and_the_right_token_still
     );
     let body: Value = refused.json().await.expect("JSON error");
     assert_eq!(body["error"], "too_many_requests");
-    // Even the right token waits on this client.
-    let held = sign_in_from(&s, "127.0.0.1", &s.coordinator).await;
+    // Even the right password waits on this client.
+    let held = sign_in_from(&s, "127.0.0.1", USER, PASSWORD).await;
     assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(held.headers().get(header::SET_COOKIE).is_none());
     // Another client signs in at once, and bearer tokens are not held up.
-    let other = sign_in_from(&s, "127.0.0.2", &s.coordinator).await;
+    let other = sign_in_from(&s, "127.0.0.2", USER, PASSWORD).await;
     assert_eq!(other.status(), StatusCode::OK);
     assert!(other.headers().get(header::SET_COOKIE).is_some());
     assert_eq!(s.get("/api/v1/session").await["role"], "coordinator");
-    // After the wait, the first client signs in with the right token.
+    // After the wait, the first client signs in with the right password.
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let again = sign_in_from(&s, "127.0.0.1", &s.coordinator).await;
+    let again = sign_in_from(&s, "127.0.0.1", USER, PASSWORD).await;
     assert_eq!(again.status(), StatusCode::OK);
-    // Which started its count again: one wrong token is a plain 401.
-    let one = sign_in_from(&s, "127.0.0.1", "vft_wrong6").await;
+    // Which started its count again: one wrong password is a plain 401.
+    let one = sign_in_from(&s, "127.0.0.1", USER, "wrong password").await;
     assert_eq!(one.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn many_clients_guessing_together_make_every_sign_in_wait() {
-    let s = Server::start(Scratch::new()).await;
-    // 100 wrong tokens in a minute from 20 addresses, 5 each (none of them held up alone).
+    let s = server_with_account().await;
+    // 100 wrong passwords in a minute from 20 addresses, 5 each (none of them held up alone).
     for client in 0..20 {
         let ip = format!("127.0.1.{}", client + 1);
         for i in 0..5 {
-            let resp = sign_in_from(&s, &ip, &format!("vft_guess{client}x{i}")).await;
+            let resp = sign_in_from(&s, &ip, &format!("guess{client}x{i}"), "wrong password").await;
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{ip} guess {i}");
         }
     }
     // Now a client that never guessed waits too, until the window ends.
-    let fresh = sign_in_from(&s, "127.0.2.1", &s.coordinator).await;
+    let fresh = sign_in_from(&s, "127.0.2.1", USER, PASSWORD).await;
     assert_eq!(fresh.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait = retry_after(&fresh);
     assert!((1..=60).contains(&wait), "Retry-After {wait}");

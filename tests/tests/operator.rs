@@ -70,7 +70,7 @@ fn commands_that_need_a_database_refuse_to_create_one() {
         .join("data/vft.db");
     let commands: [&[&str]; 5] = [
         &["token", "list"],
-        &["token", "create", "--role", "coordinator"],
+        &["token", "create", "--role", "coordinator", "--label", "ops"],
         &["devices", "list"],
         &[
             "reconcile",

@@ -143,8 +143,63 @@ pub fn vft_cli(args: &[&str], cwd: &Path) -> Result<String, String> {
 pub fn create_token(database_url: &str, cwd: &Path, role_args: &[&str]) -> String {
     let mut args = vec!["token", "create", "--database-url", database_url];
     args.extend_from_slice(role_args);
+    // A token needs a label (who holds it); tests that do not care get one.
+    if !role_args.contains(&"--label") {
+        args.extend(["--label", "test"]);
+    }
     let out = vft_cli(&args, cwd).unwrap_or_else(|e| panic!("token create failed: {e}"));
     out.lines().last().expect("a token line").trim().to_owned()
+}
+
+/// `vft user create USERNAME ROLE_ARGS --password-stdin`, with `password` written to its
+/// stdin: a personal account that signs in to the dashboard with that password.
+pub fn create_user(
+    database_url: &str,
+    cwd: &Path,
+    username: &str,
+    role_args: &[&str],
+    password: &str,
+) {
+    use std::io::Write;
+    let mut child = Command::new(VFT)
+        .args(["user", "create", username, "--database-url", database_url])
+        .args(role_args)
+        .arg("--password-stdin")
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vft user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("vft user create");
+    assert!(
+        out.status.success(),
+        "user create {username} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The dashboard account `vft demo` printed (`vft: dashboard URL  (sign in as USER, password
+/// PASSWORD)`): (username, password). [`demo`] has waited past that line.
+pub fn demo_account(demo: &VftProcess) -> (String, String) {
+    let line = demo
+        .seen
+        .iter()
+        .find(|l| l.starts_with("vft: dashboard "))
+        .unwrap_or_else(|| panic!("no dashboard line in {:?}", demo.seen));
+    let (username, password) = line
+        .split_once("(sign in as ")
+        .and_then(|(_, rest)| rest.trim_end().strip_suffix(')'))
+        .and_then(|rest| rest.split_once(", password "))
+        .unwrap_or_else(|| panic!("no account in {line:?}"));
+    (username.trim().to_owned(), password.trim().to_owned())
 }
 
 /// `vft serve`/`vft demo` as a child process; stdout lines are collected as they come.
