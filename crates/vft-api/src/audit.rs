@@ -325,7 +325,7 @@ pub struct AuditParams {
     pub municipality: Option<String>,
     /// Records older than this sequence number (the `next_before` of the previous page).
     pub before: Option<i64>,
-    /// At most this many (default 100, at most 1000; CSV: at most 100 000).
+    /// At most this many (JSON: default 100, at most 1000; CSV: default and most 100 000).
     pub limit: Option<u32>,
     /// `json` (default) or `csv`.
     pub format: Option<String>,
@@ -396,7 +396,11 @@ pub async fn list(
         .map(|m| MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string())))
         .transpose()?;
     let max = if csv.is_some() { 100_000 } else { 1000 };
-    let limit = params.limit.unwrap_or(100).clamp(1, max);
+    // A CSV export is everything asked for (up to its maximum), not one page.
+    let limit = params
+        .limit
+        .unwrap_or(if csv.is_some() { max } else { 100 })
+        .clamp(1, max);
     let query = AuditQuery {
         from: params.from,
         to: params.to,

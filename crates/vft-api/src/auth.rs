@@ -170,7 +170,7 @@ async fn require(
 
 /// A caller that may read fleet data, and the municipality it acts for. A municipality user
 /// of several municipalities acts for the one its request names (`municipality=`), else the
-/// first of its municipalities.
+/// lowest-numbered of its municipalities.
 pub struct Caller {
     principal: Principal,
     own: Option<MunicipalityCode>,

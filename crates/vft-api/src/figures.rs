@@ -111,7 +111,7 @@ pub struct ResponseTimesSchema {
 /// triggered, received, acknowledged and closed; response time median, 90th percentile and
 /// maximum; the shares answered within 60 s and 180 s against the standard; outcomes; alarms
 /// never acknowledged. An alarm belongs to the month it was triggered in (Europe/Oslo). A
-/// municipality token's figures are made of its own events only (an alarm raised there and
+/// municipality user's figures are made of its own events only (an alarm raised there and
 /// acknowledged by another municipality's gateway is unanswered there); the coordinator's,
 /// also for one municipality, of every event of each alarm, counted where it was raised.
 pub async fn response_centre(
@@ -131,7 +131,7 @@ pub async fn response_centre(
         .transpose()?;
     let standard = ResponseStandard::default();
     let now = Utc::now();
-    // A municipality token's figures come from its own events only: an alarm raised here and
+    // A municipality user's figures come from its own events only: an alarm raised here and
     // acknowledged by another municipality's gateway is unanswered here, and that answer is
     // counted there. The coordinator's figures (by municipality too) merge every event of an
     // alarm, counted where it was raised, so the municipalities add up to the region.

@@ -613,7 +613,7 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
 /// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`). A
-/// municipality token's subjects are made of its own devices only (`ReconcileScope::Own`).
+/// municipality user's subjects are made of its own devices only (`ReconcileScope::Own`).
 pub async fn reconciliation(
     State(state): State<AppState>,
     caller: Caller,
@@ -774,7 +774,7 @@ pub async fn migration_progress_of(
     Ok(migration_progress(&per_month))
 }
 
-/// A municipality token gets its own reconciliation; a coordinator the region's, all of it or
+/// A municipality user gets its own reconciliation; a coordinator the region's, all of it or
 /// one municipality's rows (`scope`, already checked against the caller).
 fn reconcile_scope<'a>(
     caller: &'a Caller,

@@ -67,7 +67,7 @@ pub struct AppState {
     pub oidc: Option<Arc<oidc_sign_in::OidcSignIn>>,
 }
 
-/// Largest sign-in body: `{"token": …}` with a token of at most 256 characters.
+/// Largest sign-in body: `{"username": …, "password": …}` (a password of at most 1 KiB).
 const SIGN_IN_BODY_LIMIT: usize = 4 * 1024;
 
 /// What every API response says about caching and framing, errors included: personal data is

@@ -21,7 +21,7 @@ use vft_store::MonthFigures;
 pub struct DevicesQuery {
     /// The year (default: this year).
     year: Option<String>,
-    /// One municipality number (a municipality token gets its own without asking).
+    /// One municipality number (a municipality user gets its own without asking).
     municipality: Option<String>,
     /// One vendor, e.g. hepro.
     vendor: Option<String>,

@@ -123,7 +123,7 @@ pub struct SessionView {
     pub actor: String,
     /// A person's display name, if set.
     pub name: Option<String>,
-    /// The municipality a municipality user acts for by default (the first of its own).
+    /// The municipality a municipality user acts for by default (the lowest-numbered of its own).
     pub municipality: Option<String>,
     pub municipality_name: Option<String>,
     /// Every municipality a municipality user may see (one at a time, by `municipality=`).
@@ -499,7 +499,7 @@ pub struct CooperationList {
     pub cooperations: Vec<CooperationView>,
 }
 
-#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "The municipalities the caller may see (a municipality token: its own).", body = MunicipalityList), (status = 401, body = crate::schemas::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/municipalities", tag = "dashboard", responses((status = 200, description = "The municipalities the caller may see (a municipality user: its own).", body = MunicipalityList), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/municipalities`: the municipalities the caller may see.
 pub async fn municipalities(
     State(state): State<AppState>,
@@ -517,7 +517,7 @@ pub async fn municipalities(
     Json(MunicipalityList { municipalities })
 }
 
-#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "The configured cooperations and their membership periods; a municipality token sees those it has been a member of, with its own periods only.", body = CooperationList), (status = 401, body = crate::schemas::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/cooperations", tag = "dashboard", responses((status = 200, description = "The configured cooperations and their membership periods; a municipality user sees those it has been a member of, with its own periods only.", body = CooperationList), (status = 401, body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/cooperations`: the configured cooperations and their membership periods.
 pub async fn cooperations(State(state): State<AppState>, caller: Caller) -> Json<CooperationList> {
     let cooperations = state

@@ -1,9 +1,11 @@
-//! Sign-in throttling. Wrong tokens at `POST /api/session` are counted per client address and
-//! in total: after a few from one client it must wait, and each further wrong token doubles the
-//! wait (up to a cap); past a limit of wrong tokens from everyone together in a window (many
-//! addresses guessing at once), every sign-in waits for the window's end. A waiting client gets
-//! 429 with `Retry-After` and its token is not even looked up, so the answer tells a guesser
-//! nothing. A correct token clears its client's count. At most `max_clients` addresses are
+//! Sign-in throttling. Wrong passwords at `POST /api/session` are counted per client address
+//! and in total: after a few from one client it must wait, and each further wrong one doubles
+//! the wait (up to a cap); past a limit of wrong passwords from everyone together in a window
+//! (many addresses guessing at once), every sign-in waits for the window's end. A waiting client
+//! gets 429 with `Retry-After` and its password is not even looked at, so the answer tells a
+//! guesser nothing. A correct password clears its client's count. Unknown bearer tokens and
+//! session cookies on API requests use a second, per-client-only instance
+//! ([`SignInThrottle::per_client`]). At most `max_clients` addresses are
 //! tracked: memory stays bounded whatever the number of addresses guessing.
 //!
 //! A small windowed counter rather than a rate-limiting crate (`governor` was considered): only
