@@ -303,15 +303,15 @@ test('a municipality user sees its own municipality only, from the page and by t
     const ownDirect = await context.request.get(`${BASE}/api/v1/rollups/devices?year=${YEAR}&municipality=${own}`);
     assert.equal(ownDirect.status(), 200, 'the cookie does authenticate');
 
-    // The deviations are the coordinator's: said plainly.
-    await page.evaluate(() => { location.hash = '#/avvik'; });
-    await page.locator('[data-testid="avvik-coordinator-only"]').waitFor();
+    // The rejected messages are the coordinator's: said plainly.
+    await page.evaluate(() => { location.hash = '#/avviste-meldinger'; });
+    await page.locator('[data-testid="avviste-coordinator-only"]').waitFor();
   } finally {
     await context.close();
   }
 });
 
-test('with the network limited to the vft server, all six pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
+test('with the network limited to the vft server, all seven pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const urls = [];
   const problems = [];
@@ -335,8 +335,9 @@ test('with the network limited to the vft server, all six pages work and nothing
     const pages = [
       ['enheter', '#device-table'],
       ['responssenter', '#rs-table'],
+      ['leverandorer', '#vs-table'],
       ['leverandorbytte', '#lb-imports-h'],
-      ['avvik', '#avvik-dead-h'],
+      ['avviste-meldinger', '#avviste-dead-h'],
       ['revisjonslogg', '#audit-table'],
     ];
     for (const [route, marker] of pages) {

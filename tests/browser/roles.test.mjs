@@ -200,7 +200,7 @@ test('a municipality user has no audit log page, and the API refuses it the log'
     await signIn(page, BASE, AAL, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, `(${ENV.VFT_MUNICIPALITY})`);
     const nav = await visibleNav(page);
-    assert.deepEqual(nav, ['oversikt', 'enheter', 'responssenter', 'leverandorbytte', 'avvik'], 'a municipality user\'s menu');
+    assert.deepEqual(nav, ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger'], 'a municipality user\'s menu');
     await page.evaluate(() => { location.hash = '#/revisjonslogg'; });
     await page.locator('[data-testid="role-denied"]').waitFor();
     assert.match(await page.locator('[data-testid="role-denied"]').textContent(), /Ikke tilgjengelig for din rolle/);
@@ -287,16 +287,16 @@ test('an operator sees no fleet data: a note on where its tools are, and the rej
   try {
     await signIn(page, BASE, OPERATOR);
     await page.locator('[data-testid="operator-note"]').waitFor();
-    assert.deepEqual(await visibleNav(page), ['drift', 'avvik'], 'the operator\'s menu');
+    assert.deepEqual(await visibleNav(page), ['drift', 'avviste-meldinger'], 'the operator\'s menu');
     await page.locator('#who-role').filter({ hasText: 'Drift' }).waitFor();
     await page.locator('code').filter({ hasText: 'vft user create' }).waitFor();
 
-    await page.locator('#mainnav a[data-route="avvik"]').click();
-    await page.locator('[data-testid="avvik-operator"]').waitFor();
+    await page.locator('#mainnav a[data-route="avviste-meldinger"]').click();
+    await page.locator('[data-testid="avviste-operator"]').waitFor();
     await page.locator('#dead-letters tbody tr').first().waitFor();
     const api = await apiJson(BASE, '/api/v1/dead-letters?limit=50', ENV.VFT_COORDINATOR_TOKEN);
     assert.equal(await page.locator('#dead-letters tbody tr').count(), api.items.length, 'every dead letter of the first page');
-    assert.equal(await page.locator('#import-errors, #avvik-imp-h').count(), 0, 'no import errors (fleet data)');
+    assert.equal(await page.locator('#import-errors, #avviste-imp-h').count(), 0, 'no import errors (fleet data)');
 
     await page.evaluate(() => { location.hash = '#/oversikt'; });
     await page.locator('[data-testid="role-denied"]').waitFor();

@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium: loads the demo region into a fresh vft and runs
 //! the Playwright tests in `tests/browser/*.test.mjs` against it (password sign-in, every cell
 //! of the table against the API, language, devices, CSV download, a municipality's limits, what
-//! each role sees, the audit log page, and that no request leaves the vft server).
+//! each role sees, the audit log page, that no request leaves the vft server, the reasons for
+//! removals, the vendors' service level page, the downloads' names and Excel variants).
 //!
 //! The people are accounts: the demo's coordinator (`koordinator`, the password it printed)
 //! and accounts made here with `vft user create … --password-stdin` (a municipality user of

@@ -715,12 +715,14 @@ async fn csv_downloads_for_norwegian_spreadsheets() {
         .with_timezone(&chrono_tz::Europe::Oslo)
         .format("%Y-%m-%d")
         .to_string();
-    for name in [&plain_name, &excel_name] {
-        assert!(
-            name.contains(&format!("vft-tabell-2025-3328-{today}.csv")),
-            "{name}"
-        );
-    }
+    assert!(
+        plain_name.contains(&format!("vft-tabell-2025-3328-{today}.csv")),
+        "{plain_name}"
+    );
+    assert!(
+        excel_name.contains(&format!("vft-tabell-2025-3328-{today}-excel.csv")),
+        "{excel_name}"
+    );
     assert!(
         excel.starts_with("\u{feff}".as_bytes()),
         "a byte-order mark"
@@ -757,7 +759,7 @@ async fn csv_downloads_for_norwegian_spreadsheets() {
         .unwrap_or_default()
         .to_owned();
     assert!(
-        name.contains(&format!("vft-enheter-3328-{today}.csv")),
+        name.contains(&format!("vft-enheter-3328-{today}-excel.csv")),
         "{name}"
     );
     let bad = get(

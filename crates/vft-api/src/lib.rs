@@ -365,7 +365,16 @@ pub(crate) fn csv_response(dialect: CsvDialect, what: &str, scope: &str, body: S
             })
             .collect()
     };
-    let filename = format!("vft-{}-{}-{today}.csv", safe(what), safe(scope));
+    // The spreadsheet dialect says so in its name: both downloads of one export side by side.
+    let dialect_suffix = match dialect {
+        CsvDialect::Standard => "",
+        CsvDialect::Spreadsheet => "-excel",
+    };
+    let filename = format!(
+        "vft-{}-{}-{today}{dialect_suffix}.csv",
+        safe(what),
+        safe(scope)
+    );
     let disposition = format!("attachment; filename=\"{filename}\"");
     (
         [

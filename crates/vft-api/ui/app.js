@@ -10,19 +10,24 @@ import * as oversikt from './pages/oversikt.js';
 import * as enheter from './pages/enheter.js';
 import * as responssenter from './pages/responssenter.js';
 import * as leverandorbytte from './pages/leverandorbytte.js';
-import * as avvik from './pages/avvik.js';
+import * as leverandorer from './pages/leverandorer.js';
+import * as avviste from './pages/avviste.js';
 import * as revisjonslogg from './pages/revisjonslogg.js';
 import * as drift from './pages/drift.js';
 
-const PAGES = { oversikt, enheter, responssenter, leverandorbytte, avvik, revisjonslogg, drift };
+const PAGES = {
+  oversikt, enheter, responssenter, leverandorer, leverandorbytte, 'avviste-meldinger': avviste, revisjonslogg, drift,
+};
+/** Old route names that still work (links and bookmarks): the page is shown under its new name. */
+const RENAMED = { avvik: 'avviste-meldinger' };
 /**
  * The pages each role sees, in the menu's order; the first is where it lands. The server
  * decides what each role may read; this only keeps the menu to what would work.
  */
 const ROLE_PAGES = {
-  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorbytte', 'avvik', 'revisjonslogg'],
-  municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorbytte', 'avvik'],
-  operator: ['drift', 'avvik'],
+  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger', 'revisjonslogg'],
+  municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger'],
+  operator: ['drift', 'avviste-meldinger'],
   auditor: ['revisjonslogg'],
 };
 /** Roles that read fleet data (the municipality and cooperation lists among it). */
@@ -31,7 +36,10 @@ const ACTING_KEY = 'vft.municipality';
 /** Why a sign-in with the organisation's account came back unfinished (`?sign_in_error=`). */
 const OIDC_ERRORS = ['cancelled', 'failed', 'no_account', 'disabled', 'provider_unavailable'];
 /** Parameters that follow the user from page to page (where the page has them). */
-const SHARED = { year: ['oversikt', 'responssenter', 'leverandorbytte'], municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorbytte'] };
+const SHARED = {
+  year: ['oversikt', 'responssenter', 'leverandorer', 'leverandorbytte'],
+  municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte'],
+};
 
 const main = document.getElementById('main');
 const state = {
@@ -108,10 +116,12 @@ function pageSession() {
 }
 
 function parseHash(hash = location.hash) {
-  const m = /^#\/([a-z]*)(?:\?(.*))?$/.exec(hash);
+  const m = /^#\/([a-z-]*)(?:\?(.*))?$/.exec(hash);
   if (!m) return { route: defaultRoute(), params: new URLSearchParams(), known: hash === '' || hash === '#' };
   const route = m[1] || defaultRoute();
-  return { route: PAGES[route] ? route : null, params: new URLSearchParams(m[2] ?? ''), known: true };
+  const params = new URLSearchParams(m[2] ?? '');
+  if (RENAMED[route]) return { route: RENAMED[route], params, known: true, renamed: true };
+  return { route: PAGES[route] ? route : null, params, known: true };
 }
 
 export function hashFor(route, params) {
@@ -402,10 +412,15 @@ function route({ force = false } = {}) {
   const hash = location.hash;
   if (!force && hash === state.lastHash) return;
   state.lastHash = hash;
-  const { route: name, params, known } = parseHash(hash);
+  const { route: name, params, known, renamed } = parseHash(hash);
   if (!known) return; // e.g. #main from the skip link without script: not a route
   if (!name) {
     location.replace(hashFor(defaultRoute(), {}));
+    return;
+  }
+  if (renamed) {
+    // An old link (#/avvik): the same page under its new name, without a history entry.
+    location.replace(hashFor(name, params));
     return;
   }
   // A municipality user of several municipalities acts for the one the address names.

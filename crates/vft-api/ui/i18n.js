@@ -11,7 +11,8 @@ const nb = {
   'nav.enheter': 'Enheter',
   'nav.responssenter': 'Responssenter',
   'nav.leverandorbytte': 'Leverandørbytte',
-  'nav.avvik': 'Avvik',
+  'nav.leverandorer': 'Leverandører',
+  'nav.avviste-meldinger': 'Avviste meldinger',
   'lang.label': 'Språk',
   'nav.revisjonslogg': 'Revisjonslogg',
   'nav.drift': 'Drift',
@@ -107,6 +108,8 @@ const nb = {
   'oversikt.corrections': 'Rettelser etter publisering',
   'oversikt.correctionLine': '{kind}, {month}: publisert {published}, nå {current} ({diff})',
   'oversikt.csv': 'Last ned CSV',
+  'download.excel': 'Last ned for Excel',
+  'download.excelHint': 'Samme tall som CSV-filen, med semikolon og desimalkomma, slik norsk Excel leser dem',
   'oversikt.png': 'Last ned diagram (PNG)',
   'oversikt.print': 'Skriv ut',
   'oversikt.charts': 'Utvikling per teknologitype',
@@ -123,6 +126,8 @@ const nb = {
   'change.cause': 'Årsak',
   'change.delta': 'Endring',
   'change.devices': 'Enheter',
+  'change.reason': 'Grunn',
+  'change.decommissionedTotal': 'i alt {delta}',
   'change.showDevices': 'Vis enhetene ({n})',
   'change.moreDevices': '… og {n} til',
   'change.publishedNote': 'Måneden er publisert: tabellen viser det publiserte tallet ({published}); forklaringen gjelder dagens tall ({current}).',
@@ -159,8 +164,10 @@ const nb = {
   'enheter.openDevice': 'Vis historikk for {device}',
   'enheter.first': 'Første side',
   'enheter.next': 'Neste side',
-  'enheter.pageInfo': 'Viser {n} enheter',
-  'enheter.pageInfoMore': 'Viser {n} enheter; det finnes flere',
+  'enheter.pageInfo.one': 'Viser {n} enhet',
+  'enheter.pageInfo.other': 'Viser {n} enheter',
+  'enheter.pageInfoMore.one': 'Viser {n} enhet; det finnes flere',
+  'enheter.pageInfoMore.other': 'Viser {n} enheter; det finnes flere',
   'enheter.truncated': 'Viser de første {n}.',
   'enheter.showAllOffline': 'Vis alle enheter uten kontakt ({n})',
   'enheter.showAllLow': 'Vis alle enheter med lavt batteri ({n})',
@@ -182,6 +189,7 @@ const nb = {
   'device.replacedBy': 'Erstattet av',
   'device.timeout': 'Regnes som uten kontakt etter',
   'device.batteryAt': 'målt {at}',
+  'device.outOfServiceWhy': 'grunn: {v}',
   'device.history': 'Historikk',
   'device.historyIntro': 'Hendelser for enheten (og enhetene den erstatter eller erstattes av), nyeste først. Livstegn og batterimålinger tas vare på i en begrenset periode; installasjon, utskifting og alarmer for alltid.',
   'device.historyEmpty': 'Ingen hendelser er lagret for enheten.',
@@ -208,6 +216,16 @@ const nb = {
   'detail.recipient': 'mottaker: {v}',
   'detail.replaces': 'erstatter {v}',
   'detail.kind': '{v}',
+  'detail.reason': 'grunn: {v}',
+  'decommissionReason.returned': 'levert tilbake',
+  'decommissionReason.moved_to_institution': 'flyttet til institusjon',
+  'decommissionReason.deceased': 'død',
+  'decommissionReason.no_longer_needed': 'ikke lenger behov',
+  'decommissionReason.replaced': 'erstattet',
+  'decommissionReason.broken': 'defekt',
+  'decommissionReason.lost': 'tapt',
+  'decommissionReason.other': 'annet',
+  'decommissionReason.not_given': 'ikke oppgitt',
   'alarmCause.button': 'trykk på knapp',
   'alarmCause.fall': 'fall',
   'alarmCause.smoke': 'røyk',
@@ -234,8 +252,12 @@ const nb = {
   'rs.within60': 'Innen 60 s',
   'rs.within180': 'Innen 180 s',
   'rs.std60': 'Krav 60 s ({pct})',
-  'rs.req60': 'Krav: besvart innen 60 s',
-  'rs.req180': 'Krav: besvart innen 180 s',
+  'rs.kpi60': 'Besvart innen 60 s',
+  'rs.kpi180': 'Besvart innen 180 s',
+  'rs.result': 'resultat {year}',
+  'rs.requirement': 'krav',
+  'rs.monthsMet': 'kravet nådd i {met} av {n} måneder med alarmer',
+  'rs.resultHint': 'Resultatet er andelen av årets alarmer som ble besvart innen fristen. Kravet er det som skal oppnås hver måned.',
   'rs.std180': 'Krav 180 s ({pct})',
   'rs.month': 'Måned',
   'rs.table': 'Tall per måned',
@@ -252,6 +274,36 @@ const nb = {
   'outcome.emergency_services': 'Nødetater varslet',
   'outcome.no_contact': 'Ikke kontakt',
   'outcome.unknown': 'Ukjent utfall',
+
+  // Leverandører (tjenestenivå)
+  'lev.title': 'Leverandører',
+  'lev.intro': 'Tjenestenivået til hver leverandør måned for måned: hvor mye av tiden enhetene i tjeneste hadde kontakt, feil, og hvor raskt responssenteret besvarte alarmene fra leverandørens enheter.',
+  'lev.caption': 'Tjenestenivå per leverandør, {year}, {area}',
+  'lev.vendor': 'Leverandør',
+  'lev.metric.devices': 'Enheter i tjeneste',
+  'lev.metric.availability': 'Tilgjengelighet',
+  'lev.metric.hoursWithoutContact': 'Timer uten kontakt',
+  'lev.metric.faults': 'Feil',
+  'lev.metric.alarms': 'Alarmer',
+  'lev.metric.within60': 'Besvart innen 60 s (krav {pct})',
+  'lev.metric.within180': 'Besvart innen 180 s (krav {pct})',
+  'lev.help.devices': 'enheter som var i tjeneste en del av måneden',
+  'lev.help.availability': 'andel av timene i tjeneste med kontakt innenfor enhetens tidsgrense',
+  'lev.help.hoursWithoutContact': 'enhetstimer i tjeneste uten kontakt',
+  'lev.help.faults': 'feilmeldinger fra enhetene',
+  'lev.help.alarms': 'alarmer utløst på leverandørens enheter',
+  'lev.noDevices': 'ingen enheter hos leverandøren denne måneden',
+  'lev.noValue': 'ingen tall (ingen enheter i tjeneste eller ingen alarmer)',
+  'lev.empty': 'Ingen leverandører har enheter i {year} for dette utvalget.',
+  'lev.notBegun': 'Ingen måneder i {year} har begynt ennå.',
+  'lev.legend.future': 'tom celle = måneden har ikke begynt',
+  'lev.legend.none': '– = ingen tall for leverandøren den måneden',
+  'lev.legend.current': 'Inneværende måned er regnet frem til nå.',
+  'lev.chart.availability': 'Tilgjengelighet per måned',
+  'lev.chart.within60': 'Besvart innen 60 s per måned',
+  'lev.download': 'Last ned én måned',
+  'lev.downloadMonth': 'Måned',
+  'lev.csv': 'Last ned CSV',
 
   // Leverandørbytte
   'lb.title': 'Leverandørbytte',
@@ -292,25 +344,25 @@ const nb = {
   'classHelp.listed_silent': 'Står i leverandørens liste, men enheten har ikke meldt seg på {silent} dager.',
   'classHelp.reporting_unlisted': 'Enheten sender meldinger, men står ikke i leverandørens siste liste.',
 
-  // Avvik
-  'avvik.title': 'Avvik',
-  'avvik.intro': 'Meldinger som ikke kunne tas imot, og rader som ble holdt utenfor ved import av leverandørenes lister. Nyeste først.',
-  'avvik.municipality': 'Avvik vises bare for koordinatoren: en avvist melding sier ikke alltid hvilken kommune den gjelder. Ta kontakt med koordinatoren hvis du savner noe.',
-  'avvik.dead': 'Avviste meldinger',
-  'avvik.deadEmpty': 'Ingen avviste meldinger. Alt som er mottatt, er tatt imot.',
-  'avvik.imports': 'Feil i importerte lister',
-  'avvik.importsEmpty': 'Ingen feil i importerte lister.',
-  'avvik.col.time': 'Mottatt',
-  'avvik.col.source': 'Kilde',
-  'avvik.col.reason': 'Hvorfor',
-  'avvik.col.content': 'Innhold',
-  'avvik.showPayload': 'Vis innholdet ({n} byte)',
-  'avvik.older': 'Vis eldre',
-  'avvik.sourceOf': '{vendor}, gateway {gateway}',
-  'avvik.col.import': 'Import',
-  'avvik.col.line': 'Linje',
-  'avvik.col.column': 'Kolonne',
-  'avvik.importOf': '{vendor}, liste per {asOf}',
+  // Avviste meldinger
+  'avviste.title': 'Avviste meldinger',
+  'avviste.intro': 'Meldinger som ikke kunne tas imot, og rader som ble holdt utenfor ved import av leverandørenes lister. Nyeste først.',
+  'avviste.municipality': 'Avviste meldinger vises bare for koordinatoren: en avvist melding sier ikke alltid hvilken kommune den gjelder. Ta kontakt med koordinatoren hvis du savner noe.',
+  'avviste.dead': 'Meldinger fra gatewayene som ble avvist',
+  'avviste.deadEmpty': 'Ingen avviste meldinger. Alt som er mottatt, er tatt imot.',
+  'avviste.imports': 'Feil i importerte lister',
+  'avviste.importsEmpty': 'Ingen feil i importerte lister.',
+  'avviste.col.time': 'Mottatt',
+  'avviste.col.source': 'Kilde',
+  'avviste.col.reason': 'Hvorfor',
+  'avviste.col.content': 'Innhold',
+  'avviste.showPayload': 'Vis innholdet ({n} byte)',
+  'avviste.older': 'Vis eldre',
+  'avviste.sourceOf': '{vendor}, gateway {gateway}',
+  'avviste.col.import': 'Import',
+  'avviste.col.line': 'Linje',
+  'avviste.col.column': 'Kolonne',
+  'avviste.importOf': '{vendor}, liste per {asOf}',
   'reason.bad_topic': 'Meldingen kom på en adresse (MQTT-emne) som vft ikke kjenner.',
   'reason.oversized': 'Meldingen var for stor til å tas imot.',
   'reason.malformed_json': 'Meldingen var ikke gyldig JSON (skadet eller avkuttet).',
@@ -347,7 +399,7 @@ const nb = {
   'role.title': 'Ikke tilgjengelig for din rolle',
   'role.body': 'Siden «{page}» vises ikke for rollen {role}.',
   'role.link': 'Gå til {page}',
-  'avvik.operator': 'Som driftsbruker ser du meldingene gatewayene fikk avvist. Feil i importerte lister gjelder kommunenes data og vises bare for koordinatoren.',
+  'avviste.operator': 'Som driftsbruker ser du meldingene gatewayene fikk avvist. Feil i importerte lister gjelder kommunenes data og vises bare for koordinatoren.',
 
   // Drift
   'drift.title': 'Drift',
@@ -364,7 +416,7 @@ const nb = {
   'drift.cmd.mqttList': 'Påloggingene, og tilbaketrekking av én.',
   'drift.api': 'Gjennom API-et',
   'drift.apiIntro': 'De samme oppgavene finnes i API-et (beskrevet i /api/openapi.json), med en tilgangsnøkkel med rollen operator:',
-  'drift.deadLetters': 'Meldinger som gatewayene fikk avvist, finner du under Avvik.',
+  'drift.deadLetters': 'Meldinger som gatewayene fikk avvist, finner du under Avviste meldinger.',
 
   // Revisjonslogg
   'audit.title': 'Revisjonslogg',
@@ -379,8 +431,10 @@ const nb = {
   'audit.moreSubjects': 'og {n} til',
   'audit.empty': 'Ingen hendelser passer filtrene.',
   'audit.older': 'Vis eldre',
-  'audit.count': 'Viser {n} hendelser.',
-  'audit.countMore': 'Viser {n} hendelser; det finnes eldre.',
+  'audit.count.one': 'Viser {n} hendelse.',
+  'audit.count.other': 'Viser {n} hendelser.',
+  'audit.countMore.one': 'Viser {n} hendelse; det finnes eldre.',
+  'audit.countMore.other': 'Viser {n} hendelser; det finnes eldre.',
   'audit.caption': 'Hendelser i revisjonsloggen, nyeste først',
   'audit.col.time': 'Tidspunkt',
   'audit.col.actor': 'Hvem',
@@ -431,7 +485,8 @@ const en = {
   'nav.enheter': 'Devices',
   'nav.responssenter': 'Response centre',
   'nav.leverandorbytte': 'Vendor transition',
-  'nav.avvik': 'Deviations',
+  'nav.leverandorer': 'Vendors',
+  'nav.avviste-meldinger': 'Rejected messages',
   'lang.label': 'Language',
   'nav.revisjonslogg': 'Audit log',
   'nav.drift': 'Operations',
@@ -526,6 +581,8 @@ const en = {
   'oversikt.corrections': 'Corrections after publication',
   'oversikt.correctionLine': '{kind}, {month}: published {published}, now {current} ({diff})',
   'oversikt.csv': 'Download CSV',
+  'download.excel': 'Download for Excel',
+  'download.excelHint': 'The same figures as the CSV file, with semicolons and decimal commas, as Norwegian Excel reads them',
   'oversikt.png': 'Download chart (PNG)',
   'oversikt.print': 'Print',
   'oversikt.charts': 'Trend per technology type',
@@ -542,6 +599,8 @@ const en = {
   'change.cause': 'Cause',
   'change.delta': 'Change',
   'change.devices': 'Devices',
+  'change.reason': 'Reason',
+  'change.decommissionedTotal': 'in all {delta}',
   'change.showDevices': 'Show the devices ({n})',
   'change.moreDevices': '… and {n} more',
   'change.publishedNote': 'The month is published: the table shows the published figure ({published}); the explanation is of today’s figure ({current}).',
@@ -577,8 +636,10 @@ const en = {
   'enheter.openDevice': 'Show history of {device}',
   'enheter.first': 'First page',
   'enheter.next': 'Next page',
-  'enheter.pageInfo': 'Showing {n} devices',
-  'enheter.pageInfoMore': 'Showing {n} devices; there are more',
+  'enheter.pageInfo.one': 'Showing {n} device',
+  'enheter.pageInfo.other': 'Showing {n} devices',
+  'enheter.pageInfoMore.one': 'Showing {n} device; there are more',
+  'enheter.pageInfoMore.other': 'Showing {n} devices; there are more',
   'enheter.truncated': 'Showing the first {n}.',
   'enheter.showAllOffline': 'Show all devices without contact ({n})',
   'enheter.showAllLow': 'Show all devices with low battery ({n})',
@@ -600,6 +661,7 @@ const en = {
   'device.replacedBy': 'Replaced by',
   'device.timeout': 'Counted as without contact after',
   'device.batteryAt': 'measured {at}',
+  'device.outOfServiceWhy': 'reason: {v}',
   'device.history': 'History',
   'device.historyIntro': 'Events of the device (and the devices it replaces or is replaced by), newest first. Heartbeats and battery readings are kept for a limited period; installs, replacements and alarms for good.',
   'device.historyEmpty': 'No events are stored for the device.',
@@ -626,6 +688,16 @@ const en = {
   'detail.recipient': 'recipient: {v}',
   'detail.replaces': 'replaces {v}',
   'detail.kind': '{v}',
+  'detail.reason': 'reason: {v}',
+  'decommissionReason.returned': 'returned',
+  'decommissionReason.moved_to_institution': 'moved to an institution',
+  'decommissionReason.deceased': 'deceased',
+  'decommissionReason.no_longer_needed': 'no longer needed',
+  'decommissionReason.replaced': 'replaced',
+  'decommissionReason.broken': 'broken',
+  'decommissionReason.lost': 'lost',
+  'decommissionReason.other': 'other',
+  'decommissionReason.not_given': 'not given',
   'alarmCause.button': 'button pressed',
   'alarmCause.fall': 'fall',
   'alarmCause.smoke': 'smoke',
@@ -651,8 +723,12 @@ const en = {
   'rs.within60': 'Within 60 s',
   'rs.within180': 'Within 180 s',
   'rs.std60': 'Standard 60 s ({pct})',
-  'rs.req60': 'Standard: answered within 60 s',
-  'rs.req180': 'Standard: answered within 180 s',
+  'rs.kpi60': 'Answered within 60 s',
+  'rs.kpi180': 'Answered within 180 s',
+  'rs.result': 'result {year}',
+  'rs.requirement': 'requirement',
+  'rs.monthsMet': 'requirement met in {met} of {n} months with alarms',
+  'rs.resultHint': 'The result is the share of the year’s alarms answered in time. The requirement is what must be reached every month.',
   'rs.std180': 'Standard 180 s ({pct})',
   'rs.month': 'Month',
   'rs.table': 'Figures per month',
@@ -669,6 +745,35 @@ const en = {
   'outcome.emergency_services': 'Emergency services alerted',
   'outcome.no_contact': 'No contact',
   'outcome.unknown': 'Unknown outcome',
+
+  'lev.title': 'Vendors',
+  'lev.intro': 'Each vendor’s service level month by month: how much of the time its devices in service had contact, faults, and how fast the response centre answered the alarms from its devices.',
+  'lev.caption': 'Service level per vendor, {year}, {area}',
+  'lev.vendor': 'Vendor',
+  'lev.metric.devices': 'Devices in service',
+  'lev.metric.availability': 'Availability',
+  'lev.metric.hoursWithoutContact': 'Hours without contact',
+  'lev.metric.faults': 'Faults',
+  'lev.metric.alarms': 'Alarms',
+  'lev.metric.within60': 'Answered within 60 s (requirement {pct})',
+  'lev.metric.within180': 'Answered within 180 s (requirement {pct})',
+  'lev.help.devices': 'devices in service for some part of the month',
+  'lev.help.availability': 'share of the hours in service with contact within the device’s timeout',
+  'lev.help.hoursWithoutContact': 'device-hours in service without contact',
+  'lev.help.faults': 'fault reports from the devices',
+  'lev.help.alarms': 'alarms triggered on the vendor’s devices',
+  'lev.noDevices': 'the vendor had no devices this month',
+  'lev.noValue': 'no figure (no devices in service or no alarms)',
+  'lev.empty': 'No vendor has devices in {year} for this selection.',
+  'lev.notBegun': 'No month of {year} has begun yet.',
+  'lev.legend.future': 'empty cell = the month has not begun',
+  'lev.legend.none': '– = no figure for the vendor that month',
+  'lev.legend.current': 'The current month is counted up to now.',
+  'lev.chart.availability': 'Availability per month',
+  'lev.chart.within60': 'Answered within 60 s per month',
+  'lev.download': 'Download one month',
+  'lev.downloadMonth': 'Month',
+  'lev.csv': 'Download CSV',
 
   'lb.title': 'Vendor transition',
   'lb.intro': 'How far each municipality has come in moving from the old to the new vendor, which services remain, and the lists imported from the vendors.',
@@ -708,24 +813,24 @@ const en = {
   'classHelp.listed_silent': 'On the vendor’s list, but the device has not reported for {silent} days.',
   'classHelp.reporting_unlisted': 'The device sends messages but is not on the vendor’s latest list.',
 
-  'avvik.title': 'Deviations',
-  'avvik.intro': 'Messages that could not be accepted, and rows left out when importing the vendors’ lists. Newest first.',
-  'avvik.municipality': 'Deviations are visible to the coordinator only: a rejected message does not always say which municipality it belongs to. Contact the coordinator if you miss something.',
-  'avvik.dead': 'Rejected messages',
-  'avvik.deadEmpty': 'No rejected messages. Everything received was accepted.',
-  'avvik.imports': 'Errors in imported lists',
-  'avvik.importsEmpty': 'No errors in imported lists.',
-  'avvik.col.time': 'Received',
-  'avvik.col.source': 'Source',
-  'avvik.col.reason': 'Why',
-  'avvik.col.content': 'Content',
-  'avvik.showPayload': 'Show the content ({n} bytes)',
-  'avvik.older': 'Show older',
-  'avvik.sourceOf': '{vendor}, gateway {gateway}',
-  'avvik.col.import': 'Import',
-  'avvik.col.line': 'Line',
-  'avvik.col.column': 'Column',
-  'avvik.importOf': '{vendor}, list as of {asOf}',
+  'avviste.title': 'Rejected messages',
+  'avviste.intro': 'Messages that could not be accepted, and rows left out when importing the vendors’ lists. Newest first.',
+  'avviste.municipality': 'Rejected messages are shown to the coordinator only: a rejected message does not always say which municipality it belongs to. Contact the coordinator if you miss something.',
+  'avviste.dead': 'Messages from the gateways that were rejected',
+  'avviste.deadEmpty': 'No rejected messages. Everything received was accepted.',
+  'avviste.imports': 'Errors in imported lists',
+  'avviste.importsEmpty': 'No errors in imported lists.',
+  'avviste.col.time': 'Received',
+  'avviste.col.source': 'Source',
+  'avviste.col.reason': 'Why',
+  'avviste.col.content': 'Content',
+  'avviste.showPayload': 'Show the content ({n} bytes)',
+  'avviste.older': 'Show older',
+  'avviste.sourceOf': '{vendor}, gateway {gateway}',
+  'avviste.col.import': 'Import',
+  'avviste.col.line': 'Line',
+  'avviste.col.column': 'Column',
+  'avviste.importOf': '{vendor}, list as of {asOf}',
   'reason.bad_topic': 'The message came on an address (MQTT topic) vft does not know.',
   'reason.oversized': 'The message was too large to accept.',
   'reason.malformed_json': 'The message was not valid JSON (damaged or cut off).',
@@ -761,7 +866,7 @@ const en = {
   'role.title': 'Not available to your role',
   'role.body': 'The page “{page}” is not shown to the {role} role.',
   'role.link': 'Go to {page}',
-  'avvik.operator': 'As an operator you see the messages the gateways had refused. Errors in imported lists concern the municipalities’ data and are shown to the coordinator only.',
+  'avviste.operator': 'As an operator you see the messages the gateways had refused. Errors in imported lists concern the municipalities’ data and are shown to the coordinator only.',
 
   'drift.title': 'Operations',
   'drift.intro': 'As an operator you see no figures or devices. Accounts, access tokens for integrations and MQTT credentials for gateways are managed on the server’s command line or through the API.',
@@ -777,7 +882,7 @@ const en = {
   'drift.cmd.mqttList': 'The credentials, and revoking one.',
   'drift.api': 'Through the API',
   'drift.apiIntro': 'The same tasks are in the API (described in /api/openapi.json), with an access token of the operator role:',
-  'drift.deadLetters': 'Messages the gateways had refused are under Deviations.',
+  'drift.deadLetters': 'Messages the gateways had refused are under Rejected messages.',
 
   'audit.title': 'Audit log',
   'audit.intro': 'Who read and changed what in vft: every read of personal data, every change, sign-ins and refused requests. Newest first. The log is chained with checksums, so later edits are detected (“vft audit verify”).',
@@ -791,8 +896,10 @@ const en = {
   'audit.moreSubjects': 'and {n} more',
   'audit.empty': 'No events match the filters.',
   'audit.older': 'Show older',
-  'audit.count': 'Showing {n} events.',
-  'audit.countMore': 'Showing {n} events; there are older ones.',
+  'audit.count.one': 'Showing {n} event.',
+  'audit.count.other': 'Showing {n} events.',
+  'audit.countMore.one': 'Showing {n} event; there are older ones.',
+  'audit.countMore.other': 'Showing {n} events; there are older ones.',
   'audit.caption': 'Events in the audit log, newest first',
   'audit.col.time': 'Time',
   'audit.col.actor': 'Who',
@@ -865,6 +972,16 @@ export function t(key, params) {
   return s;
 }
 
+/**
+ * A text that depends on a count: `key.one` or `key.other` as the language's plural rules
+ * say for `n` ("Viser 1 enhet", "Viser 2 enheter"), with `{n}` the formatted count.
+ */
+export function tn(key, n, params = {}) {
+  const form = new Intl.PluralRules(locale()).select(Number(n));
+  const k = has(`${key}.${form}`) ? `${key}.${form}` : `${key}.other`;
+  return t(k, { ...params, n: fmtInt(n) });
+}
+
 /** True when the dictionary has the key. */
 export function has(key) {
   return key in dictionaries[current] || key in nb;
@@ -896,6 +1013,19 @@ export function fmtPercent(share, digits = 1) {
   }).format(share);
 }
 
+/**
+ * A share against a requirement, with one decimal, or more where one would round a share
+ * below the requirement up to it ("98,98 %", never "99,0 %" for a share that fails 99 %).
+ */
+export function fmtShareAgainst(share, requirement) {
+  if (share === null || share === undefined) return '–';
+  for (let digits = 1; digits < 4; digits++) {
+    const scale = 10 ** (digits + 2);
+    if (share >= requirement || Math.round(share * scale) < Math.round(requirement * scale)) return fmtPercent(share, digits);
+  }
+  return fmtPercent(share, 4);
+}
+
 export function fmtSeconds(ms) {
   if (ms === null || ms === undefined) return '–';
   const s = ms / 1000;
@@ -924,6 +1054,23 @@ export function fmtDateTime(iso) {
   return new Intl.DateTimeFormat(locale(), {
     timeZone: 'Europe/Oslo', dateStyle: 'short', timeStyle: 'short',
   }).format(d);
+}
+
+/**
+ * How long ago an instant was, in words ("for 3 dager siden", "i går", "3 days ago"): minutes
+ * under an hour, hours under two days, days under two months, then months and years.
+ */
+export function fmtAgo(iso, now = Date.now()) {
+  const at = Date.parse(iso ?? '');
+  if (!Number.isFinite(at)) return '';
+  const secs = (at - now) / 1000;
+  const abs = Math.abs(secs);
+  const rtf = new Intl.RelativeTimeFormat(locale(), { numeric: 'auto' });
+  if (abs < 3600) return rtf.format(Math.round(secs / 60), 'minute');
+  if (abs < 48 * 3600) return rtf.format(Math.round(secs / 3600), 'hour');
+  if (abs < 60 * 86400) return rtf.format(Math.round(secs / 86400), 'day');
+  if (abs < 730 * 86400) return rtf.format(Math.round(secs / (30.44 * 86400)), 'month');
+  return rtf.format(Math.round(secs / (365.25 * 86400)), 'year');
 }
 
 export function fmtDate(iso) {

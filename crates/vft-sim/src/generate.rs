@@ -760,6 +760,12 @@ impl<'p> Builder<'p> {
         let mut raws = std::mem::take(&mut self.raws);
         raws.sort_by_key(|r| (r.ts, r.device));
         let mut next_id = [0u64; 2];
+        // Units another unit replaces leave service as `replaced`.
+        let replaced: std::collections::HashSet<(usize, &DeviceId)> = self
+            .devices
+            .iter()
+            .filter_map(|d| d.replaces.as_ref().map(|r| (d.vendor, r)))
+            .collect();
         let mut events = Vec::with_capacity(raws.len());
         let mut gateway_of = Vec::with_capacity(raws.len());
         for r in raws {
@@ -797,7 +803,13 @@ impl<'p> Builder<'p> {
                     None
                 },
                 reason: (r.event_type == EventType::Decommissioned)
-                    .then(|| removal_reason(dev.id.as_str()))
+                    .then(|| {
+                        if replaced.contains(&(dev.vendor, &dev.id)) {
+                            Some(vft_domain::DecommissionReason::Replaced)
+                        } else {
+                            removal_reason(dev.id.as_str())
+                        }
+                    })
                     .flatten(),
             });
             gateway_of.push(dev.gateway);

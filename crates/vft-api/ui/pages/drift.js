@@ -1,6 +1,6 @@
 // Drift: where an operator starts. Operators see no figures or devices; accounts, tokens and
 // MQTT credentials are managed on the server's command line or through the API (there are no
-// pages for them), and the messages the gateways had refused are under Avvik.
+// pages for them), and the messages the gateways had refused are under Avviste meldinger.
 
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
@@ -28,5 +28,5 @@ export function render(root, ctx) {
       h('h2', { id: 'drift-api-h' }, t('drift.api')),
       h('p', null, t('drift.apiIntro')),
       h('ul', null, ROUTES.map((r) => h('li', null, h('code', null, r))))),
-    h('p', { class: 'note' }, h('a', { href: ctx.hashFor('avvik', {}) }, t('drift.deadLetters'))));
+    h('p', { class: 'note' }, h('a', { href: ctx.hashFor('avviste-meldinger', {}) }, t('drift.deadLetters'))));
 }

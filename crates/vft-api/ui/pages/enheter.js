@@ -2,7 +2,7 @@
 // first, and one device's history in a dialog.
 
 import { h, replace, srOnly } from '../dom.js';
-import { t, fmtInt, fmtDateTime, kindLabel, label } from '../i18n.js';
+import { t, tn, fmtInt, fmtDateTime, fmtAgo, kindLabel, label } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
 import { loading, errorBox, accessDenied, select, input, scroller, empty } from '../ui.js';
 import { areaSelect, askedMunicipality, isForeign, kindOptions, withParams, areaName } from './common.js';
@@ -145,16 +145,17 @@ async function loadList(list, attention, ctx, f, foreign) {
     replace(attention);
   }
 
-  const csvHref = url('/api/v1/devices', { ...f, format: 'csv' });
   const pager = h('nav', { class: 'pager no-print', 'aria-label': t('enheter.all') },
     cursor ? h('a', { class: 'btn', href: ctx.hashFor('enheter', withParams(ctx.params, { cursor: null, device: null })) }, t('enheter.first')) : null,
     page.next_cursor ? h('a', { class: 'btn', id: 'next-page', href: ctx.hashFor('enheter', withParams(ctx.params, { cursor: page.next_cursor, device: null })) }, t('enheter.next')) : null);
   replace(list, h('section', { class: 'card', 'aria-labelledby': 'all-h' },
     h('div', { class: 'card-head' },
       h('h2', { id: 'all-h' }, `${t('enheter.all')}: ${areaName(ctx, f.municipality)}`),
-      h('a', { class: 'btn no-print', href: csvHref, download: 'vft-devices.csv' }, t('enheter.csv'))),
+      h('div', { class: 'actions no-print' },
+        h('a', { class: 'btn', id: 'enheter-csv', href: url('/api/v1/devices', { ...f, format: 'csv' }), download: true }, t('enheter.csv')),
+        h('a', { class: 'btn', id: 'enheter-excel', href: url('/api/v1/devices', { ...f, format: 'excel' }), download: true, title: t('download.excelHint') }, t('download.excel')))),
     page.items.length
-      ? [h('p', { class: 'hint', role: 'status' }, t(page.next_cursor ? 'enheter.pageInfoMore' : 'enheter.pageInfo', { n: fmtInt(page.items.length) })),
+      ? [h('p', { class: 'hint', role: 'status', id: 'page-info' }, tn(page.next_cursor ? 'enheter.pageInfoMore' : 'enheter.pageInfo', page.items.length)),
         deviceTable(ctx, page.items, t('enheter.all'), 'device-table'), pager]
       : empty(t('enheter.empty'))));
 }
@@ -163,9 +164,12 @@ function connBadge(c) {
   return h('span', { class: `badge conn conn-${c}` }, label('conn', c));
 }
 
-function batteryText(b) {
+/** "45 % (for 3 dager siden)": the level and how old the reading is (the time on hover). */
+function batteryText(b, at) {
   if (b === null || b === undefined) return '–';
-  return h('span', { class: b < LOW_BATTERY ? 'battery low' : 'battery' }, `${b} %`);
+  return h('span', { class: b < LOW_BATTERY ? 'battery low' : 'battery' }, `${b} %`,
+    at ? h('span', { class: 'battery-age' }, ' (',
+      h('time', { datetime: at, title: t('device.batteryAt', { at: fmtDateTime(at) }) }, fmtAgo(at)), ')') : null);
 }
 
 function deviceTable(ctx, items, caption, id) {
@@ -189,7 +193,7 @@ function deviceTable(ctx, items, caption, id) {
         h('td', null, ctx.municipalityName(d.municipality) ?? d.municipality),
         h('td', null, d.vendor),
         h('td', null, connBadge(d.connectivity)),
-        h('td', { class: 'num' }, batteryText(d.battery)),
+        h('td', { class: 'num' }, batteryText(d.battery, d.battery_at)),
         h('td', null, fmtDateTime(d.last_contact)),
         h('td', null, fmtDateTime(d.first_installed)),
         h('td', null, d.in_service ? t('status.inService') : t('status.outOfService'),
@@ -259,16 +263,20 @@ function deviceDetails(ctx, data) {
   }, dev);
   const history = data.history ?? [];
   const rows = [...history].reverse(); // newest first is easier to read in a long history
+  // Out of service: why, from its latest installation or removal.
+  const lastLifecycle = rows.find((e) => e.device === d.device && (e.type === 'installed' || e.type === 'decommissioned'));
+  const why = !d.in_service && lastLifecycle?.type === 'decommissioned'
+    ? ` (${t('device.outOfServiceWhy', { v: label('decommissionReason', lastLifecycle.reason ?? 'not_given') })})` : '';
   return [
     h('h3', null, t('device.summary')),
     dl([
       [t('enheter.col.kind'), kindLabel(d.kind)],
       [t('enheter.col.municipality'), ctx?.municipalityName(d.municipality) ? `${ctx.municipalityName(d.municipality)} (${d.municipality})` : d.municipality],
       [t('enheter.col.vendor'), d.vendor],
-      [t('enheter.col.status'), [d.in_service ? t('status.inService') : t('status.outOfService'), d.fault_open ? ` · ${t('status.fault')}` : '']],
+      [t('enheter.col.status'), [d.in_service ? t('status.inService') : t('status.outOfService'), why, d.fault_open ? ` · ${t('status.fault')}` : '']],
       [t('enheter.col.connectivity'), connBadge(d.connectivity)],
       [t('enheter.col.lastContact'), fmtDateTime(d.last_contact)],
-      [t('enheter.col.battery'), d.battery === null || d.battery === undefined ? '–' : [batteryText(d.battery), d.battery_at ? ` (${t('device.batteryAt', { at: fmtDateTime(d.battery_at) })})` : '']],
+      [t('enheter.col.battery'), d.battery === null || d.battery === undefined ? '–' : [batteryText(d.battery, d.battery_at), d.battery_at ? `, ${t('device.batteryAt', { at: fmtDateTime(d.battery_at) })}` : '']],
       [t('enheter.col.installed'), fmtDateTime(d.first_installed)],
       [t('device.gateway'), d.gateway ?? '–'],
       d.recipient ? [t('device.recipient'), d.recipient] : null,
@@ -284,7 +292,7 @@ function deviceDetails(ctx, data) {
         h('th', { scope: 'col' }, t('device.col.event')),
         h('th', { scope: 'col' }, t('device.col.device')),
         h('th', { scope: 'col' }, t('device.col.details')))),
-      h('tbody', null, rows.map((e) => h('tr', { 'data-type': e.type },
+      h('tbody', null, rows.map((e) => h('tr', { 'data-type': e.type, 'data-id': e.id },
         h('td', null, fmtDateTime(e.ts)),
         h('td', null, label('event', e.type)),
         h('td', null, e.device === d.device ? e.device : h('em', null, e.device)),
@@ -296,8 +304,12 @@ function eventDetails(e) {
   const parts = [];
   if (e.kind && (e.type === 'installed' || e.type === 'decommissioned')) parts.push(kindLabel(e.kind));
   if (e.battery !== undefined && e.battery !== null) parts.push(t('detail.battery', { n: e.battery }));
+  if (e.type === 'decommissioned') {
+    parts.push(h('span', { class: 'event-reason', 'data-reason': e.reason ?? 'not_given' },
+      t('detail.reason', { v: label('decommissionReason', e.reason ?? 'not_given') })));
+  }
   if (e.cause) parts.push(t('detail.cause', { v: label('alarmCause', e.cause) }));
   if (e.outcome) parts.push(t('detail.outcome', { v: label('outcome', e.outcome) }));
   if (e.replaces) parts.push(t('detail.replaces', { v: e.replaces }));
-  return parts.join(' · ') || srOnly('–');
+  return parts.length ? parts.map((p, i) => [i ? ' · ' : '', p]) : srOnly('–');
 }

@@ -133,7 +133,11 @@ async function loadRecon(el, ctx, q) {
     return;
   }
   const rows = data.rows ?? [];
-  const csv = h('a', { class: 'btn no-print', href: url('/api/v1/reconciliation', { ...params, format: 'csv' }), download: 'vft-reconciliation.csv' }, t('lb.csv'));
+  // The server names the files; `download` without a value keeps its name.
+  const csv = h('a', { class: 'btn no-print', id: 'lb-csv', href: url('/api/v1/reconciliation', { ...params, format: 'csv' }), download: true }, t('lb.csv'));
+  const excel = h('a', {
+    class: 'btn no-print', id: 'lb-excel', href: url('/api/v1/reconciliation', { ...params, format: 'excel' }), download: true, title: t('download.excelHint'),
+  }, t('download.excel'));
   if (!rows.length) {
     replace(el, heading, empty(t('lb.reconEmpty')));
     return;
@@ -155,7 +159,7 @@ async function loadRecon(el, ctx, q) {
     });
     return det;
   });
-  replace(el, heading, h('p', { class: 'hint' }, t('lb.reconciliationIntro')), h('div', { class: 'recon-classes' }, blocks), h('div', { class: 'actions' }, csv));
+  replace(el, heading, h('p', { class: 'hint' }, t('lb.reconciliationIntro')), h('div', { class: 'recon-classes' }, blocks), h('div', { class: 'actions' }, csv, excel));
 }
 
 /** One table of every subject of a class (municipality, type, service, devices), capped. */
@@ -184,7 +188,7 @@ function subjectTable(ctx, classRows, csvHref) {
         h('td', null, devices(s).map((d, i) => [i ? ', ' : '', h('a', { href: ctx.hashFor('enheter', { device: d }) }, d)])))))), t('lb.subjects')),
     all.length > shown.length
       ? h('p', { class: 'hint' }, t('lb.moreSubjects', { shown: fmtInt(shown.length), n: fmtInt(all.length) }), ' ',
-        h('a', { href: csvHref, download: 'vft-reconciliation.csv' }, t('lb.csv')))
+        h('a', { href: csvHref, download: true }, t('lb.csv')))
       : null);
 }
 
@@ -212,5 +216,5 @@ async function loadImports(el, ctx) {
       h('td', null, fmtDate(i.as_of)),
       h('td', null, fmtDateTime(i.imported_at)),
       h('td', { class: 'num' }, fmtInt(i.rows)),
-      h('td', { class: `num${i.errors ? ' warn-text' : ''}` }, i.errors ? (ctx.session.role === 'coordinator' ? h('a', { href: '#/avvik' }, fmtInt(i.errors)) : fmtInt(i.errors)) : '0'))))), t('lb.imports')));
+      h('td', { class: `num${i.errors ? ' warn-text' : ''}` }, i.errors ? (ctx.session.role === 'coordinator' ? h('a', { href: '#/avviste-meldinger' }, fmtInt(i.errors)) : fmtInt(i.errors)) : '0'))))), t('lb.imports')));
 }

@@ -136,9 +136,13 @@ function showTable(body, ctx, query, table) {
       })))))
     : null;
 
-  const csvHref = url('/api/v1/rollups/devices', { ...query, format: 'csv' });
+  // The server names the files (scope and date, Content-Disposition); `download` without a
+  // value keeps that name and keeps the page where it is.
   const exportsBar = h('div', { class: 'actions no-print' },
-    h('a', { class: 'btn', href: csvHref, download: `vft-devices-${table.year}.csv`, id: 'download-csv' }, t('oversikt.csv')),
+    h('a', { class: 'btn', href: url('/api/v1/rollups/devices', { ...query, format: 'csv' }), download: true, id: 'download-csv' }, t('oversikt.csv')),
+    h('a', {
+      class: 'btn', href: url('/api/v1/rollups/devices', { ...query, format: 'excel' }), download: true, id: 'download-excel', title: t('download.excelHint'),
+    }, t('download.excel')),
     h('button', { type: 'button', class: 'btn', id: 'download-png', onclick: () => exportPng() }, t('oversikt.png')),
     h('button', { type: 'button', class: 'btn', onclick: () => window.print() }, t('oversikt.print')));
 
@@ -221,6 +225,7 @@ async function showChange(panel, ctx, query, table, month, kind, close) {
 
   const blocks = rows.map((r) => {
     const name = kindLabel(r.kind, r.label);
+    const withReasons = r.lines.some((l) => l.reason);
     const shown = table.rows.find((x) => x.kind === r.kind)?.counts[monthIdx];
     const note = isPublished && shown !== undefined && shown !== r.after
       ? h('p', { class: 'note' }, t('change.publishedNote', { published: fmtInt(shown), current: fmtInt(r.after) }))
@@ -232,16 +237,39 @@ async function showChange(panel, ctx, query, table, month, kind, close) {
       r.lines.length === 0 ? h('p', { class: 'hint' }, t('change.none')) : h('table', { class: 'data change-lines' },
         h('thead', null, h('tr', null,
           h('th', { scope: 'col' }, t('change.cause')),
+          withReasons ? h('th', { scope: 'col' }, t('change.reason')) : null,
           h('th', { scope: 'col', class: 'num' }, t('change.delta')),
           h('th', { scope: 'col' }, t('change.devices')))),
-        h('tbody', null, r.lines.map((l) => h('tr', null,
-          h('th', { scope: 'row' }, label('cause', l.cause)),
-          h('td', { class: 'num' }, fmtDelta(l.delta)),
-          h('td', null, deviceList(ctx, query, l)))))));
+        h('tbody', null, changeLines(ctx, query, r.lines, withReasons))));
   });
   replace(panel, closeButton(close), heading, blocks);
   heading.focus({ preventScroll: true });
   panel.scrollIntoView({ block: 'nearest' });
+}
+
+/**
+ * One table row per line of the API, in its order. A removal is split by its reason (the
+ * lines are next to each other): their cause is said once, over all of them, with their sum.
+ */
+function changeLines(ctx, query, lines, withReasons) {
+  return lines.map((l, i) => {
+    const prev = lines[i - 1];
+    const sameCauseAbove = withReasons && l.reason && prev?.reason && prev.cause === l.cause;
+    let causeCell = null;
+    if (!sameCauseAbove) {
+      let span = 1;
+      while (withReasons && l.reason && lines[i + span]?.reason && lines[i + span].cause === l.cause) span++;
+      const sum = lines.slice(i, i + span).reduce((s, x) => s + x.delta, 0);
+      causeCell = h('th', { scope: 'row', rowspan: span > 1 ? String(span) : null, class: 'change-cause' },
+        label('cause', l.cause),
+        span > 1 ? h('span', { class: 'sub' }, t('change.decommissionedTotal', { delta: fmtDelta(sum) })) : null);
+    }
+    return h('tr', { 'data-cause': l.cause, 'data-reason': l.reason ?? null },
+      causeCell,
+      withReasons ? h('td', { class: 'change-reason' }, l.reason ? label('decommissionReason', l.reason) : '') : null,
+      h('td', { class: 'num change-delta' }, fmtDelta(l.delta)),
+      h('td', null, deviceList(ctx, query, l)));
+  });
 }
 
 function closeButton(close) {

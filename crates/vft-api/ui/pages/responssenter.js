@@ -2,7 +2,7 @@
 // standard, outcomes and unanswered alarms (/api/v1/rollups/response-centre).
 
 import { h, replace, srOnly } from '../dom.js';
-import { t, fmtInt, fmtPercent, fmtSeconds, monthName, fmtMonth, label } from '../i18n.js';
+import { t, fmtInt, fmtPercent, fmtShareAgainst, fmtSeconds, monthName, fmtMonth, label } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
 import { makeChart, chartBox } from '../charts.js';
 import { loading, errorBox, accessDenied, select, scroller, yearOptions, yearParam, empty } from '../ui.js';
@@ -53,12 +53,36 @@ function show(body, ctx, query, data) {
     return;
   }
 
+  // Each standard as a pair: the year's result (every alarm of the year with a triggered time;
+  // the months' shares are exact fractions of their alarms) next to the requirement, so the
+  // requirement is never read as a result.
+  const standardKpi = (secs, shareKey, meetsKey, requirement) => {
+    const counted = months.filter((m) => m[shareKey] !== null && m[shareKey] !== undefined && m.triggered > 0);
+    const alarms = counted.reduce((s, m) => s + m.triggered, 0);
+    const within = counted.reduce((s, m) => s + Math.round(m[shareKey] * m.triggered), 0);
+    const result = alarms ? within / alarms : null;
+    const met = counted.filter((m) => m[meetsKey]).length;
+    const ok = result !== null && result >= requirement;
+    return h('li', { class: 'kpi-pair', id: `rs-kpi-${secs}` },
+      h('span', { class: 'kpi-title' }, t(`rs.kpi${secs}`)),
+      h('span', { class: 'kpi-figures' },
+        h('span', { class: 'kpi-result' },
+          h('span', { class: `kpi-value ${result === null ? 'muted' : ok ? 'ok' : 'bad'}`, id: `rs-result-${secs}` }, fmtShareAgainst(result, requirement)),
+          h('span', { class: 'kpi-label' }, t('rs.result', { year: data.year }),
+            result === null ? null : srOnly(`, ${ok ? t('rs.meets') : t('rs.fails')}`))),
+        h('span', { class: 'kpi-req' },
+          h('span', { class: 'kpi-value', id: `rs-req-${secs}` }, fmtPercent(requirement)),
+          h('span', { class: 'kpi-label' }, t('rs.requirement')))),
+      counted.length ? h('span', { class: 'kpi-label', id: `rs-met-${secs}` }, t('rs.monthsMet', { met: fmtInt(met), n: fmtInt(counted.length) })) : null);
+  };
+
   const summary = h('section', { class: 'card summary', 'aria-label': `${data.year}, ${area}` },
     h('ul', { class: 'kpis' },
       h('li', null, h('span', { class: 'kpi-value' }, fmtInt(total)), h('span', { class: 'kpi-label' }, `${t('rs.triggered')} ${data.year}`)),
       h('li', { class: never ? 'warn' : null }, h('span', { class: 'kpi-value', id: 'never-acknowledged' }, fmtInt(never)), h('span', { class: 'kpi-label' }, t('rs.never'))),
-      h('li', null, h('span', { class: 'kpi-value' }, fmtPercent(std.within_60s)), h('span', { class: 'kpi-label' }, t('rs.req60'))),
-      h('li', null, h('span', { class: 'kpi-value' }, fmtPercent(std.within_180s)), h('span', { class: 'kpi-label' }, t('rs.req180')))),
+      standardKpi(60, 'share_within_60s', 'meets_60s', std.within_60s),
+      standardKpi(180, 'share_within_180s', 'meets_180s', std.within_180s)),
+    h('p', { class: 'hint' }, t('rs.resultHint')),
     h('p', null, never ? t('rs.unack', { year: data.year, n: fmtInt(never) }) : t('rs.unackNone', { year: data.year })));
 
   const c1 = chartBox(t('rs.chart.alarms'), { height: 240 });
@@ -69,10 +93,10 @@ function show(body, ctx, query, data) {
     h('figure', { class: 'chart-card' }, h('figcaption', null, t('rs.chart.times')), c2.box),
     h('figure', { class: 'chart-card' }, h('figcaption', null, t('rs.chart.shares')), c3.box));
 
-  const meets = (share, ok) => {
+  const meets = (share, ok, requirement) => {
     if (share === null || share === undefined) return h('span', { class: 'muted' }, '–');
     return h('span', { class: ok ? 'ok' : 'bad' },
-      fmtPercent(share), ' ', h('span', { 'aria-hidden': 'true' }, ok ? '✓' : '✗'), srOnly(ok ? t('rs.meets') : t('rs.fails')));
+      fmtShareAgainst(share, requirement), ' ', h('span', { 'aria-hidden': 'true' }, ok ? '✓' : '✗'), srOnly(ok ? t('rs.meets') : t('rs.fails')));
   };
   const table = h('table', { class: 'data', id: 'rs-table' },
     h('caption', null, `${t('rs.table')}, ${data.year}, ${area}`),
@@ -90,8 +114,8 @@ function show(body, ctx, query, data) {
       h('td', { class: 'num' }, fmtSeconds(m.response?.median_ms)),
       h('td', { class: 'num' }, fmtSeconds(m.response?.p90_ms)),
       h('td', { class: 'num' }, fmtSeconds(m.response?.max_ms)),
-      h('td', { class: 'num' }, meets(m.share_within_60s, m.meets_60s)),
-      h('td', { class: 'num' }, meets(m.share_within_180s, m.meets_180s))))));
+      h('td', { class: 'num' }, meets(m.share_within_60s, m.meets_60s, std.within_60s)),
+      h('td', { class: 'num' }, meets(m.share_within_180s, m.meets_180s, std.within_180s))))));
 
   const outcomeIds = [...new Set([...OUTCOMES, ...months.flatMap((m) => Object.keys(m.outcomes ?? {}))])];
   const outcomes = h('table', { class: 'data', id: 'rs-outcomes' },

@@ -3,7 +3,7 @@
 // For the auditor and coordinator roles.
 
 import { h, replace } from '../dom.js';
-import { t, fmtInt, fmtDateTime, has } from '../i18n.js';
+import { t, tn, fmtInt, fmtDateTime, has } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
 import { loading, errorBox, scroller, empty, select, input } from '../ui.js';
 import { withParams } from './common.js';
@@ -106,10 +106,16 @@ async function load(el, ctx, query) {
     replace(el, heading, errorBox(err, () => load(el, ctx, query)));
     return;
   }
-  const csv = h('a', {
-    class: 'btn no-print', id: 'audit-csv', href: url('/api/v1/audit', { ...query, format: 'csv', limit: CSV_LIMIT }),
-    download: 'vft-audit.csv',
-  }, t('audit.csv'));
+  // The server names the files; `download` without a value keeps its name.
+  const csv = [
+    h('a', {
+      class: 'btn no-print', id: 'audit-csv', href: url('/api/v1/audit', { ...query, format: 'csv', limit: CSV_LIMIT }), download: true,
+    }, t('audit.csv')),
+    h('a', {
+      class: 'btn no-print', id: 'audit-excel', href: url('/api/v1/audit', { ...query, format: 'excel', limit: CSV_LIMIT }), download: true,
+      title: t('download.excelHint'),
+    }, t('download.excel')),
+  ];
   if (!first.records.length) {
     replace(el, heading, empty(t('audit.empty')), h('div', { class: 'actions' }, csv));
     return;
@@ -121,7 +127,7 @@ async function load(el, ctx, query) {
   const add = (page) => {
     tbody.append(...page.records.map((r) => row(ctx, r)));
     shown += page.records.length;
-    count.textContent = t(page.next_before ? 'audit.countMore' : 'audit.count', { n: fmtInt(shown) });
+    count.textContent = tn(page.next_before ? 'audit.countMore' : 'audit.count', shown);
     replace(more, csv);
     if (page.next_before) {
       const btn = h('button', { type: 'button', class: 'btn', id: 'audit-older' }, t('audit.older'));

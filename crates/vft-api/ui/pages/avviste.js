@@ -1,6 +1,8 @@
-// Avvik: dead letters (messages ingest refused) and rows left out of imports, newest first,
-// with the reason in plain language. The coordinator sees both; an operator the dead letters
-// only (import errors are the municipalities' data); a municipality user neither.
+// Avviste meldinger (rejected messages): dead letters (messages ingest refused) and rows left
+// out of imports, newest first, with the reason in plain language. The coordinator sees both;
+// an operator the dead letters only (import errors are the municipalities' data); a
+// municipality user neither. Route #/avviste-meldinger; the old #/avvik still leads here (it was
+// renamed because to health staff an "avvik" is a deviation in the quality system).
 
 import { h, replace } from '../dom.js';
 import { t, fmtInt, fmtDateTime, fmtDate, has } from '../i18n.js';
@@ -10,18 +12,18 @@ import { loading, errorBox, scroller, empty } from '../ui.js';
 const PAGE = 50;
 
 export function render(root, ctx) {
-  const head = h('div', { class: 'page-head' }, h('h1', null, t('avvik.title')), h('p', { class: 'lead' }, t('avvik.intro')));
-  const dead = h('section', { class: 'card', 'aria-labelledby': 'avvik-dead-h' });
+  const head = h('div', { class: 'page-head' }, h('h1', null, t('avviste.title')), h('p', { class: 'lead' }, t('avviste.intro')));
+  const dead = h('section', { class: 'card', 'aria-labelledby': 'avviste-dead-h' });
   if (ctx.session.role === 'operator') {
-    replace(root, head, h('p', { class: 'note', 'data-testid': 'avvik-operator' }, t('avvik.operator')), dead);
+    replace(root, head, h('p', { class: 'note', 'data-testid': 'avviste-operator' }, t('avviste.operator')), dead);
     loadDead(dead, ctx);
     return;
   }
   if (ctx.session.role !== 'coordinator') {
-    replace(root, head, h('section', { class: 'card' }, h('p', { class: 'state state-info', 'data-testid': 'avvik-coordinator-only' }, t('avvik.municipality'))));
+    replace(root, head, h('section', { class: 'card' }, h('p', { class: 'state state-info', 'data-testid': 'avviste-coordinator-only' }, t('avviste.municipality'))));
     return;
   }
-  const imports = h('section', { class: 'card', 'aria-labelledby': 'avvik-imp-h' });
+  const imports = h('section', { class: 'card', 'aria-labelledby': 'avviste-imp-h' });
   replace(root, head, dead, imports);
   loadDead(dead, ctx);
   loadImportErrors(imports, ctx);
@@ -48,7 +50,7 @@ function importReason(why) {
 function source(topic) {
   const m = /^(?:.*\/)?([^/]+)\/([^/]+)\/(events|status)$/.exec(topic ?? '');
   return [
-    m ? h('p', { class: 'reason' }, t('avvik.sourceOf', { vendor: m[1], gateway: m[2] })) : null,
+    m ? h('p', { class: 'reason' }, t('avviste.sourceOf', { vendor: m[1], gateway: m[2] })) : null,
     h('p', { class: 'reason-tech' }, topic),
   ];
 }
@@ -58,7 +60,7 @@ function reasonText(code) {
 }
 
 async function loadDead(el, ctx) {
-  const heading = h('h2', { id: 'avvik-dead-h' }, t('avvik.dead'));
+  const heading = h('h2', { id: 'avviste-dead-h' }, t('avviste.dead'));
   replace(el, heading, loading());
   const tbody = h('tbody');
   const more = h('div', { class: 'actions' });
@@ -71,7 +73,7 @@ async function loadDead(el, ctx) {
     return;
   }
   if (!first.items.length) {
-    replace(el, heading, empty(t('avvik.deadEmpty')));
+    replace(el, heading, empty(t('avviste.deadEmpty')));
     return;
   }
   const add = (page) => {
@@ -80,11 +82,11 @@ async function loadDead(el, ctx) {
       h('td', null, source(d.topic)),
       h('td', null, h('p', { class: 'reason' }, reasonText(d.reason_code)), h('p', { class: 'reason-tech' }, d.reason)),
       h('td', null, h('details', null,
-        h('summary', null, t('avvik.showPayload', { n: fmtInt(d.payload_bytes) })),
+        h('summary', null, t('avviste.showPayload', { n: fmtInt(d.payload_bytes) })),
         h('pre', { class: 'payload' }, d.payload))))));
     replace(more);
     if (page.next_before) {
-      const btn = h('button', { type: 'button', class: 'btn' }, t('avvik.older'));
+      const btn = h('button', { type: 'button', class: 'btn' }, t('avviste.older'));
       btn.addEventListener('click', async () => {
         btn.disabled = true;
         try {
@@ -100,12 +102,12 @@ async function loadDead(el, ctx) {
   };
   add(first);
   replace(el, heading, scroller(h('table', { class: 'data', id: 'dead-letters' },
-    h('thead', null, h('tr', null, ['time', 'source', 'reason', 'content'].map((c) => h('th', { scope: 'col' }, t(`avvik.col.${c}`))))),
-    tbody), t('avvik.dead')), more);
+    h('thead', null, h('tr', null, ['time', 'source', 'reason', 'content'].map((c) => h('th', { scope: 'col' }, t(`avviste.col.${c}`))))),
+    tbody), t('avviste.dead')), more);
 }
 
 async function loadImportErrors(el, ctx) {
-  const heading = h('h2', { id: 'avvik-imp-h' }, t('avvik.imports'));
+  const heading = h('h2', { id: 'avviste-imp-h' }, t('avviste.imports'));
   replace(el, heading, loading());
   let data;
   try {
@@ -117,14 +119,14 @@ async function loadImportErrors(el, ctx) {
   }
   const items = data.items ?? [];
   if (!items.length) {
-    replace(el, heading, empty(t('avvik.importsEmpty')));
+    replace(el, heading, empty(t('avviste.importsEmpty')));
     return;
   }
   replace(el, heading, scroller(h('table', { class: 'data', id: 'import-errors' },
-    h('thead', null, h('tr', null, ['import', 'line', 'column', 'reason'].map((c) => h('th', { scope: 'col', class: c === 'line' ? 'num' : null }, t(`avvik.col.${c}`))))),
+    h('thead', null, h('tr', null, ['import', 'line', 'column', 'reason'].map((c) => h('th', { scope: 'col', class: c === 'line' ? 'num' : null }, t(`avviste.col.${c}`))))),
     h('tbody', null, items.map((e) => h('tr', null,
-      h('td', null, t('avvik.importOf', { vendor: e.vendor, asOf: fmtDate(e.as_of) }), h('br'), h('span', { class: 'muted' }, fmtDateTime(e.imported_at))),
+      h('td', null, t('avviste.importOf', { vendor: e.vendor, asOf: fmtDate(e.as_of) }), h('br'), h('span', { class: 'muted' }, fmtDateTime(e.imported_at))),
       h('td', { class: 'num' }, fmtInt(e.line)),
       h('td', null, e.column ?? '–'),
-      h('td', null, h('p', { class: 'reason' }, importReason(e.why)), h('p', { class: 'reason-tech' }, e.why)))))), t('avvik.imports')));
+      h('td', null, h('p', { class: 'reason' }, importReason(e.why)), h('p', { class: 'reason-tech' }, e.why)))))), t('avviste.imports')));
 }
