@@ -208,6 +208,23 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         info!("demo: raw status events are kept (retention off for the demo's past year)");
         config.retention.status_event_days = 0;
     }
+    if demo.is_some() {
+        // The simulated units report once a week; with the production timeouts (about a day)
+        // every one of them would count as without contact six days in seven.
+        let weekly = u64::from(vft_sim::Plan::hallingdal_2025().heartbeat_every_days.max(1))
+            * 86_400
+            + 86_400;
+        let c = &mut config.connectivity;
+        c.default_timeout_secs = c.default_timeout_secs.max(weekly);
+        for kind in vft_domain::TechnologyKind::ALL {
+            let t = c.timeouts.entry(kind).or_insert(weekly);
+            *t = (*t).max(weekly);
+        }
+        info!(
+            timeout_secs = weekly,
+            "demo: offline timeouts fit the simulated weekly heartbeats"
+        );
+    }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
