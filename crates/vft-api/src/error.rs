@@ -13,6 +13,9 @@ pub enum ApiError {
         "wrong username or password, or the account is locked for a while after too many wrong passwords"
     )]
     WrongPassword,
+    /// A dead letter that cannot (yet) become events.
+    #[error("{0}")]
+    NotReplayable(String),
     /// The audit log cannot be written, so personal data is not shown.
     #[error("{0}")]
     Unavailable(String),
@@ -45,6 +48,7 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             Self::Unauthorized | Self::WrongPassword => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::NotReplayable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_replayable"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -63,6 +63,9 @@ pub struct AppState {
     pub plausible_times: vft_domain::PlausibleTimes,
     /// The audit log's writer (`audit::AuditTrail::start`).
     pub audit: Arc<audit::AuditTrail>,
+    /// The MQTT topic prefix (`mqtt.topic_prefix`): a replayed dead letter's topic is read
+    /// with it.
+    pub topic_prefix: String,
     /// Sign-in with the organisation's OpenID provider, when configured (`[oidc]`).
     pub oidc: Option<Arc<oidc_sign_in::OidcSignIn>>,
 }
@@ -83,6 +86,14 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/rollups/devices", get(rollups::devices))
         .route("/dead-letters", get(rollups::dead_letters))
+        .route(
+            "/dead-letters/{id}/handled",
+            axum::routing::post(rollups::mark_handled),
+        )
+        .route(
+            "/dead-letters/{id}/replay",
+            axum::routing::post(rollups::replay),
+        )
         .route("/rollups/devices/changes", get(rollups::changes))
         .route("/rollups/response-centre", get(figures::response_centre))
         .route("/rollups/medication", get(figures::medication))

@@ -673,6 +673,8 @@ pub struct DeadLettersQuery {
     limit: Option<u32>,
     /// Only those older than this id (`next_before` of the previous page).
     before: Option<i64>,
+    /// `false`: only open ones; `true`: only those handled (or replayed).
+    handled: Option<bool>,
 }
 
 /// One page of dead letters, newest first.
@@ -699,6 +701,141 @@ pub struct DeadLetterView {
     pub payload: String,
     /// Size of the stored payload.
     pub payload_bytes: u64,
+    /// When it was marked handled (or replayed); `null` while open.
+    pub handled_at: Option<String>,
+    /// Who marked it (as the audit log names them).
+    pub handled_by: Option<String>,
+    /// Whether it was replayed into events (and how many), once the configuration allowed.
+    pub replayed: bool,
+    pub replayed_events: Option<u64>,
+}
+
+impl From<vft_store::DeadLetter> for DeadLetterView {
+    fn from(d: vft_store::DeadLetter) -> Self {
+        Self {
+            id: d.id,
+            topic: d.topic,
+            reason_code: d.reason_code,
+            reason: d.reason,
+            received_at: d.received_at.to_rfc3339(),
+            payload: String::from_utf8_lossy(&d.payload).into_owned(),
+            payload_bytes: d.payload.len() as u64,
+            handled_at: d.handled.as_ref().map(|(at, _)| at.to_rfc3339()),
+            handled_by: d.handled.map(|(_, by)| by),
+            replayed: d.replayed_events.is_some(),
+            replayed_events: d.replayed_events,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/handled", tag = "ingest", params(("id" = i64, Path)), responses((status = 200, body = DeadLetterView), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody), (status = 404, body = crate::schemas::ErrorBody)))]
+/// `POST /api/v1/dead-letters/{id}/handled` (coordinator, operator): marks a rejected message
+/// as dealt with. A second mark keeps the first (who and when).
+pub async fn mark_handled(
+    State(state): State<AppState>,
+    crate::auth::DeadLetterReader(who): crate::auth::DeadLetterReader,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<DeadLetterView>, ApiError> {
+    if !state
+        .store
+        .mark_dead_letter_handled(id, &who.actor(), Utc::now(), None)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("no dead letter {id}")));
+    }
+    let letter = state
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    Ok(Json(letter.into()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayView {
+    pub replayed: bool,
+    /// Events the payload gave (stored once: a replay of what is stored is a duplicate).
+    pub events: u64,
+    pub dead_letter: DeadLetterView,
+}
+
+#[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "ingest", params(("id" = i64, Path)), responses((status = 200, description = "Every item of its payload is now a valid event: stored, and the dead letter marked handled.", body = ReplayView), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody), (status = 404, body = crate::schemas::ErrorBody), (status = 422, description = "Still not valid (the reason says why), or not replayable (an identity number was masked in it, or it came on a vendor adapter's topic).", body = crate::schemas::ErrorBody)))]
+/// `POST /api/v1/dead-letters/{id}/replay` (coordinator): parses the stored payload again with
+/// today's configuration (a municipality added, say); if every item is now a valid event, the
+/// events are stored as ingest would store them and the dead letter is marked handled.
+pub async fn replay(
+    State(state): State<AppState>,
+    crate::auth::Coordinator(who): crate::auth::Coordinator,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<ReplayView>, ApiError> {
+    let letter = state
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    if letter.replayed_events.is_some() {
+        let events = letter.replayed_events.unwrap_or(0);
+        return Ok(Json(ReplayView {
+            replayed: true,
+            events,
+            dead_letter: letter.into(),
+        }));
+    }
+    // Its payload was stored with the number masked: it can never become the events it was.
+    if letter.reason_code == "national_identity_number" {
+        return Err(ApiError::NotReplayable(
+            "it held a national identity number, which was masked; ask the sender to send it again without".into(),
+        ));
+    }
+    let topic = vft_domain::EventTopic::parse(&state.topic_prefix, &letter.topic).map_err(|_| {
+        ApiError::NotReplayable(
+            "only messages on vft's own event topics can be replayed here; a vendor adapter's messages come again from the vendor".into(),
+        )
+    })?;
+    let now = Utc::now();
+    let items = vft_domain::parse_payload_at(
+        Ok(&topic),
+        &letter.payload,
+        &state.registry,
+        letter.payload.len().max(1),
+        &state.plausible_times,
+        now,
+    );
+    let mut events = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            vft_domain::ParsedItem::Event(e) => events.push(*e),
+            vft_domain::ParsedItem::Dead { reason, .. } => {
+                return Err(ApiError::NotReplayable(format!(
+                    "still not valid: {}",
+                    vft_domain::nin::masked_prefix(&reason.to_string(), 300)
+                )));
+            }
+        }
+    }
+    let outcome = state.store.write_batch(&events, &[], now).await?;
+    if !outcome.conflicting.is_empty() {
+        return Err(ApiError::NotReplayable(format!(
+            "{} of its events have ids already stored with other content",
+            outcome.conflicting.len()
+        )));
+    }
+    let count = events.len() as u64;
+    state
+        .store
+        .mark_dead_letter_handled(id, &who.actor(), now, Some(count))
+        .await?;
+    let letter = state
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no dead letter {id}")))?;
+    tracing::info!(dead_letter = id, events = count, "dead letter replayed");
+    Ok(Json(ReplayView {
+        replayed: true,
+        events: count,
+        dead_letter: letter.into(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "ingest", params(DeadLettersQuery), responses((status = 200, description = "Dead letters, newest first, and next_before.", body = DeadLetterPage), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
@@ -711,23 +848,15 @@ pub async fn dead_letters(
     Query(q): Query<DeadLettersQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state.store.dead_letters(limit, q.before).await?;
+    let rows = state
+        .store
+        .dead_letter_page(limit, q.before, q.handled)
+        .await?;
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|d| d.id))
         .flatten();
     note.subjects(rows.iter().map(|d| format!("dead_letter={}", d.id)));
-    let items = rows
-        .into_iter()
-        .map(|d| DeadLetterView {
-            id: d.id,
-            topic: d.topic,
-            reason_code: d.reason_code,
-            reason: d.reason,
-            received_at: d.received_at.to_rfc3339(),
-            payload: String::from_utf8_lossy(&d.payload).into_owned(),
-            payload_bytes: d.payload.len() as u64,
-        })
-        .collect();
+    let items = rows.into_iter().map(DeadLetterView::from).collect();
     Ok(Json(DeadLetterPage {
         items,
         next_before: next,

@@ -70,6 +70,10 @@ pub struct DeadLetter {
     pub reason_code: String,
     pub reason: String,
     pub received_at: DateTime<Utc>,
+    /// When and by whom it was marked handled (or replayed); `None` while open.
+    pub handled: Option<(DateTime<Utc>, String)>,
+    /// Events its payload gave when replayed.
+    pub replayed_events: Option<u64>,
 }
 
 /// What one committed batch did.
@@ -351,7 +355,29 @@ pub trait Store: AccessStore + Send + Sync + 'static {
     async fn event_count(&self) -> Result<u64>;
 
     /// Dead letters, newest first, optionally only those older than `before_id` (paging).
-    async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<DeadLetter>>;
+    async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<DeadLetter>> {
+        self.dead_letter_page(limit, before_id, None).await
+    }
+
+    /// Like [`Store::dead_letters`], only open ones (`Some(false)`) or handled ones.
+    async fn dead_letter_page(
+        &self,
+        limit: u32,
+        before_id: Option<i64>,
+        handled: Option<bool>,
+    ) -> Result<Vec<DeadLetter>>;
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>>;
+
+    /// Marks a dead letter handled (once: a second call leaves the first mark). False when
+    /// there is none of that id.
+    async fn mark_dead_letter_handled(
+        &self,
+        id: i64,
+        by: &str,
+        at: DateTime<Utc>,
+        replayed_events: Option<u64>,
+    ) -> Result<bool>;
 
     /// Month-end figures just before each instant, per municipality, vendor and type.
     async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;

@@ -70,6 +70,39 @@ pub(crate) fn event_content(e: &Event) -> EventContent {
 /// The columns of [`EventContent`], in its order.
 pub(crate) const EVENT_CONTENT_COLUMNS: &str = "ts, municipality, device, type, kind, battery, alarm, cause, outcome, recipient, replaces, reason";
 
+pub(crate) const DEAD_LETTER_COLUMNS: &str =
+    "id, topic, payload, reason_code, reason, received_at, handled_at, handled_by, replayed_events";
+
+pub(crate) type DeadLetterRow = (
+    i64,
+    String,
+    Vec<u8>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+pub(crate) fn dead_letter(
+    (id, topic, payload, reason_code, reason, received_at, handled_at, handled_by, replayed): DeadLetterRow,
+) -> Result<crate::DeadLetter> {
+    Ok(crate::DeadLetter {
+        id,
+        topic,
+        payload,
+        reason_code,
+        reason,
+        received_at: from_micros(received_at)?,
+        handled: match (handled_at, handled_by) {
+            (Some(at), by) => Some((from_micros(at)?, by.unwrap_or_default())),
+            (None, _) => None,
+        },
+        replayed_events: replayed.map(|n| u64::try_from(n).unwrap_or(0)),
+    })
+}
+
 /// A row of `mqtt_credentials`: username, hash, vendor, gateway, label, created, revoked.
 pub(crate) type CredentialRow = (
     String,
@@ -743,28 +776,66 @@ macro_rules! impl_store {
                 Ok(u64::try_from(n).unwrap_or(0))
             }
 
-            async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> $crate::Result<Vec<$crate::DeadLetter>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, topic, payload, reason_code, reason, received_at FROM dead_letters",
-                );
+            async fn dead_letter_page(
+                &self,
+                limit: u32,
+                before_id: Option<i64>,
+                handled: Option<bool>,
+            ) -> $crate::Result<Vec<$crate::DeadLetter>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM dead_letters WHERE 1 = 1",
+                    $crate::shared::DEAD_LETTER_COLUMNS
+                ));
                 if let Some(before) = before_id {
-                    qb.push(" WHERE id < ").push_bind(before);
+                    qb.push(" AND id < ").push_bind(before);
+                }
+                match handled {
+                    Some(true) => {
+                        qb.push(" AND handled_at IS NOT NULL");
+                    }
+                    Some(false) => {
+                        qb.push(" AND handled_at IS NULL");
+                    }
+                    None => {}
                 }
                 qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
-                let rows: Vec<(i64, String, Vec<u8>, String, String, i64)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter()
-                    .map(|(id, topic, payload, reason_code, reason, received_at)| {
-                        Ok($crate::DeadLetter {
-                            id,
-                            topic,
-                            payload,
-                            reason_code,
-                            reason,
-                            received_at: $crate::shared::from_micros(received_at)?,
-                        })
-                    })
-                    .collect()
+                let rows: Vec<$crate::shared::DeadLetterRow> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter().map($crate::shared::dead_letter).collect()
+            }
+
+            async fn dead_letter(&self, id: i64) -> $crate::Result<Option<$crate::DeadLetter>> {
+                let row: Option<$crate::shared::DeadLetterRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM dead_letters WHERE id = $1",
+                    $crate::shared::DEAD_LETTER_COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?;
+                row.map($crate::shared::dead_letter).transpose()
+            }
+
+            async fn mark_dead_letter_handled(
+                &self,
+                id: i64,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                replayed_events: Option<u64>,
+            ) -> $crate::Result<bool> {
+                sqlx::query::<$db>(
+                    "UPDATE dead_letters SET handled_at = $1, handled_by = $2, replayed_events = $3 \
+                     WHERE id = $4 AND handled_at IS NULL",
+                )
+                .bind($crate::shared::micros(at))
+                .bind(by)
+                .bind(replayed_events.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM dead_letters WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&self.writer)
+                    .await?;
+                Ok(n > 0)
             }
 
             async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {

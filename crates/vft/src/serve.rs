@@ -287,6 +287,7 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         credential_throttle: Arc::new(vft_api::throttle::SignInThrottle::per_client()),
         plausible_times: config.plausible_times(),
         audit: vft_api::audit::AuditTrail::start(store.clone(), config.audit.record_reads),
+        topic_prefix: config.mqtt.topic_prefix.clone(),
         oidc: config
             .oidc
             .clone()
