@@ -311,7 +311,7 @@ test('a municipality user sees its own municipality only, from the page and by t
   }
 });
 
-test('with the network limited to the vft server, all seven pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
+test('with the network limited to the vft server, all eight pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const urls = [];
   const problems = [];
@@ -339,6 +339,7 @@ test('with the network limited to the vft server, all seven pages work and nothi
       ['leverandorbytte', '#lb-imports-h'],
       ['avviste-meldinger', '#avviste-dead-h'],
       ['revisjonslogg', '#audit-table'],
+      ['tilgang', '#users-table'],
     ];
     for (const [route, marker] of pages) {
       await page.locator(`#mainnav a[data-route="${route}"]`).click();

@@ -2,7 +2,9 @@
 //! the Playwright tests in `tests/browser/*.test.mjs` against it (password sign-in, every cell
 //! of the table against the API, language, devices, CSV download, a municipality's limits, what
 //! each role sees, the audit log page, that no request leaves the vft server, the reasons for
-//! removals, the vendors' service level page, the downloads' names and Excel variants).
+//! removals, the vendors' service level page, the downloads' names and Excel variants, and the
+//! actions of each role: uploading a vendor export, publishing a month, a device's timeout,
+//! handling and replaying rejected messages, accounts and machine tokens).
 //!
 //! The people are accounts: the demo's coordinator (`koordinator`, the password it printed)
 //! and accounts made here with `vft user create … --password-stdin` (a municipality user of
@@ -63,7 +65,8 @@ fn browser_test_files(browser_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Publishes January 2025, then a late install dated inside it, so the page has a published
-/// month and a correction to show.
+/// month and a correction to show; and an install from a clock running ahead, a rejected
+/// message that can be taken in again a minute later.
 async fn publish_a_month_and_correct_it(api: &str, token: &str, mqtt_port: u16) {
     let resp = reqwest::Client::new()
         .post(format!("{api}/api/v1/months/2025-01/publish"))
@@ -83,6 +86,17 @@ async fn publish_a_month_and_correct_it(api: &str, token: &str, mqtt_port: u16) 
     });
     gateway
         .publish("vft/v1/hepro/hepro-3328-late/events", late.to_string())
+        .await;
+    // A gateway whose clock runs ahead: an install dated a day and a minute from now is
+    // refused (`implausible_time`) and becomes valid a minute later, so the dashboard's
+    // "Prøv på nytt" can take it in (tests/browser/workday.test.mjs finds it by its id).
+    let ahead = chrono::Utc::now() + chrono::Duration::seconds(24 * 3600 + 60);
+    let early = serde_json::json!({
+        "id": "browser-replay-1", "ts": ahead.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "municipality": "3328", "device": "HP-REPLAY-1", "type": "installed", "kind": "safety_alarm"
+    });
+    gateway
+        .publish("vft/v1/hepro/hepro-3328-late/events", early.to_string())
         .await;
     gateway.wait_all_acked(Duration::from_secs(60)).await;
     gateway.disconnect().await;

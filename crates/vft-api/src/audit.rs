@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 use vft_domain::audit::{AuditAction, AuditEntry, ChainedEntry};
 use vft_domain::{MunicipalityCode, Principal};
 use vft_store::{AuditQuery, Store};
@@ -148,9 +149,10 @@ impl AuditTrail {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while inbox.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
+                // `instrument`, not `enter`: a span entered across an await is left open on
+                // whatever task runs next, and tracing panicked on it once, killing this writer.
                 let span = tracing::info_span!("audit_batch", records = entries.len());
-                let _entered = span.enter();
-                let ok = match store.append_audit(&entries).await {
+                let ok = match store.append_audit(&entries).instrument(span).await {
                     Ok(_) => {
                         metrics::counter!("vft_audit_records_total")
                             .increment(entries.len() as u64);

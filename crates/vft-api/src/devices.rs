@@ -617,6 +617,9 @@ pub async fn set_timeout(
     Path((vendor, device)): Path<(String, String)>,
     body: Result<Json<TimeoutBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    // A device's timeout is the coordinator's to set (it changes what every view counts as
+    // offline); a municipality user reads it only.
+    caller.require_coordinator()?;
     let (vendor, device) = parse_key(&vendor, &device)?;
     let Json(body) = body.map_err(|e| {
         ApiError::BadRequest(format!(

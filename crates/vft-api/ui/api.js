@@ -75,6 +75,50 @@ export async function api(path, { method = 'GET', body, signal, quiet401 = false
   return data;
 }
 
+/**
+ * Sends a file as a request's body (`POST` by default) with XMLHttpRequest, so the upload's
+ * progress can be shown: `onProgress(loaded, total)` while the bytes go out, then
+ * `onSent()` when all are sent and the server is reading them. Resolves to the JSON answer;
+ * rejects with ApiError as `api` does (the server's `message` kept). The browser sends the
+ * page's `Origin` itself, as the session's writes need.
+ */
+export function upload(path, file, { method = 'POST', contentType = 'text/csv', onProgress, onSent, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, scoped(path));
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.setRequestHeader('Content-Type', contentType);
+    xhr.responseType = 'text';
+    if (onProgress) {
+      xhr.upload.addEventListener('progress', (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size));
+    }
+    if (onSent) xhr.upload.addEventListener('load', () => onSent());
+    const abort = () => xhr.abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    xhr.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+    xhr.addEventListener('error', () => reject(new ApiError(0, 'network', '')));
+    xhr.addEventListener('load', () => {
+      signal?.removeEventListener('abort', abort);
+      let data = null;
+      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
+      if (xhr.status < 200 || xhr.status >= 300) {
+        const err = new ApiError(xhr.status, data?.error ?? `http_${xhr.status}`, data?.message ?? '');
+        const wait = Number.parseInt(xhr.getResponseHeader('Retry-After') ?? '', 10);
+        if (Number.isFinite(wait) && wait >= 0) err.retryAfter = wait;
+        if (xhr.status === 401 && unauthorizedHandler) unauthorizedHandler(err);
+        reject(err);
+        return;
+      }
+      if (data === null) {
+        reject(new ApiError(xhr.status, 'bad_response', 'the answer was not JSON'));
+        return;
+      }
+      resolve(data);
+    });
+    xhr.send(file);
+  });
+}
+
 /** Builds `path?k=v&…`, leaving out empty values (and adding the acting municipality, see `scoped`). */
 export function url(path, params) {
   const q = new URLSearchParams();

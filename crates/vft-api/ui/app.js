@@ -14,9 +14,10 @@ import * as leverandorer from './pages/leverandorer.js';
 import * as avviste from './pages/avviste.js';
 import * as revisjonslogg from './pages/revisjonslogg.js';
 import * as drift from './pages/drift.js';
+import * as tilgang from './pages/tilgang.js';
 
 const PAGES = {
-  oversikt, enheter, responssenter, leverandorer, leverandorbytte, 'avviste-meldinger': avviste, revisjonslogg, drift,
+  oversikt, enheter, responssenter, leverandorer, leverandorbytte, 'avviste-meldinger': avviste, revisjonslogg, drift, tilgang,
 };
 /** Old route names that still work (links and bookmarks): the page is shown under its new name. */
 const RENAMED = { avvik: 'avviste-meldinger' };
@@ -25,9 +26,9 @@ const RENAMED = { avvik: 'avviste-meldinger' };
  * decides what each role may read; this only keeps the menu to what would work.
  */
 const ROLE_PAGES = {
-  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger', 'revisjonslogg'],
+  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger', 'revisjonslogg', 'tilgang'],
   municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger'],
-  operator: ['drift', 'avviste-meldinger'],
+  operator: ['drift', 'avviste-meldinger', 'tilgang'],
   auditor: ['revisjonslogg'],
 };
 /** Roles that read fleet data (the municipality and cooperation lists among it). */

@@ -1,6 +1,7 @@
-// Drift: where an operator starts. Operators see no figures or devices; accounts, tokens and
-// MQTT credentials are managed on the server's command line or through the API (there are no
-// pages for them), and the messages the gateways had refused are under Avviste meldinger.
+// Drift: where an operator starts. Operators see no figures or devices. Accounts and machine
+// tokens are managed on the Tilgang page (or the server's command line, or the API); MQTT
+// credentials on the command line or through the API; the messages the gateways had refused are
+// under Avviste meldinger.
 
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
@@ -20,6 +21,10 @@ const ROUTES = ['/api/v1/users', '/api/v1/tokens', '/api/v1/mqtt-credentials', '
 export function render(root, ctx) {
   replace(root,
     h('div', { class: 'page-head' }, h('h1', null, t('drift.title')), h('p', { class: 'lead', 'data-testid': 'operator-note' }, t('drift.intro'))),
+    h('section', { class: 'card', 'aria-labelledby': 'drift-access-h' },
+      h('h2', { id: 'drift-access-h' }, t('drift.access')),
+      h('p', null, t('drift.accessIntro')),
+      h('p', null, h('a', { class: 'btn btn-primary', id: 'drift-access-link', href: ctx.hashFor('tilgang', {}) }, t('drift.accessLink')))),
     h('section', { class: 'card', 'aria-labelledby': 'drift-cli-h' },
       h('h2', { id: 'drift-cli-h' }, t('drift.cli')),
       h('p', { class: 'hint' }, t('drift.cliIntro')),

@@ -1,9 +1,11 @@
 // Enheter: the device inventory with the API's filters and paging, devices that need attention
-// first, and one device's history in a dialog.
+// first, and one device's history in a dialog. In the dialog a coordinator sets the device's
+// own offline timeout, or returns it to its type's (`PUT …/timeout`).
 
 import { h, replace, srOnly } from '../dom.js';
-import { t, tn, fmtInt, fmtDateTime, fmtAgo, kindLabel, label } from '../i18n.js';
+import { t, tn, fmtInt, fmtDateTime, fmtAgo, kindLabel, label, locale } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
+import { actionError, actionDone } from '../actions.js';
 import { loading, errorBox, accessDenied, select, input, scroller, empty } from '../ui.js';
 import { areaSelect, askedMunicipality, isForeign, kindOptions, withParams, areaName } from './common.js';
 
@@ -254,7 +256,67 @@ function openDevice(key, { ctx } = {}) {
     });
 }
 
-function deviceDetails(ctx, data) {
+/** Hours as the page shows them: "192", "1,5". */
+function hoursText(secs) {
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: 2 }).format(secs / 3600);
+}
+
+/**
+ * The coordinator's form for the device's own offline timeout: hours, or back to its type's.
+ * The API answers with the device as it now is (its timeout and connectivity), which the
+ * dialog then shows.
+ */
+function timeoutForm(ctx, data, rerender) {
+  const d = data.device;
+  const own = d.timeout_override_secs;
+  const hours = h('input', {
+    id: 'timeout-hours', name: 'timeout-hours', type: 'number', min: '0.01', step: 'any', inputmode: 'decimal',
+    value: own ? String(Math.round(own / 36) / 100) : '', 'aria-describedby': 'timeout-help',
+  });
+  const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'timeout-save' }, t('timeout.save'));
+  const reset = h('button', { type: 'button', class: 'btn', id: 'timeout-default', disabled: own === null || own === undefined }, t('timeout.useDefault'));
+  const out = h('div', { id: 'timeout-result' });
+  const send = async (secs, button) => {
+    save.disabled = true;
+    reset.disabled = true;
+    replace(out);
+    try {
+      const view = await api(`/api/v1/devices/${encodeURIComponent(d.vendor)}/${encodeURIComponent(d.device)}/timeout`, {
+        method: 'PUT', body: { timeout_secs: secs },
+      });
+      rerender({ ...data, device: view }, secs === null
+        ? t('timeout.savedDefault', { n: hoursText(view.timeout_secs) })
+        : t('timeout.saved', { n: hoursText(view.timeout_secs) }));
+    } catch (err) {
+      save.disabled = false;
+      reset.disabled = own === null || own === undefined;
+      if (err instanceof ApiError && err.status === 401) return;
+      replace(out, actionError(err, { id: 'timeout-error' }));
+      button.focus();
+    }
+  };
+  const form = h('form', { class: 'timeout-form', id: 'timeout-form', novalidate: true },
+    h('div', { class: 'filters' },
+      h('div', { class: 'field' }, h('label', { for: 'timeout-hours' }, t('timeout.hours')), hours),
+      h('div', { class: 'field field-actions' }, save, reset)),
+    h('p', { class: 'hint', id: 'timeout-help' }, t('timeout.help')),
+    out);
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const n = Number(String(hours.value).replace(',', '.'));
+    if (!hours.value || !Number.isFinite(n) || n <= 0) {
+      replace(out, h('p', { class: 'form-message', role: 'alert', id: 'timeout-invalid' }, t('timeout.invalid')));
+      hours.focus();
+      return;
+    }
+    send(Math.max(1, Math.round(n * 3600)), save);
+  });
+  reset.addEventListener('click', () => send(null, reset));
+  return h('section', { class: 'timeout-box', 'aria-labelledby': 'timeout-h' },
+    h('h3', { id: 'timeout-h' }, t('timeout.title')), form);
+}
+
+function deviceDetails(ctx, data, saved) {
   const d = data.device;
   const dl = (pairs) => h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
   const chainLink = (dev) => h('button', {
@@ -274,16 +336,26 @@ function deviceDetails(ctx, data) {
       [t('enheter.col.municipality'), ctx?.municipalityName(d.municipality) ? `${ctx.municipalityName(d.municipality)} (${d.municipality})` : d.municipality],
       [t('enheter.col.vendor'), d.vendor],
       [t('enheter.col.status'), [d.in_service ? t('status.inService') : t('status.outOfService'), why, d.fault_open ? ` · ${t('status.fault')}` : '']],
-      [t('enheter.col.connectivity'), connBadge(d.connectivity)],
+      [t('enheter.col.connectivity'), h('span', { id: 'device-connectivity', dataset: { connectivity: d.connectivity } }, connBadge(d.connectivity))],
       [t('enheter.col.lastContact'), fmtDateTime(d.last_contact)],
       [t('enheter.col.battery'), d.battery === null || d.battery === undefined ? '–' : [batteryText(d.battery, d.battery_at), d.battery_at ? `, ${t('device.batteryAt', { at: fmtDateTime(d.battery_at) })}` : '']],
       [t('enheter.col.installed'), fmtDateTime(d.first_installed)],
       [t('device.gateway'), d.gateway ?? '–'],
       d.recipient ? [t('device.recipient'), d.recipient] : null,
-      [t('device.timeout'), t('device.hours', { n: fmtInt(Math.round(d.timeout_secs / 360) / 10) })],
+      [t('device.timeout'), h('span', { id: 'device-timeout', dataset: { secs: String(d.timeout_secs), own: d.timeout_override_secs === null || d.timeout_override_secs === undefined ? '' : String(d.timeout_override_secs) } },
+        t('device.hours', { n: hoursText(d.timeout_secs) }), ' ',
+        h('span', { class: 'muted' }, d.timeout_override_secs === null || d.timeout_override_secs === undefined ? t('timeout.isDefault') : t('timeout.isOwn')))],
       data.replaces_chain?.length ? [t('device.replaces'), data.replaces_chain.map((x, i) => [i ? ', ' : '', chainLink(x)])] : null,
       data.replaced_by_chain?.length ? [t('device.replacedBy'), data.replaced_by_chain.map((x, i) => [i ? ', ' : '', chainLink(x)])] : null,
     ]),
+    saved ? actionDone(saved, { id: 'timeout-done' }) : null,
+    ctx?.session?.role === 'coordinator'
+      ? timeoutForm(ctx, data, (next, text) => {
+        if (!dialogState) return;
+        replace(dialogState.content, deviceDetails(ctx, next, text));
+        dialogState.content.querySelector('#timeout-hours')?.focus();
+      })
+      : null,
     h('h3', null, t('device.history')),
     h('p', { class: 'hint' }, t('device.historyIntro')),
     history.length === 0 ? empty(t('device.historyEmpty')) : scroller(h('table', { class: 'data history', id: 'device-history' },

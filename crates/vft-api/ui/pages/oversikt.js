@@ -1,10 +1,13 @@
 // Oversikt: the monthly table exactly as /api/v1/rollups/devices serves it, charts per
-// technology type, the change behind any cell, and exports (CSV, PNG, print).
+// technology type, the change behind any cell, and exports (CSV, PNG, print). A coordinator
+// publishes an ended month here (`POST /api/v1/months/{month}/publish`, after a confirmation);
+// who published each month comes from `GET /api/v1/months`.
 
 import { h, replace, srOnly } from '../dom.js';
-import { t, fmtInt, fmtDelta, fmtMonth, monthName, kindLabel, label } from '../i18n.js';
+import { t, fmtInt, fmtDelta, fmtMonth, fmtDateTime, monthName, kindLabel, label } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
-import { makeChart, chartBox, downloadPng } from '../charts.js';
+import { confirmAction, actionError, actionDone, actorName, osloMonth } from '../actions.js';
+import { makeChart, chartBox, downloadPng, destroyCharts } from '../charts.js';
 import { loading, errorBox, accessDenied, select, scroller, yearOptions, yearParam, empty } from '../ui.js';
 import { areaSelect, askedMunicipality, isForeign, areaName, withParams } from './common.js';
 
@@ -36,11 +39,17 @@ export function render(root, ctx) {
   load(body, ctx, query);
 }
 
-async function load(body, ctx, query) {
+async function load(body, ctx, query, done) {
   replace(body, loading());
   let table;
+  let months = null;
   try {
-    table = await api(url('/api/v1/rollups/devices', query), { signal: ctx.signal });
+    // Who published which month: the coordinator's publishing card shows it.
+    const coordinator = ctx.session.role === 'coordinator';
+    [table, months] = await Promise.all([
+      api(url('/api/v1/rollups/devices', query), { signal: ctx.signal }),
+      coordinator ? api(url('/api/v1/months', { year: query.year }), { signal: ctx.signal }) : null,
+    ]);
   } catch (err) {
     if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
     if (err instanceof ApiError && err.status === 403 && isForeign(ctx, query.municipality)) {
@@ -50,10 +59,11 @@ async function load(body, ctx, query) {
     }
     return;
   }
-  showTable(body, ctx, query, table);
+  showTable(body, ctx, query, table, months, done);
+  if (done?.published) focusPublished(body);
 }
 
-function showTable(body, ctx, query, table) {
+function showTable(body, ctx, query, table, months, done) {
   const area = areaName(ctx, query.municipality);
   const coopName = query.cooperation
     ? (ctx.cooperations.find((c) => c.id === query.cooperation)?.name ?? query.cooperation) : null;
@@ -78,11 +88,16 @@ function showTable(body, ctx, query, table) {
     });
   };
 
+  const publishedBy = new Map((months?.items ?? []).map((p) => [p.month, p]));
+  const publishedTitle = (m) => {
+    const p = publishedBy.get(m);
+    return p ? t('publish.byLong', { when: fmtDateTime(p.published_at), who: actorName(p.published_by) }) : t('oversikt.publishedLong');
+  };
   const head = h('tr', null,
     h('th', { scope: 'col', class: 'col-kind' }, t('oversikt.kindCol')),
     table.months.map((m, i) => h('th', { scope: 'col', class: 'num', 'data-month': m },
       h('span', { class: 'month-label' }, monthName(m)),
-      published[i] ? h('span', { class: 'badge badge-published', title: t('oversikt.publishedLong') },
+      published[i] ? h('span', { class: 'badge badge-published', title: publishedTitle(m) },
         h('span', { 'aria-hidden': 'true' }, t('oversikt.published')), srOnly(t('oversikt.publishedLong'))) : null)));
 
   const cell = (count, m, kind, labelText) => {
@@ -184,6 +199,7 @@ function showTable(body, ctx, query, table) {
       legend.childElementCount ? legend : null,
       correctionList),
     changePanel,
+    months ? publishCard(ctx, table, publishedBy, done, (m) => { destroyCharts(); load(body, ctx, query, { published: m }); }) : null,
     chartsSection,
     recipients);
 
@@ -201,6 +217,81 @@ function showTable(body, ctx, query, table) {
   function exportPng() {
     downloadPng(made, { title: caption, filename: `vft-${table.year}${query.municipality ? `-${query.municipality}` : ''}.png` });
   }
+}
+
+/**
+ * The coordinator's publishing of the year's months: each ended month, published (when, by
+ * whom) or with a "Publiser" button; months not ended cannot be published. Publishing asks
+ * first, then reads the table again so it shows the month as published.
+ */
+function publishCard(ctx, table, publishedBy, done, reload) {
+  const current = osloMonth();
+  const out = h('div', { id: 'publish-result' });
+  if (done?.published) out.append(actionDone(t('publish.done', { month: fmtMonth(done.published, true) }), { id: 'publish-done' }));
+  const rows = table.months.map((m) => {
+    const p = publishedBy.get(m);
+    const ended = m < current;
+    let status;
+    let action = null;
+    if (p) {
+      status = h('span', { class: 'published-by' },
+        h('span', { class: 'badge badge-published' }, t('publish.published')), ' ',
+        t('publish.by', { when: fmtDateTime(p.published_at), who: actorName(p.published_by) }));
+    } else if (!ended) {
+      status = h('span', { class: 'muted' }, t('publish.notEnded'));
+    } else {
+      status = h('span', null, t('publish.notPublished'));
+      const button = h('button', { type: 'button', class: 'btn btn-small publish-btn', dataset: { month: m } }, t('publish.button'));
+      button.addEventListener('click', async () => {
+        const monthText = fmtMonth(m, true);
+        const ok = await confirmAction({
+          title: t('publish.confirmTitle', { month: monthText }),
+          body: [t('publish.confirmBody', { month: monthText }), t('publish.confirmWho')],
+          confirm: t('publish.button'),
+        });
+        if (!ok) {
+          button.focus();
+          return;
+        }
+        button.disabled = true;
+        button.textContent = t('publish.busy');
+        replace(out);
+        try {
+          await api(`/api/v1/months/${encodeURIComponent(m)}/publish`, { method: 'POST', body: {} });
+        } catch (err) {
+          button.disabled = false;
+          button.textContent = t('publish.button');
+          if (err instanceof ApiError && err.status === 401) return;
+          replace(out, actionError(err, { id: 'publish-error' }));
+          return;
+        }
+        reload(m);
+      });
+      action = button;
+    }
+    return h('tr', { dataset: { month: m, published: String(Boolean(p)) } },
+      h('th', { scope: 'row' }, fmtMonth(m, true)),
+      h('td', null, status),
+      h('td', null, action));
+  });
+  return h('section', { class: 'card no-print', id: 'publish-card', 'aria-labelledby': 'publish-h' },
+    h('h2', { id: 'publish-h' }, t('publish.title', { year: table.year })),
+    h('p', { class: 'hint' }, t('publish.intro')),
+    out,
+    scroller(h('table', { class: 'data compact', id: 'publish-months' },
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, t('publish.col.month')),
+        h('th', { scope: 'col' }, t('publish.col.status')),
+        h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, t('publish.col.action'))))),
+      h('tbody', null, rows)), t('publish.title', { year: table.year })));
+}
+
+/** After a publish, the card's heading takes the focus (its message is read out). */
+function focusPublished(body) {
+  const heading = body.querySelector('#publish-h');
+  if (!heading) return;
+  heading.setAttribute('tabindex', '-1');
+  heading.focus({ preventScroll: false });
 }
 
 async function showChange(panel, ctx, query, table, month, kind, close) {
