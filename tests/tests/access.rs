@@ -190,6 +190,15 @@ async fn accounts_roles_and_the_audit_log(scratch: Scratch) {
         status(&kari, &format!("{api}/api/v1/audit")).await,
         StatusCode::FORBIDDEN
     );
+    // Reading a device is hers; setting its offline timeout is the coordinator's.
+    let timeout = kari
+        .put(format!("{api}/api/v1/devices/hepro/ACC-AAL/timeout"))
+        .header(header::ORIGIN, api.as_str())
+        .json(&json!({ "timeout_secs": 7200 }))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(timeout.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         status(&kari, &format!("{api}/api/v1/users")).await,
         StatusCode::FORBIDDEN
