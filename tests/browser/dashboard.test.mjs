@@ -3,11 +3,12 @@
 // with machine tokens. Run: see README.md (tests/tests/browser.rs does it against a fresh
 // `vft demo`).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import {
-  requireEnv, launch, apiGet, apiJson, signIn, submitSignIn, account, accountVars, readTable, assertSameTable, waitForTable,
+  requireEnv, apiGet, apiJson, signIn, submitSignIn, account, accountVars, readTable, assertSameTable, waitForTable,
+  useBrowser,
 } from './lib.mjs';
 
 const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY',
@@ -20,22 +21,7 @@ const ORIGIN = new URL(BASE).origin;
 const YEAR = '2025';
 const TIMEOUT = 180_000;
 
-let browser;
-
-before(async () => {
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(60_000);
-  return { context, page };
-}
+const newPage = useBrowser();
 
 test('sign-in: a wrong password gets a plain error, the right one opens the dashboard', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();

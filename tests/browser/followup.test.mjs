@@ -6,10 +6,10 @@
 // fixes (one device, the battery reading's age, Responssenter's requirements beside the results).
 // Run: see README.md (tests/tests/browser.rs does it against a fresh `vft demo`).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { requireEnv, launch, apiJson, signIn, account, accountVars, waitForTable } from './lib.mjs';
+import { requireEnv, apiJson, signIn, account, accountVars, waitForTable, useBrowser } from './lib.mjs';
 
 const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY',
   ...accountVars('COORDINATOR', 'MUNICIPALITY')]);
@@ -47,22 +47,7 @@ const REASON_EN = {
 /** The response centre's standard (the page's figures are checked against it). */
 const STANDARD = { within_60s: 0.975, within_180s: 0.99 };
 
-let browser;
-
-before(async () => {
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(60_000);
-  return { context, page };
-}
+const newPage = useBrowser();
 
 const api = (path) => apiJson(BASE, path, TOKEN);
 

@@ -2,6 +2,7 @@
 // environment; nothing here starts a server.
 
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const MONTHS_NB = ['jan', 'feb', 'mar', 'apr', 'mai', 'jun', 'jul', 'aug', 'sep', 'okt', 'nov', 'des'];
@@ -119,4 +120,24 @@ export async function waitForTable(page, captionPart) {
     (part) => document.querySelector('#vft-table caption')?.textContent.includes(part),
     captionPart,
   );
+}
+
+/**
+ * One Chromium for a test file: launched before its tests, closed after them. Returns
+ * `newPage()`, which opens a fresh context (its own cookies) and page.
+ */
+export function useBrowser() {
+  let browser;
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return async function newPage() {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
+    const page = await context.newPage();
+    page.setDefaultTimeout(60_000);
+    return { context, page };
+  };
 }

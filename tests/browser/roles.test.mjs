@@ -4,11 +4,12 @@
 // acts for; an operator sees no fleet data; sign-in is throttled with a plain message.
 // Run: see README.md (tests/tests/browser.rs does it against a fresh `vft demo`).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import {
-  requireEnv, launch, apiJson, signIn, submitSignIn, account, accountVars, readTable, assertSameTable, waitForTable,
+  requireEnv, apiJson, signIn, submitSignIn, account, accountVars, readTable, assertSameTable, waitForTable,
+  useBrowser,
 } from './lib.mjs';
 
 const ENV = requireEnv(['VFT_URL', 'VFT_COORDINATOR_TOKEN', 'VFT_MUNICIPALITY', 'VFT_OTHER_MUNICIPALITY', 'VFT_SEVERAL_MUNICIPALITIES',
@@ -23,22 +24,7 @@ const OPERATOR = account(ENV, 'OPERATOR');
 const AUDITOR = account(ENV, 'AUDITOR');
 const DEVICE_READ = 'GET /api/v1/devices/{vendor}/{device}';
 
-let browser;
-
-before(async () => {
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-});
-
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(60_000);
-  return { context, page };
-}
+const newPage = useBrowser();
 
 /** The routes of the navigation links the page shows. */
 async function visibleNav(page) {
