@@ -1484,10 +1484,20 @@ async fn a_municipality_token_never_sees_another_municipalitys_device_on(scratch
     for (v, d) in &gol {
         let resp = get(&device_url(&api, v, d), Some(&aal)).await;
         assert_eq!(status_and_error(resp).await, missing, "show {d}");
+        // Setting a timeout is the coordinator's: refused alike for every device, so the answer
+        // says nothing about whether another municipality's device exists.
         let resp = put_timeout(&api, &aal, v, d, json!({"timeout_secs": 60})).await;
-        assert_eq!(status_and_error(resp).await, missing, "PUT {d}");
+        assert_eq!(
+            status_and_error(resp).await,
+            (403, "forbidden".into()),
+            "PUT {d}"
+        );
         let resp = put_timeout(&api, &aal, v, d, json!({"timeout_secs": null})).await;
-        assert_eq!(status_and_error(resp).await, missing, "PUT null {d}");
+        assert_eq!(
+            status_and_error(resp).await,
+            (403, "forbidden".into()),
+            "PUT null {d}"
+        );
     }
     let gol2 = show(&api, &coordinator, "hepro", "GOL-2")
         .await
@@ -1510,8 +1520,18 @@ async fn a_municipality_token_never_sees_another_municipalitys_device_on(scratch
         assert_eq!(e["municipality"], "3328", "{e}");
     }
 
-    // Its own devices it may change.
+    // Not even its own: a timeout changes what every view counts as offline, so the
+    // coordinator sets it (issue 12's actions by role).
     let resp = put_timeout(&api, &aal, "hepro", "AAL-1", json!({"timeout_secs": 600})).await;
+    assert_eq!(status_and_error(resp).await, (403, "forbidden".into()));
+    let resp = put_timeout(
+        &api,
+        &coordinator,
+        "hepro",
+        "AAL-1",
+        json!({"timeout_secs": 600}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let view: Value = resp.json().await.expect("view");
     assert_eq!(
