@@ -31,6 +31,17 @@ pub struct DevicesQuery {
     format: Option<String>,
 }
 
+/// The required `month=YYYY-MM` of a figure about one month, which must have begun by `now`.
+pub(crate) fn begun_month(month: Option<&str>, now: DateTime<Utc>) -> Result<YearMonth, ApiError> {
+    let month = parse_month(
+        month.ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?,
+    )?;
+    if month.start() > now {
+        return Err(ApiError::BadRequest(format!("{month} has not begun")));
+    }
+    Ok(month)
+}
+
 pub(crate) fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
     s.parse()
         .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))
@@ -495,14 +506,7 @@ pub async fn changes(
     Query(q): Query<ChangesQuery>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let month = parse_month(
-        q.month
-            .as_deref()
-            .ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?,
-    )?;
-    if month.start() > now {
-        return Err(ApiError::BadRequest(format!("{month} has not begun")));
-    }
+    let month = begun_month(q.month.as_deref(), now)?;
     let selection = Selection::parse(
         &state,
         &caller,

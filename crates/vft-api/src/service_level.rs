@@ -3,7 +3,7 @@
 //! the response centre's answers to each vendor's alarms.
 
 use crate::auth::Caller;
-use crate::rollups::parse_month;
+use crate::rollups::begun_month;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -67,14 +67,7 @@ pub async fn vendor_service_level(
     Query(q): Query<ServiceQuery>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let month = parse_month(
-        q.month
-            .as_deref()
-            .ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?,
-    )?;
-    if month.start() > now {
-        return Err(ApiError::BadRequest(format!("{month} has not begun")));
-    }
+    let month = begun_month(q.month.as_deref(), now)?;
     let asked = q
         .municipality
         .as_deref()
