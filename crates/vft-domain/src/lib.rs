@@ -14,6 +14,7 @@ pub mod month;
 pub mod mqtt_access;
 pub mod municipality;
 pub mod nin;
+pub mod notify;
 pub mod reconcile;
 pub mod response;
 pub mod rollup;

@@ -4,6 +4,7 @@
 mod access;
 mod merge_sql;
 mod migrations;
+mod notify;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -21,6 +22,9 @@ use vft_domain::{
 
 pub use access::{
     AccessStore, AuditHead, AuditQuery, NewUser, TokenListing, TokenRecord, UserChange, UserRecord,
+};
+pub use notify::{
+    Channel, IncidentQuery, IncidentRecord, NoticeRecord, NotifyStore, PendingNotice, RuleRecord,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -330,7 +334,7 @@ impl Default for StoreOptions {
 
 /// The storage interface. Every write is one transaction and idempotent.
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync + 'static {
+pub trait Store: AccessStore + NotifyStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

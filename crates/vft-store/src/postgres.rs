@@ -89,3 +89,4 @@ async fn probe(connect: &PgConnectOptions, bound: Duration) -> Result<()> {
 
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
 crate::access::impl_access!(PostgresStore, sqlx::Postgres);
+crate::notify::impl_notify!(PostgresStore, sqlx::Postgres);

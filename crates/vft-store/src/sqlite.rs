@@ -112,3 +112,4 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::access::impl_access!(SqliteStore, sqlx::Sqlite);
+crate::notify::impl_notify!(SqliteStore, sqlx::Sqlite);

@@ -54,6 +54,7 @@ both_backends!(
     reconciliation_inputs_from_events,
     mqtt_credentials_are_created_revoked_and_replaced,
     a_municipality_sees_its_own_events_only,
+    incidents_open_once_and_notices_wait_in_the_outbox,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -361,6 +362,135 @@ async fn a_municipality_sees_its_own_events_only(s: TestStore) {
             .kind,
         Some(TechnologyKind::SafetyAlarm),
         "kind from the device"
+    );
+}
+
+async fn incidents_open_once_and_notices_wait_in_the_outbox(s: TestStore) {
+    use vft_domain::notify::{Finding, NoticeEvent, RuleDefinition, plan};
+    use vft_store::{Channel, IncidentQuery};
+    let at = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .expect("time")
+            .with_timezone(&Utc)
+    };
+    let hol = MunicipalityCode::parse("3242").expect("code");
+    let rule = RuleDefinition::new(
+        Some(hol.clone()),
+        "device_offline",
+        Some(3600),
+        vec!["kari@hol.kommune.no".into(), "ola@hol.kommune.no".into()],
+        Some("http://127.0.0.1:9/hook".into()),
+        false,
+    )
+    .expect("rule");
+    let rule = s
+        .store
+        .create_rule(&rule, "user:kari", at("2025-03-01T08:00:00Z"))
+        .await
+        .expect("create");
+    assert_eq!(s.store.rules().await.expect("rules"), vec![rule.clone()]);
+    let found = |subjects: &[&str]| -> Vec<Finding> {
+        subjects
+            .iter()
+            .map(|d| Finding {
+                subject: format!("device:hepro/{d}"),
+                municipality: Some(hol.clone()),
+                summary: format!("hepro/{d} i Hol"),
+            })
+            .collect()
+    };
+    // Two devices go silent: two incidents, each with an e-mail and a webhook notice.
+    let open = s.store.open_incidents(rule.id).await.expect("open");
+    let first = plan(&open, &found(&["A", "B"]));
+    let t1 = at("2025-03-01T09:00:00Z");
+    assert_eq!(
+        s.store.apply_plan(&rule, &first, t1).await.expect("apply"),
+        (2, 0)
+    );
+    // The same plan again (a second notifier, or a retry after a crash) opens nothing.
+    assert_eq!(
+        s.store.apply_plan(&rule, &first, t1).await.expect("again"),
+        (0, 0)
+    );
+    let due = s.store.due_notices(t1, 100).await.expect("due");
+    assert_eq!(due.len(), 4);
+    assert!(due.iter().all(|n| n.notice.event == NoticeEvent::Opened));
+    assert_eq!(
+        due.iter()
+            .filter(|n| n.notice.channel == Channel::Email)
+            .count(),
+        2
+    );
+    assert_eq!(due[0].channels.emails.len(), 2);
+    // One fails and waits; the others are delivered and never due again.
+    let failed = due[0].notice.id;
+    s.store
+        .notice_failed(failed, "connection refused", at("2025-03-01T09:05:00Z"))
+        .await
+        .expect("failed");
+    let delivered: Vec<i64> = due[1..].iter().map(|n| n.notice.id).collect();
+    s.store
+        .notices_delivered(&delivered, t1)
+        .await
+        .expect("delivered");
+    assert!(s.store.due_notices(t1, 100).await.expect("due").is_empty());
+    let retry = s
+        .store
+        .due_notices(at("2025-03-01T09:05:00Z"), 100)
+        .await
+        .expect("retry");
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].notice.attempts, 1);
+    assert_eq!(
+        retry[0].notice.last_error.as_deref(),
+        Some("connection refused")
+    );
+    // A comes back: its incident resolves with two more notices; B stays open.
+    let open = s.store.open_incidents(rule.id).await.expect("open");
+    let second = plan(&open, &found(&["B"]));
+    assert_eq!(second.open.len(), 0);
+    let t2 = at("2025-03-01T10:00:00Z");
+    assert_eq!(
+        s.store.apply_plan(&rule, &second, t2).await.expect("apply"),
+        (0, 1)
+    );
+    let history = s
+        .store
+        .incidents(&IncidentQuery {
+            municipality: Some(hol.clone()),
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 2);
+    let a = history
+        .iter()
+        .find(|i| i.subject == "device:hepro/A")
+        .expect("A");
+    assert_eq!(a.resolved_at, Some(t2));
+    assert_eq!(a.notices.len(), 4);
+    let other = s
+        .store
+        .incidents(&IncidentQuery {
+            municipality: Some(MunicipalityCode::parse("3236").expect("code")),
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .expect("history");
+    assert!(other.is_empty(), "another municipality's history is empty");
+    // Deleting the rule drops its undelivered notices and closes B without a notice.
+    assert!(s.store.delete_rule(rule.id, t2).await.expect("delete"));
+    assert!(!s.store.delete_rule(rule.id, t2).await.expect("twice"));
+    assert!(s.store.rules().await.expect("rules").is_empty());
+    assert!(s.store.due_notices(t2, 100).await.expect("due").is_empty());
+    assert!(
+        s.store
+            .open_incidents(rule.id)
+            .await
+            .expect("open")
+            .is_empty()
     );
 }
 
