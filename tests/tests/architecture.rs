@@ -95,6 +95,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         "vft-ingest",
         "vft-api",
         "vft-sim",
+        "vft-notify",
         "vft",
     ];
     for crate_name in libraries {
@@ -110,7 +111,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         }
     };
     let uses = |krate: &str, dep: &str| deps[krate].contains(dep);
-    // Dependency direction: domain ← store ← {ingest, api} ← vft; sim on domain only.
+    // Dependency direction: domain ← store ← {ingest, api, notify} ← vft; sim on domain only.
     let vft_crates = |krate: &str| -> BTreeSet<&str> {
         deps[krate]
             .iter()
@@ -124,12 +125,14 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         ("vft-ingest", &["vft-domain", "vft-store"][..]),
         ("vft-api", &["vft-domain", "vft-store"][..]),
         ("vft-sim", &["vft-domain"][..]),
+        ("vft-notify", &["vft-domain", "vft-store"][..]),
         (
             "vft",
             &[
                 "vft-api",
                 "vft-domain",
                 "vft-ingest",
+                "vft-notify",
                 "vft-sim",
                 "vft-store",
             ][..],
@@ -157,6 +160,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         ("axum", &["vft-api"][..]),
         ("figment", &["vft"][..]),
         ("anyhow", &["vft", "vft-e2e"][..]),
+        ("lettre", &["vft-notify"][..]),
     ] {
         for (krate, its) in deps {
             if its.contains(dep) {
@@ -174,6 +178,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         "vft-ingest",
         "vft-api",
         "vft-sim",
+        "vft-notify",
     ] {
         rule(
             uses(krate, "thiserror"),

@@ -46,6 +46,8 @@ pub const PERSONAL_READS: &[&str] = &[
     "/api/v1/tokens",
     "/api/v1/mqtt-credentials",
     "/api/v1/audit",
+    // Staff e-mail addresses.
+    "/api/v1/notification-rules",
 ];
 
 /// What the extractors and handlers of one request tell its audit record.

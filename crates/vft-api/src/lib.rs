@@ -9,6 +9,7 @@ mod error;
 mod figures;
 pub mod imports;
 pub mod mqtt_credentials;
+pub mod notifications;
 pub mod oidc;
 pub mod oidc_sign_in;
 mod openapi;
@@ -148,6 +149,16 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(accounts::revoke_token),
         )
         .route("/audit", get(audit::list))
+        .route(
+            "/notification-rules",
+            get(notifications::list_rules).post(notifications::create_rule),
+        )
+        .route("/notification-rules/kinds", get(notifications::kinds))
+        .route(
+            "/notification-rules/{id}",
+            axum::routing::delete(notifications::delete_rule),
+        )
+        .route("/incidents", get(notifications::incidents))
         // After routing (a route layer), so the record names the route's template.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -66,6 +66,11 @@ impl RuleKind {
         }
     }
 
+    /// Vendor exports cover the whole region, so their errors are the coordinator's.
+    pub fn region_only(self) -> bool {
+        self == Self::ImportErrors
+    }
+
     /// The threshold's unit and its allowed range; `None`: the kind takes no threshold.
     pub fn threshold_range(self) -> Option<(&'static str, u64, u64)> {
         match self {
@@ -123,6 +128,8 @@ pub enum RuleError {
         "a webhook is an http:// or https:// URL of at most 500 characters, without credentials"
     )]
     BadWebhook,
+    #[error("{0} is watched for the whole region only")]
+    RegionOnly(&'static str),
     #[error("an identity number has no place in a notification rule")]
     IdentityNumber,
 }
@@ -141,6 +148,9 @@ impl RuleDefinition {
     ) -> Result<Self, RuleError> {
         let kind = RuleKind::parse(kind)
             .ok_or_else(|| RuleError::UnknownKind(crate::nin::masked_prefix(kind, 40)))?;
+        if kind.region_only() && municipality.is_some() {
+            return Err(RuleError::RegionOnly(kind.id()));
+        }
         match (kind.threshold_range(), threshold) {
             (Some((_, min, max)), Some(t)) if (min..=max).contains(&t) => {}
             (Some((unit, min, max)), _) => {

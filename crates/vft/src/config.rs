@@ -56,6 +56,10 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<vft_api::oidc::OidcSettings>,
     pub audit: AuditConfig,
+    /// Notifications by e-mail and webhook: the SMTP server, the sender, the webhook signing
+    /// secret, how often rules run and when daily digests go out. Rules are made in the
+    /// dashboard or through `/api/v1/notification-rules`.
+    pub notify: vft_notify::NotifySettings,
     /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
     /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
     pub imports: BTreeMap<String, ImportFormat>,
@@ -300,6 +304,7 @@ impl Default for Config {
                 retention_days: 1825,
                 record_reads: true,
             },
+            notify: vft_notify::NotifySettings::default(),
             // Embedded at build time; a parse failure is a build defect caught by the tests.
             imports: EXAMPLE_IMPORTS
                 .iter()
@@ -384,6 +389,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.notify.check()?;
         anyhow::ensure!(
             self.http_tls_cert.is_some() == self.http_tls_key.is_some(),
             "http_tls_cert and http_tls_key go together"
@@ -487,6 +493,7 @@ impl Config {
             .oidc
             .as_ref()
             .map(vft_api::oidc::OidcSettings::redacted);
+        shown.notify = shown.notify.redacted();
         Ok(toml::to_string_pretty(&shown)?)
     }
 

@@ -269,6 +269,14 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
     let addr = listener.local_addr()?;
     let ready_status = status.clone();
     let max_pending = Duration::from_secs(config.ingest.max_pending_secs.max(1));
+    // Built before the API, so settings that cannot work stop the start with a clear error.
+    let notifier = vft_notify::Notifier::new(
+        store.clone(),
+        config.notify.clone(),
+        registry.clone(),
+        config.timeouts(),
+    )
+    .context("notification settings ([notify])")?;
     let state = vft_api::AppState {
         store: store.clone(),
         registry,
@@ -312,6 +320,7 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
         None => tokio::spawn(vft_api::serve(listener, state, on_stop(stop_rx.clone()))),
     };
     let upkeep = tokio::spawn(maintenance(store.clone(), config.clone(), stop_rx.clone()));
+    let notify = tokio::spawn(notifier.run(on_stop(stop_rx.clone())));
     println!("vft: API listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
 
@@ -333,6 +342,7 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
     api.await?.context("HTTP server failed")?;
     ingest.await?.context("ingest failed")?;
     upkeep.await?;
+    notify.await?;
     outcome
 }
 
