@@ -466,10 +466,11 @@ mod tests {
             let first = plan(&open, &findings);
             // Apply it.
             open.retain(|i| !first.resolve.contains(&i.id));
-            let mut next_id = 1000;
-            for f in &first.open {
-                open.push(OpenIncident { id: next_id, subject: f.subject.clone() });
-                next_id += 1;
+            for (id, f) in (1000..).zip(first.open.iter()) {
+                open.push(OpenIncident {
+                    id,
+                    subject: f.subject.clone(),
+                });
             }
             // The open incidents are exactly the distinct findings.
             let got: BTreeSet<&str> = open.iter().map(|i| i.subject.as_str()).collect();

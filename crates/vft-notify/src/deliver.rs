@@ -24,6 +24,7 @@ pub(crate) struct Delivery {
     webhook_secret: Option<String>,
     dashboard_url: Option<String>,
     digest_hour: u32,
+    interval_secs: u64,
 }
 
 /// The SMTP transport for a URL; plain SMTP only to a loopback relay.
@@ -117,9 +118,10 @@ impl WebhookNotice {
     }
 }
 
-/// Seconds until the next attempt after `attempts` failures: 1, 2, 4 … minutes, at most an hour.
-fn backoff(attempts: u32) -> Duration {
-    Duration::seconds(60 * (1_i64 << attempts.min(6))).min(Duration::hours(1))
+/// Wait before the next attempt after `attempts` failures: 1, 2, 4 … rounds, at most an hour.
+fn backoff(interval_secs: u64, attempts: u32) -> Duration {
+    let interval = i64::try_from(interval_secs).unwrap_or(3600);
+    Duration::seconds(interval * (1_i64 << attempts.min(12))).min(Duration::hours(1))
 }
 
 impl Delivery {
@@ -139,6 +141,7 @@ impl Delivery {
             webhook_secret: settings.webhook_secret.clone(),
             dashboard_url: settings.dashboard_url.clone(),
             digest_hour: settings.digest_hour,
+            interval_secs: settings.interval_secs,
         })
     }
 
@@ -173,8 +176,9 @@ impl Delivery {
         Ok((delivered, failed))
     }
 
-    /// Once a day, after `digest_hour` (Oslo), sends each digest rule's notices of the day
-    /// before in one e-mail and one webhook call per set of receivers.
+    /// Once a day, at the first round after `digest_hour` (Oslo) that has something to send,
+    /// sends each digest rule's waiting notices in one e-mail and one webhook call; what comes
+    /// later that day waits for the next day's digest.
     pub(crate) async fn deliver_digests(
         &self,
         n: &Notifier,
@@ -186,33 +190,32 @@ impl Delivery {
         if now < cut {
             return Ok((0, 0));
         }
-        let pending = n.store.digest_notices(cut).await?;
-        let mut groups: BTreeMap<(&'static str, String), Vec<&PendingNotice>> = BTreeMap::new();
+        let pending = n.store.digest_notices(now + Duration::seconds(1)).await?;
+        let mut groups: BTreeMap<(i64, &'static str), Vec<&PendingNotice>> = BTreeMap::new();
         for p in &pending {
-            let target = match p.notice.channel {
-                Channel::Email => p.channels.emails.join(","),
-                Channel::Webhook => p.channels.webhook.clone().unwrap_or_default(),
-            };
             groups
-                .entry((p.notice.channel.id(), target))
+                .entry((p.incident.rule_id, p.notice.channel.id()))
                 .or_default()
                 .push(p);
         }
         let (mut delivered, mut failed) = (0, 0);
-        for ((channel, _), notices) in groups {
+        for ((rule, _), notices) in groups {
+            let channel = notices[0].notice.channel;
+            if n.store.digest_delivered_since(rule, channel, cut).await? {
+                continue;
+            }
             let owned: Vec<PendingNotice> = notices.iter().map(|p| (*p).clone()).collect();
-            let sent = if channel == Channel::Email.id() {
-                let body = self.email_body(n, &owned);
-                self.send_email(
-                    &owned[0].channels.emails,
-                    &digest_subject(today, owned.len()),
-                    body,
-                    None,
-                )
-                .await
-            } else {
-                self.call_webhook(owned[0].channels.webhook.as_deref(), true, &owned)
-                    .await
+            let sent = match channel {
+                Channel::Email => {
+                    let body = self.email_body(n, &owned);
+                    let subject = digest_subject(today, owned.len());
+                    self.send_email(&owned[0].channels.emails, &subject, body, None)
+                        .await
+                }
+                Channel::Webhook => {
+                    self.call_webhook(owned[0].channels.webhook.as_deref(), true, &owned)
+                        .await
+                }
             };
             self.record(n, &notices, sent, now, &mut delivered, &mut failed)
                 .await?;
@@ -242,7 +245,11 @@ impl Delivery {
                 for p in notices {
                     tracing::warn!(notice = p.notice.id, channel, error = %why, "notice not delivered; will retry");
                     n.store
-                        .notice_failed(p.notice.id, &why, now + backoff(p.notice.attempts))
+                        .notice_failed(
+                            p.notice.id,
+                            &why,
+                            now + backoff(self.interval_secs, p.notice.attempts),
+                        )
                         .await?;
                     *failed += 1;
                 }

@@ -35,7 +35,7 @@ pub struct NotifySettings {
     /// tell vft's calls from forged ones. Or `VFT_NOTIFY__WEBHOOK_SECRET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
-    /// How often rules are evaluated and the outbox delivered (10-3600 s).
+    /// How often rules are evaluated and the outbox delivered (1-3600 s).
     pub interval_secs: u64,
     /// Hour of the day (Europe/Oslo, 0-23) at which daily digests go out.
     pub digest_hour: u32,
@@ -68,9 +68,9 @@ impl NotifySettings {
 
     /// Refuses settings that cannot work, at start rather than at the first notice.
     pub fn check(&self) -> Result<(), NotifyError> {
-        if !(10..=3600).contains(&self.interval_secs) {
+        if !(1..=3600).contains(&self.interval_secs) {
             return Err(NotifyError::Settings(
-                "notify.interval_secs must be 10-3600".into(),
+                "notify.interval_secs must be 1-3600".into(),
             ));
         }
         if self.digest_hour > 23 {

@@ -120,10 +120,18 @@ pub trait NotifyStore: Send + Sync {
     /// Undelivered immediate notices due at `now`, oldest first, at most `limit`.
     async fn due_notices(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<PendingNotice>>;
 
-    /// Undelivered digest notices created before `before`, oldest first.
+    /// Undelivered digest notices created before `before`, oldest first (retries included).
     async fn digest_notices(&self, before: DateTime<Utc>) -> Result<Vec<PendingNotice>>;
 
     async fn notices_delivered(&self, ids: &[i64], at: DateTime<Utc>) -> Result<()>;
+
+    /// Whether a digest of this rule went out by this channel at or after `since`.
+    async fn digest_delivered_since(
+        &self,
+        rule_id: i64,
+        channel: Channel,
+        since: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// A failed attempt: counts it and sets when to try again.
     async fn notice_failed(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<()>;
@@ -520,6 +528,25 @@ macro_rules! impl_notify {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn digest_delivered_since(
+                &self,
+                rule_id: i64,
+                channel: $crate::notify::Channel,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<bool> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT n.id FROM notices n JOIN incidents i ON i.id = n.incident_id \
+                     WHERE i.rule_id = $1 AND n.channel = $2 AND n.digest = 1 AND n.delivered_at >= $3 \
+                     LIMIT 1",
+                )
+                .bind(rule_id)
+                .bind(channel.id())
+                .bind($crate::shared::micros(since))
+                .fetch_optional(&self.writer)
+                .await?;
+                Ok(row.is_some())
             }
 
             async fn notice_failed(
