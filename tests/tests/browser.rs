@@ -130,7 +130,8 @@ fn the_dashboard_in_headless_chromium() {
 
     let scratch = Scratch::new();
     let db = scratch.database_url();
-    let (demo, mqtt_port, coordinator) = demo(&scratch, &[]);
+    // Notification rules are evaluated every 2 s, so Varsler shows incidents without waiting.
+    let (demo, mqtt_port, coordinator) = demo(&scratch, &[("VFT_NOTIFY__INTERVAL_SECS", "2")]);
     tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(publish_a_month_and_correct_it(

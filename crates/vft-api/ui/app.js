@@ -15,9 +15,10 @@ import * as avviste from './pages/avviste.js';
 import * as revisjonslogg from './pages/revisjonslogg.js';
 import * as drift from './pages/drift.js';
 import * as tilgang from './pages/tilgang.js';
+import * as varsler from './pages/varsler.js';
 
 const PAGES = {
-  oversikt, enheter, responssenter, leverandorer, leverandorbytte, 'avviste-meldinger': avviste, revisjonslogg, drift, tilgang,
+  oversikt, enheter, responssenter, leverandorer, leverandorbytte, 'avviste-meldinger': avviste, revisjonslogg, drift, tilgang, varsler,
 };
 /** Old route names that still work (links and bookmarks): the page is shown under its new name. */
 const RENAMED = { avvik: 'avviste-meldinger' };
@@ -26,8 +27,8 @@ const RENAMED = { avvik: 'avviste-meldinger' };
  * decides what each role may read; this only keeps the menu to what would work.
  */
 const ROLE_PAGES = {
-  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger', 'revisjonslogg', 'tilgang'],
-  municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger'],
+  coordinator: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'varsler', 'avviste-meldinger', 'revisjonslogg', 'tilgang'],
+  municipality: ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'varsler', 'avviste-meldinger'],
   operator: ['drift', 'avviste-meldinger', 'tilgang'],
   auditor: ['revisjonslogg'],
 };

@@ -14,6 +14,7 @@ use vft_store::{Channel, PendingNotice};
 
 /// A server that does not answer within this is tried again later.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+const NO_SMTP: &str = "no SMTP server configured (notify.smtp_url)";
 /// Notices delivered per round at most; the rest wait for the next round.
 const BATCH: u32 = 200;
 
@@ -153,6 +154,14 @@ impl Delivery {
     ) -> Result<(u64, u64), NotifyError> {
         let (mut delivered, mut failed) = (0, 0);
         for p in n.store.due_notices(now, BATCH).await? {
+            if p.notice.channel == Channel::Email && self.mailer.is_none() {
+                // Not a failure of the notice: it waits until an SMTP server is configured
+                // (looked at again hourly, so it does not crowd out the webhooks).
+                n.store
+                    .notice_failed(p.notice.id, NO_SMTP, now + Duration::hours(1))
+                    .await?;
+                continue;
+            }
             let sent = match p.notice.channel {
                 Channel::Email => {
                     let subject =
@@ -201,6 +210,9 @@ impl Delivery {
         let (mut delivered, mut failed) = (0, 0);
         for ((rule, _), notices) in groups {
             let channel = notices[0].notice.channel;
+            if channel == Channel::Email && self.mailer.is_none() {
+                continue; // waits until an SMTP server is configured
+            }
             if n.store.digest_delivered_since(rule, channel, cut).await? {
                 continue;
             }
@@ -300,7 +312,7 @@ impl Delivery {
         notice: Option<i64>,
     ) -> Result<(), String> {
         let Some(mailer) = &self.mailer else {
-            return Err("no SMTP server configured (notify.smtp_url)".into());
+            return Err(NO_SMTP.into());
         };
         let domain = self.from.email.domain().to_owned();
         let mut message = Message::builder()

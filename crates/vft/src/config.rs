@@ -648,7 +648,7 @@ mod tests {
     fn flags_override_the_file_and_secrets_are_redacted() {
         let dir = tempfile_dir();
         let file = dir.join("vft.toml");
-        std::fs::write(&file, "database_url = \"postgres://vft:hunter2@db/vft\"\n[mqtt]\nurl = \"mqtt://u:pw@b:1883\"\n")
+        std::fs::write(&file, "database_url = \"postgres://vft:hunter2@db/vft\"\n[mqtt]\nurl = \"mqtt://u:pw@b:1883\"\n[notify]\nsmtp_url = \"smtps://vft:smtp-pw@smtp.example.no\"\nwebhook_secret = \"hook-secret\"\n")
             .expect("write");
         let flags = Overrides {
             config: Some(file.clone()),
@@ -660,7 +660,10 @@ mod tests {
         assert_eq!(c.database_url, "postgres://vft:hunter2@db/vft");
         let shown = c.redacted_toml().expect("toml");
         assert!(
-            !shown.contains("hunter2") && !shown.contains(":pw@"),
+            !shown.contains("hunter2")
+                && !shown.contains(":pw@")
+                && !shown.contains("smtp-pw")
+                && !shown.contains("hook-secret"),
             "{shown}"
         );
         let flags = Overrides {
