@@ -460,3 +460,21 @@ test('Responssenter: 97,5 % and 99,0 % are marked as requirements, with the year
     await context.close();
   }
 });
+
+test('Responssenter: a month\'s never-answered alarms open as a list, the same alarms the API names', { timeout: TIMEOUT }, async () => {
+  const data = await api(`/api/v1/rollups/response-centre?year=${YEAR}`);
+  const month = data.months.find((m) => m.never_acknowledged > 0);
+  assert.ok(month, 'the demo has a month with unanswered alarms');
+  const listed = await api(`/api/v1/rollups/response-centre/unanswered?month=${month.month}`);
+  assert.equal(listed.alarms.length, month.never_acknowledged, 'the list has as many as the count');
+  const { context, page } = await newPage();
+  try {
+    await signIn(page, BASE, COORDINATOR, `#/responssenter?year=${YEAR}`);
+    await page.locator(`#rs-table button.unanswered-open[data-month="${month.month}"]`).click();
+    await page.locator('#rs-unanswered-table').waitFor();
+    const shown = await page.locator('#rs-unanswered-table tbody tr').evaluateAll((rows) => rows.map((r) => `${r.dataset.alarm}/${r.dataset.device}`));
+    assert.deepEqual(shown, listed.alarms.map((a) => `${a.alarm}/${a.device}`));
+  } finally {
+    await context.close();
+  }
+});

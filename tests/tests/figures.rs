@@ -115,6 +115,40 @@ async fn response_centre_figures_match_a_hand_computed_example_on(scratch: Scrat
         (Some(3), Some(3))
     );
     assert_eq!(jan["never_acknowledged"], 1);
+    // The never-acknowledged alarm by name, for the region and for Ål's own user.
+    for token in [&s.coordinator, &s.aal] {
+        let list = get_json(
+            &format!(
+                "{}/api/v1/rollups/response-centre/unanswered?month=2025-01",
+                s.vft.api
+            ),
+            token,
+        )
+        .await;
+        let alarms = list["alarms"].as_array().expect("alarms");
+        assert_eq!(alarms.len(), 1, "{list}");
+        assert_eq!(
+            (
+                &alarms[0]["alarm"],
+                &alarms[0]["device"],
+                &alarms[0]["triggered"]
+            ),
+            (&json!("A3"), &json!("SA1"), &json!("2025-01-20T07:00:00Z"))
+        );
+    }
+    let feb_list = s
+        .get("/api/v1/rollups/response-centre/unanswered?month=2025-02")
+        .await;
+    assert_eq!(feb_list["alarms"], json!([]));
+    let other = get(
+        &format!(
+            "{}/api/v1/rollups/response-centre/unanswered?month=2025-01&municipality=3330",
+            s.vft.api
+        ),
+        Some(&s.aal),
+    )
+    .await;
+    assert_eq!(other.status(), 403, "Ål may not list Hol's alarms");
     // Response times 30 s, 70 s, 90 s: nearest-rank median is the 2nd, 90th percentile the 3rd.
     assert_eq!(
         jan["response"],

@@ -192,7 +192,13 @@ async fn list(api: &str, token: &str, params: &[(&str, &str)]) -> Vec<Value> {
     params.push(("limit", "1000"));
     let body = get_json(&devices_url(api, &params), token).await;
     assert!(body["next_cursor"].is_null(), "one page holds them all");
-    body["items"].as_array().expect("items").clone()
+    let items = body["items"].as_array().expect("items").clone();
+    assert_eq!(
+        body["total"].as_u64(),
+        Some(items.len() as u64),
+        "the first page counts every match"
+    );
+    items
 }
 
 /// `GET /devices/{vendor}/{device}`: None on 404.
@@ -943,6 +949,8 @@ async fn page_while_adding(
         }
         let body = get_json(&devices_url(api, &params), token).await;
         let items = body["items"].as_array().expect("items").clone();
+        // Only the first page is counted (a count costs a query).
+        assert_eq!(body["total"].is_null(), cursor.is_some());
         pages += 1;
         seen.extend(keys(&items));
         let Some(next) = body["next_cursor"].as_str().map(str::to_owned) else {

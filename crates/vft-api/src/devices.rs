@@ -345,6 +345,8 @@ pub struct DevicePage {
     /// Pass as `cursor` for the next page; `null` on the last page.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
+    /// How many devices match the filters on every page together; on the first page only.
+    pub total: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceParams), responses((status = 200, description = "One page of devices and next_cursor; CSV of the whole query with format=csv.", content((DevicePage = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
@@ -380,6 +382,12 @@ pub async fn list(
         ));
     }
     let rows = state.store.devices(&query).await?;
+    // The first page counts them all (later pages leave it out: the count costs a query).
+    let total = if query.after.is_none() {
+        Some(state.store.count_devices(&query).await?)
+    } else {
+        None
+    };
     let next = (rows.len() == query.limit as usize)
         .then(|| {
             rows.last()
@@ -394,6 +402,7 @@ pub async fn list(
     Ok(Json(DevicePage {
         items,
         next_cursor: next,
+        total,
     })
     .into_response())
 }

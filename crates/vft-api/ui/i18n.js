@@ -166,6 +166,8 @@ const nb = {
   'enheter.next': 'Neste side',
   'enheter.pageInfo.one': 'Viser {n} enhet',
   'enheter.pageInfo.other': 'Viser {n} enheter',
+  'enheter.pageInfoOf.one': 'Viser {shown} av {total} enhet',
+  'enheter.pageInfoOf.other': 'Viser {shown} av {total} enheter',
   'enheter.pageInfoMore.one': 'Viser {n} enhet; det finnes flere',
   'enheter.pageInfoMore.other': 'Viser {n} enheter; det finnes flere',
   'enheter.truncated': 'Viser de første {n}.',
@@ -698,6 +700,15 @@ const nb = {
   'varsler.formHint': 'Skill e-postadressene med komma. En regel for hele regionen krever koordinator; leverandøreksporter gjelder alltid hele regionen.',
   'varsler.create': 'Lag regel',
   'varsler.created': 'Regelen er laget.',
+  'rs.unansweredShow': 'Vis de {n} alarmene fra {month} som aldri ble besvart',
+  'rs.unansweredTitle': 'Aldri besvart, {month}',
+  'rs.unansweredNone': 'Ingen ubesvarte alarmer denne måneden.',
+  'rs.ucol.triggered': 'Utløst',
+  'rs.ucol.device': 'Enhet',
+  'rs.ucol.area': 'Kommune',
+  'rs.ucol.cause': 'Årsak',
+  'rs.ucol.closed': 'Lukket',
+  'rs.stillOpen': 'ikke lukket',
 };
 
 const en = {
@@ -860,6 +871,8 @@ const en = {
   'enheter.openDevice': 'Show history of {device}',
   'enheter.first': 'First page',
   'enheter.next': 'Next page',
+  'enheter.pageInfoOf.one': 'Showing {shown} of {total} device',
+  'enheter.pageInfoOf.other': 'Showing {shown} of {total} devices',
   'enheter.pageInfo.one': 'Showing {n} device',
   'enheter.pageInfo.other': 'Showing {n} devices',
   'enheter.pageInfoMore.one': 'Showing {n} device; there are more',
@@ -1382,6 +1395,15 @@ const en = {
   'varsler.formHint': 'Separate e-mail addresses with commas. A rule for the whole region needs a coordinator; vendor exports always concern the whole region.',
   'varsler.create': 'Create rule',
   'varsler.created': 'The rule is created.',
+  'rs.unansweredShow': 'Show the {n} alarms of {month} never answered',
+  'rs.unansweredTitle': 'Never answered, {month}',
+  'rs.unansweredNone': 'No unanswered alarms this month.',
+  'rs.ucol.triggered': 'Triggered',
+  'rs.ucol.device': 'Device',
+  'rs.ucol.area': 'Municipality',
+  'rs.ucol.cause': 'Cause',
+  'rs.ucol.closed': 'Closed',
+  'rs.stillOpen': 'not closed',
 };
 
 const dictionaries = { nb, en };

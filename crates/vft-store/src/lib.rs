@@ -429,6 +429,10 @@ pub trait Store: AccessStore + NotifyStore + Send + Sync + 'static {
     /// Devices matching a query, in its order, at most `limit`.
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
 
+    /// How many devices match a query's filters (every page together: `after`, the sort and
+    /// `limit` do not count).
+    async fn count_devices(&self, query: &DeviceQuery) -> Result<u64>;
+
     /// Devices of the same vendor whose `replaces` names this one.
     async fn replaced_by(&self, vendor: &VendorId, device: &DeviceId) -> Result<Vec<DeviceId>>;
 

@@ -464,6 +464,96 @@ macro_rules! impl_store {
             }
         }
 
+        impl $store {
+            /// The inventory query up to its filters (`SELECT {outer} FROM (…) x WHERE …`),
+            /// shared by the device list (`*`) and its count (`COUNT(*)`); `None` when it can
+            /// match nothing.
+            fn device_filter<'q>(q: &'q $crate::DeviceQuery, outer: &str) -> Option<sqlx::QueryBuilder<'q, $db>> {
+                let now = $crate::shared::micros(q.now);
+                // A municipality's own view (see `DeviceQuery::own`): its rows are that
+                // municipality's (filtered below), so there `d.municipality` is it.
+                let own = q.own.is_some();
+                let column = |c: &str| if own { $crate::shared::own_view(c) } else { format!("d.{c}") };
+                let (gateway, first_installed, recipient, replaces) =
+                    (column("gateway"), column("first_installed_ts"), column("recipient"), column("replaces"));
+                let contact = column("contact_ts");
+                // In service now: the stored latest lifecycle event, unless it lies in the
+                // future (planned); then the latest one up to now decides (rare: a lookup).
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {outer} FROM (SELECT d.vendor, d.device, d.kind, d.municipality, {gateway} AS gateway, \
+                     CASE WHEN d.lc_ts IS NULL OR d.lc_ts <= ",
+                ));
+                qb.push_bind(now).push(
+                    " THEN d.lc_installed ELSE (SELECT CASE WHEN e.lifecycle_rank = 0 THEN 1 ELSE 0 END FROM events e \
+                     WHERE e.vendor = d.vendor AND e.device = d.device AND e.lifecycle_rank IS NOT NULL AND e.ts <= ",
+                );
+                qb.push_bind(now).push(format!(
+                    " ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC LIMIT 1) END AS lc_installed, d.lc_ts, \
+                     {first_installed} AS first_installed_ts, {recipient} AS recipient, {replaces} AS replaces, \
+                     {contact} AS contact_ts, {} AS battery, {} AS battery_ts, {} AS last_fault_ts, \
+                     {} AS last_heartbeat_ts, d.timeout_secs, CASE WHEN {contact} IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
+                    column("battery"),
+                    column("battery_ts"),
+                    column("last_fault_ts"),
+                    column("last_heartbeat_ts"),
+                ));
+                qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
+                for kind in vft_domain::TechnologyKind::ALL {
+                    qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");
+                    qb.push_bind(i64::try_from(q.timeouts.per_kind[kind.index()]).unwrap_or(i64::MAX / 2_000_000));
+                }
+                qb.push(" ELSE ").push_bind(i64::try_from(q.timeouts.unknown_kind).unwrap_or(i64::MAX / 2_000_000));
+                qb.push(
+                    " END) * 1000000 THEN 'offline' WHEN g.online = 0 AND g.changed_at >= COALESCE(d.contact_received_at, d.contact_ts) THEN 'offline' \
+                     ELSE 'online' END AS connectivity FROM devices d \
+                     LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
+                );
+                if let Some(m) = &q.own {
+                    qb.push(" AND x.municipality = ").push_bind(m.to_string());
+                }
+                if let Some(ms) = &q.municipalities {
+                    if ms.is_empty() {
+                        return None;
+                    }
+                    qb.push(" AND x.municipality IN (");
+                    let mut sep = qb.separated(", ");
+                    for m in ms {
+                        sep.push_bind(m.to_string());
+                    }
+                    qb.push(")");
+                }
+                if let Some((v, d)) = &q.device {
+                    qb.push(" AND x.vendor = ").push_bind(v.to_string()).push(" AND x.device = ").push_bind(d.to_string());
+                }
+                if let Some(k) = q.kind {
+                    qb.push(" AND x.kind = ").push_bind(k.id());
+                }
+                if let Some(v) = &q.vendor {
+                    qb.push(" AND x.vendor = ").push_bind(v.to_string());
+                }
+                if let Some(c) = q.connectivity {
+                    qb.push(" AND x.connectivity = ").push_bind(c.id());
+                }
+                if let Some(b) = q.battery_below {
+                    qb.push(" AND x.battery < ").push_bind(i64::from(b));
+                }
+                if let Some(t) = q.installed_before {
+                    qb.push(" AND x.first_installed_ts < ").push_bind($crate::shared::micros(t));
+                }
+                if let Some(t) = q.installed_after {
+                    qb.push(" AND x.first_installed_ts >= ").push_bind($crate::shared::micros(t));
+                }
+                if let Some(s) = q.in_service {
+                    qb.push(if s { " AND x.lc_installed = 1" } else { " AND (x.lc_installed IS NULL OR x.lc_installed = 0)" });
+                }
+                if let Some(text) = &q.search {
+                    // LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+                    qb.push(" AND LOWER(x.device) LIKE LOWER(").push_bind($crate::shared::like_pattern(text)).push(") ESCAPE '\\'");
+                }
+                Some(qb)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             fn backend(&self) -> &'static str {
@@ -1253,89 +1343,19 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn count_devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<u64> {
+                let Some(mut qb) = Self::device_filter(q, "COUNT(*)") else {
+                    return Ok(0);
+                };
+                let (n,): (i64,) = qb.build_query_as().fetch_one(&self.reader).await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {
                 use sqlx::Row;
-                let now = $crate::shared::micros(q.now);
-                // A municipality's own view (see `DeviceQuery::own`): its rows are that
-                // municipality's (filtered below), so there `d.municipality` is it.
-                let own = q.own.is_some();
-                let column = |c: &str| if own { $crate::shared::own_view(c) } else { format!("d.{c}") };
-                let (gateway, first_installed, recipient, replaces) =
-                    (column("gateway"), column("first_installed_ts"), column("recipient"), column("replaces"));
-                let contact = column("contact_ts");
-                // In service now: the stored latest lifecycle event, unless it lies in the
-                // future (planned); then the latest one up to now decides (rare: a lookup).
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT * FROM (SELECT d.vendor, d.device, d.kind, d.municipality, {gateway} AS gateway, \
-                     CASE WHEN d.lc_ts IS NULL OR d.lc_ts <= ",
-                ));
-                qb.push_bind(now).push(
-                    " THEN d.lc_installed ELSE (SELECT CASE WHEN e.lifecycle_rank = 0 THEN 1 ELSE 0 END FROM events e \
-                     WHERE e.vendor = d.vendor AND e.device = d.device AND e.lifecycle_rank IS NOT NULL AND e.ts <= ",
-                );
-                qb.push_bind(now).push(format!(
-                    " ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC LIMIT 1) END AS lc_installed, d.lc_ts, \
-                     {first_installed} AS first_installed_ts, {recipient} AS recipient, {replaces} AS replaces, \
-                     {contact} AS contact_ts, {} AS battery, {} AS battery_ts, {} AS last_fault_ts, \
-                     {} AS last_heartbeat_ts, d.timeout_secs, CASE WHEN {contact} IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
-                    column("battery"),
-                    column("battery_ts"),
-                    column("last_fault_ts"),
-                    column("last_heartbeat_ts"),
-                ));
-                qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
-                for kind in vft_domain::TechnologyKind::ALL {
-                    qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");
-                    qb.push_bind(i64::try_from(q.timeouts.per_kind[kind.index()]).unwrap_or(i64::MAX / 2_000_000));
-                }
-                qb.push(" ELSE ").push_bind(i64::try_from(q.timeouts.unknown_kind).unwrap_or(i64::MAX / 2_000_000));
-                qb.push(
-                    " END) * 1000000 THEN 'offline' WHEN g.online = 0 AND g.changed_at >= COALESCE(d.contact_received_at, d.contact_ts) THEN 'offline' \
-                     ELSE 'online' END AS connectivity FROM devices d \
-                     LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
-                );
-                if let Some(m) = &q.own {
-                    qb.push(" AND x.municipality = ").push_bind(m.to_string());
-                }
-                if let Some(ms) = &q.municipalities {
-                    if ms.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    qb.push(" AND x.municipality IN (");
-                    let mut sep = qb.separated(", ");
-                    for m in ms {
-                        sep.push_bind(m.to_string());
-                    }
-                    qb.push(")");
-                }
-                if let Some((v, d)) = &q.device {
-                    qb.push(" AND x.vendor = ").push_bind(v.to_string()).push(" AND x.device = ").push_bind(d.to_string());
-                }
-                if let Some(k) = q.kind {
-                    qb.push(" AND x.kind = ").push_bind(k.id());
-                }
-                if let Some(v) = &q.vendor {
-                    qb.push(" AND x.vendor = ").push_bind(v.to_string());
-                }
-                if let Some(c) = q.connectivity {
-                    qb.push(" AND x.connectivity = ").push_bind(c.id());
-                }
-                if let Some(b) = q.battery_below {
-                    qb.push(" AND x.battery < ").push_bind(i64::from(b));
-                }
-                if let Some(t) = q.installed_before {
-                    qb.push(" AND x.first_installed_ts < ").push_bind($crate::shared::micros(t));
-                }
-                if let Some(t) = q.installed_after {
-                    qb.push(" AND x.first_installed_ts >= ").push_bind($crate::shared::micros(t));
-                }
-                if let Some(s) = q.in_service {
-                    qb.push(if s { " AND x.lc_installed = 1" } else { " AND (x.lc_installed IS NULL OR x.lc_installed = 0)" });
-                }
-                if let Some(text) = &q.search {
-                    // LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-                    qb.push(" AND LOWER(x.device) LIKE LOWER(").push_bind($crate::shared::like_pattern(text)).push(") ESCAPE '\\'");
-                }
+                let Some(mut qb) = Self::device_filter(q, "*") else {
+                    return Ok(Vec::new());
+                };
                 let sort_expr = $crate::shared::sort_expr(q.sort);
                 let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
                 if let Some(c) = &q.after {

@@ -128,7 +128,7 @@ async function loadList(list, attention, ctx, f, foreign) {
   if (showAttention) {
     const part = (result, title, none, filter, more) => {
       const n = result.items.length;
-      const count = `${fmtInt(n)}${result.next_cursor ? '+' : ''}`;
+      const count = result.total != null ? fmtInt(result.total) : `${fmtInt(n)}${result.next_cursor ? '+' : ''}`;
       return [
         h('h3', null, t(title, { n: count })),
         n ? deviceTable(ctx, result.items.slice(0, ATTENTION_SHOWN), t(title, { n: count })) : empty(none),
@@ -157,7 +157,9 @@ async function loadList(list, attention, ctx, f, foreign) {
         h('a', { class: 'btn', id: 'enheter-csv', href: url('/api/v1/devices', { ...f, format: 'csv' }), download: true }, t('enheter.csv')),
         h('a', { class: 'btn', id: 'enheter-excel', href: url('/api/v1/devices', { ...f, format: 'excel' }), download: true, title: t('download.excelHint') }, t('download.excel')))),
     page.items.length
-      ? [h('p', { class: 'hint', role: 'status', id: 'page-info' }, tn(page.next_cursor ? 'enheter.pageInfoMore' : 'enheter.pageInfo', page.items.length)),
+      ? [h('p', { class: 'hint', role: 'status', id: 'page-info', dataset: { total: page.total ?? '' } }, page.total != null && page.next_cursor
+        ? tn('enheter.pageInfoOf', page.total, { shown: fmtInt(page.items.length), total: fmtInt(page.total) })
+        : tn(page.next_cursor ? 'enheter.pageInfoMore' : 'enheter.pageInfo', page.items.length)),
         deviceTable(ctx, page.items, t('enheter.all'), 'device-table'), pager]
       : empty(t('enheter.empty'))));
 }

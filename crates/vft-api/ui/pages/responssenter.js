@@ -2,7 +2,7 @@
 // standard, outcomes and unanswered alarms (/api/v1/rollups/response-centre).
 
 import { h, replace, srOnly } from '../dom.js';
-import { t, fmtInt, fmtPercent, fmtShareAgainst, fmtSeconds, monthName, fmtMonth, label } from '../i18n.js';
+import { t, fmtInt, fmtPercent, fmtShareAgainst, fmtSeconds, monthName, fmtMonth, fmtDateTime, label } from '../i18n.js';
 import { api, url, ApiError } from '../api.js';
 import { makeChart, chartBox } from '../charts.js';
 import { loading, errorBox, accessDenied, select, scroller, yearOptions, yearParam, empty } from '../ui.js';
@@ -98,6 +98,7 @@ function show(body, ctx, query, data) {
     return h('span', { class: ok ? 'ok' : 'bad' },
       fmtShareAgainst(share, requirement), ' ', h('span', { 'aria-hidden': 'true' }, ok ? '✓' : '✗'), srOnly(ok ? t('rs.meets') : t('rs.fails')));
   };
+  const unanswered = h('section', { class: 'card', id: 'rs-unanswered', hidden: true, 'aria-live': 'polite' });
   const table = h('table', { class: 'data', id: 'rs-table' },
     h('caption', null, `${t('rs.table')}, ${data.year}, ${area}`),
     h('thead', null, h('tr', null,
@@ -110,7 +111,13 @@ function show(body, ctx, query, data) {
       h('td', { class: 'num' }, fmtInt(m.received)),
       h('td', { class: 'num' }, fmtInt(m.acknowledged)),
       h('td', { class: 'num' }, fmtInt(m.closed)),
-      h('td', { class: `num${m.never_acknowledged ? ' warn-text' : ''}` }, fmtInt(m.never_acknowledged)),
+      h('td', { class: `num${m.never_acknowledged ? ' warn-text' : ''}` }, m.never_acknowledged
+        ? h('button', {
+          type: 'button', class: 'link-button unanswered-open', dataset: { month: m.month },
+          'aria-label': t('rs.unansweredShow', { month: fmtMonth(m.month), n: fmtInt(m.never_acknowledged) }),
+          onclick: () => showUnanswered(unanswered, ctx, query, m.month),
+        }, fmtInt(m.never_acknowledged))
+        : fmtInt(m.never_acknowledged)),
       h('td', { class: 'num' }, fmtSeconds(m.response?.median_ms)),
       h('td', { class: 'num' }, fmtSeconds(m.response?.p90_ms)),
       h('td', { class: 'num' }, fmtSeconds(m.response?.max_ms)),
@@ -132,6 +139,7 @@ function show(body, ctx, query, data) {
     summary,
     h('section', { class: 'card', 'aria-label': t('rs.chart.shares') }, charts),
     h('section', { class: 'card' }, scroller(table, t('rs.table'))),
+    unanswered,
     h('section', { class: 'card' }, scroller(outcomes, t('rs.outcomes'))));
 
   makeChart(c1.canvas, {
@@ -160,4 +168,31 @@ function show(body, ctx, query, data) {
       { label: t('rs.std180', { pct: fmtPercent(std.within_180s) }), data: months.map(() => std.within_180s), color: '#00806A', dashed: true },
     ],
   });
+}
+
+/** The month's never-acknowledged alarms by name (`/api/v1/rollups/response-centre/unanswered`). */
+async function showUnanswered(el, ctx, query, month) {
+  el.hidden = false;
+  const heading = h('h2', { id: 'rs-unanswered-h' }, t('rs.unansweredTitle', { month: fmtMonth(month) }));
+  replace(el, heading, loading());
+  let data;
+  try {
+    data = await api(url('/api/v1/rollups/response-centre/unanswered', { month, municipality: query.municipality }), { signal: ctx.signal });
+  } catch (err) {
+    if (err.name === 'AbortError' || (err instanceof ApiError && err.status === 401)) return;
+    replace(el, heading, errorBox(err, () => showUnanswered(el, ctx, query, month)));
+    return;
+  }
+  const table = h('table', { class: 'data', id: 'rs-unanswered-table' },
+    h('thead', null, h('tr', null,
+      ['triggered', 'device', 'area', 'cause', 'closed'].map((c) => h('th', { scope: 'col' }, t(`rs.ucol.${c}`))))),
+    h('tbody', null, data.alarms.map((a) => h('tr', { dataset: { alarm: a.alarm, device: a.device } },
+      h('td', null, fmtDateTime(a.triggered)),
+      h('th', { scope: 'row' }, `${a.vendor}/${a.device}`),
+      h('td', null, areaName(ctx, a.municipality)),
+      h('td', null, a.cause ? label('alarmCause', a.cause) : '–'),
+      h('td', null, a.closed ? `${fmtDateTime(a.closed)}${a.outcome ? ` (${label('outcome', a.outcome)})` : ''}` : t('rs.stillOpen'))))));
+  replace(el, heading, data.alarms.length ? scroller(table, heading.textContent) : empty(t('rs.unansweredNone')));
+  heading.tabIndex = -1;
+  heading.focus();
 }
