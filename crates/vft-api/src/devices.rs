@@ -649,3 +649,25 @@ pub async fn set_timeout(
         .ok_or_else(|| ApiError::NotFound(format!("no device {vendor}/{device}")))?;
     Ok(Json(DeviceView::new(&record, &state.timeouts)).into_response())
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VendorList {
+    pub vendors: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/vendors", tag = "devices", responses((status = 200, body = VendorList), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
+/// `GET /api/v1/vendors`: every vendor with a device (the dashboard's vendor filters).
+pub async fn vendors(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<VendorList>, ApiError> {
+    Ok(Json(VendorList {
+        vendors: state
+            .store
+            .vendors()
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }))
+}

@@ -429,6 +429,9 @@ pub trait Store: AccessStore + NotifyStore + Send + Sync + 'static {
     /// Devices matching a query, in its order, at most `limit`.
     async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
 
+    /// Every vendor with a device, in order (the dashboard's vendor filters).
+    async fn vendors(&self) -> Result<Vec<VendorId>>;
+
     /// How many devices match a query's filters (every page together: `after`, the sort and
     /// `limit` do not count).
     async fn count_devices(&self, query: &DeviceQuery) -> Result<u64>;

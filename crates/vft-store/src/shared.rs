@@ -1343,6 +1343,15 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn vendors(&self) -> $crate::Result<Vec<vft_domain::VendorId>> {
+                let rows: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT vendor FROM devices ORDER BY vendor")
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.into_iter()
+                    .map(|(v,)| vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt))
+                    .collect()
+            }
+
             async fn count_devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<u64> {
                 let Some(mut qb) = Self::device_filter(q, "COUNT(*)") else {
                     return Ok(0);

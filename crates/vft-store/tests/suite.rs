@@ -1320,6 +1320,20 @@ async fn device_filters(s: TestStore) {
         }
     };
     let base = || query("2025-06-01T00:00:00Z");
+    // The vendors with a device, as the list has them.
+    let all = s.store.devices(&base()).await.expect("devices");
+    let mut listed: Vec<String> = all.iter().map(|d| d.vendor.to_string()).collect();
+    listed.sort();
+    listed.dedup();
+    let vendors: Vec<String> = s
+        .store
+        .vendors()
+        .await
+        .expect("vendors")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(vendors, listed);
     assert_eq!(
         names(DeviceQuery {
             kind: Some(TechnologyKind::SafetyAlarm),

@@ -50,6 +50,20 @@ function apiFilters(ctx) {
   return f;
 }
 
+function vendorSelect(ctx, value) {
+  const field = select({
+    id: 'f-vendor', labelText: t('filter.vendor'), value,
+    options: [{ value: '', label: t('filter.allVendors') }, ...(value ? [{ value, label: value }] : [])],
+  });
+  const sel = field.querySelector('select');
+  api('/api/v1/vendors', { signal: ctx.signal }).then((list) => {
+    const all = [...new Set([...list.vendors, ...(value ? [value] : [])])].sort();
+    replace(sel, h('option', { value: '' }, t('filter.allVendors')),
+      all.map((v) => h('option', { value: v, selected: v === value }, v)));
+  }).catch(() => { /* the filter still works with what the address says */ });
+  return field;
+}
+
 export function render(root, ctx) {
   const f = apiFilters(ctx);
   const go = (overrides) => ctx.navigate('enheter', withParams(ctx.params, { cursor: null, device: null, ...overrides }));
@@ -57,7 +71,9 @@ export function render(root, ctx) {
   const form = h('form', { class: 'filters no-print', 'aria-label': t('filter.legend') },
     areaSelect(ctx, { value: f.municipality ?? '' }),
     select({ id: 'f-kind', labelText: t('filter.kind'), value: f.kind ?? '', options: kindOptions(t('filter.allKinds')) }),
-    input({ id: 'f-vendor', labelText: t('filter.vendor'), value: f.vendor ?? '', attrs: { placeholder: 'hepro', size: 10, autocomplete: 'off' } }),
+    // The vendors that have devices (filled in when /api/v1/vendors answers); one in the
+    // address that has none stays selectable, so the page shows what was asked for.
+    vendorSelect(ctx, f.vendor ?? ''),
     select({
       id: 'f-connectivity', labelText: t('filter.connectivity'), value: f.connectivity ?? '',
       options: [{ value: '', label: t('filter.allConnectivity') }, ...['online', 'offline', 'never_seen'].map((c) => ({ value: c, label: t(`conn.${c}`) }))],
