@@ -385,3 +385,49 @@ fn without_url(e: &reqwest::Error) -> String {
     };
     kind.to_owned()
 }
+
+/// A file sent with an e-mail (the monthly report's PDF and workbook).
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Sends one e-mail with attachments through `notify.smtp_url` (the monthly report).
+pub async fn send_with_attachments(
+    settings: &NotifySettings,
+    to: &[String],
+    subject: &str,
+    body: &str,
+    attachments: Vec<Attachment>,
+) -> Result<(), NotifyError> {
+    use lettre::message::{MultiPart, SinglePart, header::ContentType as Type};
+    let url = settings.smtp_url.as_deref().ok_or_else(|| {
+        NotifyError::Settings("no SMTP server configured (notify.smtp_url)".into())
+    })?;
+    let mailer = mailer(url)?;
+    let from: Mailbox = settings
+        .from
+        .parse()
+        .map_err(|_| NotifyError::Settings("notify.from is not an e-mail address".into()))?;
+    let mut message = Message::builder().from(from).subject(subject);
+    for address in to {
+        message = message.to(address
+            .parse()
+            .map_err(|e| NotifyError::Delivery(format!("address {address:?}: {e}")))?);
+    }
+    let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(body.to_owned()));
+    for a in attachments {
+        let kind = Type::parse(&a.content_type)
+            .map_err(|e| NotifyError::Delivery(format!("content type {}: {e}", a.content_type)))?;
+        parts = parts.singlepart(lettre::message::Attachment::new(a.filename).body(a.bytes, kind));
+    }
+    let message = message
+        .multipart(parts)
+        .map_err(|e| NotifyError::Delivery(e.to_string()))?;
+    mailer
+        .send(message)
+        .await
+        .map(|_| ())
+        .map_err(|e| NotifyError::Delivery(format!("SMTP: {e}")))
+}

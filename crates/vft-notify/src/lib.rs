@@ -17,7 +17,7 @@ use vft_domain::Registry;
 use vft_domain::response::ResponseStandard;
 use vft_store::{Store, Timeouts};
 
-pub use deliver::{WebhookBody, signature};
+pub use deliver::{Attachment, WebhookBody, send_with_attachments, signature};
 
 /// `[notify]` in the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -112,6 +112,8 @@ pub enum NotifyError {
     Settings(String),
     #[error(transparent)]
     Store(#[from] vft_store::StoreError),
+    #[error("{0}")]
+    Delivery(String),
 }
 
 /// What the notifier needs of the server: the store, and what decides a figure.
