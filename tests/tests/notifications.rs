@@ -556,3 +556,137 @@ async fn a_municipality_manages_and_sees_its_own_rules_and_a_digest_comes_once_a
             .is_some_and(|items| items.iter().all(|i| i["municipality"] == "3328"))
     );
 }
+
+/// `pdftotext` of a PDF file, without the line that says when it was made.
+fn pdf_text(path: &Path) -> String {
+    let out = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils; .ci/run installs it)");
+    assert!(out.status.success(), "pdftotext {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("Laget "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_report_is_emailed_to_the_region_and_each_municipality() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let maildir = dir.path().join("maildir");
+    let Some((_smtp, smtp_port)) = smtp_server(&maildir).await else {
+        return;
+    };
+    let s = Server::start(Scratch::new()).await;
+    // A small fleet in Ål and Hol, installed in 2025.
+    let mut events = Vec::new();
+    for (i, (m, kind)) in [
+        ("3328", "safety_alarm"),
+        ("3328", "smoke_detector"),
+        ("3330", "safety_alarm"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(json!({
+            "id": format!("r-{i}"), "ts": format!("2025-1{}-0{}T10:00:00+01:00", i % 2, i + 1),
+            "municipality": m, "device": format!("D{i}"), "type": "installed", "kind": kind,
+            "recipient": format!("mottaker-{i}"),
+        }));
+    }
+    s.publish(&events).await;
+    s.wait_events(events.len() as u64).await;
+
+    let config = dir.path().join("report.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\nfrom = \"vft <vft@region.test.no>\"\n\
+             [report]\nregion = [\"koordinator@region.test.no\"]\n\
+             [report.municipalities]\n\"3328\" = [\"helse@aal.test.no\", \"leder@aal.test.no\"]\n"
+        ),
+    )
+    .expect("config");
+    let db = s.scratch.database_url();
+    let config_arg = config.to_string_lossy().into_owned();
+    let args = [
+        "report",
+        "--email",
+        "--year",
+        "2025",
+        "--month",
+        "12",
+        "--config",
+        &config_arg,
+        "--database-url",
+        &db,
+    ];
+    vft_cli(&args, s.scratch.dir.path()).unwrap_or_else(|e| panic!("vft report --email: {e}"));
+
+    let files = dir.path().join("attachments");
+    std::fs::create_dir_all(&files).expect("dir");
+    let out = Command::new("python3")
+        .arg(workspace_root().join("tests/notify/read_maildir.py"))
+        .arg(&maildir)
+        .arg(&files)
+        .output()
+        .expect("read the maildir");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mails: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        mails.len(),
+        2,
+        "one e-mail to the region, one to Ål: {mails:#?}"
+    );
+    for (to, scope, token) in [
+        ("koordinator@region.test.no", "region", &s.coordinator),
+        ("helse@aal.test.no, leder@aal.test.no", "3328", &s.aal),
+    ] {
+        let mail = mails
+            .iter()
+            .find(|m| m["to"] == to)
+            .unwrap_or_else(|| panic!("no e-mail to {to}: {mails:#?}"));
+        let names: Vec<&str> = mail["attachments"]
+            .as_array()
+            .expect("attachments")
+            .iter()
+            .filter_map(|a| a["filename"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                format!("vft-rapport-{scope}-2025-12.pdf"),
+                format!("vft-rapport-{scope}-2025-12.xlsx")
+            ]
+        );
+        // The attached PDF says what the API's own report for the same reader says.
+        let key = mail["key"].as_str().expect("key");
+        let attached = files.join(format!("{key}-vft-rapport-{scope}-2025-12.pdf"));
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/reports/monthly.pdf?month=2025-12",
+                s.vft.api
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET report");
+        assert_eq!(resp.status(), 200);
+        let from_api = dir.path().join(format!("api-{scope}.pdf"));
+        std::fs::write(&from_api, resp.bytes().await.expect("bytes")).expect("write");
+        assert_eq!(pdf_text(&attached), pdf_text(&from_api), "{scope}");
+        assert!(
+            !mail["body"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("mottaker-")
+        );
+    }
+}

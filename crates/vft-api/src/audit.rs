@@ -42,10 +42,15 @@ pub const PERSONAL_READS: &[&str] = &[
     "/api/v1/imports/errors",
     "/api/v1/reconciliation",
     "/api/v1/reconciliation/progress",
+    // The monthly report carries the reconciliation's progress and recipient counts.
+    "/api/v1/reports/monthly.pdf",
+    "/api/v1/reports/monthly.xlsx",
     "/api/v1/users",
     "/api/v1/tokens",
     "/api/v1/mqtt-credentials",
     "/api/v1/audit",
+    // Devices by alarm, with times.
+    "/api/v1/rollups/response-centre/unanswered",
     // Staff e-mail addresses.
     "/api/v1/notification-rules",
 ];

@@ -130,12 +130,40 @@ pub async fn response_centre(
         })
         .transpose()?;
     let standard = ResponseStandard::default();
-    let now = Utc::now();
+    let figures = response_months(
+        state.store.as_ref(),
+        &selection,
+        caller.own(),
+        kind,
+        &months,
+        &standard,
+        Utc::now(),
+    )
+    .await?;
+    Ok(Json(ResponseCentreView {
+        year: months[0].year(),
+        standard: standard.into(),
+        months: figures,
+    }))
+}
+
+/// The months of `GET /api/v1/rollups/response-centre` as it serves them (kept months as kept),
+/// one JSON value per month (`vft_domain::response::MonthResponse`); the monthly report reads
+/// the same. `own` is the municipality a municipality user acts for: its figures are made of
+/// its own events only.
+pub(crate) async fn response_months(
+    store: &dyn vft_store::Store,
+    selection: &Selection,
+    own: Option<&vft_domain::MunicipalityCode>,
+    kind: Option<TechnologyKind>,
+    months: &[YearMonth],
+    standard: &ResponseStandard,
+    now: DateTime<Utc>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
     // A municipality user's figures come from its own events only: an alarm raised here and
     // acknowledged by another municipality's gateway is unanswered here, and that answer is
     // counted there. The coordinator's figures (by municipality too) merge every event of an
     // alarm, counted where it was raised, so the municipalities add up to the region.
-    let own = caller.own().cloned();
     // Figures by technology type are not kept: an alarm's type may come from its device,
     // whose type can change.
     let scope = kind.is_none().then(|| match &own {
@@ -150,8 +178,7 @@ pub async fn response_centre(
     let starts: Vec<DateTime<Utc>> = months.iter().map(|m| m.start()).collect();
     let (generation, kept) = match &scope {
         Some(scope) => {
-            state
-                .store
+            store
                 .kept_month_figures(MonthFigures::ResponseCentre, scope, &starts)
                 .await?
         }
@@ -169,15 +196,15 @@ pub async fn response_centre(
         // is what the store selects by: these are all the alarms of the missing months.
         let (start, end) = (first.start(), last.end_exclusive());
         let mut alarms = match &own {
-            Some(own) => state.store.own_alarm_records(own, start, end).await?,
-            None => state.store.alarm_records(start, end).await?,
+            Some(own) => store.own_alarm_records(own, start, end).await?,
+            None => store.alarm_records(start, end).await?,
         };
         alarms.retain(|a| {
             let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
             selection.admits(&a.municipality, &a.vendor, cut)
                 && kind.is_none_or(|k| a.kind == Some(k))
         });
-        for figures in response_figures(&alarms, &missing, &standard) {
+        for figures in response_figures(&alarms, &missing, standard) {
             computed.insert(figures.month, figures);
         }
     }
@@ -196,12 +223,11 @@ pub async fn response_centre(
                 ))
             })
             .collect::<Result<_, ApiError>>()?;
-        state
-            .store
+        store
             .keep_month_figures(MonthFigures::ResponseCentre, scope, generation, &ended)
             .await?;
     }
-    let figures: Vec<serde_json::Value> = months
+    months
         .iter()
         .zip(kept)
         .map(|(m, kept)| match kept {
@@ -213,11 +239,87 @@ pub async fn response_centre(
                 .ok_or_else(|| ApiError::Internal(format!("no figures for {m}")))
                 .and_then(as_json),
         })
-        .collect::<Result<_, _>>()?;
-    Ok(Json(ResponseCentreView {
-        year: months[0].year(),
-        standard: standard.into(),
-        months: figures,
+        .collect()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UnansweredQuery {
+    /// `YYYY-MM` (Europe/Oslo); default: this month.
+    month: Option<String>,
+    municipality: Option<String>,
+}
+
+/// One alarm of a month that was triggered and never acknowledged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnansweredAlarm {
+    pub vendor: String,
+    pub alarm: String,
+    pub device: String,
+    pub municipality: String,
+    pub kind: Option<String>,
+    pub cause: Option<String>,
+    pub triggered: DateTime<Utc>,
+    /// Closed without an acknowledgement (with its outcome), or still open.
+    pub closed: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnansweredView {
+    #[schema(value_type = crate::schemas::Month)]
+    pub month: YearMonth,
+    /// Oldest first; as many as the month's `never_acknowledged`.
+    pub alarms: Vec<UnansweredAlarm>,
+}
+
+#[utoipa::path(get, path = "/api/v1/rollups/response-centre/unanswered", tag = "rollups", params(UnansweredQuery), responses((status = 200, body = UnansweredView), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
+/// `GET /api/v1/rollups/response-centre/unanswered?month=&municipality=`: the month's alarms
+/// that were triggered and never acknowledged (the response centre's `never_acknowledged`),
+/// counted by the same rules: a municipality user's from its own events only.
+pub async fn unanswered(
+    State(state): State<AppState>,
+    caller: Caller,
+    note: crate::audit::AuditNote,
+    Query(q): Query<UnansweredQuery>,
+) -> Result<Json<UnansweredView>, ApiError> {
+    let month = match q.month.as_deref() {
+        Some(m) => parse_month(m)?,
+        None => YearMonth::containing(Utc::now()),
+    };
+    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
+    let (start, end) = (month.start(), month.end_exclusive());
+    let mut alarms = match caller.own() {
+        Some(own) => state.store.own_alarm_records(own, start, end).await?,
+        None => state.store.alarm_records(start, end).await?,
+    };
+    alarms.retain(|a| {
+        let cut = a.anchor().unwrap_or(start) + chrono::Duration::microseconds(1);
+        a.month() == Some(month)
+            && a.triggered.is_some()
+            && a.acknowledged.is_none()
+            && selection.admits(&a.municipality, &a.vendor, cut)
+    });
+    alarms.sort_by_key(|a| (a.triggered, a.vendor.to_string(), a.alarm.to_string()));
+    note.subjects(alarms.iter().map(|a| format!("{}/{}", a.vendor, a.device)));
+    Ok(Json(UnansweredView {
+        month,
+        alarms: alarms
+            .into_iter()
+            .filter_map(|a| {
+                Some(UnansweredAlarm {
+                    vendor: a.vendor.to_string(),
+                    alarm: a.alarm.to_string(),
+                    device: a.device.to_string(),
+                    municipality: a.municipality.to_string(),
+                    kind: a.kind.map(|k| k.id().to_owned()),
+                    cause: a.cause.map(|c| c.id().to_owned()),
+                    triggered: a.triggered?,
+                    closed: a.closed,
+                    outcome: a.outcome.map(|o| o.id().to_owned()),
+                })
+            })
+            .collect(),
     }))
 }
 

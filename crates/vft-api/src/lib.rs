@@ -13,6 +13,7 @@ pub mod notifications;
 pub mod oidc;
 pub mod oidc_sign_in;
 mod openapi;
+pub mod report;
 mod rollups;
 mod schemas;
 mod service_level;
@@ -97,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/rollups/devices/changes", get(rollups::changes))
         .route("/rollups/response-centre", get(figures::response_centre))
+        .route(
+            "/rollups/response-centre/unanswered",
+            get(figures::unanswered),
+        )
         .route("/rollups/medication", get(figures::medication))
         .route(
             "/rollups/vendor-service",
@@ -108,6 +113,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(figures::publish),
         )
         .route("/devices", get(devices::list))
+        .route("/vendors", get(devices::vendors))
         .route("/devices/{vendor}/{device}", get(devices::show))
         .route(
             "/devices/{vendor}/{device}/timeout",
@@ -126,6 +132,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/reconciliation", get(imports::reconciliation))
         .route("/reconciliation/progress", get(imports::progress))
+        .route("/reports/monthly.pdf", get(report::monthly_pdf))
+        .route("/reports/monthly.xlsx", get(report::monthly_xlsx))
         .route(
             "/mqtt-credentials",
             get(mqtt_credentials::list)

@@ -71,6 +71,16 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
+    /// One municipality or the whole region, no vendor or cooperation: a report's scope,
+    /// already checked against whoever asked for it.
+    pub(crate) fn of_municipality(municipality: Option<MunicipalityCode>) -> Self {
+        Self {
+            municipality,
+            vendor: None,
+            cooperation: None,
+        }
+    }
+
     /// The one municipality asked for (or the caller's own), if any.
     pub(crate) fn municipality(&self) -> Option<&MunicipalityCode> {
         self.municipality.as_ref()
@@ -303,52 +313,12 @@ pub async fn devices(
         q.cooperation.as_deref(),
     )?;
     let csv = crate::wants_csv(q.format.as_deref(), &headers)?;
-
-    let months =
-        YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let cuts = month_cuts(&months, now);
-    let instants: Vec<DateTime<Utc>> = cuts.iter().flatten().copied().collect();
-    let live = state.store.month_end_breakdown(&instants).await?;
-    let published = state.store.published_months(&months).await?;
-
-    let mut shown: Vec<Option<[u64; 6]>> = Vec::new();
-    let mut recipients: Vec<Option<[u64; 6]>> = Vec::new();
-    let mut corrections = Vec::new();
-    let mut next_idx = 0;
-    for (m, cut) in months.iter().zip(&cuts) {
-        let Some(cut) = *cut else {
-            shown.push(None);
-            recipients.push(None);
-            continue;
-        };
-        let (live_devices, live_recipients) = selection.sum(&live, next_idx, cut);
-        next_idx += 1;
-        match published.iter().find(|p| p.month == *m) {
-            Some(p) => {
-                let (pub_devices, pub_recipients) =
-                    selection.sum(&p.rows, p.rows.first().map_or(0, |r| r.idx), cut);
-                for kind in TechnologyKind::ALL {
-                    let (was, is) = (pub_devices[kind.index()], live_devices[kind.index()]);
-                    if was != is {
-                        corrections.push(CorrectionView {
-                            month: *m,
-                            kind,
-                            published: was,
-                            current: is,
-                            difference: is as i64 - was as i64,
-                        });
-                    }
-                }
-                shown.push(Some(pub_devices));
-                recipients.push(Some(pub_recipients));
-            }
-            None => {
-                shown.push(Some(live_devices));
-                recipients.push(Some(live_recipients));
-            }
-        }
-    }
-    let table = DeviceTable::from_counts(year, months.clone(), &shown);
+    let TableFigures {
+        devices: table,
+        recipients: recipient_table,
+        published,
+        corrections,
+    } = table_figures(state.store.as_ref(), &selection, year, now).await?;
     if let Some(dialect) = csv {
         return Ok(crate::csv_response(
             dialect,
@@ -357,11 +327,6 @@ pub async fn devices(
             table.to_csv(),
         ));
     }
-    let recipient_table = DeviceTable::from_counts(year, months.clone(), &recipients);
-    let published = months
-        .iter()
-        .map(|m| published.iter().any(|p| p.month == *m))
-        .collect();
     // Destructured in full, so a field added to the domain table is a compile error here.
     let DeviceTable {
         year,
@@ -403,6 +368,77 @@ pub async fn devices(
         cooperation: selection.cooperation.as_ref().map(|c| c.id.clone()),
     };
     Ok(Json(body).into_response())
+}
+
+/// The monthly table of a year as the API serves it: devices and recipients per type at each
+/// month end (published months as published), which months are published, and corrections.
+pub(crate) struct TableFigures {
+    pub devices: DeviceTable,
+    pub recipients: DeviceTable,
+    pub published: Vec<bool>,
+    pub corrections: Vec<CorrectionView>,
+}
+
+/// The table behind `GET /api/v1/rollups/devices`; the monthly report reads the same.
+pub(crate) async fn table_figures(
+    store: &dyn vft_store::Store,
+    selection: &Selection,
+    year: i32,
+    now: DateTime<Utc>,
+) -> Result<TableFigures, ApiError> {
+    let months =
+        YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let cuts = month_cuts(&months, now);
+    let instants: Vec<DateTime<Utc>> = cuts.iter().flatten().copied().collect();
+    let live = store.month_end_breakdown(&instants).await?;
+    let published = store.published_months(&months).await?;
+
+    let mut shown: Vec<Option<[u64; 6]>> = Vec::new();
+    let mut recipients: Vec<Option<[u64; 6]>> = Vec::new();
+    let mut corrections = Vec::new();
+    let mut next_idx = 0;
+    for (m, cut) in months.iter().zip(&cuts) {
+        let Some(cut) = *cut else {
+            shown.push(None);
+            recipients.push(None);
+            continue;
+        };
+        let (live_devices, live_recipients) = selection.sum(&live, next_idx, cut);
+        next_idx += 1;
+        match published.iter().find(|p| p.month == *m) {
+            Some(p) => {
+                let (pub_devices, pub_recipients) =
+                    selection.sum(&p.rows, p.rows.first().map_or(0, |r| r.idx), cut);
+                for kind in TechnologyKind::ALL {
+                    let (was, is) = (pub_devices[kind.index()], live_devices[kind.index()]);
+                    if was != is {
+                        corrections.push(CorrectionView {
+                            month: *m,
+                            kind,
+                            published: was,
+                            current: is,
+                            difference: is as i64 - was as i64,
+                        });
+                    }
+                }
+                shown.push(Some(pub_devices));
+                recipients.push(Some(pub_recipients));
+            }
+            None => {
+                shown.push(Some(live_devices));
+                recipients.push(Some(live_recipients));
+            }
+        }
+    }
+    Ok(TableFigures {
+        devices: DeviceTable::from_counts(year, months.clone(), &shown),
+        recipients: DeviceTable::from_counts(year, months.clone(), &recipients),
+        published: months
+            .iter()
+            .map(|m| published.iter().any(|p| p.month == *m))
+            .collect(),
+        corrections,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -524,7 +560,14 @@ pub async fn changes(
     if let Some(Some(json)) = kept.into_iter().next() {
         return Ok(json_text(json));
     }
-    let view = attribution(&state, &selection, month, now).await?;
+    let view = attribution(
+        state.store.as_ref(),
+        &state.registry,
+        &selection,
+        month,
+        now,
+    )
+    .await?;
     let json = serde_json::to_string(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
     if month.end_exclusive() <= now {
         state
@@ -609,19 +652,21 @@ fn split_by_reason(
     views
 }
 
-/// The month's change attribution against the month before, computed from the snapshots.
-async fn attribution(
-    state: &AppState,
+/// The month's change attribution against the month before, computed from the snapshots
+/// (`GET /api/v1/rollups/devices/changes`, and the monthly report).
+pub(crate) async fn attribution(
+    store: &dyn vft_store::Store,
+    registry: &Registry,
     selection: &Selection,
     month: YearMonth,
     now: DateTime<Utc>,
 ) -> Result<ChangesView, ApiError> {
     let before_cut = month.start();
     let after_cut = month.end_exclusive().min(now);
-    let before = state.store.in_service_snapshot(before_cut).await?;
-    let after = state.store.in_service_snapshot(after_cut).await?;
-    let before_scope = selection.scope(&state.registry, before_cut);
-    let after_scope = selection.scope(&state.registry, after_cut);
+    let before = store.in_service_snapshot(before_cut).await?;
+    let after = store.in_service_snapshot(after_cut).await?;
+    let before_scope = selection.scope(registry, before_cut);
+    let after_scope = selection.scope(registry, after_cut);
     let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
     // Why the decommissioned devices left: their latest lifecycle event before the month end.
     let gone: Vec<(vft_domain::VendorId, vft_domain::DeviceId)> = lines
@@ -632,7 +677,7 @@ async fn attribution(
     let reasons = if gone.is_empty() {
         Default::default()
     } else {
-        state.store.decommission_reasons(&gone, after_cut).await?
+        store.decommission_reasons(&gone, after_cut).await?
     };
     let count =
         |set: &[vft_domain::attribution::InService], scope: &Scope, kind: TechnologyKind| {

@@ -75,7 +75,15 @@ pub async fn vendor_service_level(
         .transpose()?;
     let scope = caller.scope(asked)?;
     let dialect = crate::wants_csv(q.format.as_deref(), &headers)?;
-    let view = compute(&state, &caller, month, scope, now).await?;
+    let view = compute(
+        state.store.as_ref(),
+        state.timeouts,
+        caller.own(),
+        month,
+        scope,
+        now,
+    )
+    .await?;
     if let Some(dialect) = dialect {
         return Ok(crate::csv_response(
             dialect,
@@ -87,9 +95,13 @@ pub async fn vendor_service_level(
     Ok(Json(view).into_response())
 }
 
-async fn compute(
-    state: &AppState,
-    caller: &Caller,
+/// The vendors' service level as `GET /api/v1/rollups/vendor-service` serves it; the monthly
+/// report reads the same. `own` is the municipality a municipality user acts for (its alarms
+/// are made of its own events); `scope` the municipality asked for, if any.
+pub(crate) async fn compute(
+    store: &dyn vft_store::Store,
+    timeouts: vft_store::Timeouts,
+    own: Option<&MunicipalityCode>,
     month: YearMonth,
     scope: Option<MunicipalityCode>,
     now: chrono::DateTime<Utc>,
@@ -97,15 +109,14 @@ async fn compute(
     let start = month.start();
     let end = month.end_exclusive().min(now);
     // The devices the scope holds (by their municipality now), with their timeouts.
-    let mut query = DeviceQuery::new(now, state.timeouts);
+    let mut query = DeviceQuery::new(now, timeouts);
     query.limit = 0;
     query.municipalities = scope.clone().map(|m| vec![m]);
-    let devices = state.store.devices(&query).await?;
+    let devices = store.devices(&query).await?;
     let timeout = |d: &vft_store::DeviceRecord| {
         let secs = d.timeout_override_secs.unwrap_or_else(|| {
-            d.kind.map_or(state.timeouts.unknown_kind, |k| {
-                state.timeouts.per_kind[k.index()]
-            })
+            d.kind
+                .map_or(timeouts.unknown_kind, |k| timeouts.per_kind[k.index()])
         });
         Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1_000_000))
     };
@@ -114,7 +125,7 @@ async fn compute(
         .map(timeout)
         .max()
         .unwrap_or_else(Duration::zero);
-    let lifecycle = state.store.lifecycle_records().await?;
+    let lifecycle = store.lifecycle_records().await?;
     let mut by_device: HashMap<
         (&vft_domain::VendorId, &vft_domain::DeviceId),
         Vec<&vft_domain::LifecycleRecord>,
@@ -123,7 +134,7 @@ async fn compute(
         by_device.entry((&r.vendor, &r.device)).or_default().push(r);
     }
     // Contacts from one timeout before the month: the last one before it decides its start.
-    let contacts = state.store.contacts(start - longest, end).await?;
+    let contacts = store.contacts(start - longest, end).await?;
     let mut contacts_of: HashMap<
         (&vft_domain::VendorId, &vft_domain::DeviceId),
         Vec<chrono::DateTime<Utc>>,
@@ -156,16 +167,15 @@ async fn compute(
         })
         .collect();
     // Alarms as the response-centre figures count them: a municipality's from its own events.
-    let alarms = match (caller.own(), &scope) {
-        (Some(own), _) => state.store.own_alarm_records(own, start, end).await?,
-        (None, Some(m)) => state
-            .store
+    let alarms = match (own, &scope) {
+        (Some(own), _) => store.own_alarm_records(own, start, end).await?,
+        (None, Some(m)) => store
             .alarm_records(start, end)
             .await?
             .into_iter()
             .filter(|a| a.municipality == *m)
             .collect(),
-        (None, None) => state.store.alarm_records(start, end).await?,
+        (None, None) => store.alarm_records(start, end).await?,
     };
     let rows = vendor_service(
         month,

@@ -60,6 +60,8 @@ pub struct Config {
     /// secret, how often rules run and when daily digests go out. Rules are made in the
     /// dashboard or through `/api/v1/notification-rules`.
     pub notify: vft_notify::NotifySettings,
+    /// Who gets the monthly report by e-mail (`vft report --email`).
+    pub report: ReportConfig,
     /// Inventory export formats per vendor (`[imports.<vendor>]`). The defaults are the
     /// EXAMPLE formats of config/imports/*.example.toml, not the vendors' real exports.
     pub imports: BTreeMap<String, ImportFormat>,
@@ -114,6 +116,16 @@ pub struct ConnectivityConfig {
     /// Seconds without contact after which a device of a type is offline. Types not listed use
     /// `default_timeout_secs`. A device's own timeout (API/CLI) overrides both.
     pub timeouts: BTreeMap<TechnologyKind, u64>,
+}
+
+/// The monthly report's recipients (`vft report --email`, run monthly by a timer).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Receive the whole region's report.
+    pub region: Vec<String>,
+    /// Per municipality code: receive that municipality's own report.
+    pub municipalities: BTreeMap<String, Vec<String>>,
 }
 
 /// The audit log of who read and changed what.
@@ -305,6 +317,7 @@ impl Default for Config {
                 record_reads: true,
             },
             notify: vft_notify::NotifySettings::default(),
+            report: ReportConfig::default(),
             // Embedded at build time; a parse failure is a build defect caught by the tests.
             imports: EXAMPLE_IMPORTS
                 .iter()

@@ -6,6 +6,7 @@ pub mod config;
 mod devices;
 mod import;
 mod mqtt_credential;
+mod report;
 mod serve;
 
 use anyhow::Context;
@@ -53,6 +54,8 @@ enum Command {
     Import(import::ImportCommand),
     /// Reconcile an old and a new vendor at a date (the vendor transition).
     Reconcile(import::ReconcileArgs),
+    /// A month's report, PDF or XLSX (the same as the API's /api/v1/reports/monthly.*).
+    Report(report::ReportArgs),
     /// Ingest replicas and their heartbeats; `forget` one retired for good.
     Replicas {
         #[command(subcommand)]
@@ -128,6 +131,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::MqttCredential(cmd) => mqtt_credential::run(&config, cmd).await,
         Command::Import(cmd) => import::import(&config, cmd).await,
         Command::Reconcile(args) => import::reconcile(&config, args).await,
+        Command::Report(args) => report::report(&config, args).await,
         Command::Replicas { action: None } => {
             let store = open_store(&config).await?;
             let now = chrono::Utc::now();

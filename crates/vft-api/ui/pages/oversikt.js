@@ -151,6 +151,14 @@ function showTable(body, ctx, query, table, months, done) {
       })))))
     : null;
 
+  // The month's report (PDF and workbook, GET /api/v1/reports/monthly.*): the latest ended
+  // month of the year shown, else its current month. It covers the municipality (or region),
+  // not a vendor or cooperation filter.
+  const begun = table.months.filter((m, i) => table.total[i] !== null);
+  const ended = begun.filter((m) => m < osloMonth());
+  const reportMonth = ended.length ? ended[ended.length - 1] : begun[begun.length - 1];
+  const reportQuery = { month: reportMonth, municipality: query.municipality };
+
   // The server names the files (scope and date, Content-Disposition); `download` without a
   // value keeps that name and keeps the page where it is.
   const exportsBar = h('div', { class: 'actions no-print' },
@@ -158,6 +166,12 @@ function showTable(body, ctx, query, table, months, done) {
     h('a', {
       class: 'btn', href: url('/api/v1/rollups/devices', { ...query, format: 'excel' }), download: true, id: 'download-excel', title: t('download.excelHint'),
     }, t('download.excel')),
+    reportMonth ? h('a', {
+      class: 'btn', href: url('/api/v1/reports/monthly.pdf', reportQuery), download: true, id: 'download-report-pdf', title: t('oversikt.reportHint'),
+    }, t('oversikt.reportPdf', { month: fmtMonth(reportMonth, true) })) : null,
+    reportMonth ? h('a', {
+      class: 'btn', href: url('/api/v1/reports/monthly.xlsx', reportQuery), download: true, id: 'download-report-xlsx', title: t('oversikt.reportHint'),
+    }, t('oversikt.reportXlsx', { month: fmtMonth(reportMonth, true) })) : null,
     h('button', { type: 'button', class: 'btn', id: 'download-png', onclick: () => exportPng() }, t('oversikt.png')),
     h('button', { type: 'button', class: 'btn', onclick: () => window.print() }, t('oversikt.print')));
 
