@@ -690,3 +690,131 @@ async fn the_monthly_report_is_emailed_to_the_region_and_each_municipality() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_gateway_and_an_export_with_errors_are_told_and_resolved() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let maildir = dir.path().join("maildir");
+    let Some((_smtp, smtp_port)) = smtp_server(&maildir).await else {
+        return;
+    };
+    let smtp = format!("smtp://127.0.0.1:{smtp_port}");
+    let s = Server::start_with_env(Scratch::new(), &env(&smtp, &[])).await;
+    let api = s.vft.api.clone();
+    for kind in ["gateway_silent", "import_errors"] {
+        let (status, body) = post(
+            &api,
+            "/api/v1/notification-rules",
+            &s.coordinator,
+            json!({"kind": kind, "emails": ["drift@region.test.no"]}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // gw-quiet's two devices last reported two hours ago (timeout: one hour); gw-busy has one
+    // silent and one reporting device, so it is not silent.
+    let now = now_utc();
+    let hour = chrono::Duration::hours(1);
+    let mut p = Publisher::connect(&s.broker, "gateways").await;
+    for (gateway, device, last) in [
+        ("gw-quiet", "Q1", now - hour * 2),
+        ("gw-quiet", "Q2", now - hour * 2),
+        ("gw-busy", "B1", now - hour * 2),
+        ("gw-busy", "B2", now),
+    ] {
+        let mut install = ev(&format!("i-{device}"), now - hour * 24, device, "installed");
+        install["kind"] = "safety_alarm".into();
+        let beat = ev(&format!("h-{device}"), last, device, "heartbeat");
+        for e in [install, beat] {
+            p.publish(&format!("vft/v1/hepro/{gateway}/events"), e.to_string())
+                .await;
+        }
+    }
+    p.wait_all_acked(WAIT).await;
+    // An export with an unreadable row (an unknown product code).
+    let header = "Serienr;Produkt;Kommunenr;Kommune;Brukerref;Status;Installert;Merknad\n";
+    let import = |rows: &str, as_of: &str| {
+        reqwest::Client::new()
+            .post(format!("{api}/api/v1/imports/hepro?as_of={as_of}"))
+            .bearer_auth(&s.coordinator)
+            .body(format!("{header}{rows}"))
+            .send()
+    };
+    let bad = import(
+        "HP-1;TA;3328;Al;r1;I drift;01.03.2025;\nHP-2;XX;3328;Al;r2;I drift;01.03.2025;\n",
+        "2025-04-01",
+    )
+    .await
+    .expect("import");
+    assert_eq!(bad.status(), 200);
+
+    let subjects = |items: &[Value]| -> Vec<String> {
+        let mut s: Vec<String> = items
+            .iter()
+            .filter_map(|i| i["subject"].as_str().map(str::to_owned))
+            .collect();
+        s.sort();
+        s
+    };
+    let open = eventually("the silent gateway and the export told", WAIT, || async {
+        let list = get_json(&format!("{api}/api/v1/incidents?open=true"), &s.coordinator).await;
+        let items = list["items"].as_array()?.clone();
+        let told = items.iter().all(|i| {
+            i["notices"]
+                .as_array()
+                .is_some_and(|n| n.iter().all(|n| !n["delivered_at"].is_null()))
+        });
+        (items.len() == 2 && told).then_some(items)
+    })
+    .await;
+    let import_id = open
+        .iter()
+        .find_map(|i| i["subject"].as_str().filter(|s| s.starts_with("import:")))
+        .expect("the export's incident")
+        .to_owned();
+    assert_eq!(
+        subjects(&open),
+        ["gateway:hepro/gw-quiet".to_owned(), import_id.clone()]
+    );
+
+    // The gateway reports again, and a clean export of the same vendor replaces the bad one.
+    let mut p = Publisher::connect(&s.broker, "gateways-2").await;
+    p.publish(
+        "vft/v1/hepro/gw-quiet/events",
+        ev("h-Q1-2", now_utc(), "Q1", "heartbeat").to_string(),
+    )
+    .await;
+    p.wait_all_acked(WAIT).await;
+    let clean = import("HP-1;TA;3328;Al;r1;I drift;01.03.2025;\n", "2025-05-01")
+        .await
+        .expect("import");
+    assert_eq!(clean.status(), 200);
+    eventually("both resolved", WAIT, || async {
+        let list = get_json(&format!("{api}/api/v1/incidents?open=true"), &s.coordinator).await;
+        list["items"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    let mails = eventually("four e-mails", WAIT, || async {
+        let m = emails(&maildir);
+        (m.len() >= 4).then_some(m)
+    })
+    .await;
+    assert_eq!(mails.len(), 4, "{mails:#?}");
+    let about = |what: &str| {
+        mails
+            .iter()
+            .filter(|m| m["body"].as_str().is_some_and(|b| b.contains(what)))
+            .count()
+    };
+    assert_eq!(about("gw-quiet"), 2, "opened and resolved");
+    assert_eq!(
+        about("gw-busy"),
+        0,
+        "a gateway with a reporting device is not silent"
+    );
+    assert_eq!(
+        about("kunne ikke leses"),
+        2,
+        "the export: opened and resolved"
+    );
+}
