@@ -51,17 +51,17 @@ test('the coordinator makes a rule on Varsler; its incidents and their delivery 
   page.on('pageerror', (e) => errors.push(e.message));
   await signIn(page, BASE, account(ENV, 'COORDINATOR'), '#/varsler');
   await page.locator('#new-rule-form').waitFor();
-  await page.locator('#nr-kind').selectOption('device_offline');
+  // Every Ål device whose battery is below 100 %: the demo's live fleet has many.
+  await page.locator('#nr-kind').selectOption('battery_low');
   await page.locator('#nr-municipality').selectOption(OWN);
-  await page.locator('#nr-threshold').fill('2');
-  await page.locator('#nr-unit').selectOption('3600');
+  await page.locator('#nr-threshold').fill('100');
   await page.locator('#nr-emails').fill('helse@aal.test.no, vakt@aal.test.no');
   await page.locator('#nr-submit').click();
   await page.locator('#rules-done').waitFor();
   const rules = await apiJson(BASE, '/api/v1/notification-rules', TOKEN);
-  const made = rules.items.find((r) => r.kind === 'device_offline' && r.municipality === OWN);
+  const made = rules.items.find((r) => r.kind === 'battery_low' && r.municipality === OWN);
   assert.ok(made, JSON.stringify(rules));
-  assert.equal(made.threshold, 7200, 'two hours, in seconds');
+  assert.equal(made.threshold, 100, 'percent');
   assert.deepEqual(made.emails, ['helse@aal.test.no', 'vakt@aal.test.no']);
   assert.equal(made.created_by, `user:${account(ENV, 'COORDINATOR').username}`);
   assert.ok(await page.locator(`#rules-table tr[data-rule="${made.id}"]`).isVisible());
@@ -70,7 +70,7 @@ test('the coordinator makes a rule on Varsler; its incidents and their delivery 
   const audit = await apiJson(BASE, `/api/v1/audit?action=change&actor=${encodeURIComponent(made.created_by)}&limit=50`, TOKEN);
   assert.ok(audit.records.some((r) => r.route === 'POST /api/v1/notification-rules' && r.subjects.includes(`rule=${made.id}`)), JSON.stringify(audit.records.slice(0, 3)));
 
-  // The demo's Ål devices that stopped reporting become incidents; without SMTP, e-mails wait.
+  // The demo's Ål devices with a battery below 100 % become incidents; without SMTP, e-mails wait.
   const incidents = await eventually('incidents of the new rule', async () => {
     const list = await apiJson(BASE, '/api/v1/incidents?limit=500', TOKEN);
     const mine = list.items.filter((i) => i.rule_id === made.id);

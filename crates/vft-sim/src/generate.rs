@@ -41,6 +41,8 @@ const BOUNDARY_SHARE: f64 = 0.06;
 /// Share of devices that fall silent (no status traffic) during the last two months.
 const SILENT_SHARE: f64 = 0.02;
 const FAULTS_PER_MONTH: f64 = 0.04;
+/// Mixed into the seed for the traffic after the table's end ([`Plan::live_until`]).
+const LIVE_SEED: u64 = 0x6c69_7665;
 const DAY_SECS: i64 = 86_400;
 const MONTH_SECS: f64 = 30.44 * 86_400.0;
 
@@ -91,6 +93,9 @@ pub fn generate(plan: &Plan) -> Result<Simulation, SimError> {
     sim.lifecycles(&plan.table)?;
     sim.overlaps();
     sim.status_traffic(plan.heartbeat_every_days);
+    if let Some(until) = plan.live_until {
+        sim.live_traffic(until, plan.heartbeat_every_days);
+    }
     let (events, gateway_of) = sim.events()?;
     let messages = sim.messages(&events, &gateway_of, plan)?;
     Ok(Simulation {
@@ -159,6 +164,8 @@ struct Device {
     decommissioned: Option<DateTime<Utc>>,
     replaces: Option<DeviceId>,
     battery: f64,
+    /// Fell silent before the table's end (and stays silent after it).
+    silent: bool,
 }
 
 /// An event before ids and offsets are assigned.
@@ -314,6 +321,7 @@ impl<'p> Builder<'p> {
             decommissioned: None,
             replaces,
             battery,
+            silent: false,
         });
         Ok(self.devices.len() - 1)
     }
@@ -623,6 +631,7 @@ impl<'p> Builder<'p> {
             if self.rng.random_bool(SILENT_SHARE) {
                 let secs = silent_window.num_seconds().max(1);
                 to = to.min(end - Duration::seconds(self.rng.random_range(0..secs)));
+                self.devices[d].silent = true;
             }
             if from >= to {
                 continue;
@@ -630,6 +639,44 @@ impl<'p> Builder<'p> {
             if heartbeat_every_days > 0 {
                 self.heartbeats(d, from, to, Duration::days(i64::from(heartbeat_every_days)));
             }
+            self.activity(d, from, to);
+        }
+    }
+
+    /// After the table's end until `until`: the same kinds of traffic from every device still
+    /// in service and not silent, from a random stream of its own, so the table's months are
+    /// generated exactly as without it.
+    fn live_traffic(&mut self, until: DateTime<Utc>, heartbeat_every_days: u32) {
+        let end = self.sim_end();
+        if until <= end {
+            return;
+        }
+        let table_rng = std::mem::replace(
+            &mut self.rng,
+            StdRng::seed_from_u64(self.plan.seed ^ LIVE_SEED),
+        );
+        for d in 0..self.devices.len() {
+            let dev = &self.devices[d];
+            if dev.silent || dev.decommissioned.is_some_and(|t| t <= end) || dev.installed >= end {
+                continue;
+            }
+            if heartbeat_every_days > 0 {
+                self.heartbeats(
+                    d,
+                    end,
+                    until,
+                    Duration::days(i64::from(heartbeat_every_days)),
+                );
+            }
+            self.activity(d, end, until);
+        }
+        self.rng = table_rng;
+    }
+
+    /// Alarms with their response-centre events, faults and doses of device `d` in
+    /// `[from, to)`.
+    fn activity(&mut self, d: usize, from: DateTime<Utc>, to: DateTime<Utc>) {
+        {
             let kind = self.devices[d].kind;
             let (alarms_per_month, causes): (f64, &[(Cause, u32)]) = match kind {
                 TechnologyKind::SafetyAlarm => (0.3, &[(Cause::Button, 80), (Cause::Fall, 20)]),

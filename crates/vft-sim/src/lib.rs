@@ -43,6 +43,10 @@ pub struct Plan {
     pub heartbeat_every_days: u32,
     /// Largest batch (JSON array) per MQTT message.
     pub max_events_per_message: usize,
+    /// Keep the fleet as it stands at the table's end reporting until this instant
+    /// (heartbeats, alarms, faults, doses; nothing installed or removed), so that a demo's
+    /// latest month is the current one. The table's months get the same events either way.
+    pub live_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Plan {
@@ -55,6 +59,7 @@ impl Plan {
             topic_prefix: "vft/v1".to_owned(),
             heartbeat_every_days: 7,
             max_events_per_message: 100,
+            live_until: None,
         }
     }
 }

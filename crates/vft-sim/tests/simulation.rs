@@ -385,3 +385,65 @@ fn future_months_are_not_simulated() {
     );
     assert_eq!(counts[5][TechnologyKind::SafetyAlarm.index()], 443);
 }
+
+#[test]
+fn a_live_fleet_keeps_reporting_after_the_table_and_changes_nothing_before_its_end() {
+    let table = embedded_table();
+    let end = table.months[table.months.len() - 1].end_exclusive();
+    let until = end + Duration::days(120);
+    let live = generate(&Plan {
+        live_until: Some(until),
+        ..Plan::hallingdal_2025()
+    })
+    .expect("generates");
+    assert_reproduces_table(&live);
+    // Everything up to the table's end is exactly what it is without the live months.
+    let before = |sim: &Simulation| -> Vec<String> {
+        sim.events
+            .iter()
+            .filter(|e| e.ts.with_timezone(&Utc) < end)
+            .map(|e| format!("{e:?}"))
+            .collect()
+    };
+    assert_eq!(before(&live), before(default_sim()));
+    // Nothing is installed or removed after it, nothing lies beyond `until`, and most devices
+    // in service at the end reported within the last week (the silent ones do not).
+    let after: Vec<_> = live
+        .events
+        .iter()
+        .filter(|e| e.ts.with_timezone(&Utc) >= end)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|e| e.event_type.lifecycle_rank().is_none())
+    );
+    assert!(
+        after
+            .iter()
+            .all(|e| e.ts.with_timezone(&Utc) <= until + Duration::minutes(1))
+    );
+    let records = lifecycle(&live);
+    let in_service: BTreeSet<_> = vft_domain::in_service_at(&records, end)
+        .into_keys()
+        .map(|(v, d)| (v.to_string(), d.to_string()))
+        .collect();
+    let recent: BTreeSet<_> = after
+        .iter()
+        .filter(|e| {
+            e.event_type == EventType::Heartbeat
+                && e.ts.with_timezone(&Utc) > until - Duration::days(8)
+        })
+        .map(|e| (e.vendor.to_string(), e.device.to_string()))
+        .collect();
+    assert!(
+        recent.is_subset(&in_service),
+        "only devices in service report"
+    );
+    assert!(
+        recent.len() * 100 >= in_service.len() * 95,
+        "{} of {} in service reported in the last week",
+        recent.len(),
+        in_service.len()
+    );
+}
