@@ -944,3 +944,130 @@ async fn scenario_on(scratch: Scratch, format: Format) -> Answers {
         own,
     }
 }
+
+/// `vft reconcile` on the two vendors' exports alone, before any gateway reports: the lists
+/// already show who is on both (issue 12), as a vendor known only by its exports is taken at
+/// its word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_exports_alone_show_who_is_on_both() {
+    let s = start_on(Scratch::new(), Format::Canonical).await;
+    let post = |vendor: &'static str, as_of: &'static str, body: String| {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/imports/{vendor}?as_of={as_of}",
+                s.vft.api
+            ))
+            .bearer_auth(&s.coordinator)
+            .body(body)
+            .send()
+    };
+    let hepro = |rows: &[(&str, &str, &str)]| {
+        let mut f =
+            "Serienr;Produkt;Kommunenr;Kommune;Brukerref;Status;Installert;Merknad\n".to_owned();
+        for (serial, recipient, status) in rows {
+            f.push_str(&format!(
+                "{serial};TA;3328;Al;{recipient};{status};01.03.2025;\n"
+            ));
+        }
+        f
+    };
+    let atea = |rows: &[(&str, &str)]| {
+        let mut f = "serial,category,municipality_no,client_ref,state,installed_on\n".to_owned();
+        for (serial, recipient) in rows {
+            f.push_str(&format!(
+                "{serial},alarm,3328,{recipient},active,2025-10-01\n"
+            ));
+        }
+        f
+    };
+    let imports = [
+        // 1 November: r-dbl on both already; r-mig only on Hepro.
+        (
+            "hepro",
+            "2025-11-01",
+            hepro(&[
+                ("HP-1", "r-dbl", "I drift"),
+                ("HP-4", "r-mig", "I drift"),
+                ("HP-3", "r-pend", "I drift"),
+            ]),
+        ),
+        ("atea", "2025-11-01", atea(&[("A1", "r-dbl")])),
+        // 31 December: r-mig taken back by Hepro and on Atea, r-ovl on both since lately,
+        // r-new only on Atea.
+        (
+            "hepro",
+            "2025-12-31",
+            hepro(&[
+                ("HP-1", "r-dbl", "I drift"),
+                ("HP-2", "r-ovl", "I drift"),
+                ("HP-3", "r-pend", "I drift"),
+                ("HP-4", "r-mig", "Levert tilbake"),
+            ]),
+        ),
+        (
+            "atea",
+            "2025-12-31",
+            atea(&[
+                ("A1", "r-dbl"),
+                ("A2", "r-ovl"),
+                ("A4", "r-mig"),
+                ("A5", "r-new"),
+            ]),
+        ),
+    ];
+    for (vendor, as_of, body) in imports {
+        let resp = post(vendor, as_of, body).await.expect("import");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{vendor} {as_of}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let db = s.scratch.database_url();
+    let cli = vft_cli(
+        &[
+            "reconcile",
+            "--from",
+            "hepro",
+            "--to",
+            "atea",
+            "--at",
+            "2025-12-31",
+            "--format",
+            "json",
+            "--database-url",
+            &db,
+        ],
+        s.scratch.dir.path(),
+    )
+    .expect("vft reconcile");
+    let report: Value = serde_json::from_str(&cli).expect("json");
+    let classes: Vec<String> = lines(&report)
+        .into_iter()
+        .filter(|l| !l.contains("listed_silent") && !l.contains("reporting_unlisted"))
+        .map(|l| {
+            // "3328 safety_alarm double: r-dbl [atea/A1 hepro/…]" → "double: r-dbl"
+            let (head, rest) = l.split_once(": ").expect("line");
+            let class = head.rsplit(' ').next().expect("class");
+            let subjects: Vec<&str> = rest
+                .split("; ")
+                .map(|s| s.split(' ').next().unwrap_or_default())
+                .collect();
+            format!("{class}: {}", subjects.join(", "))
+        })
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "migrated: r-mig",
+            "pending: r-ovl, r-pend",
+            "double: r-dbl",
+            "new: r-new"
+        ],
+        "{:#?}",
+        lines(&report)
+    );
+    // Every unit is listed without ever having reported: flagged, not hidden.
+    assert!(lines(&report).iter().any(|l| l.contains("listed_silent")));
+}

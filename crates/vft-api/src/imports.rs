@@ -351,14 +351,37 @@ impl Gathered {
     ) -> Result<Self, ApiError> {
         // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
         let tick = Duration::microseconds(1);
-        let in_service = store.in_service_snapshot(at + tick).await?;
-        let grace_ago = store
+        let mut in_service = store.in_service_snapshot(at + tick).await?;
+        let mut grace_ago = store
             .in_service_snapshot(at - settings.grace + tick)
             .await?;
-        let ever_old = store.ever_in_service(old, at + tick).await?;
+        let mut ever_old = store.ever_in_service(old, at + tick).await?;
         let mut listings = store.listing_at(old, at).await?;
         listings.extend(store.listing_at(new, at).await?);
         let reporting = store.reporting_at(at, at - settings.silent_after).await?;
+        // A vendor with no device in the events is taken at its exports' word
+        // (`listed_in_service`): its latest export at `at`, the one at `at - grace`, and, for
+        // the old vendor, every export up to `at` as what was ever in service.
+        for vendor in [old, new] {
+            if reporting.iter().any(|r| &r.vendor == vendor) {
+                continue;
+            }
+            in_service.extend(vft_domain::reconcile::listed_in_service(
+                listings.iter().filter(|l| &l.vendor == vendor),
+            ));
+            grace_ago.extend(vft_domain::reconcile::listed_in_service(
+                &store.listing_at(vendor, at - settings.grace).await?,
+            ));
+            if vendor == old {
+                for import in store.imports(Some(old)).await? {
+                    if import.as_of <= at {
+                        ever_old.extend(vft_domain::reconcile::listed_in_service(
+                            &store.listing_at(old, import.as_of).await?,
+                        ));
+                    }
+                }
+            }
+        }
         Ok(Self {
             at,
             old: old.clone(),

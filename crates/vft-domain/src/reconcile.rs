@@ -93,6 +93,27 @@ pub struct Listing {
     pub in_service: bool,
 }
 
+/// A vendor known only by its exports (no device of it in the events) is taken at its word:
+/// the units an export lists as in service, with a type and a municipality, as devices in
+/// service (without a unit they replace). So the two vendors' lists alone already show who is
+/// on both, before any gateway reports.
+pub fn listed_in_service<'a>(listings: impl IntoIterator<Item = &'a Listing>) -> Vec<InService> {
+    listings
+        .into_iter()
+        .filter(|l| l.in_service)
+        .filter_map(|l| {
+            Some(InService {
+                vendor: l.vendor.clone(),
+                device: l.device.clone(),
+                kind: l.kind?,
+                municipality: l.municipality.clone()?,
+                recipient: l.recipient.clone(),
+                replaces: None,
+            })
+        })
+        .collect()
+}
+
 /// A device known from events, with its latest contact (any event) at or before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reporting {
