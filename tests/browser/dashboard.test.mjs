@@ -297,7 +297,7 @@ test('a municipality user sees its own municipality only, from the page and by t
   }
 });
 
-test('with the network limited to the vft server, all eight pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
+test('with the network limited to the vft server, all nine pages work and nothing else is asked for', { timeout: TIMEOUT }, async () => {
   const { context, page } = await newPage();
   const urls = [];
   const problems = [];
@@ -323,6 +323,7 @@ test('with the network limited to the vft server, all eight pages work and nothi
       ['responssenter', '#rs-table'],
       ['leverandorer', '#vs-table'],
       ['leverandorbytte', '#lb-imports-h'],
+      ['varsler', '#new-rule-form'],
       ['avviste-meldinger', '#avviste-dead-h'],
       ['revisjonslogg', '#audit-table'],
       ['tilgang', '#users-table'],

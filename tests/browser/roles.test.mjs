@@ -186,7 +186,7 @@ test('a municipality user has no audit log page, and the API refuses it the log'
     await signIn(page, BASE, AAL, `#/oversikt?year=${YEAR}`);
     await waitForTable(page, `(${ENV.VFT_MUNICIPALITY})`);
     const nav = await visibleNav(page);
-    assert.deepEqual(nav, ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'avviste-meldinger'], 'a municipality user\'s menu');
+    assert.deepEqual(nav, ['oversikt', 'enheter', 'responssenter', 'leverandorer', 'leverandorbytte', 'varsler', 'avviste-meldinger'], 'a municipality user\'s menu');
     await page.evaluate(() => { location.hash = '#/revisjonslogg'; });
     await page.locator('[data-testid="role-denied"]').waitFor();
     assert.match(await page.locator('[data-testid="role-denied"]').textContent(), /Ikke tilgjengelig for din rolle/);
