@@ -130,6 +130,26 @@ pub fn oslo_date(t: DateTime<Utc>) -> NaiveDate {
     t.with_timezone(&Oslo).date_naive()
 }
 
+const MONTH_NAMES_NB: [&str; 12] = [
+    "januar",
+    "februar",
+    "mars",
+    "april",
+    "mai",
+    "juni",
+    "juli",
+    "august",
+    "september",
+    "oktober",
+    "november",
+    "desember",
+];
+
+/// The Norwegian (bokmål) name of a month, `januar` … `desember` (1-12; out of range clamps).
+pub fn month_name_nb(month: u32) -> &'static str {
+    MONTH_NAMES_NB[(month.clamp(1, 12) - 1) as usize]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,7 +149,7 @@ pub(crate) async fn find(
                         scope
                             .as_ref()
                             .map_or_else(|| "Regionen".to_owned(), |m| n.municipality_name(m)),
-                        MONTHS_NB[month.month() as usize - 1],
+                        vft_domain::month::month_name_nb(month.month()),
                         month.year(),
                         percent(f.share_within_60s),
                         percent(Some(n.standard.within_60s)),
@@ -212,21 +212,6 @@ fn device_name(d: &DeviceRecord) -> String {
         None => format!("enhet {}/{}", d.vendor.as_str(), d.device.as_str()),
     }
 }
-
-const MONTHS_NB: [&str; 12] = [
-    "januar",
-    "februar",
-    "mars",
-    "april",
-    "mai",
-    "juni",
-    "juli",
-    "august",
-    "september",
-    "oktober",
-    "november",
-    "desember",
-];
 
 /// `27.11.2026 kl. 14:05` in Europe/Oslo.
 pub(crate) fn oslo(t: DateTime<Utc>) -> String {

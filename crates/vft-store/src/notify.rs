@@ -151,6 +151,14 @@ pub(crate) type RuleRow = (
     String,
 );
 
+/// A rule's e-mail addresses as stored: one per line.
+fn stored_emails(text: &str) -> Vec<String> {
+    text.split('\n')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub(crate) const RULE_COLUMNS: &str =
     "id, municipality, kind, threshold, emails, webhook, digest, created_at, created_by";
 
@@ -169,11 +177,7 @@ pub(crate) fn rule_record(row: RuleRow) -> Result<RuleRecord> {
                 .map(|t| u64::try_from(t).map_err(corrupt))
                 .transpose()?,
             channels: Channels {
-                emails: emails
-                    .split('\n')
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                emails: stored_emails(&emails),
                 webhook,
             },
             digest: digest != 0,
@@ -299,11 +303,7 @@ where
             notice: notice_record(notice).map_err(decode)?,
             incident: incident_record(incident).map_err(decode)?,
             channels: Channels {
-                emails: emails
-                    .split('\n')
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                emails: stored_emails(&emails),
                 webhook,
             },
         }))

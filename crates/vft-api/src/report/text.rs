@@ -11,24 +11,9 @@ pub const NBSP: char = '\u{a0}';
 /// A minus sign (U+2212), as Norwegian typesetting writes a negative number.
 pub const MINUS: char = '\u{2212}';
 
-const MONTHS: [&str; 12] = [
-    "januar",
-    "februar",
-    "mars",
-    "april",
-    "mai",
-    "juni",
-    "juli",
-    "august",
-    "september",
-    "oktober",
-    "november",
-    "desember",
-];
-
 /// `januar` … `desember` (1-12).
 pub fn month_name(month: u32) -> &'static str {
-    MONTHS[(month.clamp(1, 12) - 1) as usize]
+    vft_domain::month::month_name_nb(month)
 }
 
 /// `jan` … `des`, the table's column heads.
