@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod attribution;
 pub mod audit;
 pub mod auth;
+pub mod contact;
 pub mod event;
 pub mod ids;
 pub mod import;

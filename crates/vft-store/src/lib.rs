@@ -2,6 +2,7 @@
 //! and PostgreSQL. The backend is chosen by the database URL. Only this crate touches sqlx.
 
 mod access;
+mod derived;
 mod merge_sql;
 mod migrations;
 mod notify;
@@ -23,6 +24,7 @@ use vft_domain::{
 pub use access::{
     AccessStore, AuditHead, AuditQuery, NewUser, TokenListing, TokenRecord, UserChange, UserRecord,
 };
+pub use derived::{ContactRow, DerivedStore, RebuildOutcome};
 pub use notify::{
     Channel, IncidentQuery, IncidentRecord, NoticeRecord, NotifyStore, PendingNotice, RuleRecord,
 };
@@ -334,7 +336,7 @@ impl Default for StoreOptions {
 
 /// The storage interface. Every write is one transaction and idempotent.
 #[async_trait]
-pub trait Store: AccessStore + NotifyStore + Send + Sync + 'static {
+pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -25,10 +25,12 @@ impl PostgresStore {
             .connect_with(connect)
             .await?;
         migrations::postgres().run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             writer: pool.clone(),
             reader: pool,
-        })
+        };
+        store.build_pending_derived_state().await?;
+        Ok(store)
     }
 }
 
@@ -90,3 +92,4 @@ async fn probe(connect: &PgConnectOptions, bound: Duration) -> Result<()> {
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
 crate::access::impl_access!(PostgresStore, sqlx::Postgres);
 crate::notify::impl_notify!(PostgresStore, sqlx::Postgres);
+crate::derived::impl_derived!(PostgresStore, sqlx::Postgres);

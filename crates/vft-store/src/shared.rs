@@ -749,6 +749,7 @@ macro_rules! impl_store {
                     qb.push($crate::merge_sql::DEVICE_UPSERT.as_str());
                     qb.build().execute(&mut *tx).await?;
                 }
+                Self::upsert_contact_months(&mut tx, &vft_domain::contact::fold(&consistent)).await?;
                 // The earliest origin among the alarms this batch touched, as stored after the
                 // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
                 // A municipality's own figures anchor an alarm by its own events
@@ -1791,31 +1792,9 @@ macro_rules! impl_store {
             }
 
             async fn reporting_at(&self, at: chrono::DateTime<chrono::Utc>, since: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Reporting>> {
-                let (at, since) = ($crate::shared::micros(at), $crate::shared::micros(since));
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT vendor, device, MAX(t) FROM (SELECT vendor, device, ts AS t FROM events WHERE type IN (",
-                );
-                // Listing the contact types lets the (type, ts) index find the window.
-                let mut sep = qb.separated(", ");
-                for t in vft_domain::EventType::ALL.iter().filter(|t| t.lifecycle_rank().is_none()) {
-                    sep.push_bind(t.id());
-                }
-                qb.push(") AND ts > ");
-                qb.push_bind(since).push(" AND ts <= ").push_bind(at);
-                // Device state keeps the latest contact after its raw events are purged.
-                qb.push(" UNION ALL SELECT vendor, device, contact_ts AS t FROM devices WHERE contact_ts > ");
-                qb.push_bind(since).push(" AND contact_ts <= ").push_bind(at);
-                qb.push(") x GROUP BY vendor, device ORDER BY vendor, device");
-                let rows: Vec<(String, String, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter()
-                    .map(|(v, d, t)| {
-                        Ok(vft_domain::reconcile::Reporting {
-                            vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
-                            device: vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt)?,
-                            last_contact: Some($crate::shared::from_micros(t)?),
-                        })
-                    })
-                    .collect()
+                // From the contact history, never the raw events: retention purges those, and a
+                // past date's answer must not change when it does.
+                self.reporting_from_history(at, since).await
             }
 
             async fn replica_heartbeat(&self, client_id: &str, shared_group: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<()> {

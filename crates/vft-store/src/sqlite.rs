@@ -58,7 +58,9 @@ impl SqliteStore {
             .max_connections(options.max_connections.max(1))
             .connect_with(connect.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let store = Self { writer, reader };
+        store.build_pending_derived_state().await?;
+        Ok(store)
     }
 }
 
@@ -113,3 +115,4 @@ impl SqliteStore {
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::access::impl_access!(SqliteStore, sqlx::Sqlite);
 crate::notify::impl_notify!(SqliteStore, sqlx::Sqlite);
+crate::derived::impl_derived!(SqliteStore, sqlx::Sqlite);

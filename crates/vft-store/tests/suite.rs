@@ -55,6 +55,8 @@ both_backends!(
     mqtt_credentials_are_created_revoked_and_replaced,
     a_municipality_sees_its_own_events_only,
     incidents_open_once_and_notices_wait_in_the_outbox,
+    contact_history_survives_retention,
+    contact_history_rebuilt_equals_incremental_in_any_arrival_order,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -2894,4 +2896,247 @@ async fn decommission_reasons_are_kept_and_read_back(s: TestStore) {
         .expect("write");
     assert_eq!(again.events_inserted, 0);
     assert_eq!(again.conflicting, vec![0]);
+}
+
+/// Reconciling a past date reads the kept contact history, so purging the raw heartbeats (all
+/// of them, here) changes no answer; before the history existed, every unit still reporting
+/// today became "silent" for any past date once its heartbeats were purged.
+async fn contact_history_survives_retention(s: TestStore) {
+    let kind = TechnologyKind::SafetyAlarm;
+    let mut events = vec![
+        install("i1", "2025-09-01T10:00:00+02:00", "3328", "ALWAYS", kind),
+        install("i2", "2025-09-01T10:00:00+02:00", "3328", "QUIET", kind),
+        install("i3", "2025-09-01T10:00:00+02:00", "3328", "LATE", kind),
+    ];
+    // ALWAYS reports every other day until today; QUIET stops on 20 October; LATE is heard
+    // from once, at 00:30 on 1 December in Oslo (still 30 November in UTC).
+    let mut day = utc("2025-09-02T08:00:00Z");
+    let mut n = 0;
+    while day < Utc::now() {
+        n += 1;
+        events.push(status(
+            &format!("a{n}"),
+            &day.to_rfc3339(),
+            "ALWAYS",
+            EventType::Heartbeat,
+            None,
+        ));
+        if day < utc("2025-10-20T12:00:00Z") {
+            events.push(status(
+                &format!("q{n}"),
+                &day.to_rfc3339(),
+                "QUIET",
+                EventType::Heartbeat,
+                None,
+            ));
+        }
+        day += Duration::days(2);
+    }
+    events.push(status(
+        "l1",
+        "2025-11-30T23:30:00Z",
+        "LATE",
+        EventType::Fault,
+        None,
+    ));
+    for chunk in events.chunks(37) {
+        s.store
+            .write_batch(chunk, &[], Utc::now())
+            .await
+            .expect("write");
+    }
+    let end_of = |date: &str| {
+        vft_domain::month::oslo_end_of_day(date.parse().expect("date")).expect("end of day")
+    };
+    let dates = [
+        "2025-10-10",
+        "2025-10-31",
+        "2025-11-30",
+        "2025-12-01",
+        "2025-12-15",
+        "2026-01-31",
+    ];
+    let answers = |store: std::sync::Arc<dyn vft_store::Store>| async move {
+        let mut all = Vec::new();
+        for date in dates {
+            let at = end_of(date);
+            let mut seen: Vec<String> = store
+                .reporting_at(at, at - Duration::days(7))
+                .await
+                .expect("reporting")
+                .into_iter()
+                .map(|r| {
+                    format!(
+                        "{date} {} {:?}",
+                        r.device,
+                        r.last_contact.map(|t| t.to_rfc3339())
+                    )
+                })
+                .collect();
+            all.append(&mut seen);
+        }
+        all
+    };
+    let before = answers(s.store.clone()).await;
+    let who = |date: &str| -> Vec<&str> {
+        before
+            .iter()
+            .filter(|l| l.starts_with(date))
+            .map(|l| l.split(' ').nth(1).expect("device"))
+            .collect()
+    };
+    assert_eq!(who("2025-10-10"), ["ALWAYS", "QUIET"]);
+    assert_eq!(who("2025-10-31"), ["ALWAYS"]);
+    assert_eq!(
+        who("2025-11-30"),
+        ["ALWAYS"],
+        "LATE's contact is on 1 December in Oslo"
+    );
+    assert_eq!(who("2025-12-01"), ["ALWAYS", "LATE"]);
+    assert_eq!(who("2026-01-31"), ["ALWAYS"]);
+    let purged = s
+        .store
+        .purge_events(
+            &[
+                EventType::Heartbeat,
+                EventType::BatteryLow,
+                EventType::Fault,
+            ],
+            Utc::now() + Duration::days(1),
+        )
+        .await
+        .expect("purge");
+    assert_eq!(purged, events.len() as u64 - 3);
+    assert_eq!(
+        answers(s.store.clone()).await,
+        before,
+        "retention changed a past date's answer"
+    );
+    // A rebuild merges what the events still show: the purged days stay.
+    s.store
+        .rebuild_contact_history(false, &|_, _| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        answers(s.store.clone()).await,
+        before,
+        "a rebuild lost history retention purged"
+    );
+}
+
+/// The contact history kept by ingest equals the one a rebuild computes from the stored events,
+/// and both equal the domain's fold, whatever the arrival order, batching, repeats and
+/// conflicting repeats (an id sent again with another time keeps its first arrival).
+async fn contact_history_rebuilt_equals_incremental_in_any_arrival_order(s: TestStore) {
+    let types = [
+        EventType::Heartbeat,
+        EventType::Fault,
+        EventType::BatteryLow,
+        EventType::Installed,
+        EventType::Decommissioned,
+    ];
+    let mut kept: Vec<Event> = Vec::new();
+    for seed in 1..=6u64 {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        // Around month ends in Oslo, both sides of midnight, winter and summer time.
+        let base = [
+            utc("2025-01-31T20:00:00Z"),
+            utc("2025-03-31T20:00:00Z"),
+            utc("2025-10-31T20:00:00Z"),
+        ];
+        let events: Vec<Event> = (0..60)
+            .map(|i| {
+                let t = base[next(3) as usize] + Duration::minutes(next(8 * 60) as i64);
+                let ty = types[next(types.len() as u64) as usize];
+                event(
+                    "hepro",
+                    &format!("s{seed}e{i}"),
+                    &t.to_rfc3339(),
+                    "3328",
+                    &format!("S{seed}D{}", next(4)),
+                    ty,
+                    (ty == EventType::Installed).then_some(TechnologyKind::SafetyAlarm),
+                )
+            })
+            .collect();
+        let mut arrival = events.clone();
+        for _ in 0..10 {
+            arrival.push(events[next(events.len() as u64) as usize].clone());
+        }
+        for i in (1..arrival.len()).rev() {
+            arrival.swap(i, next(i as u64 + 1) as usize);
+        }
+        // A conflicting repeat after its first arrival: another day, same id.
+        let mut conflicting = events[0].clone();
+        conflicting.ts = conflicting.ts + Duration::days(3);
+        arrival.push(conflicting);
+        let mut rest = arrival.as_slice();
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at((next(12) as usize + 1).min(rest.len()));
+            s.store
+                .write_batch(batch, &[], Utc::now())
+                .await
+                .expect("write");
+            rest = tail;
+        }
+        kept.extend(events);
+    }
+    let expected: Vec<vft_store::ContactRow> = {
+        let mut rows: Vec<_> = vft_domain::contact::fold(&kept)
+            .into_iter()
+            .map(|c| vft_store::ContactRow {
+                month: vft_domain::contact::month_key(c.month),
+                vendor: c.vendor.to_string(),
+                device: c.device.to_string(),
+                days: i64::from(c.days),
+                last_ts: c.last.timestamp_micros(),
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert!(
+        expected.len() > 20,
+        "too few device months to mean much: {}",
+        expected.len()
+    );
+    let incremental = s.store.contact_history().await.expect("history");
+    assert_eq!(
+        incremental, expected,
+        "ingest's history differs from the domain's fold"
+    );
+    let months = std::sync::Mutex::new(Vec::new());
+    let outcome = s
+        .store
+        .rebuild_contact_history(true, &|done, total| {
+            months.lock().expect("lock").push((done, total))
+        })
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        s.store.contact_history().await.expect("history"),
+        incremental,
+        "rebuilt ≠ incremental"
+    );
+    assert_eq!(outcome.contact_months, expected.len() as u64);
+    let months = months.into_inner().expect("lock");
+    assert_eq!(
+        months.last().map(|(d, t)| d == t),
+        Some(true),
+        "progress ends at its total: {months:?}"
+    );
+    s.store
+        .rebuild_contact_history(false, &|_, _| {})
+        .await
+        .expect("merge rebuild");
+    assert_eq!(
+        s.store.contact_history().await.expect("history"),
+        incremental
+    );
 }
