@@ -3074,7 +3074,7 @@ async fn contact_history_rebuilt_equals_incremental_in_any_arrival_order(s: Test
         }
         // A conflicting repeat after its first arrival: another day, same id.
         let mut conflicting = events[0].clone();
-        conflicting.ts = conflicting.ts + Duration::days(3);
+        conflicting.ts += Duration::days(3);
         arrival.push(conflicting);
         let mut rest = arrival.as_slice();
         while !rest.is_empty() {

@@ -6,6 +6,7 @@ pub mod config;
 mod devices;
 mod import;
 mod mqtt_credential;
+mod rebuild;
 mod report;
 mod serve;
 
@@ -61,6 +62,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<ReplicasCommand>,
     },
+    /// Bring what vft derives from the events back in line with them, after a restore into a
+    /// live database or a hand edit: drops kept figures, merges the contact history.
+    Rebuild(rebuild::RebuildArgs),
     /// Copy a SQLite store to a new file, consistently, while vft runs (PostgreSQL: pg_dump).
     Backup {
         /// The copy to write; an existing file is never overwritten.
@@ -132,6 +136,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Import(cmd) => import::import(&config, cmd).await,
         Command::Reconcile(args) => import::reconcile(&config, args).await,
         Command::Report(args) => report::report(&config, args).await,
+        Command::Rebuild(args) => rebuild::rebuild(&config, args).await,
         Command::Replicas { action: None } => {
             let store = open_store(&config).await?;
             let now = chrono::Utc::now();

@@ -1,0 +1,48 @@
+//! `vft rebuild`: brings the state vft derives from the events back in line with them, after a
+//! restore into a live database or a hand edit of the events table.
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RebuildArgs {
+    /// Also forget contact history the events no longer show (after deleting events by
+    /// hand). This forgets the days whose raw heartbeats retention purged as well, so a past
+    /// date's reconciliation may change; without it, the history is only added to.
+    #[arg(long)]
+    discard_contact_history: bool,
+}
+
+pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Result<()> {
+    let store = crate::open_store(config).await?;
+    let started = std::time::Instant::now();
+    store.drop_kept_figures().await?;
+    eprintln!("Kept figures dropped: each is computed from the events on its next request.");
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "contact history [{bar:40}] {pos}/{len} months ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let outcome = store
+        .rebuild_contact_history(args.discard_contact_history, &progress)
+        .await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "Contact history {}: {} device months from {} contact events, in {:.1} s.",
+        if args.discard_contact_history {
+            "recomputed"
+        } else {
+            "merged with the events"
+        },
+        outcome.contact_months,
+        outcome.contact_events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
