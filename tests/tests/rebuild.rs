@@ -52,7 +52,7 @@ async fn rebuild_follows_a_hand_edit_of_the_events() {
     assert_eq!(
         january().await,
         Some(3),
-        "vft keeps past month ends, so a hand edit alone does not show (why `vft rebuild` exists)"
+        "vft keeps its service state with each batch, so a hand edit of the events alone does not show (why `vft rebuild` exists)"
     );
     let out = vft_cli(&["rebuild", "--database-url", &db], &dir).expect("vft rebuild");
     assert!(out.is_empty(), "messages go to stderr: {out}");

@@ -9,6 +9,7 @@ pub mod contact;
 pub mod event;
 pub mod ids;
 pub mod import;
+pub mod interval;
 pub mod kind;
 pub mod membership;
 pub mod month;

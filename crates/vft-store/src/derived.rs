@@ -42,8 +42,15 @@ pub trait DerivedStore: Send + Sync {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<RebuildOutcome>;
 
-    /// Forgets every kept figure (month ends, response-centre months, change attributions,
-    /// dose counts) so that each is computed from the events on its next request, and moves
+    /// Recomputes the service state (intervals, recipient spans, month deltas) from the
+    /// lifecycle events, in one transaction; returns the devices done. `progress` gets
+    /// (devices done, devices in all).
+    async fn rebuild_service_state(
+        &self,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<u64>;
+
+    /// Forgets every kept figure (response-centre months, change attributions, dose counts) so that each is computed from the events on its next request, and moves
     /// their generations so that a figure being computed meanwhile is not kept either.
     async fn drop_kept_figures(&self) -> Result<()>;
 
@@ -55,6 +62,62 @@ pub trait DerivedStore: Send + Sync {
 /// opens. A store opened by several processes at once may run one twice: it is a merge.
 pub(crate) const PENDING_DERIVED_STATE: &str =
     "SELECT name FROM derived_state WHERE built = 0 ORDER BY name";
+
+/// The identity of a recipient's union of intervals.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SpanKey {
+    pub recipient: String,
+    pub municipality: String,
+    pub vendor: String,
+    pub kind: String,
+}
+
+impl SpanKey {
+    /// Device-count rows use the same key with an empty recipient.
+    pub(crate) fn of(iv: &vft_domain::interval::Interval) -> Self {
+        Self {
+            recipient: iv
+                .recipient
+                .as_ref()
+                .map(|r| r.as_str().to_owned())
+                .unwrap_or_default(),
+            municipality: iv.municipality.as_str().to_owned(),
+            vendor: iv.vendor.as_str().to_owned(),
+            kind: iv.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
+        }
+    }
+}
+
+pub(crate) type IntervalRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+pub(crate) fn interval_row(row: IntervalRow) -> Result<vft_domain::interval::Interval> {
+    use crate::shared::{corrupt, from_micros};
+    let (vendor, device, from, to, municipality, kind, recipient) = row;
+    Ok(vft_domain::interval::Interval {
+        vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
+        device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
+        from: from_micros(from)?,
+        to: to.map(from_micros).transpose()?,
+        municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        kind: Some(
+            vft_domain::TechnologyKind::from_id(&kind)
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("unknown kind {kind:?}")))?,
+        ),
+        recipient: recipient
+            .as_deref()
+            .map(vft_domain::RecipientRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+    })
+}
 
 macro_rules! impl_derived {
     ($store:ty, $db:ty) => {
@@ -87,6 +150,304 @@ macro_rules! impl_derived {
                 Ok(())
             }
 
+            /// Recomputes the service intervals of `devices` from their lifecycle events, and
+            /// the recipient spans and month deltas they touch, inside a batch's transaction
+            /// (see `vft_domain::interval`). Only these devices' rows and their recipients'
+            /// spans are read and written, so a late event costs its own device, not the fleet.
+            pub(crate) async fn apply_service_state(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                devices: &[(String, String)],
+            ) -> $crate::Result<()> {
+                use std::collections::{BTreeMap, BTreeSet};
+                use $crate::derived::{interval_row, SpanKey};
+                use $crate::shared::{micros, ROWS_PER_STATEMENT};
+                if devices.is_empty() {
+                    return Ok(());
+                }
+                let affected: BTreeSet<(&str, &str)> = devices.iter().map(|(v, d)| (v.as_str(), d.as_str())).collect();
+                let mut steps: BTreeMap<(String, String), Vec<vft_domain::interval::Step>> = BTreeMap::new();
+                let mut old: Vec<vft_domain::interval::Interval> = Vec::new();
+                for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT vendor, device, ts, lifecycle_rank, event_id, municipality, kind, recipient FROM events \
+                         WHERE lifecycle_rank IS NOT NULL AND (vendor, device) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, (v, d)| {
+                        row.push_bind(v.as_str()).push_bind(d.as_str());
+                    });
+                    qb.push(")");
+                    type StepRow = (String, String, i64, i64, String, String, Option<String>, Option<String>);
+                    let rows: Vec<StepRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                    for (v, d, ts, rank, id, m, k, r) in rows {
+                        steps.entry((v, d)).or_default().push(vft_domain::interval::Step {
+                            ts: $crate::shared::from_micros(ts)?,
+                            installed: rank == 0,
+                            event_id: vft_domain::EventId::parse(&id).map_err($crate::shared::corrupt)?,
+                            municipality: vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
+                            kind: k.as_deref().and_then(vft_domain::TechnologyKind::from_id),
+                            recipient: r.as_deref().map(vft_domain::RecipientRef::parse).transpose().map_err($crate::shared::corrupt)?,
+                        });
+                    }
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT vendor, device, from_ts, to_ts, municipality, kind, recipient FROM service_intervals \
+                         WHERE (vendor, device) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, (v, d)| {
+                        row.push_bind(v.as_str()).push_bind(d.as_str());
+                    });
+                    qb.push(")");
+                    for row in qb.build_query_as().fetch_all(&mut **tx).await? {
+                        old.push(interval_row(row)?);
+                    }
+                }
+                let mut new: Vec<vft_domain::interval::Interval> = Vec::new();
+                for ((v, d), steps) in &steps {
+                    let vendor = vft_domain::VendorId::parse(v).map_err($crate::shared::corrupt)?;
+                    let device = vft_domain::DeviceId::parse(d).map_err($crate::shared::corrupt)?;
+                    // An install without a kind (the contract refuses one) counts nowhere.
+                    new.extend(vft_domain::interval::intervals(&vendor, &device, steps).into_iter().filter(|iv| iv.kind.is_some()));
+                }
+                // Month deltas: (month, municipality, vendor, kind) -> (devices, recipients).
+                let mut deltas: BTreeMap<(i64, String, String, String), (i64, i64)> = BTreeMap::new();
+                let mut add = |key: &SpanKey, from: chrono::DateTime<chrono::Utc>, to: Option<chrono::DateTime<chrono::Utc>>, sign: i64, recipients: bool| {
+                    for (month, d) in vft_domain::interval::Contribution::of(from, to).deltas(sign) {
+                        let slot = deltas
+                            .entry((vft_domain::contact::month_key(month), key.municipality.clone(), key.vendor.clone(), key.kind.clone()))
+                            .or_default();
+                        if recipients { slot.1 += d } else { slot.0 += d }
+                    }
+                };
+                for (iv, sign) in old.iter().map(|iv| (iv, -1)).chain(new.iter().map(|iv| (iv, 1))) {
+                    add(&SpanKey::of(iv), iv.from, iv.to, sign, false);
+                }
+                // Recipients: each touched (recipient, municipality, vendor, kind) is the union
+                // of its devices' intervals, before (as stored) and after.
+                let keys: BTreeSet<SpanKey> = old.iter().chain(new.iter()).filter(|iv| iv.recipient.is_some()).map(SpanKey::of).collect();
+                let keys: Vec<SpanKey> = keys.into_iter().collect();
+                let mut spans_after: BTreeMap<SpanKey, Vec<(chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)>> =
+                    keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+                for iv in new.iter().filter(|iv| iv.recipient.is_some()) {
+                    spans_after.entry(SpanKey::of(iv)).or_default().push((iv.from, iv.to));
+                }
+                for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT recipient, municipality, vendor, kind, from_ts, to_ts FROM recipient_spans \
+                         WHERE (recipient, municipality, vendor, kind) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, k| {
+                        row.push_bind(k.recipient.as_str()).push_bind(k.municipality.as_str()).push_bind(k.vendor.as_str()).push_bind(k.kind.as_str());
+                    });
+                    qb.push(")");
+                    let rows: Vec<(String, String, String, String, i64, Option<i64>)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                    for (recipient, municipality, vendor, kind, from, to) in rows {
+                        let key = SpanKey { recipient, municipality, vendor, kind };
+                        add(&key, $crate::shared::from_micros(from)?, to.map($crate::shared::from_micros).transpose()?, -1, true);
+                    }
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT vendor, device, from_ts, to_ts, municipality, kind, recipient FROM service_intervals \
+                         WHERE recipient IS NOT NULL AND (recipient, municipality, vendor, kind) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, k| {
+                        row.push_bind(k.recipient.as_str()).push_bind(k.municipality.as_str()).push_bind(k.vendor.as_str()).push_bind(k.kind.as_str());
+                    });
+                    qb.push(")");
+                    for row in qb.build_query_as().fetch_all(&mut **tx).await? {
+                        let iv = interval_row(row)?;
+                        if !affected.contains(&(iv.vendor.as_str(), iv.device.as_str())) {
+                            spans_after.entry(SpanKey::of(&iv)).or_default().push((iv.from, iv.to));
+                        }
+                    }
+                }
+                let spans_after: Vec<(SpanKey, Vec<_>)> = spans_after
+                    .into_iter()
+                    .map(|(k, spans)| (k, vft_domain::interval::union(spans)))
+                    .collect();
+                for (key, spans) in &spans_after {
+                    for (from, to) in spans {
+                        add(key, *from, *to, 1, true);
+                    }
+                }
+                // Writes: the devices' intervals, the touched spans, the deltas.
+                for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM service_intervals WHERE (vendor, device) IN (");
+                    qb.push_values(chunk, |mut row, (v, d)| {
+                        row.push_bind(v.as_str()).push_bind(d.as_str());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for chunk in new.chunks(ROWS_PER_STATEMENT / 2) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO service_intervals (vendor, device, from_ts, to_ts, municipality, kind, recipient) ",
+                    );
+                    qb.push_values(chunk, |mut row, iv| {
+                        row.push_bind(iv.vendor.as_str())
+                            .push_bind(iv.device.as_str())
+                            .push_bind(micros(iv.from))
+                            .push_bind(iv.to.map(micros))
+                            .push_bind(iv.municipality.as_str())
+                            .push_bind(iv.kind.map(|k| k.id()).unwrap_or_default())
+                            .push_bind(iv.recipient.as_ref().map(|r| r.as_str()));
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM recipient_spans WHERE (recipient, municipality, vendor, kind) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, k| {
+                        row.push_bind(k.recipient.as_str()).push_bind(k.municipality.as_str()).push_bind(k.vendor.as_str()).push_bind(k.kind.as_str());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                let spans: Vec<(&SpanKey, i64, Option<i64>)> = spans_after
+                    .iter()
+                    .flat_map(|(k, spans)| spans.iter().map(move |(f, t)| (k, micros(*f), t.map(micros))))
+                    .collect();
+                for chunk in spans.chunks(ROWS_PER_STATEMENT / 2) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO recipient_spans (recipient, municipality, vendor, kind, from_ts, to_ts) ",
+                    );
+                    qb.push_values(chunk, |mut row, (k, f, t)| {
+                        row.push_bind(k.recipient.as_str())
+                            .push_bind(k.municipality.as_str())
+                            .push_bind(k.vendor.as_str())
+                            .push_bind(k.kind.as_str())
+                            .push_bind(*f)
+                            .push_bind(*t);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                let deltas: Vec<_> = deltas.into_iter().filter(|(_, (d, r))| *d != 0 || *r != 0).collect();
+                for chunk in deltas.chunks(ROWS_PER_STATEMENT / 2) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO service_month_deltas (month, municipality, vendor, kind, devices, recipients) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((month, m, v, k), (d, r))| {
+                        row.push_bind(*month)
+                            .push_bind(m.as_str())
+                            .push_bind(v.as_str())
+                            .push_bind(k.as_str())
+                            .push_bind(*d)
+                            .push_bind(*r);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, municipality, vendor, kind) DO UPDATE SET \
+                         devices = service_month_deltas.devices + excluded.devices, \
+                         recipients = service_month_deltas.recipients + excluded.recipients",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Recomputes all service state from the lifecycle events, in one transaction (a
+            /// batch meanwhile waits, and is acknowledged after). Returns the devices done.
+            pub(crate) async fn rebuild_service_state_in_one_transaction(
+                &self,
+                progress: &(dyn Fn(u64, u64) + Send + Sync),
+            ) -> $crate::Result<u64> {
+                let mut tx = self.writer.begin().await?;
+                // As a lifecycle batch does first: in PostgreSQL this row lock orders the
+                // rebuild against batches that change service state.
+                sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await?;
+                for table in ["service_intervals", "recipient_spans", "service_month_deltas"] {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                }
+                let devices: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT DISTINCT vendor, device FROM events WHERE lifecycle_rank IS NOT NULL ORDER BY vendor, device",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let total = devices.len() as u64;
+                let mut done = 0;
+                for chunk in devices.chunks(2000) {
+                    Self::apply_service_state(&mut tx, chunk).await?;
+                    done += chunk.len() as u64;
+                    progress(done, total);
+                }
+                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'service_state'")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(total)
+            }
+
+            /// Devices and recipients in service just before each instant, per municipality,
+            /// vendor and kind, from the service state: month deltas summed up to each
+            /// instant's month, then the interval and span ends within its month before it.
+            pub(crate) async fn breakdown_from_state(
+                &self,
+                before: &[chrono::DateTime<chrono::Utc>],
+            ) -> $crate::Result<Vec<$crate::BreakdownRow>> {
+                use std::collections::BTreeMap;
+                use $crate::shared::micros;
+                type Key = (String, String, String);
+                let Some(last) = before.iter().map(|c| vft_domain::YearMonth::containing(*c)).max() else {
+                    return Ok(Vec::new());
+                };
+                let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT month, municipality, vendor, kind, devices, recipients FROM service_month_deltas \
+                     WHERE month < $1 ORDER BY month",
+                )
+                .bind(vft_domain::contact::month_key(last))
+                .fetch_all(&self.reader)
+                .await?;
+                let mut out = Vec::new();
+                for (idx, cut) in before.iter().enumerate() {
+                    let month = vft_domain::YearMonth::containing(*cut);
+                    let (start, c) = (micros(month.start()), micros(*cut));
+                    let month = vft_domain::contact::month_key(month);
+                    let mut counts: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
+                    for (_, m, v, k, d, r) in rows.iter().take_while(|r| r.0 < month) {
+                        let slot = counts.entry((m.clone(), v.clone(), k.clone())).or_default();
+                        slot.0 += d;
+                        slot.1 += r;
+                    }
+                    if start < c {
+                        for (table, recipients) in [("service_intervals", false), ("recipient_spans", true)] {
+                            for (column, sign) in [("from_ts", 1), ("to_ts", -1)] {
+                                let found: Vec<(String, String, String, i64)> = sqlx::query_as(&format!(
+                                    "SELECT municipality, vendor, kind, COUNT(*) FROM {table} \
+                                     WHERE {column} >= $1 AND {column} < $2 GROUP BY municipality, vendor, kind"
+                                ))
+                                .bind(start)
+                                .bind(c)
+                                .fetch_all(&self.reader)
+                                .await?;
+                                for (m, v, k, n) in found {
+                                    let slot = counts.entry((m, v, k)).or_default();
+                                    if recipients { slot.1 += sign * n } else { slot.0 += sign * n }
+                                }
+                            }
+                        }
+                    }
+                    for ((m, v, k), (devices, recipients)) in counts {
+                        if devices == 0 && recipients == 0 {
+                            continue;
+                        }
+                        if devices < 0 || recipients < 0 || recipients > devices {
+                            return Err($crate::StoreError::Corrupt(format!(
+                                "service state of {m}/{v}/{k}: {devices} devices, {recipients} recipients (run `vft rebuild`)"
+                            )));
+                        }
+                        out.push($crate::BreakdownRow {
+                            idx,
+                            municipality: vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
+                            vendor: vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,
+                            kind: vft_domain::TechnologyKind::from_id(&k)
+                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("unknown kind {k:?}")))?,
+                            devices: devices as u64,
+                            recipients: recipients as u64,
+                        });
+                    }
+                }
+                Ok(out)
+            }
+
             /// Runs the fills a migration left pending (see `PENDING_DERIVED_STATE`).
             pub(crate) async fn build_pending_derived_state(&self) -> $crate::Result<()> {
                 let pending: Vec<(String,)> =
@@ -94,6 +455,10 @@ macro_rules! impl_derived {
                         .fetch_all(&self.writer)
                         .await?;
                 for (name,) in pending {
+                    if name == "service_state" {
+                        let devices = self.rebuild_service_state_in_one_transaction(&|_, _| {}).await?;
+                        tracing::info!(devices, "service state built from the stored lifecycle events");
+                    }
                     if name == "contact_history" {
                         let outcome = $crate::derived::DerivedStore::rebuild_contact_history(
                             self,
@@ -268,6 +633,10 @@ macro_rules! impl_derived {
                 Ok(outcome)
             }
 
+            async fn rebuild_service_state(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> $crate::Result<u64> {
+                self.rebuild_service_state_in_one_transaction(progress).await
+            }
+
             async fn drop_kept_figures(&self) -> $crate::Result<()> {
                 let mut tx = self.writer.begin().await?;
                 // Generations first, as a batch does (see write_batch).
@@ -283,8 +652,6 @@ macro_rules! impl_derived {
                     .await?;
                 }
                 for table in [
-                    "month_end_cache",
-                    "month_end_cuts",
                     "response_month_cache",
                     "change_month_cache",
                     "dose_count_cache",

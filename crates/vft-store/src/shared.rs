@@ -402,66 +402,6 @@ macro_rules! impl_store {
                 qb.push_bind(generation);
                 Ok(qb.build().execute(&mut **tx).await?.rows_affected() == 1)
             }
-
-            /// Keeps computed month ends, if no lifecycle batch was stored since `generation`.
-            async fn keep_month_ends(
-                &self,
-                generation: i64,
-                month_ends: &[(&i64, &Vec<(String, String, String, i64, i64)>)],
-            ) -> $crate::Result<()> {
-                let mut tx = self.writer.begin().await?;
-                if !Self::generation_unchanged(&mut tx, "lifecycle_generation", generation).await? {
-                    return Ok(());
-                }
-                for (cut, rows) in month_ends {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO month_end_cuts (cut) VALUES (");
-                    qb.push_bind(**cut).push(") ON CONFLICT (cut) DO NOTHING");
-                    // Another request kept this month end first: keep its rows only.
-                    if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
-                        continue;
-                    }
-                    for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO month_end_cache (cut, municipality, vendor, kind, devices, recipients) ",
-                        );
-                        qb.push_values(chunk, |mut row, (m, v, k, d, r)| {
-                            row.push_bind(**cut)
-                                .push_bind(m.as_str())
-                                .push_bind(v.as_str())
-                                .push_bind(k.as_str())
-                                .push_bind(*d)
-                                .push_bind(*r);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            /// Devices in service just before each instant: each lifecycle event covers
-            /// [ts, next lifecycle event's ts) of its device, and an installed event covering
-            /// the instant just before a cut means "in service". `columns` follow `cut.idx`.
-            fn month_end_query<'a>(before: &[chrono::DateTime<chrono::Utc>], columns: &str) -> sqlx::QueryBuilder<'a, $db> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH cut (idx, t) AS (VALUES ");
-                let mut sep = qb.separated(", ");
-                for (i, t) in before.iter().enumerate() {
-                    sep.push("(");
-                    sep.push_bind_unseparated(i as i64);
-                    sep.push_unseparated(", ");
-                    sep.push_bind_unseparated($crate::shared::micros(*t));
-                    sep.push_unseparated(")");
-                }
-                qb.push(format!(
-                    "), lc AS (SELECT vendor, device, municipality, kind, recipient, lifecycle_rank, ts, \
-                     LEAD(ts) OVER (PARTITION BY vendor, device ORDER BY ts, lifecycle_rank, event_id) AS next_ts \
-                     FROM events WHERE lifecycle_rank IS NOT NULL) \
-                     SELECT cut.idx, {columns} FROM lc JOIN cut \
-                     ON lc.ts < cut.t AND (lc.next_ts IS NULL OR lc.next_ts >= cut.t) \
-                     WHERE lc.lifecycle_rank = 0"
-                ));
-                qb
-            }
         }
 
         impl $store {
@@ -682,10 +622,7 @@ macro_rules! impl_store {
                     }
                 }
                 if let Some(earliest) = earliest_lifecycle {
-                    // A lifecycle event at ts changes every month end after ts.
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM month_end_cuts WHERE cut > ");
-                    qb.push_bind(earliest);
-                    qb.build().execute(&mut *tx).await?;
+                    // A lifecycle event at ts changes every change attribution after ts.
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM change_month_cache WHERE month_end > ");
                     qb.push_bind(earliest);
                     qb.build().execute(&mut *tx).await?;
@@ -750,6 +687,16 @@ macro_rules! impl_store {
                     qb.build().execute(&mut *tx).await?;
                 }
                 Self::upsert_contact_months(&mut tx, &vft_domain::contact::fold(&consistent)).await?;
+                // Service state: the devices with lifecycle events here get their intervals
+                // recomputed from all of their lifecycle events, as stored.
+                let lifecycle_devices: Vec<(String, String)> = consistent
+                    .iter()
+                    .filter(|e| e.event_type.lifecycle_rank().is_some())
+                    .map(|e| (e.vendor.to_string(), e.device.to_string()))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                Self::apply_service_state(&mut tx, &lifecycle_devices).await?;
                 // The earliest origin among the alarms this batch touched, as stored after the
                 // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
                 // A municipality's own figures anchor an alarm by its own events
@@ -825,26 +772,12 @@ macro_rules! impl_store {
                 before: &[chrono::DateTime<chrono::Utc>],
                 filter: &vft_domain::RollupFilter,
             ) -> $crate::Result<Vec<[u64; 6]>> {
-                use sqlx::Row;
                 let mut counts = vec![[0u64; 6]; before.len()];
-                if before.is_empty() {
-                    return Ok(counts);
-                }
-                let mut qb = Self::month_end_query(before, "lc.kind, COUNT(*)");
-                if let Some(m) = &filter.municipality {
-                    qb.push(" AND lc.municipality = ").push_bind(m.as_str());
-                }
-                if let Some(v) = &filter.vendor {
-                    qb.push(" AND lc.vendor = ").push_bind(v.as_str());
-                }
-                qb.push(" GROUP BY cut.idx, lc.kind");
-                for row in qb.build().fetch_all(&self.reader).await? {
-                    let idx: i64 = row.try_get(0)?;
-                    let kind: Option<String> = row.try_get(1)?;
-                    let n: i64 = row.try_get(2)?;
-                    let kind = kind.as_deref().and_then(vft_domain::TechnologyKind::from_id);
-                    if let (Some(slot), Some(kind)) = (usize::try_from(idx).ok().and_then(|i| counts.get_mut(i)), kind) {
-                        slot[kind.index()] = u64::try_from(n).unwrap_or(0);
+                for row in self.breakdown_from_state(before).await? {
+                    let admitted = filter.municipality.as_ref().is_none_or(|m| *m == row.municipality)
+                        && filter.vendor.as_ref().is_none_or(|v| *v == row.vendor);
+                    if let (true, Some(slot)) = (admitted, counts.get_mut(row.idx)) {
+                        slot[row.kind.index()] += row.devices;
                     }
                 }
                 Ok(counts)
@@ -930,90 +863,9 @@ macro_rules! impl_store {
             }
 
             async fn month_end_breakdown(&self, before: &[chrono::DateTime<chrono::Utc>]) -> $crate::Result<Vec<$crate::BreakdownRow>> {
-                use $crate::shared::micros;
-                use sqlx::Row;
-                if before.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let now = micros(chrono::Utc::now());
-                let cuts: Vec<i64> = before.iter().map(|t| micros(*t)).collect();
-                let generation = self.generation("lifecycle_generation").await?;
-                let past: Vec<i64> = cuts.iter().copied().filter(|c| *c < now).collect();
-                let mut kept: std::collections::BTreeMap<i64, Vec<(String, String, String, i64, i64)>> = Default::default();
-                if !past.is_empty() {
-                    // One statement, one snapshot: a kept cut comes with all of its rows.
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT c.cut, m.municipality, m.vendor, m.kind, m.devices, m.recipients \
-                         FROM month_end_cuts c LEFT JOIN month_end_cache m ON m.cut = c.cut WHERE c.cut IN (",
-                    );
-                    let mut sep = qb.separated(", ");
-                    for c in &past {
-                        sep.push_bind(*c);
-                    }
-                    qb.push(")");
-                    for r in qb.build().fetch_all(&self.reader).await? {
-                        let rows = kept.entry(r.try_get::<i64, _>(0)?).or_default();
-                        if let Some(municipality) = r.try_get::<Option<String>, _>(1)? {
-                            rows.push((
-                                municipality,
-                                r.try_get(2)?,
-                                r.try_get(3)?,
-                                r.try_get(4)?,
-                                r.try_get(5)?,
-                            ));
-                        }
-                    }
-                }
-                let missing: Vec<i64> = {
-                    let mut m: Vec<i64> = cuts.iter().copied().filter(|c| !kept.contains_key(c)).collect();
-                    m.sort_unstable();
-                    m.dedup();
-                    m
-                };
-                let mut computed: std::collections::BTreeMap<i64, Vec<(String, String, String, i64, i64)>> = Default::default();
-                if !missing.is_empty() {
-                    let instants: Vec<chrono::DateTime<chrono::Utc>> = missing
-                        .iter()
-                        .map(|c| $crate::shared::from_micros(*c))
-                        .collect::<$crate::Result<_>>()?;
-                    let mut qb = Self::month_end_query(&instants, "lc.municipality, lc.vendor, lc.kind, COUNT(*), COUNT(DISTINCT lc.recipient)");
-                    qb.push(" GROUP BY cut.idx, lc.municipality, lc.vendor, lc.kind");
-                    for c in &missing {
-                        computed.insert(*c, Vec::new());
-                    }
-                    for r in qb.build().fetch_all(&self.reader).await? {
-                        let idx = usize::try_from(r.try_get::<i64, _>(0)?).map_err($crate::shared::corrupt)?;
-                        let kind: Option<String> = r.try_get(3)?;
-                        let kind = kind.ok_or_else(|| $crate::StoreError::Corrupt("installed without kind".into()))?;
-                        computed.entry(missing[idx]).or_default().push((
-                            r.try_get(1)?,
-                            r.try_get(2)?,
-                            kind,
-                            r.try_get(4)?,
-                            r.try_get(5)?,
-                        ));
-                    }
-                    let keep: Vec<(&i64, &Vec<_>)> = computed.iter().filter(|(c, _)| **c < now).collect();
-                    if !keep.is_empty() {
-                        self.keep_month_ends(generation, &keep).await?;
-                    }
-                }
-                let mut out = Vec::new();
-                for (idx, cut) in cuts.iter().enumerate() {
-                    let rows = kept.get(cut).or_else(|| computed.get(cut)).map(Vec::as_slice).unwrap_or_default();
-                    for (municipality, vendor, kind, devices, recipients) in rows {
-                        out.push($crate::BreakdownRow {
-                            idx,
-                            municipality: vft_domain::MunicipalityCode::parse(municipality).map_err($crate::shared::corrupt)?,
-                            vendor: vft_domain::VendorId::parse(vendor).map_err($crate::shared::corrupt)?,
-                            kind: vft_domain::TechnologyKind::from_id(kind)
-                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("unknown kind {kind:?}")))?,
-                            devices: u64::try_from(*devices).unwrap_or(0),
-                            recipients: u64::try_from(*recipients).unwrap_or(0),
-                        });
-                    }
-                }
-                Ok(out)
+                // From the service state ingest keeps (derived.rs): its cost does not grow
+                // with the fleet's history, so nothing is kept per month end.
+                self.breakdown_from_state(before).await
             }
 
             /// A device whose newest lifecycle event is before `before` is as the device state

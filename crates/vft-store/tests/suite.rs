@@ -57,6 +57,7 @@ both_backends!(
     incidents_open_once_and_notices_wait_in_the_outbox,
     contact_history_survives_retention,
     contact_history_rebuilt_equals_incremental_in_any_arrival_order,
+    service_state_counts_devices_and_recipients_at_any_instant_in_any_order,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -3139,4 +3140,130 @@ async fn contact_history_rebuilt_equals_incremental_in_any_arrival_order(s: Test
         s.store.contact_history().await.expect("history"),
         incremental
     );
+}
+
+/// The service state ingest keeps answers the month-end breakdown (devices and distinct
+/// recipients per municipality, vendor and kind) exactly as the in-service rule does, at month
+/// ends and at instants inside months, whatever the arrival order and batching (with repeats),
+/// and a rebuild from the events gives the same answers.
+async fn service_state_counts_devices_and_recipients_at_any_instant_in_any_order(s: TestStore) {
+    let mut events = scenario(23, 300);
+    let mut rng = Rng(77);
+    for e in events
+        .iter_mut()
+        .filter(|e| e.event_type == EventType::Installed)
+    {
+        // Few recipients, shared by devices, vendors and municipalities; some installs have none.
+        e.recipient = (rng.below(4) != 0).then(|| {
+            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(6))).expect("recipient")
+        });
+    }
+    let mut arrival = events.clone();
+    for _ in 0..40 {
+        arrival.push(events[rng.below(events.len() as u64) as usize].clone());
+    }
+    for i in (1..arrival.len()).rev() {
+        arrival.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut rest = arrival.as_slice();
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at((rng.below(25) as usize + 1).min(rest.len()));
+        s.store
+            .write_batch(batch, &[], Utc::now())
+            .await
+            .expect("write");
+        rest = tail;
+    }
+    // Expected, from the domain: each device's intervals from its lifecycle events.
+    let mut by_device: std::collections::BTreeMap<
+        (VendorId, DeviceId),
+        Vec<vft_domain::interval::Step>,
+    > = Default::default();
+    for e in events
+        .iter()
+        .filter(|e| e.event_type.lifecycle_rank().is_some())
+    {
+        by_device
+            .entry((e.vendor.clone(), e.device.clone()))
+            .or_default()
+            .push(vft_domain::interval::Step {
+                ts: e.ts_utc(),
+                installed: e.event_type == EventType::Installed,
+                event_id: e.id.clone(),
+                municipality: e.municipality.clone(),
+                kind: e.kind,
+                recipient: e.recipient.clone(),
+            });
+    }
+    let intervals: Vec<vft_domain::interval::Interval> = by_device
+        .iter()
+        .flat_map(|((v, d), steps)| vft_domain::interval::intervals(v, d, steps))
+        .collect();
+    let mut instants = months_2025();
+    for _ in 0..12 {
+        instants
+            .push(utc("2025-01-01T00:00:00Z") + Duration::minutes(rng.below(366 * 24 * 60) as i64));
+    }
+    instants.push(Utc::now());
+    let expected: Vec<String> = {
+        let mut rows = Vec::new();
+        for (idx, c) in instants.iter().enumerate() {
+            let mut groups: std::collections::BTreeMap<
+                (String, String, String),
+                (u64, std::collections::BTreeSet<String>),
+            > = Default::default();
+            for iv in intervals.iter().filter(|iv| iv.covers(*c)) {
+                let slot = groups
+                    .entry((
+                        iv.municipality.to_string(),
+                        iv.vendor.to_string(),
+                        iv.kind.expect("kind").id().to_owned(),
+                    ))
+                    .or_default();
+                slot.0 += 1;
+                slot.1.extend(iv.recipient.as_ref().map(|r| r.to_string()));
+            }
+            rows.extend(
+                groups
+                    .into_iter()
+                    .map(|((m, v, k), (d, r))| format!("{idx} {m} {v} {k} {d} {}", r.len())),
+            );
+        }
+        rows.sort();
+        rows
+    };
+    let answer = || async {
+        let mut rows: Vec<String> = s
+            .store
+            .month_end_breakdown(&instants)
+            .await
+            .expect("breakdown")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {} {}",
+                    r.idx,
+                    r.municipality,
+                    r.vendor,
+                    r.kind.id(),
+                    r.devices,
+                    r.recipients
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert!(
+        expected.iter().any(|r| !r.ends_with(" 0")),
+        "no recipients counted: a weak test"
+    );
+    assert_eq!(answer().await, expected, "incremental service state");
+    let devices = s
+        .store
+        .rebuild_service_state(&|_, _| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(devices as usize, by_device.len());
+    assert_eq!(answer().await, expected, "rebuilt service state");
 }

@@ -15,6 +15,24 @@ pub(crate) struct RebuildArgs {
 pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Result<()> {
     let store = crate::open_store(config).await?;
     let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "service state   [{bar:40}] {pos}/{len} devices ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let devices = store.rebuild_service_state(&progress).await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "Service state recomputed from the lifecycle events of {devices} devices ({:.1} s).",
+        started.elapsed().as_secs_f64()
+    );
     store.drop_kept_figures().await?;
     eprintln!("Kept figures dropped: each is computed from the events on its next request.");
     let bar = indicatif::ProgressBar::new(0);
@@ -34,7 +52,7 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
         .await?;
     bar.finish_and_clear();
     eprintln!(
-        "Contact history {}: {} device months from {} contact events, in {:.1} s.",
+        "Contact history {}: {} device months from {} contact events ({:.1} s in all).",
         if args.discard_contact_history {
             "recomputed"
         } else {
