@@ -248,12 +248,13 @@ async fn readyz(api: &str) -> (u16, Value) {
 /// takes everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_holds_acks_back_and_ingest_resumes_by_itself() {
-    let Some(fs) = SmallFs::mount(24 * 1024 * 1024) else {
+    let Some(fs) = SmallFs::mount(48 * 1024 * 1024) else {
         return;
     };
-    // The database gets about 8 MiB (some 16 000 events) until the filler goes.
+    // The database gets about 8 MiB (some 8 000 installs with their service state) until the
+    // filler goes.
     let filler = fs.dir.join("filler");
-    std::fs::write(&filler, vec![0u8; 16 * 1024 * 1024]).expect("filler");
+    std::fs::write(&filler, vec![0u8; 40 * 1024 * 1024]).expect("filler");
     let scratch = Scratch::new();
     let db = format!("sqlite://{}", fs.dir.join("vft.db").display());
     let port = free_port();

@@ -52,11 +52,15 @@ impl ContactMonth {
         if !is_contact(e.event_type) {
             return None;
         }
-        let ts = e.ts_utc();
+        Self::at(e.vendor.clone(), e.device.clone(), e.ts_utc())
+    }
+
+    /// The month row of one contact at `ts` (`None` outside the months vft knows).
+    pub fn at(vendor: VendorId, device: DeviceId, ts: DateTime<Utc>) -> Option<Self> {
         let date = oslo_date(ts);
         Some(Self {
-            vendor: e.vendor.clone(),
-            device: e.device.clone(),
+            vendor,
+            device,
             month: YearMonth::new(date.year(), date.month()).ok()?,
             days: 1 << (date.day() - 1),
             last: ts,

@@ -43,7 +43,8 @@ pub trait DerivedStore: Send + Sync {
     ) -> Result<RebuildOutcome>;
 
     /// Recomputes the service state (intervals, recipient spans, month deltas) from the
-    /// lifecycle events, in one transaction; returns the devices done. `progress` gets
+    /// lifecycle events, by difference, some thousand devices per transaction; returns the
+    /// devices done. `progress` gets
     /// (devices done, devices in all).
     async fn rebuild_service_state(
         &self,
@@ -342,37 +343,37 @@ macro_rules! impl_derived {
                 Ok(())
             }
 
-            /// Recomputes all service state from the lifecycle events, in one transaction (a
-            /// batch meanwhile waits, and is acknowledged after). Returns the devices done.
-            pub(crate) async fn rebuild_service_state_in_one_transaction(
+            /// Recomputes the service state of every device that has lifecycle events or stored
+            /// intervals, by difference (as a batch does), a chunk of devices per transaction so
+            /// that ingest goes on between chunks. Converges on the events from any state the
+            /// store wrote. Returns the devices done.
+            pub(crate) async fn rebuild_service_state_by_chunks(
                 &self,
                 progress: &(dyn Fn(u64, u64) + Send + Sync),
             ) -> $crate::Result<u64> {
-                let mut tx = self.writer.begin().await?;
-                // As a lifecycle batch does first: in PostgreSQL this row lock orders the
-                // rebuild against batches that change service state.
-                sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
-                    .execute(&mut *tx)
-                    .await?;
-                for table in ["service_intervals", "recipient_spans", "service_month_deltas"] {
-                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
-                }
                 let devices: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT DISTINCT vendor, device FROM events WHERE lifecycle_rank IS NOT NULL ORDER BY vendor, device",
+                    "SELECT vendor, device FROM events WHERE lifecycle_rank IS NOT NULL \
+                     UNION SELECT vendor, device FROM service_intervals ORDER BY 1, 2",
                 )
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.reader)
                 .await?;
                 let total = devices.len() as u64;
                 let mut done = 0;
                 for chunk in devices.chunks(2000) {
+                    let mut tx = self.writer.begin().await?;
+                    // As a lifecycle batch does first: in PostgreSQL this row lock orders the
+                    // chunk against batches that change service state.
+                    sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
+                        .execute(&mut *tx)
+                        .await?;
                     Self::apply_service_state(&mut tx, chunk).await?;
+                    tx.commit().await?;
                     done += chunk.len() as u64;
                     progress(done, total);
                 }
                 sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'service_state'")
-                    .execute(&mut *tx)
+                    .execute(&self.writer)
                     .await?;
-                tx.commit().await?;
                 Ok(total)
             }
 
@@ -389,24 +390,44 @@ macro_rules! impl_derived {
                 let Some(last) = before.iter().map(|c| vft_domain::YearMonth::containing(*c)).max() else {
                     return Ok(Vec::new());
                 };
+                // One snapshot for every read: a batch committing between them could otherwise
+                // be half seen (its install's delta missed, its removal's end counted).
+                let mut tx = self.reader.begin().await?;
+                if <$db as sqlx::Database>::NAME == "PostgreSQL" {
+                    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
                     "SELECT month, municipality, vendor, kind, devices, recipients FROM service_month_deltas \
                      WHERE month < $1 ORDER BY month",
                 )
                 .bind(vft_domain::contact::month_key(last))
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *tx)
                 .await?;
+                // The deltas summed up to each month asked about, in one pass over them.
+                let mut months: Vec<i64> = before
+                    .iter()
+                    .map(|c| vft_domain::contact::month_key(vft_domain::YearMonth::containing(*c)))
+                    .collect();
+                months.sort_unstable();
+                months.dedup();
+                let mut sums: BTreeMap<i64, BTreeMap<Key, (i64, i64)>> = BTreeMap::new();
+                let mut running: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
+                let mut rows = rows.into_iter().peekable();
+                for month in months {
+                    while let Some((_, m, v, k, d, r)) = rows.next_if(|r| r.0 < month) {
+                        let slot = running.entry((m, v, k)).or_default();
+                        slot.0 += d;
+                        slot.1 += r;
+                    }
+                    sums.insert(month, running.clone());
+                }
                 let mut out = Vec::new();
                 for (idx, cut) in before.iter().enumerate() {
                     let month = vft_domain::YearMonth::containing(*cut);
                     let (start, c) = (micros(month.start()), micros(*cut));
-                    let month = vft_domain::contact::month_key(month);
-                    let mut counts: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
-                    for (_, m, v, k, d, r) in rows.iter().take_while(|r| r.0 < month) {
-                        let slot = counts.entry((m.clone(), v.clone(), k.clone())).or_default();
-                        slot.0 += d;
-                        slot.1 += r;
-                    }
+                    let mut counts = sums.get(&vft_domain::contact::month_key(month)).cloned().unwrap_or_default();
                     if start < c {
                         for (table, recipients) in [("service_intervals", false), ("recipient_spans", true)] {
                             for (column, sign) in [("from_ts", 1), ("to_ts", -1)] {
@@ -416,7 +437,7 @@ macro_rules! impl_derived {
                                 ))
                                 .bind(start)
                                 .bind(c)
-                                .fetch_all(&self.reader)
+                                .fetch_all(&mut *tx)
                                 .await?;
                                 for (m, v, k, n) in found {
                                     let slot = counts.entry((m, v, k)).or_default();
@@ -445,6 +466,7 @@ macro_rules! impl_derived {
                         });
                     }
                 }
+                tx.commit().await?;
                 Ok(out)
             }
 
@@ -456,7 +478,7 @@ macro_rules! impl_derived {
                         .await?;
                 for (name,) in pending {
                     if name == "service_state" {
-                        let devices = self.rebuild_service_state_in_one_transaction(&|_, _| {}).await?;
+                        let devices = self.rebuild_service_state_by_chunks(&|_, _| {}).await?;
                         tracing::info!(devices, "service state built from the stored lifecycle events");
                     }
                     if name == "contact_history" {
@@ -537,6 +559,24 @@ macro_rules! impl_derived {
                         .await?;
                     tx.commit().await?;
                 }
+                // Device state keeps each device's latest contact, also when its raw event is
+                // gone (purged before this history existed): that day is history too.
+                let latest: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT vendor, device, contact_ts FROM devices WHERE contact_ts IS NOT NULL ORDER BY vendor, device",
+                )
+                .fetch_all(&self.reader)
+                .await?;
+                let mut kept_latest = Vec::with_capacity(latest.len());
+                for (vendor, device, ts) in latest {
+                    let vendor = vft_domain::VendorId::parse(&vendor).map_err($crate::shared::corrupt)?;
+                    let device = vft_domain::DeviceId::parse(&device).map_err($crate::shared::corrupt)?;
+                    kept_latest.extend(vft_domain::contact::ContactMonth::at(vendor, device, from_micros(ts)?));
+                }
+                for chunk in kept_latest.chunks(10_000) {
+                    let mut tx = self.writer.begin().await?;
+                    Self::upsert_contact_months(&mut tx, chunk).await?;
+                    tx.commit().await?;
+                }
                 let types: Vec<&'static str> = vft_domain::EventType::ALL
                     .iter()
                     .filter(|t| vft_domain::contact::is_contact(**t))
@@ -573,8 +613,10 @@ macro_rules! impl_derived {
                 let total = months.len() as u64;
                 for (done, month) in months.into_iter().enumerate() {
                     // One Oslo day of events at a time keeps memory to a month's devices.
-                    let mut rows: std::collections::HashMap<(String, String), (u32, i64)> =
-                        std::collections::HashMap::new();
+                    // Sorted, as ingest writes them: in PostgreSQL two writers that upsert the
+                    // same rows in one order cannot deadlock.
+                    let mut rows: std::collections::BTreeMap<(String, String), (u32, i64)> =
+                        std::collections::BTreeMap::new();
                     let mut day = vft_domain::month::oslo_date(month.start());
                     let month_end = month.end_exclusive();
                     loop {
@@ -634,7 +676,7 @@ macro_rules! impl_derived {
             }
 
             async fn rebuild_service_state(&self, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> $crate::Result<u64> {
-                self.rebuild_service_state_in_one_transaction(progress).await
+                self.rebuild_service_state_by_chunks(progress).await
             }
 
             async fn drop_kept_figures(&self) -> $crate::Result<()> {

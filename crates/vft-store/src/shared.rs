@@ -527,8 +527,10 @@ macro_rules! impl_store {
                     .min();
                 let mut tx = self.writer.begin().await?;
                 if earliest_lifecycle.is_some() {
-                    // First, so that in PostgreSQL this row lock orders the batch against a
-                    // month-end cache fill (see month_end_breakdown).
+                    // First, so that in PostgreSQL this row lock serialises the batches (and
+                    // rebuild chunks) that recompute service state (apply_service_state reads
+                    // recipients' other intervals), and orders the batch against a change
+                    // attribution being kept.
                     sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
