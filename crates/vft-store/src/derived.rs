@@ -398,30 +398,36 @@ macro_rules! impl_derived {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
-                    "SELECT month, municipality, vendor, kind, devices, recipients FROM service_month_deltas \
-                     WHERE month < $1 ORDER BY month",
-                )
-                .bind(vft_domain::contact::month_key(last))
-                .fetch_all(&mut *tx)
-                .await?;
-                // The deltas summed up to each month asked about, in one pass over them.
+                // The deltas summed up to each month asked about, in one statement: a row per
+                // (municipality, vendor, kind) with two sums per month, so SQL adds and only
+                // a few thousand rows come back, however many months of history there are.
                 let mut months: Vec<i64> = before
                     .iter()
                     .map(|c| vft_domain::contact::month_key(vft_domain::YearMonth::containing(*c)))
                     .collect();
                 months.sort_unstable();
                 months.dedup();
-                let mut sums: BTreeMap<i64, BTreeMap<Key, (i64, i64)>> = BTreeMap::new();
-                let mut running: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
-                let mut rows = rows.into_iter().peekable();
-                for month in months {
-                    while let Some((_, m, v, k, d, r)) = rows.next_if(|r| r.0 < month) {
-                        let slot = running.entry((m, v, k)).or_default();
-                        slot.0 += d;
-                        slot.1 += r;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT municipality, vendor, kind");
+                for month in &months {
+                    for column in ["devices", "recipients"] {
+                        // PostgreSQL sums BIGINT as NUMERIC: cast back.
+                        qb.push(", CAST(SUM(CASE WHEN month < ")
+                            .push_bind(*month)
+                            .push(format!(" THEN {column} ELSE 0 END) AS BIGINT)"));
                     }
-                    sums.insert(month, running.clone());
+                }
+                qb.push(" FROM service_month_deltas WHERE month < ")
+                    .push_bind(vft_domain::contact::month_key(last))
+                    .push(" GROUP BY municipality, vendor, kind");
+                let mut sums: BTreeMap<i64, BTreeMap<Key, (i64, i64)>> = BTreeMap::new();
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    use sqlx::Row;
+                    let key: Key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    for (i, month) in months.iter().enumerate() {
+                        let devices: i64 = row.try_get::<Option<i64>, _>(3 + 2 * i)?.unwrap_or(0);
+                        let recipients: i64 = row.try_get::<Option<i64>, _>(4 + 2 * i)?.unwrap_or(0);
+                        sums.entry(*month).or_default().insert(key.clone(), (devices, recipients));
+                    }
                 }
                 let mut out = Vec::new();
                 for (idx, cut) in before.iter().enumerate() {
