@@ -8,8 +8,9 @@
 //!
 //! Run: `cargo bench -p vft-e2e --bench national` (add `-- --devices 20000` for a quick check,
 //! `-- --keep` to keep the database directory, `-- --reuse DIR` to time the requests again
-//! against a kept one without loading). Prints figures; asserts only that every request
-//! answers 200 with a non-empty body.
+//! against a kept one without loading, `-- --postgres` to run it all on a throwaway
+//! PostgreSQL cluster instead of SQLite). Prints figures, and the server's peak resident
+//! memory; asserts only that every request answers 200 with a non-empty body.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -543,6 +544,47 @@ async fn measure(
     first.body
 }
 
+/// A heavy request: a first call and one warm call.
+async fn measure_twice(
+    client: &reqwest::Client,
+    api: &str,
+    label: &str,
+    path: &str,
+    token: &str,
+) -> String {
+    let url = format!("{api}{path}");
+    let first = timed_get(client, &url, token).await;
+    assert_eq!(
+        first.status,
+        200,
+        "GET {path}: {}",
+        first.body.chars().take(300).collect::<String>()
+    );
+    assert!(!first.body.is_empty(), "GET {path}: empty body");
+    let warm = timed_get(client, &url, token).await;
+    assert_eq!(warm.status, 200, "GET {path}");
+    println!(
+        "{label:<50} first {:>9.1}  warm {:>9.1} ms  {:>10} B",
+        first.elapsed.as_secs_f64() * 1000.0,
+        warm.elapsed.as_secs_f64() * 1000.0,
+        first.body.len(),
+    );
+    first.body
+}
+
+/// A process's resident memory now and at its peak (VmRSS, VmHWM), in MiB.
+fn resident_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// Fills the store through `Store::write_batch`: generation on its own thread, writes here, so
 /// both cores work.
 async fn load(db_url: &str, generator: Generator, periods: Vec<(i64, i64)>) {
@@ -605,21 +647,38 @@ async fn main() {
             .unwrap_or_else(|_| panic!("--devices needs a number, got {v:?}"))
     });
     let keep = std::env::args().any(|a| a == "--keep");
+    let on_postgres = std::env::args().any(|a| a == "--postgres");
     println!(
-        "vft national query benchmark: {devices} devices, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "vft national query benchmark: {devices} devices, {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if on_postgres { "PostgreSQL" } else { "SQLite" }
     );
 
     // A database kept by an earlier `--keep` run (same --devices) skips the load.
     let reuse = flag_value("--reuse").map(PathBuf::from);
-    let scratch = reuse.is_none().then(Scratch::new);
+    assert!(
+        !(on_postgres && reuse.is_some()),
+        "--reuse is for a kept SQLite file"
+    );
+    let scratch = match (&reuse, on_postgres) {
+        (Some(_), _) => None,
+        (None, false) => Some(Scratch::new()),
+        (None, true) => Some(
+            Scratch::postgres()
+                .await
+                .expect("--postgres: no PostgreSQL could be started (initdb/postgres)"),
+        ),
+    };
     let dir = match (&reuse, &scratch) {
         (Some(dir), _) => dir.clone(),
         (None, Some(s)) => s.dir.path().to_path_buf(),
         (None, None) => unreachable!("a scratch directory when not reusing"),
     };
     let db_path = dir.join("vft.db");
-    let db_url = format!("sqlite://{}", db_path.display());
+    let db_url = match &scratch {
+        Some(s) if on_postgres => s.database_url(),
+        _ => format!("sqlite://{}", db_path.display()),
+    };
 
     // The region: every code an event uses is configured, so nothing becomes a dead letter.
     let region = municipalities();
@@ -699,12 +758,14 @@ async fn main() {
         load(&db_url, generator, periods).await;
     }
     let wal = db_path.with_extension("db-wal");
-    println!(
-        "database: {:.1} MiB ({} bytes) + WAL {:.1} MiB",
-        mib(file_size(&db_path)),
-        file_size(&db_path),
-        mib(file_size(&wal))
-    );
+    if !on_postgres {
+        println!(
+            "database: {:.1} MiB ({} bytes) + WAL {:.1} MiB",
+            mib(file_size(&db_path)),
+            file_size(&db_path),
+            mib(file_size(&wal))
+        );
+    }
 
     // Serve it.
     let cwd = dir.as_path();
@@ -877,6 +938,30 @@ async fn main() {
         c,
     )
     .await;
+    measure(
+        &client,
+        &api,
+        "response-centre, year=2025 kind=safety_alarm",
+        "/rollups/response-centre?year=2025&kind=safety_alarm",
+        c,
+    )
+    .await;
+    measure_twice(
+        &client,
+        &api,
+        "reconciliation hepro→atea at 2025-12-31",
+        "/reconciliation?from=hepro&to=atea&at=2025-12-31",
+        c,
+    )
+    .await;
+    measure_twice(
+        &client,
+        &api,
+        "reconciliation progress, year=2025",
+        "/reconciliation/progress?from=hepro&to=atea&year=2025",
+        c,
+    )
+    .await;
     let (vendor, device) = chained;
     let shown = measure(
         &client,
@@ -892,11 +977,15 @@ async fn main() {
         shown["history"].as_array().map_or(0, Vec::len),
         shown["replaces_chain"]
     );
-    println!(
-        "database after serving: {:.1} MiB + WAL {:.1} MiB",
-        mib(file_size(&db_path)),
-        mib(file_size(&wal))
-    );
+    let (rss, peak) = resident_mib(vft.pid());
+    println!("server resident memory: {rss:.0} MiB now, {peak:.0} MiB at its peak (VmHWM)");
+    if !on_postgres {
+        println!(
+            "database after serving: {:.1} MiB + WAL {:.1} MiB",
+            mib(file_size(&db_path)),
+            mib(file_size(&wal))
+        );
+    }
     drop(vft);
     if let Some(s) = scratch.filter(|_| keep) {
         let dir = s.dir.keep();
