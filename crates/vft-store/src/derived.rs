@@ -51,7 +51,11 @@ pub trait DerivedStore: Send + Sync {
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<u64>;
 
-    /// Forgets every kept figure (response-centre months, change attributions, dose counts) so that each is computed from the events on its next request, and moves
+    /// Recounts the doses per month and municipality from the dose events, in one
+    /// transaction; returns the municipality months written.
+    async fn recount_dose_months(&self) -> Result<u64>;
+
+    /// Forgets every kept figure (response-centre months, change attributions) so that each is computed from the events on its next request, and moves
     /// their generations so that a figure being computed meanwhile is not kept either.
     async fn drop_kept_figures(&self) -> Result<()>;
 
@@ -476,6 +480,124 @@ macro_rules! impl_derived {
                 Ok(out)
             }
 
+            /// Counts newly stored dose events into `dose_months`, inside the batch's
+            /// transaction. `events` are the events this batch stored for the first time.
+            pub(crate) async fn count_dose_months(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                events: &[&vft_domain::Event],
+            ) -> $crate::Result<()> {
+                let mut counts: std::collections::BTreeMap<(i64, &str), (i64, i64)> = Default::default();
+                for e in events {
+                    let taken = match e.event_type {
+                        vft_domain::EventType::DoseTaken => true,
+                        vft_domain::EventType::DoseMissed => false,
+                        _ => continue,
+                    };
+                    let month = vft_domain::contact::month_key(vft_domain::YearMonth::containing(e.ts_utc()));
+                    let slot = counts.entry((month, e.municipality.as_str())).or_default();
+                    if taken { slot.0 += 1 } else { slot.1 += 1 }
+                }
+                let counts: Vec<_> = counts.into_iter().collect();
+                for chunk in counts.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO dose_months (month, municipality, taken, missed) ");
+                    qb.push_values(chunk, |mut row, ((month, m), (taken, missed))| {
+                        row.push_bind(*month).push_bind(*m).push_bind(*taken).push_bind(*missed);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, municipality) DO UPDATE SET \
+                         taken = dose_months.taken + excluded.taken, missed = dose_months.missed + excluded.missed",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Recounts `dose_months` from the dose events, one Oslo month per statement, in
+            /// one transaction (a batch with doses waits for it). Returns the municipality
+            /// months written.
+            pub(crate) async fn recount_dose_months(&self) -> $crate::Result<u64> {
+                use $crate::shared::{from_micros, micros};
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("DELETE FROM dose_months").execute(&mut *tx).await?;
+                let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
+                    "SELECT MIN(ts), MAX(ts) FROM events WHERE type IN ('dose_taken', 'dose_missed')",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut total = 0u64;
+                if let (Some(first), Some(last)) = (first, last) {
+                    let mut month = vft_domain::YearMonth::containing(from_micros(first)?);
+                    let last = vft_domain::YearMonth::containing(from_micros(last)?);
+                    while month <= last {
+                        let stored = sqlx::query(
+                            "INSERT INTO dose_months (month, municipality, taken, missed) \
+                             SELECT $1, municipality, SUM(CASE WHEN type = 'dose_taken' THEN 1 ELSE 0 END), \
+                             SUM(CASE WHEN type = 'dose_missed' THEN 1 ELSE 0 END) FROM events \
+                             WHERE type IN ('dose_taken', 'dose_missed') AND ts >= $2 AND ts < $3 GROUP BY municipality",
+                        )
+                        .bind(vft_domain::contact::month_key(month))
+                        .bind(micros(month.start()))
+                        .bind(micros(month.end_exclusive()))
+                        .execute(&mut *tx)
+                        .await?;
+                        total += stored.rows_affected();
+                        month = month.next();
+                    }
+                }
+                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'dose_months'")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(total)
+            }
+
+            /// Doses per period and municipality: whole Oslo months from `dose_months`, any
+            /// other period from its dose events.
+            pub(crate) async fn dose_counts_from_state(
+                &self,
+                periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)],
+            ) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {
+                use $crate::shared::micros;
+                let mut out = Vec::new();
+                for (idx, (start, end)) in periods.iter().enumerate() {
+                    let (first, after) = (vft_domain::YearMonth::containing(*start), vft_domain::YearMonth::containing(*end));
+                    let whole_months = first.start() == *start && after.start() == *end;
+                    let rows: Vec<(String, i64, i64)> = if whole_months {
+                        sqlx::query_as(
+                            "SELECT municipality, CAST(SUM(taken) AS BIGINT), CAST(SUM(missed) AS BIGINT) FROM dose_months \
+                             WHERE month >= $1 AND month < $2 GROUP BY municipality ORDER BY municipality",
+                        )
+                        .bind(vft_domain::contact::month_key(first))
+                        .bind(vft_domain::contact::month_key(after))
+                        .fetch_all(&self.reader)
+                        .await?
+                    } else {
+                        sqlx::query_as(
+                            "SELECT municipality, CAST(SUM(CASE WHEN type = 'dose_taken' THEN 1 ELSE 0 END) AS BIGINT), \
+                             CAST(SUM(CASE WHEN type = 'dose_missed' THEN 1 ELSE 0 END) AS BIGINT) FROM events \
+                             WHERE type IN ('dose_taken', 'dose_missed') AND ts >= $1 AND ts < $2 \
+                             GROUP BY municipality ORDER BY municipality",
+                        )
+                        .bind(micros(*start))
+                        .bind(micros(*end))
+                        .fetch_all(&self.reader)
+                        .await?
+                    };
+                    for (m, taken, missed) in rows {
+                        if taken == 0 && missed == 0 {
+                            continue;
+                        }
+                        out.push((
+                            idx,
+                            vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
+                            u64::try_from(taken).unwrap_or(0),
+                            u64::try_from(missed).unwrap_or(0),
+                        ));
+                    }
+                }
+                Ok(out)
+            }
+
             /// Runs the fills a migration left pending (see `PENDING_DERIVED_STATE`).
             pub(crate) async fn build_pending_derived_state(&self) -> $crate::Result<()> {
                 let pending: Vec<(String,)> =
@@ -486,6 +608,10 @@ macro_rules! impl_derived {
                     if name == "service_state" {
                         let devices = self.rebuild_service_state_by_chunks(&|_, _| {}).await?;
                         tracing::info!(devices, "service state built from the stored lifecycle events");
+                    }
+                    if name == "dose_months" {
+                        let rows = self.recount_dose_months().await?;
+                        tracing::info!(rows, "dose counts per month built from the stored dose events");
                     }
                     if name == "contact_history" {
                         let outcome = $crate::derived::DerivedStore::rebuild_contact_history(
@@ -566,12 +692,17 @@ macro_rules! impl_derived {
                     tx.commit().await?;
                 }
                 // Device state keeps each device's latest contact, also when its raw event is
-                // gone (purged before this history existed): that day is history too.
-                let latest: Vec<(String, String, i64)> = sqlx::query_as(
-                    "SELECT vendor, device, contact_ts FROM devices WHERE contact_ts IS NOT NULL ORDER BY vendor, device",
-                )
-                .fetch_all(&self.reader)
-                .await?;
+                // gone (purged before this history existed): that day is history too. Not when
+                // discarding: then only the events count, as asked.
+                let latest: Vec<(String, String, i64)> = if discard {
+                    Vec::new()
+                } else {
+                    sqlx::query_as(
+                        "SELECT vendor, device, contact_ts FROM devices WHERE contact_ts IS NOT NULL ORDER BY vendor, device",
+                    )
+                    .fetch_all(&self.reader)
+                    .await?
+                };
                 let mut kept_latest = Vec::with_capacity(latest.len());
                 for (vendor, device, ts) in latest {
                     let vendor = vft_domain::VendorId::parse(&vendor).map_err($crate::shared::corrupt)?;
@@ -685,14 +816,14 @@ macro_rules! impl_derived {
                 self.rebuild_service_state_by_chunks(progress).await
             }
 
+            async fn recount_dose_months(&self) -> $crate::Result<u64> {
+                Self::recount_dose_months(self).await
+            }
+
             async fn drop_kept_figures(&self) -> $crate::Result<()> {
                 let mut tx = self.writer.begin().await?;
                 // Generations first, as a batch does (see write_batch).
-                for table in [
-                    "lifecycle_generation",
-                    "alarm_generation",
-                    "dose_generation",
-                ] {
+                for table in ["lifecycle_generation", "alarm_generation"] {
                     sqlx::query(&format!(
                         "UPDATE {table} SET generation = generation + 1 WHERE id = 1"
                     ))
@@ -702,8 +833,6 @@ macro_rules! impl_derived {
                 for table in [
                     "response_month_cache",
                     "change_month_cache",
-                    "dose_count_cache",
-                    "dose_periods",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table}"))
                         .execute(&mut *tx)

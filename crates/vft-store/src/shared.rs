@@ -377,8 +377,7 @@ pub(crate) fn own_view(column: &str) -> String {
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
-            /// The generation in `table` (lifecycle_generation, alarm_generation,
-            /// dose_generation): every batch that changes what a kept figure counts bumps its
+            /// The generation in `table` (lifecycle_generation, alarm_generation): every batch that changes what a kept figure counts bumps its
             /// table as the batch's first statement.
             async fn generation(&self, table: &str) -> $crate::Result<i64> {
                 let (generation,): (i64,) = sqlx::query_as(&format!("SELECT generation FROM {table} WHERE id = 1"))
@@ -520,11 +519,9 @@ macro_rules! impl_store {
                 let has_alarm_events = events
                     .iter()
                     .any(|e| e.alarm.is_some() && e.event_type.is_alarm_event());
-                let earliest_dose = unique
+                let has_doses = unique
                     .iter()
-                    .filter(|e| matches!(e.event_type, vft_domain::EventType::DoseTaken | vft_domain::EventType::DoseMissed))
-                    .map(|e| micros(e.ts_utc()))
-                    .min();
+                    .any(|e| matches!(e.event_type, vft_domain::EventType::DoseTaken | vft_domain::EventType::DoseMissed));
                 let mut tx = self.writer.begin().await?;
                 if earliest_lifecycle.is_some() {
                     // First, so that in PostgreSQL this row lock serialises the batches (and
@@ -540,15 +537,6 @@ macro_rules! impl_store {
                     sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
-                }
-                if let Some(earliest) = earliest_dose {
-                    sqlx::query("UPDATE dose_generation SET generation = generation + 1 WHERE id = 1")
-                        .execute(&mut *tx)
-                        .await?;
-                    // A dose counts in the period holding its ts.
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM dose_periods WHERE period_end > ");
-                    qb.push_bind(earliest);
-                    qb.build().execute(&mut *tx).await?;
                 }
                 for chunk in unique.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -576,7 +564,22 @@ macro_rules! impl_store {
                             .push_bind(received);
                     });
                     qb.push(" ON CONFLICT (vendor, event_id) DO NOTHING");
-                    let inserted = qb.build().execute(&mut *tx).await?.rows_affected();
+                    let inserted = if has_doses {
+                        // Which ones are new, so that each dose is counted once.
+                        qb.push(" RETURNING vendor, event_id");
+                        let new: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                        let new: std::collections::HashSet<(&str, &str)> =
+                            new.iter().map(|(v, id)| (v.as_str(), id.as_str())).collect();
+                        let doses: Vec<&vft_domain::Event> = chunk
+                            .iter()
+                            .copied()
+                            .filter(|e| new.contains(&(e.vendor.as_str(), e.id.as_str())))
+                            .collect();
+                        Self::count_dose_months(&mut tx, &doses).await?;
+                        new.len() as u64
+                    } else {
+                        qb.build().execute(&mut *tx).await?.rows_affected()
+                    };
                     outcome.events_inserted += inserted;
                     if inserted < chunk.len() as u64 {
                         recheck.extend(chunk.iter().map(|e| (e.vendor.as_str(), e.id.as_str())));
@@ -1018,118 +1021,9 @@ macro_rules! impl_store {
                 Ok(records.into_iter().map(|(_, a)| a).collect())
             }
 
-            /// Ended periods come from `dose_count_cache` when kept; the others are counted
-            /// from the dose events and kept when ended, unless a dose batch was stored
-            /// meanwhile (see `generation_unchanged`).
             async fn dose_counts(&self, periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)]) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {
-                use $crate::shared::micros;
-                type Counts = Vec<(String, i64, i64)>;
-                if periods.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let now = micros(chrono::Utc::now());
-                let spans: Vec<(i64, i64)> = periods.iter().map(|(s, e)| (micros(*s), micros(*e))).collect();
-                let generation = self.generation("dose_generation").await?;
-                let mut kept: std::collections::BTreeMap<(i64, i64), Counts> = Default::default();
-                let ended: Vec<(i64, i64)> = spans.iter().copied().filter(|(_, e)| *e <= now).collect();
-                if !ended.is_empty() {
-                    // One statement, one snapshot: a kept period comes with all of its rows.
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT p.period_start, p.period_end, c.municipality, c.taken, c.missed FROM dose_periods p \
-                         LEFT JOIN dose_count_cache c ON c.period_start = p.period_start AND c.period_end = p.period_end \
-                         WHERE p.period_start IN (",
-                    );
-                    let mut sep = qb.separated(", ");
-                    for (start, _) in &ended {
-                        sep.push_bind(*start);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(i64, i64, Option<String>, Option<i64>, Option<i64>)> =
-                        qb.build_query_as().fetch_all(&self.reader).await?;
-                    for (start, end, m, taken, missed) in rows {
-                        if !ended.contains(&(start, end)) {
-                            continue;
-                        }
-                        let counts = kept.entry((start, end)).or_default();
-                        if let Some(m) = m {
-                            counts.push((m, taken.unwrap_or(0), missed.unwrap_or(0)));
-                        }
-                    }
-                }
-                let mut missing: Vec<(i64, i64)> = spans.iter().copied().filter(|p| !kept.contains_key(p)).collect();
-                missing.sort_unstable();
-                missing.dedup();
-                let mut counted: std::collections::BTreeMap<(i64, i64), Counts> = Default::default();
-                if !missing.is_empty() {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("WITH p (idx, s, e) AS (VALUES ");
-                    let mut sep = qb.separated(", ");
-                    for (i, (start, end)) in missing.iter().enumerate() {
-                        sep.push("(");
-                        sep.push_bind_unseparated(i as i64);
-                        sep.push_unseparated(", ");
-                        sep.push_bind_unseparated(*start);
-                        sep.push_unseparated(", ");
-                        sep.push_bind_unseparated(*end);
-                        sep.push_unseparated(")");
-                    }
-                    qb.push(
-                        ") SELECT p.idx, ev.municipality, SUM(CASE WHEN ev.type = 'dose_taken' THEN 1 ELSE 0 END), \
-                         SUM(CASE WHEN ev.type = 'dose_missed' THEN 1 ELSE 0 END) FROM events ev \
-                         JOIN p ON ev.ts >= p.s AND ev.ts < p.e WHERE ev.type IN ('dose_taken', 'dose_missed') \
-                         GROUP BY p.idx, ev.municipality ORDER BY p.idx, ev.municipality",
-                    );
-                    for p in &missing {
-                        counted.insert(*p, Vec::new());
-                    }
-                    let rows: Vec<(i64, String, i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
-                    for (i, m, taken, missed) in rows {
-                        let period = usize::try_from(i).ok().and_then(|i| missing.get(i)).ok_or_else(|| {
-                            $crate::StoreError::Corrupt(format!("dose period index {i}"))
-                        })?;
-                        counted.entry(*period).or_default().push((m, taken, missed));
-                    }
-                    let keep: Vec<(&(i64, i64), &Counts)> = counted.iter().filter(|((_, e), _)| *e <= now).collect();
-                    if !keep.is_empty() {
-                        let mut tx = self.writer.begin().await?;
-                        if Self::generation_unchanged(&mut tx, "dose_generation", generation).await? {
-                            for ((start, end), rows) in keep {
-                                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO dose_periods (period_start, period_end) VALUES (");
-                                qb.push_bind(*start).push(", ").push_bind(*end).push(") ON CONFLICT (period_start, period_end) DO NOTHING");
-                                // Another request kept this period first: keep its rows only.
-                                if qb.build().execute(&mut *tx).await?.rows_affected() != 1 {
-                                    continue;
-                                }
-                                for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
-                                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                                        "INSERT INTO dose_count_cache (period_start, period_end, municipality, taken, missed) ",
-                                    );
-                                    qb.push_values(chunk, |mut row, (m, taken, missed)| {
-                                        row.push_bind(*start)
-                                            .push_bind(*end)
-                                            .push_bind(m.as_str())
-                                            .push_bind(*taken)
-                                            .push_bind(*missed);
-                                    });
-                                    qb.build().execute(&mut *tx).await?;
-                                }
-                            }
-                            tx.commit().await?;
-                        }
-                    }
-                }
-                let mut out = Vec::new();
-                for (idx, span) in spans.iter().enumerate() {
-                    let rows = kept.get(span).or_else(|| counted.get(span)).map(Vec::as_slice).unwrap_or_default();
-                    for (m, taken, missed) in rows {
-                        out.push((
-                            idx,
-                            vft_domain::MunicipalityCode::parse(m).map_err($crate::shared::corrupt)?,
-                            u64::try_from(*taken).unwrap_or(0),
-                            u64::try_from(*missed).unwrap_or(0),
-                        ));
-                    }
-                }
-                Ok(out)
+                // Whole months from the counts ingest keeps (derived.rs).
+                self.dose_counts_from_state(periods).await
             }
 
             async fn publish_month(&self, month: vft_domain::YearMonth, rows: &[$crate::BreakdownRow], by: Option<&str>) -> $crate::Result<bool> {

@@ -58,6 +58,7 @@ both_backends!(
     contact_history_survives_retention,
     contact_history_rebuilt_equals_incremental_in_any_arrival_order,
     service_state_counts_devices_and_recipients_at_any_instant_in_any_order,
+    dose_months_count_each_dose_once_in_any_order,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -3266,4 +3267,101 @@ async fn service_state_counts_devices_and_recipients_at_any_instant_in_any_order
         .expect("rebuild");
     assert_eq!(devices as usize, by_device.len());
     assert_eq!(answer().await, expected, "rebuilt service state");
+}
+
+/// Doses per Oslo month and municipality, counted by ingest: each dose once whatever the
+/// arrival order, batching and repeats (a conflicting repeat of an id counts as its first
+/// arrival), equal to counting the events, and equal again after a recount from the events.
+/// A period that is not whole months is counted from the events.
+async fn dose_months_count_each_dose_once_in_any_order(s: TestStore) {
+    let mut rng = Rng(91);
+    let base = utc("2025-03-31T20:00:00Z");
+    let events: Vec<Event> = (0..200)
+        .map(|i| {
+            let t = base
+                + Duration::minutes(rng.below(6 * 60) as i64)
+                + Duration::days(30 * rng.below(3) as i64);
+            event(
+                "hepro",
+                &format!("dose{i}"),
+                &t.to_rfc3339(),
+                ["3320", "3328"][rng.below(2) as usize],
+                &format!("MS{}", rng.below(5)),
+                if rng.below(3) == 0 {
+                    EventType::DoseMissed
+                } else {
+                    EventType::DoseTaken
+                },
+                None,
+            )
+        })
+        .collect();
+    let mut arrival = events.clone();
+    for _ in 0..30 {
+        arrival.push(events[rng.below(events.len() as u64) as usize].clone());
+    }
+    for i in (1..arrival.len()).rev() {
+        arrival.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut conflicting = events[0].clone();
+    conflicting.ts += Duration::days(40);
+    conflicting.event_type = EventType::DoseMissed;
+    arrival.push(conflicting);
+    let mut rest = arrival.as_slice();
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at((rng.below(20) as usize + 1).min(rest.len()));
+        s.store
+            .write_batch(batch, &[], Utc::now())
+            .await
+            .expect("write");
+        rest = tail;
+    }
+    let months: Vec<YearMonth> = (3..=7)
+        .map(|m| YearMonth::new(2025, m).expect("month"))
+        .collect();
+    let mut periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
+        .iter()
+        .map(|m| (m.start(), m.end_exclusive()))
+        .collect();
+    periods.push((months[0].start(), months[4].end_exclusive()));
+    // Not whole months: from the events.
+    periods.push((utc("2025-04-01T00:00:00Z"), utc("2025-04-15T12:00:00Z")));
+    let expected: Vec<String> = {
+        let mut rows = Vec::new();
+        for (idx, (start, end)) in periods.iter().enumerate() {
+            let mut per: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for e in events
+                .iter()
+                .filter(|e| e.ts_utc() >= *start && e.ts_utc() < *end)
+            {
+                let slot = per.entry(e.municipality.to_string()).or_default();
+                if e.event_type == EventType::DoseTaken {
+                    slot.0 += 1
+                } else {
+                    slot.1 += 1
+                }
+            }
+            rows.extend(
+                per.into_iter()
+                    .map(|(m, (t, x))| format!("{idx} {m} {t} {x}")),
+            );
+        }
+        rows
+    };
+    let answer = || async {
+        s.store
+            .dose_counts(&periods)
+            .await
+            .expect("doses")
+            .iter()
+            .map(|(idx, m, t, x)| format!("{idx} {m} {t} {x}"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        expected.len() > 8,
+        "too few rows to mean much: {expected:?}"
+    );
+    assert_eq!(answer().await, expected, "counted by ingest");
+    s.store.recount_dose_months().await.expect("recount");
+    assert_eq!(answer().await, expected, "recounted from the events");
 }

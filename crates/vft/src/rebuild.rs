@@ -33,6 +33,10 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
         "Service state recomputed from the lifecycle events of {devices} devices ({:.1} s).",
         started.elapsed().as_secs_f64()
     );
+    let dose_months = store.recount_dose_months().await?;
+    eprintln!(
+        "Doses recounted per month from the dose events ({dose_months} municipality months)."
+    );
     store.drop_kept_figures().await?;
     eprintln!("Kept figures dropped: each is computed from the events on its next request.");
     let bar = indicatif::ProgressBar::new(0);
