@@ -173,9 +173,18 @@ impl RunningListener {
             warn!(addr = %self.local_addr, "MQTT listener did not stop in time; leaving its thread");
             return;
         }
-        let thread = self.thread;
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
+        // The server's future has also been seen to stay pending after a stop that came right
+        // after the start, so its thread is watched rather than joined: a join in a blocking
+        // task would in turn hold up the tokio runtime's shutdown.
+        let deadline = tokio::time::Instant::now() + STOP_PATIENCE;
+        while !self.thread.is_finished() {
+            if tokio::time::Instant::now() >= deadline {
+                warn!(addr = %self.local_addr, "MQTT listener thread did not end in time; leaving it");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if self.thread.join().is_err() {
             warn!("MQTT listener thread ended abnormally");
         }
         debug!(addr = %self.local_addr, "MQTT listener stopped");
