@@ -1,10 +1,13 @@
-//! State derived from the events that the store keeps beside them (migration 0018): the contact
-//! history (`vft_domain::contact`), written by `write_batch` in the batch's own transaction, and
-//! the operator's way back to a state that follows the events (`vft rebuild`).
-//!
-//! The contact history outlives the raw status events, so rebuilding it merges what the
-//! remaining events say into it (a merge is idempotent) and never drops the days whose raw
-//! events retention already purged.
+//! State derived from the events that the store keeps beside them, written by `write_batch` in
+//! the batch's own transaction, and the operator's way back to a state that follows the events
+//! (`vft rebuild`):
+//! - service state (migration 0019, `vft_domain::interval`): each device's service intervals,
+//!   recipients' unions of them, and their month deltas, from which the month-end breakdown is
+//!   read;
+//! - doses per month and municipality (migration 0020), counted once per stored dose event;
+//! - the contact history (migration 0018, `vft_domain::contact`), which outlives the raw status
+//!   events, so rebuilding it merges what the remaining events say into it (a merge is
+//!   idempotent) and never drops the days whose raw events retention already purged.
 
 use crate::Result;
 use async_trait::async_trait;
@@ -44,8 +47,7 @@ pub trait DerivedStore: Send + Sync {
 
     /// Recomputes the service state (intervals, recipient spans, month deltas) from the
     /// lifecycle events, by difference, some thousand devices per transaction; returns the
-    /// devices done. `progress` gets
-    /// (devices done, devices in all).
+    /// devices done. `progress` gets (devices done, devices in all).
     async fn rebuild_service_state(
         &self,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
@@ -55,8 +57,9 @@ pub trait DerivedStore: Send + Sync {
     /// transaction; returns the municipality months written.
     async fn recount_dose_months(&self) -> Result<u64>;
 
-    /// Forgets every kept figure (response-centre months, change attributions) so that each is computed from the events on its next request, and moves
-    /// their generations so that a figure being computed meanwhile is not kept either.
+    /// Forgets every kept figure (response-centre months, change attributions) so that each is
+    /// computed from the events on its next request, and moves their generations so that a
+    /// figure being computed meanwhile is not kept either.
     async fn drop_kept_figures(&self) -> Result<()>;
 
     /// The whole contact history, ordered.
