@@ -503,6 +503,19 @@ async fn timed_get(client: &reqwest::Client, url: &str, token: &str) -> Timed {
     }
 }
 
+/// A request's first call, which must answer 200 with a body.
+async fn first_call(client: &reqwest::Client, url: &str, path: &str, token: &str) -> Timed {
+    let first = timed_get(client, url, token).await;
+    assert_eq!(
+        first.status,
+        200,
+        "GET {path}: {}",
+        first.body.chars().take(300).collect::<String>()
+    );
+    assert!(!first.body.is_empty(), "GET {path}: empty body");
+    first
+}
+
 /// One request: a first call, then `WARM_RUNS` timed ones; prints a line, returns the body.
 async fn measure(
     client: &reqwest::Client,
@@ -512,14 +525,7 @@ async fn measure(
     token: &str,
 ) -> String {
     let url = format!("{api}{path}");
-    let first = timed_get(client, &url, token).await;
-    assert_eq!(
-        first.status,
-        200,
-        "GET {path}: {}",
-        first.body.chars().take(300).collect::<String>()
-    );
-    assert!(!first.body.is_empty(), "GET {path}: empty body");
+    let first = first_call(client, &url, path, token).await;
     let mut ms = Vec::with_capacity(WARM_RUNS);
     for _ in 0..WARM_RUNS {
         let t = timed_get(client, &url, token).await;
@@ -553,14 +559,7 @@ async fn measure_twice(
     token: &str,
 ) -> String {
     let url = format!("{api}{path}");
-    let first = timed_get(client, &url, token).await;
-    assert_eq!(
-        first.status,
-        200,
-        "GET {path}: {}",
-        first.body.chars().take(300).collect::<String>()
-    );
-    assert!(!first.body.is_empty(), "GET {path}: empty body");
+    let first = first_call(client, &url, path, token).await;
     let warm = timed_get(client, &url, token).await;
     assert_eq!(warm.status, 200, "GET {path}");
     println!(

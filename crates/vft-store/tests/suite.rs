@@ -647,6 +647,36 @@ impl Rng {
     }
 }
 
+/// Stores `events` as gateways may deliver them: `repeats` random copies added, all shuffled,
+/// then `last` (a conflicting repeat, say) after its first arrival, in batches of 1 to
+/// `max_batch` events.
+async fn write_in_any_order(
+    s: &TestStore,
+    rng: &mut Rng,
+    events: &[Event],
+    repeats: usize,
+    last: Option<Event>,
+    max_batch: u64,
+) {
+    let mut arrival = events.to_vec();
+    for _ in 0..repeats {
+        arrival.push(events[rng.below(events.len() as u64) as usize].clone());
+    }
+    for i in (1..arrival.len()).rev() {
+        arrival.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    arrival.extend(last);
+    let mut rest = arrival.as_slice();
+    while !rest.is_empty() {
+        let (batch, tail) = rest.split_at((rng.below(max_batch) as usize + 1).min(rest.len()));
+        s.store
+            .write_batch(batch, &[], Utc::now())
+            .await
+            .expect("write");
+        rest = tail;
+    }
+}
+
 /// Lifecycle and status events for a few devices over 2025, clustered around month ends and
 /// with shared timestamps so ties and boundaries are exercised.
 fn scenario(seed: u64, n: usize) -> Vec<Event> {
@@ -3039,13 +3069,7 @@ async fn contact_history_rebuilt_equals_incremental_in_any_arrival_order(s: Test
     ];
     let mut kept: Vec<Event> = Vec::new();
     for seed in 1..=6u64 {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         // Around month ends in Oslo, both sides of midnight, winter and summer time.
         let base = [
             utc("2025-01-31T20:00:00Z"),
@@ -3054,39 +3078,23 @@ async fn contact_history_rebuilt_equals_incremental_in_any_arrival_order(s: Test
         ];
         let events: Vec<Event> = (0..60)
             .map(|i| {
-                let t = base[next(3) as usize] + Duration::minutes(next(8 * 60) as i64);
-                let ty = types[next(types.len() as u64) as usize];
+                let t = base[rng.below(3) as usize] + Duration::minutes(rng.below(8 * 60) as i64);
+                let ty = types[rng.below(types.len() as u64) as usize];
                 event(
                     "hepro",
                     &format!("s{seed}e{i}"),
                     &t.to_rfc3339(),
                     "3328",
-                    &format!("S{seed}D{}", next(4)),
+                    &format!("S{seed}D{}", rng.below(4)),
                     ty,
                     (ty == EventType::Installed).then_some(TechnologyKind::SafetyAlarm),
                 )
             })
             .collect();
-        let mut arrival = events.clone();
-        for _ in 0..10 {
-            arrival.push(events[next(events.len() as u64) as usize].clone());
-        }
-        for i in (1..arrival.len()).rev() {
-            arrival.swap(i, next(i as u64 + 1) as usize);
-        }
         // A conflicting repeat after its first arrival: another day, same id.
         let mut conflicting = events[0].clone();
         conflicting.ts += Duration::days(3);
-        arrival.push(conflicting);
-        let mut rest = arrival.as_slice();
-        while !rest.is_empty() {
-            let (batch, tail) = rest.split_at((next(12) as usize + 1).min(rest.len()));
-            s.store
-                .write_batch(batch, &[], Utc::now())
-                .await
-                .expect("write");
-            rest = tail;
-        }
+        write_in_any_order(&s, &mut rng, &events, 10, Some(conflicting), 12).await;
         kept.extend(events);
     }
     let expected: Vec<vft_store::ContactRow> = {
@@ -3159,22 +3167,7 @@ async fn service_state_counts_devices_and_recipients_at_any_instant_in_any_order
             vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(6))).expect("recipient")
         });
     }
-    let mut arrival = events.clone();
-    for _ in 0..40 {
-        arrival.push(events[rng.below(events.len() as u64) as usize].clone());
-    }
-    for i in (1..arrival.len()).rev() {
-        arrival.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-    let mut rest = arrival.as_slice();
-    while !rest.is_empty() {
-        let (batch, tail) = rest.split_at((rng.below(25) as usize + 1).min(rest.len()));
-        s.store
-            .write_batch(batch, &[], Utc::now())
-            .await
-            .expect("write");
-        rest = tail;
-    }
+    write_in_any_order(&s, &mut rng, &events, 40, None, 25).await;
     // Expected, from the domain: each device's intervals from its lifecycle events.
     let mut by_device: std::collections::BTreeMap<
         (VendorId, DeviceId),
@@ -3296,26 +3289,10 @@ async fn dose_months_count_each_dose_once_in_any_order(s: TestStore) {
             )
         })
         .collect();
-    let mut arrival = events.clone();
-    for _ in 0..30 {
-        arrival.push(events[rng.below(events.len() as u64) as usize].clone());
-    }
-    for i in (1..arrival.len()).rev() {
-        arrival.swap(i, rng.below(i as u64 + 1) as usize);
-    }
     let mut conflicting = events[0].clone();
     conflicting.ts += Duration::days(40);
     conflicting.event_type = EventType::DoseMissed;
-    arrival.push(conflicting);
-    let mut rest = arrival.as_slice();
-    while !rest.is_empty() {
-        let (batch, tail) = rest.split_at((rng.below(20) as usize + 1).min(rest.len()));
-        s.store
-            .write_batch(batch, &[], Utc::now())
-            .await
-            .expect("write");
-        rest = tail;
-    }
+    write_in_any_order(&s, &mut rng, &events, 30, Some(conflicting), 20).await;
     let months: Vec<YearMonth> = (3..=7)
         .map(|m| YearMonth::new(2025, m).expect("month"))
         .collect();

@@ -15,14 +15,7 @@ pub(crate) struct RebuildArgs {
 pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Result<()> {
     let store = crate::open_store(config).await?;
     let started = std::time::Instant::now();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "service state   [{bar:40}] {pos}/{len} devices ({eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar("service state   ", "devices");
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
@@ -39,14 +32,7 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
     );
     store.drop_kept_figures().await?;
     eprintln!("Kept figures dropped: each is computed from the events on its next request.");
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "contact history [{bar:40}] {pos}/{len} months ({eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar("contact history ", "months");
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
@@ -67,4 +53,17 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A bar for one step, its length set by the step's first progress report.
+fn progress_bar(step: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{step}[{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
