@@ -35,6 +35,11 @@ pub struct ContactMonth {
     pub last: DateTime<Utc>,
 }
 
+/// The bit of a date in its month's `days`.
+pub fn day_bit(date: NaiveDate) -> u32 {
+    1 << (date.day() - 1)
+}
+
 /// The stored form of a month: `year * 100 + month`, which orders like the months.
 pub fn month_key(m: YearMonth) -> i64 {
     i64::from(m.year()) * 100 + i64::from(m.month())
@@ -62,7 +67,7 @@ impl ContactMonth {
             vendor,
             device,
             month: YearMonth::new(date.year(), date.month()).ok()?,
-            days: 1 << (date.day() - 1),
+            days: day_bit(date),
             last: ts,
         })
     }

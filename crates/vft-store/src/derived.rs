@@ -777,7 +777,7 @@ macro_rules! impl_derived {
                         let events: Vec<(String, String, i64)> =
                             qb.build_query_as().fetch_all(&self.reader).await?;
                         outcome.contact_events += events.len() as u64;
-                        let bit = 1u32 << (chrono::Datelike::day(&day) - 1);
+                        let bit = vft_domain::contact::day_bit(day);
                         for (vendor, device, ts) in events {
                             let slot = rows.entry((vendor, device)).or_insert((0, ts));
                             slot.0 |= bit;
