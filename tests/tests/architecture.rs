@@ -187,3 +187,143 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     }
     broken
 }
+
+/// One crate's modules (the first path segment under `src/`) and which others each names with
+/// a `crate::` path, in code or attributes (comments are left out). The crate root is not a
+/// node: it composes the modules (declares them, builds the router, holds shared state), and
+/// a name of its own that a module uses is an edge to no module.
+fn module_graph(src: &std::path::Path) -> BTreeMap<String, BTreeSet<String>> {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(src, &mut files);
+    let module_of = |path: &std::path::Path| -> Option<String> {
+        let first = path.strip_prefix(src).ok()?.components().next()?;
+        let name = first.as_os_str().to_str()?.trim_end_matches(".rs");
+        (!matches!(name, "lib" | "main")).then(|| name.to_owned())
+    };
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = modules
+        .iter()
+        .map(|m| (m.clone(), BTreeSet::new()))
+        .collect();
+    for file in &files {
+        let Some(from) = module_of(file) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(file).expect("read source");
+        let code: String = text
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let named: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .collect(),
+                None => vec![rest],
+            };
+            for path in named {
+                let first: String = path
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if modules.contains(&first) && first != from {
+                    graph.get_mut(&from).expect("module").insert(first);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the modules along it, if there is one.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == node) {
+            let mut found = path[at..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|start| visit(start, graph, &mut Vec::new(), &mut done))
+}
+
+/// Below each crate's root, modules import each other in one direction only, so each can be
+/// read knowing only what it names (the API's `auth` once needed `audit`, which needed `auth`).
+#[test]
+fn no_crate_has_an_import_circle_between_its_modules() {
+    let crates = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../crates"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(crates).expect("crates") {
+        let src = entry.expect("entry").path().join("src");
+        let graph = module_graph(&src);
+        checked += graph.len();
+        if let Some(found) = cycle(&graph) {
+            panic!(
+                "{}: modules import each other in a circle: {}",
+                src.display(),
+                found.join(" → ")
+            );
+        }
+    }
+    assert!(
+        checked > 40,
+        "only {checked} modules found: is the path right?"
+    );
+}
+
+/// The circle check can fail: the API's real graph with one edge back is caught.
+#[test]
+fn the_circle_check_notices_a_circle() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/vft-api/src");
+    let mut graph = module_graph(std::path::Path::new(src));
+    assert!(
+        graph["audit"].contains("auth") && graph["auth"].contains("audit_slot"),
+        "the API's graph is not what this test expects: {graph:?}"
+    );
+    assert_eq!(cycle(&graph), None);
+    graph
+        .get_mut("audit_slot")
+        .expect("module")
+        .insert("audit".into());
+    let found = cycle(&graph).expect("the added edge closes a circle");
+    assert!(
+        found.contains(&"audit".to_owned()) && found.contains(&"audit_slot".to_owned()),
+        "{found:?}"
+    );
+}

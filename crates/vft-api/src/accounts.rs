@@ -1,7 +1,7 @@
 //! Personal accounts and machine tokens, managed through the API by the coordinator and
 //! operator roles (`vft user …` and `vft token …` do the same on the server).
 
-use crate::audit::AuditNote;
+use crate::audit_slot::AuditNote;
 use crate::auth::{AccessManager, TOKEN_ID_DIGITS};
 use crate::{ApiError, AppState};
 use axum::Json;

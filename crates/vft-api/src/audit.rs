@@ -1,7 +1,7 @@
 //! The audit log, as the API writes and serves it.
 //!
 //! A middleware around the API gives each request an [`AuditSlot`]; the extractors note who
-//! made it and for which municipality, handlers note what they showed ([`AuditNote`]). When the
+//! made it and for which municipality, handlers note what they showed ([`crate::audit_slot::AuditNote`]). When the
 //! response is ready the middleware decides whether the request is recorded:
 //! - every change (any method but GET/HEAD), whatever its outcome;
 //! - every read of personal data that succeeded ([`PERSONAL_READS`]);
@@ -14,18 +14,18 @@
 //! Records are written by one task in batches (group commit): a request waits for the commit
 //! of the batch holding its record, and many requests share one transaction.
 
+use crate::audit_slot::AuditSlot;
 use crate::auth::AuditReader;
-use crate::session::ClientIp;
+use crate::client_ip::ClientIp;
 use crate::{ApiError, AppState};
 use axum::Json;
-use axum::extract::{FromRequestParts, MatchedPath, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use vft_domain::audit::{AuditAction, AuditEntry, ChainedEntry};
@@ -54,84 +54,6 @@ pub const PERSONAL_READS: &[&str] = &[
     // Staff e-mail addresses.
     "/api/v1/notification-rules",
 ];
-
-/// What the extractors and handlers of one request tell its audit record.
-#[derive(Debug, Default)]
-pub struct AuditSlotData {
-    principal: Option<Principal>,
-    unknown_credential: bool,
-    municipality: Option<String>,
-    subjects: Vec<String>,
-    /// Subjects left out past [`vft_domain::audit::MAX_SUBJECTS`].
-    more_subjects: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AuditSlot(Arc<Mutex<AuditSlotData>>);
-
-impl AuditSlot {
-    fn with(parts: &Parts, f: impl FnOnce(&mut AuditSlotData)) {
-        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
-            f(&mut slot
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner));
-        }
-    }
-
-    pub(crate) fn note_principal(parts: &Parts, principal: &Principal) {
-        Self::with(parts, |d| d.principal = Some(principal.clone()));
-    }
-
-    pub(crate) fn note_unknown_credential(parts: &Parts) {
-        Self::with(parts, |d| d.unknown_credential = true);
-    }
-
-    pub(crate) fn note_municipality(parts: &Parts, municipality: Option<&MunicipalityCode>) {
-        Self::with(parts, |d| {
-            d.municipality = municipality.map(ToString::to_string);
-        });
-    }
-}
-
-/// A handler's way to say what it showed or changed (device keys, recipient references,
-/// usernames), beyond the route's path parameters, which are recorded anyway.
-pub struct AuditNote(AuditSlot);
-
-impl<S: Send + Sync> FromRequestParts<S> for AuditNote {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<AuditSlot>()
-                .cloned()
-                .unwrap_or_default(),
-        ))
-    }
-}
-
-impl AuditNote {
-    pub fn subjects<I, T>(&self, subjects: I)
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
-    {
-        let mut d = self
-            .0
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for s in subjects {
-            if d.subjects.len() < vft_domain::audit::MAX_SUBJECTS - 1 {
-                d.subjects.push(s.into());
-            } else {
-                d.more_subjects += 1;
-            }
-        }
-    }
-}
 
 /// The audit log's writer: one task appending batches of records to the store's chain.
 pub struct AuditTrail {
@@ -257,12 +179,7 @@ pub async fn record_requests(
     let Some(template) = template else {
         return response;
     };
-    let data = std::mem::take(
-        &mut *slot
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let data = slot.take();
     let is_read = matches!(method, Method::GET | Method::HEAD);
     let action = if status == StatusCode::UNAUTHORIZED {
         // Requests without any credential are not recorded: they are anonymous noise.

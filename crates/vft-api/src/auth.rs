@@ -1,10 +1,10 @@
 //! Who is calling: a person's dashboard session or a machine token, resolved once per request
 //! into a [`Principal`], and the extractors that require a capability of its role. Every
 //! extractor also tells the audit record of the request who made it
-//! ([`crate::audit::AuditSlot`]).
+//! ([`crate::audit_slot::AuditSlot`]).
 
-use crate::audit::AuditSlot;
-use crate::session::ClientIp;
+use crate::audit_slot::AuditSlot;
+use crate::client_ip::ClientIp;
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};

@@ -354,7 +354,7 @@ pub struct DevicePage {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     headers: HeaderMap,
     Query(params): Query<DeviceParams>,
 ) -> Result<Response, ApiError> {
@@ -408,7 +408,7 @@ pub async fn list(
 }
 
 /// The audit record of a device list names every device shown and its recipient.
-fn note_devices(note: &crate::audit::AuditNote, views: &[DeviceView]) {
+fn note_devices(note: &crate::audit_slot::AuditNote, views: &[DeviceView]) {
     note.subjects(views.iter().flat_map(|v| {
         std::iter::once(format!("{}/{}", v.vendor, v.device))
             .chain(v.recipient.as_ref().map(|r| format!("recipient={r}")))
@@ -536,7 +536,7 @@ impl From<&Event> for HistoryEvent {
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     Path((vendor, device)): Path<(String, String)>,
 ) -> Result<Json<DeviceDetail>, ApiError> {
     let (vendor, device) = parse_key(&vendor, &device)?;

@@ -280,7 +280,7 @@ pub struct UnansweredView {
 pub async fn unanswered(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     Query(q): Query<UnansweredQuery>,
 ) -> Result<Json<UnansweredView>, ApiError> {
     let month = match q.month.as_deref() {

@@ -640,7 +640,7 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
 pub async fn reconciliation(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     headers: HeaderMap,
     Query(params): Query<ReconcileParams>,
 ) -> Result<Response, ApiError> {

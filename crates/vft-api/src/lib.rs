@@ -3,7 +3,9 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod audit_slot;
 pub mod auth;
+mod client_ip;
 pub mod devices;
 mod error;
 mod figures;

@@ -139,7 +139,7 @@ pub struct RevokeQuery {
 /// listener. The response holds the password; vft keeps only its hash.
 pub async fn post(
     _manager: AccessManager,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     State(state): State<AppState>,
     Json(new): Json<NewCredential>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -182,7 +182,7 @@ pub async fn list(
 /// `DELETE /api/v1/mqtt-credentials?username=` (coordinator): revokes a credential.
 pub async fn revoke(
     _manager: AccessManager,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     State(state): State<AppState>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<StatusCode, ApiError> {

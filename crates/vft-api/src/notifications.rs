@@ -2,7 +2,7 @@
 //! coordinator manages the region's rules and every municipality's; a municipality user
 //! manages and sees its own municipality's only.
 
-use crate::audit::AuditNote;
+use crate::audit_slot::AuditNote;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 use axum::Json;

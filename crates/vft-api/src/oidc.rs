@@ -38,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// may refuse a scope it does not know).
 const SCOPES: [&str; 2] = ["email", "profile"];
 
+/// The route OpenID sign-ins are recorded under (the callback of the code flow).
+pub(crate) const CALLBACK_ROUTE: &str = "GET /api/auth/oidc/callback";
+
 /// How vft signs people in with the organisation's OpenID provider (`[oidc]` in the
 /// configuration, later). The client is registered at the provider as a confidential web
 /// client with `redirect_url` as its redirect URI.

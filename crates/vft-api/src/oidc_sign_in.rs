@@ -9,8 +9,11 @@
 //! operator. The flow is bound to the browser that began it by a short-lived cookie holding
 //! the `state`, so a sign-in cannot be finished in another browser (login CSRF).
 
-use crate::oidc::{OidcClient, OidcError, OidcSettings, PendingSignIns, VerifiedIdentity};
-use crate::session::{ClientIp, cookie_is_secure, open_session, record_sign, sign_entry};
+use crate::client_ip::ClientIp;
+use crate::oidc::{
+    CALLBACK_ROUTE, OidcClient, OidcError, OidcSettings, PendingSignIns, VerifiedIdentity,
+};
+use crate::session::{cookie_is_secure, open_session, record_sign, sign_entry};
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -22,9 +25,6 @@ use vft_domain::audit::AuditAction;
 /// The cookie that binds a sign-in to its browser. SameSite=Lax: the provider's redirect back
 /// is a cross-site navigation, which Strict would strip.
 const STATE_COOKIE: &str = "vft_oidc_state";
-
-/// The route OpenID sign-ins are recorded under.
-pub(crate) const CALLBACK_ROUTE: &str = "GET /api/auth/oidc/callback";
 
 /// OpenID sign-in as configured: the provider's settings, its client once discovered, and the
 /// sign-ins under way.

@@ -893,7 +893,7 @@ pub async fn replay(
 pub async fn dead_letters(
     State(state): State<AppState>,
     _reader: crate::auth::DeadLetterReader,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     Query(q): Query<DeadLettersQuery>,
 ) -> Result<Json<DeadLetterPage>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);

@@ -5,11 +5,11 @@
 //! unless configured off or the page was opened over plain HTTP on a loopback address.
 
 use crate::auth::{Authenticated, Caller, SESSION_COOKIE, session_cookie};
+use crate::client_ip::ClientIp;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -34,29 +34,6 @@ impl Default for SessionSettings {
             lifetime: chrono::Duration::hours(8),
             secure_cookie: true,
         }
-    }
-}
-
-/// The address of the client that sent a request (the peer of its connection; behind a
-/// reverse proxy, the proxy). Unspecified when the server was not given connection info.
-pub struct ClientIp(pub std::net::IpAddr);
-
-impl ClientIp {
-    pub(crate) fn from_parts(parts: &Parts) -> Self {
-        ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<std::net::SocketAddr>>()
-                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
-        )
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_parts(parts))
     }
 }
 
@@ -236,7 +213,7 @@ pub(crate) async fn open_session(
             &principal.role.to_string(),
             AuditAction::SignIn,
             if method == "oidc" {
-                crate::oidc_sign_in::CALLBACK_ROUTE
+                crate::oidc::CALLBACK_ROUTE
             } else {
                 "POST /api/session"
             },

@@ -243,7 +243,7 @@ pub struct ReportQuery {
 pub async fn monthly_pdf(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     monthly(&state, &caller, &note, &q, ReportFormat::Pdf).await
@@ -254,7 +254,7 @@ pub async fn monthly_pdf(
 pub async fn monthly_xlsx(
     State(state): State<AppState>,
     caller: Caller,
-    note: crate::audit::AuditNote,
+    note: crate::audit_slot::AuditNote,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     monthly(&state, &caller, &note, &q, ReportFormat::Xlsx).await
@@ -263,7 +263,7 @@ pub async fn monthly_xlsx(
 async fn monthly(
     state: &AppState,
     caller: &Caller,
-    note: &crate::audit::AuditNote,
+    note: &crate::audit_slot::AuditNote,
     q: &ReportQuery,
     format: ReportFormat,
 ) -> Result<Response, ApiError> {
