@@ -327,3 +327,48 @@ fn the_circle_check_notices_a_circle() {
         "{found:?}"
     );
 }
+
+/// Reads of the clock in `src` (test modules included: a rule's tests pass their instants too).
+fn clock_reads(src: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if ["Utc::now", "Local::now", "SystemTime::now", "Instant::now"]
+                    .iter()
+                    .any(|c| code.contains(c))
+                {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The domain's rules and the store's writes take "now" from their caller, so a test (or a
+/// replay) decides what time it is, and no figure depends on when it was asked.
+#[test]
+fn the_domain_and_the_store_read_no_clock() {
+    let crates = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates");
+    for krate in ["vft-domain", "vft-store"] {
+        let src = std::path::Path::new(crates).join(krate).join("src");
+        let found = clock_reads(&src);
+        assert!(
+            found.is_empty(),
+            "{krate} reads the clock; take the time as a parameter:\n{}",
+            found.join("\n")
+        );
+    }
+    // The check can fail: the API reads the clock at its edge.
+    let api = std::path::Path::new(crates).join("vft-api").join("src");
+    assert!(!clock_reads(&api).is_empty());
+}

@@ -397,7 +397,8 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     caller.require_coordinator()?;
     let month = parse_month(&month)?;
-    if month.end_exclusive() > Utc::now() {
+    let now = Utc::now();
+    if month.end_exclusive() > now {
         return Err(ApiError::BadRequest(format!(
             "{month} has not ended; only past months can be published"
         )));
@@ -409,7 +410,7 @@ pub async fn publish(
     if state
         .store
         // Who published: the person (or token) as the audit log names them.
-        .publish_month(month, &rows, Some(&caller.principal().actor()))
+        .publish_month(month, &rows, Some(&caller.principal().actor()), now)
         .await?
     {
         Ok((

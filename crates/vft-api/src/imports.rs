@@ -131,7 +131,7 @@ pub async fn import_file(
     parsed.reject_unknown_municipalities(registry, &municipality_column);
     let listings: Vec<_> = parsed.rows.iter().map(|(_, l)| l.clone()).collect();
     let outcome = store
-        .import_inventory(&v, as_of, &sha, &listings, &parsed.errors)
+        .import_inventory(&v, as_of, now, &sha, &listings, &parsed.errors)
         .await?;
     Ok(ImportReport {
         import_id: outcome.import_id,

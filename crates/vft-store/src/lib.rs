@@ -423,6 +423,7 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
         month: YearMonth,
         rows: &[BreakdownRow],
         by: Option<&str>,
+        at: DateTime<Utc>,
     ) -> Result<bool>;
 
     /// Published months among `months`.
@@ -501,6 +502,7 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
         &self,
         vendor: &VendorId,
         as_of: DateTime<Utc>,
+        imported_at: DateTime<Utc>,
         file_sha256: &str,
         rows: &[Listing],
         errors: &[vft_domain::import::RowError],

@@ -1026,11 +1026,11 @@ macro_rules! impl_store {
                 self.dose_counts_from_state(periods).await
             }
 
-            async fn publish_month(&self, month: vft_domain::YearMonth, rows: &[$crate::BreakdownRow], by: Option<&str>) -> $crate::Result<bool> {
+            async fn publish_month(&self, month: vft_domain::YearMonth, rows: &[$crate::BreakdownRow], by: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<bool> {
                 let mut tx = self.writer.begin().await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO published_month_log (year_month, published_at, published_by) ");
                 qb.push_values([()], |mut row, ()| {
-                    row.push_bind(month.to_string()).push_bind($crate::shared::micros(chrono::Utc::now())).push_bind(by);
+                    row.push_bind(month.to_string()).push_bind($crate::shared::micros(at)).push_bind(by);
                 });
                 qb.push(" ON CONFLICT (year_month) DO NOTHING");
                 if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
@@ -1326,6 +1326,7 @@ macro_rules! impl_store {
                 &self,
                 vendor: &vft_domain::VendorId,
                 as_of: chrono::DateTime<chrono::Utc>,
+                imported_at: chrono::DateTime<chrono::Utc>,
                 file_sha256: &str,
                 rows: &[vft_domain::reconcile::Listing],
                 errors: &[vft_domain::import::RowError],
@@ -1338,7 +1339,7 @@ macro_rules! impl_store {
                 qb.push_values([()], |mut row, ()| {
                     row.push_bind(vendor.to_string())
                         .push_bind(micros(as_of))
-                        .push_bind(micros(chrono::Utc::now()))
+                        .push_bind(micros(imported_at))
                         .push_bind(file_sha256)
                         .push_bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
                         .push_bind(i64::try_from(errors.len()).unwrap_or(i64::MAX));

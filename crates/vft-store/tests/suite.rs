@@ -2159,13 +2159,21 @@ async fn published_months_keep_their_figures(s: TestStore) {
         .expect("breakdown");
     assert!(
         s.store
-            .publish_month(march, &rows, Some("coordinator"))
+            .publish_month(
+                march,
+                &rows,
+                Some("coordinator"),
+                utc("2025-04-02T08:00:00Z")
+            )
             .await
             .expect("publish")
     );
+    // The time of publication is the caller's, not the store's clock.
+    let published = s.store.published_months(&[march]).await.expect("published");
+    assert_eq!(published[0].published_at, utc("2025-04-02T08:00:00Z"));
     assert!(
         !s.store
-            .publish_month(march, &[], None)
+            .publish_month(march, &[], None, utc("2025-04-03T08:00:00Z"))
             .await
             .expect("publish again"),
         "publishing twice keeps the first"
@@ -2229,6 +2237,7 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
         .import_inventory(
             &hepro,
             march,
+            utc("2025-03-02T09:00:00Z"),
             "aa",
             &[listing("H1", true), listing("H2", false)],
             &[
@@ -2246,6 +2255,7 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
         .import_inventory(
             &hepro,
             april,
+            utc("2025-04-02T09:00:00Z"),
             "aa",
             &[listing("H9", true)],
             &[row_error(1, None, "again")],
@@ -2256,7 +2266,7 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
     // Another vendor may have a file with the same hash.
     assert!(
         s.store
-            .import_inventory(&atea, march, "aa", &[], &[])
+            .import_inventory(&atea, march, utc("2025-03-02T10:00:00Z"), "aa", &[], &[])
             .await
             .expect("import")
             .new
@@ -2266,6 +2276,7 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
         .import_inventory(
             &hepro,
             april,
+            utc("2025-04-02T10:00:00Z"),
             "bb",
             &[listing("H3", true)],
             &[row_error(7, None, "newest")],
@@ -2287,6 +2298,11 @@ async fn inventory_imports_are_dated_snapshots_kept_once(s: TestStore) {
         ]
     );
     assert_eq!(history[0].as_of, march);
+    // When it was imported is the caller's time, as given, not the store's clock.
+    assert_eq!(
+        (history[0].imported_at, history[1].imported_at),
+        (utc("2025-03-02T09:00:00Z"), utc("2025-04-02T10:00:00Z"))
+    );
     assert_eq!(s.store.imports(None).await.expect("imports").len(), 3);
 
     let devices = |l: Vec<vft_domain::reconcile::Listing>| {
@@ -2351,7 +2367,14 @@ async fn import_errors_are_capped_per_import(s: TestStore) {
         .map(|line| row_error(line, None, "bad"))
         .collect();
     s.store
-        .import_inventory(&hepro, utc("2025-03-31T22:00:00Z"), "cc", &[], &many)
+        .import_inventory(
+            &hepro,
+            utc("2025-03-31T22:00:00Z"),
+            utc("2025-04-01T07:00:00Z"),
+            "cc",
+            &[],
+            &many,
+        )
         .await
         .expect("import");
     let history = s.store.imports(None).await.expect("imports");
