@@ -75,6 +75,8 @@ fn the_rules_notice_forbidden_dependencies() {
         ("vft-ingest", "axum", "only [\"vft-api\"] may"),
         ("vft-api", "sqlx", "only [\"vft-store\"] may"),
         ("vft-sim", "vft-store", "dependency direction"),
+        ("vft-app", "vft-api", "dependency direction"),
+        ("vft-app", "axum", "only [\"vft-api\"] may"),
     ] {
         let mut deps = dependencies();
         deps.get_mut(krate).expect("crate").insert(dep.into());
@@ -92,6 +94,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     let libraries = [
         "vft-domain",
         "vft-store",
+        "vft-app",
         "vft-ingest",
         "vft-api",
         "vft-sim",
@@ -111,7 +114,8 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         }
     };
     let uses = |krate: &str, dep: &str| deps[krate].contains(dep);
-    // Dependency direction: domain ← store ← {ingest, api, notify} ← vft; sim on domain only.
+    // Dependency direction: domain ← store ← app ← api ← vft, store ← {ingest, notify} ← vft;
+    // sim on domain only.
     let vft_crates = |krate: &str| -> BTreeSet<&str> {
         deps[krate]
             .iter()
@@ -123,13 +127,15 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
         ("vft-domain", &[][..]),
         ("vft-store", &["vft-domain"][..]),
         ("vft-ingest", &["vft-domain", "vft-store"][..]),
-        ("vft-api", &["vft-domain", "vft-store"][..]),
+        ("vft-app", &["vft-domain", "vft-store"][..]),
+        ("vft-api", &["vft-app", "vft-domain", "vft-store"][..]),
         ("vft-sim", &["vft-domain"][..]),
         ("vft-notify", &["vft-domain", "vft-store"][..]),
         (
             "vft",
             &[
                 "vft-api",
+                "vft-app",
                 "vft-domain",
                 "vft-ingest",
                 "vft-notify",
@@ -175,6 +181,7 @@ fn violations(deps: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
     for krate in [
         "vft-domain",
         "vft-store",
+        "vft-app",
         "vft-ingest",
         "vft-api",
         "vft-sim",

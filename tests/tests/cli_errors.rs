@@ -1,5 +1,6 @@
-//! The command line shows the cause of an internal error (a database error) instead of a bare
-//! "internal error": on the server's own console the operator needs it.
+//! The command line shows the cause of a database error instead of a bare "internal error": on
+//! the server's own console the operator needs it. The use case's error (`vft_app::AppError`)
+//! carries it to the console.
 
 mod support;
 
@@ -45,7 +46,7 @@ async fn a_database_error_in_an_import_names_its_cause() {
         scratch.dir.path(),
     )
     .expect_err("the import fails");
-    assert!(err.contains("internal error"), "{err}");
+    assert!(err.contains("the database failed"), "{err}");
     assert!(
         err.contains("inventory_imports"),
         "the cause is named: {err}"

@@ -43,6 +43,16 @@ impl From<vft_store::StoreError> for ApiError {
     }
 }
 
+impl From<vft_app::AppError> for ApiError {
+    fn from(e: vft_app::AppError) -> Self {
+        match e {
+            vft_app::AppError::Invalid(why) => Self::BadRequest(why),
+            vft_app::AppError::Store(e) => e.into(),
+            e @ vft_app::AppError::Interrupted(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {

@@ -1,7 +1,7 @@
-//! The vendor transition: inventory imports (vendors' CSV exports kept as dated snapshots) and
-//! the reconciliation between an old and a new vendor (classes defined in
-//! `vft_domain::reconcile`). The shaping here is shared with the CLI (`vft import`,
-//! `vft reconcile`), so both give the same answers.
+//! The vendor transition's routes: inventory imports and the reconciliation between an old and
+//! a new vendor. The work is `vft_app::transition`'s, which the CLI calls too (`vft import`,
+//! `vft reconcile`), so both give the same answers; this module parses queries, checks who
+//! asks, and shapes the answer.
 
 use crate::auth::{Caller, Coordinator};
 use crate::{ApiError, AppState};
@@ -10,147 +10,48 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use utoipa::ToSchema;
-use vft_domain::attribution::InService;
-use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
-use vft_domain::reconcile::{
-    Listing, MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, Reporting,
-    SubjectKey, migration_progress, reconcile,
+use vft_app::transition::{
+    ImportRules, ReconcileScope, as_of_instant, import_file, migration_progress_of, municipality,
+    reconciliation_csv, subject_text, vendor, vendors,
 };
-use vft_domain::{
-    MunicipalityCode, PlausibleTimes, Registry, VendorId, YearMonth, spreadsheet_safe,
-};
-use vft_store::Store;
+use vft_domain::reconcile::MigrationProgress;
+use vft_domain::{MunicipalityCode, YearMonth};
 
-/// Import formats per vendor id.
-pub type ImportFormats = BTreeMap<String, ImportFormat>;
-
-/// Reconciliation settings from configuration (`[reconciliation]`).
-#[derive(Debug, Clone, Copy)]
-pub struct ReconcileSettings {
-    /// On both vendors longer than this: `double`.
-    pub grace: Duration,
-    /// Listed in service but no contact for this long: `listed_silent`.
-    pub silent_after: Duration,
-}
-
-fn bad(msg: String) -> ApiError {
-    ApiError::BadRequest(msg)
-}
-
-fn vendor(what: &str, v: &str) -> Result<VendorId, ApiError> {
-    VendorId::parse(v).map_err(|e| bad(format!("{what}: {e}")))
-}
-
-fn date(what: &str, s: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| bad(format!("{what} must be a date (YYYY-MM-DD), got {s:?}")))
-}
-
-/// An export's date: it lists the fleet from the start of that day (Europe/Oslo). Default: today.
-pub fn as_of_instant(s: Option<&str>, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    let d = match s {
-        Some(s) => date("as_of", s)?,
-        None => vft_domain::month::oslo_date(now),
-    };
-    Ok(vft_domain::month::oslo_midnight(d))
-}
-
-/// A reconciliation date: the last instant of that day (Europe/Oslo), so the day's events and
-/// that day's export count.
-pub fn end_of_day(s: &str) -> Result<DateTime<Utc>, ApiError> {
-    let d = date("at", s)?;
-    vft_domain::month::oslo_end_of_day(d).ok_or_else(|| bad(format!("at {s:?} is out of range")))
-}
-
+// Schema only: `vft_app::transition::RowErrorView` as serialized; never built. Keep it in
+// step with that struct.
 /// One row left out of an import.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RowErrorView {
-    pub line: u64,
+#[derive(ToSchema)]
+#[schema(as = RowErrorView)]
+#[allow(dead_code)]
+pub struct RowErrorSchema {
+    line: u64,
     /// Header of the offending cell, when one cell is to blame.
     #[schema(required = true)]
-    pub column: Option<String>,
-    pub reason: String,
+    column: Option<String>,
+    reason: String,
 }
 
+// Schema only: `vft_app::transition::ImportReport` as serialized; never built.
 /// What an import did.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ImportReport {
-    pub import_id: i64,
+#[derive(ToSchema)]
+#[schema(as = ImportReport)]
+#[allow(dead_code)]
+pub struct ImportReportSchema {
+    import_id: i64,
     /// False when this vendor's same file was imported before: nothing changed.
-    pub new: bool,
-    pub vendor: String,
-    pub as_of: DateTime<Utc>,
-    pub file_sha256: String,
-    /// Rows kept.
-    pub rows: u64,
-    pub errors: Vec<RowErrorView>,
-    /// Lines that repeat an earlier line exactly (kept once).
-    pub duplicates: Vec<u64>,
-}
-
-/// Parses a vendor's export with its configured format and keeps it as a snapshot. An `as_of`
-/// outside `times` is refused, and rows installed outside them are unreadable rows.
-pub async fn import_file(
-    store: &dyn Store,
-    registry: &Registry,
-    formats: &ImportFormats,
-    vendor_id: &str,
+    new: bool,
+    vendor: String,
     as_of: DateTime<Utc>,
-    times: &PlausibleTimes,
-    bytes: Bytes,
-) -> Result<ImportReport, ApiError> {
-    let now = Utc::now();
-    times
-        .check(as_of, now)
-        .map_err(|why| bad(format!("as_of is implausible: {why}")))?;
-    let v = vendor("vendor", vendor_id)?;
-    let format = formats.get(v.as_str()).cloned().ok_or_else(|| {
-        bad(format!(
-            "no import format for vendor {v} (configure [imports.{v}]); known: {}",
-            formats.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let municipality_column = format.columns.municipality.clone();
-    // Parsing half a million rows is CPU work: off the async workers.
-    let (parsed, sha) = {
-        let (v, times) = (v.clone(), *times);
-        tokio::task::spawn_blocking(move || {
-            (
-                parse_inventory_at(&format, &v, &bytes, &times, now),
-                file_sha256(&bytes),
-            )
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    };
-    let mut parsed = parsed.map_err(|e| bad(e.to_string()))?;
-    parsed.reject_unknown_municipalities(registry, &municipality_column);
-    let listings: Vec<_> = parsed.rows.iter().map(|(_, l)| l.clone()).collect();
-    let outcome = store
-        .import_inventory(&v, as_of, now, &sha, &listings, &parsed.errors)
-        .await?;
-    Ok(ImportReport {
-        import_id: outcome.import_id,
-        new: outcome.new,
-        vendor: v.to_string(),
-        as_of,
-        file_sha256: sha,
-        rows: listings.len() as u64,
-        errors: parsed
-            .errors
-            .into_iter()
-            .map(|e| RowErrorView {
-                line: e.line,
-                column: e.column,
-                reason: e.why,
-            })
-            .collect(),
-        duplicates: parsed.duplicates,
-    })
+    file_sha256: String,
+    /// Rows kept.
+    rows: u64,
+    #[schema(value_type = Vec<RowErrorSchema>)]
+    errors: Vec<()>,
+    /// Lines that repeat an earlier line exactly (kept once).
+    duplicates: Vec<u64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -160,7 +61,7 @@ pub struct ImportQuery {
     pub as_of: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/imports/{vendor}", tag = "vendor transition", params(("vendor" = String, Path), ImportQuery), request_body(content = String, content_type = "text/csv", description = "The vendor's inventory export as exported (encoding per its format)."), responses((status = 200, body = ImportReport), (status = 400, description = "Unknown vendor format, bad date or unreadable header", body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::schemas::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/imports/{vendor}", tag = "vendor transition", params(("vendor" = String, Path), ImportQuery), request_body(content = String, content_type = "text/csv", description = "The vendor's inventory export as exported (encoding per its format)."), responses((status = 200, body = ImportReportSchema), (status = 400, description = "Unknown vendor format, bad date or unreadable header", body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Needs a coordinator token", body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/imports/{vendor}?as_of=` (coordinator): imports a vendor's inventory export.
 /// Rows that cannot be read are reported by line and left out; the rest are kept. The same
 /// file again changes nothing (`new: false`).
@@ -175,12 +76,15 @@ pub async fn post_import(
     let as_of = as_of_instant(q.as_of.as_deref(), Utc::now())?;
     let report = import_file(
         state.store.as_ref(),
-        &state.registry,
-        &state.imports,
+        ImportRules {
+            registry: &state.registry,
+            formats: &state.imports,
+            times: &state.plausible_times,
+        },
         &vendor_id,
         as_of,
-        &state.plausible_times,
         body,
+        Utc::now(),
     )
     .await?;
     Ok(Json(report).into_response())
@@ -301,163 +205,7 @@ pub async fn errors(
     Ok(Json(ImportErrors { items }))
 }
 
-/// Gathers what the reconciliation at instant `at` looks at, and runs it for the region.
-pub async fn reconcile_at(
-    store: &dyn Store,
-    old: &VendorId,
-    new: &VendorId,
-    at: DateTime<Utc>,
-    settings: ReconcileSettings,
-) -> Result<Vec<ReconcileRow>, ApiError> {
-    Ok(Gathered::at(store, old, new, at, settings)
-        .await?
-        .rows(ReconcileScope::Region(None), true))
-}
-
-/// Whose reconciliation is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReconcileScope<'a> {
-    /// The region's (a coordinator; the CLI), all rows or those of one municipality. A subject
-    /// is one recipient's service across the region, counted in one municipality.
-    Region(Option<&'a MunicipalityCode>),
-    /// A municipality's own (its token): subjects are formed from its own devices only, so a
-    /// recipient it shares with another municipality shows with this municipality's devices
-    /// (never the other's) and its class is what this municipality's own devices make it (a
-    /// unit here and one of the other vendor there is not `double` here). The export flags are
-    /// the region's rows placed here: each names one device that is this municipality's.
-    Own(&'a MunicipalityCode),
-}
-
-/// What the reconciliation at one instant looks at.
-struct Gathered {
-    at: DateTime<Utc>,
-    old: VendorId,
-    new: VendorId,
-    silent_after: Duration,
-    in_service: Vec<InService>,
-    grace_ago: Vec<InService>,
-    ever_old: Vec<InService>,
-    listings: Vec<Listing>,
-    reporting: Vec<Reporting>,
-}
-
-impl Gathered {
-    async fn at(
-        store: &dyn Store,
-        old: &VendorId,
-        new: &VendorId,
-        at: DateTime<Utc>,
-        settings: ReconcileSettings,
-    ) -> Result<Self, ApiError> {
-        // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
-        let tick = Duration::microseconds(1);
-        let mut in_service = store.in_service_snapshot(at + tick).await?;
-        let mut grace_ago = store
-            .in_service_snapshot(at - settings.grace + tick)
-            .await?;
-        let mut ever_old = store.ever_in_service(old, at + tick).await?;
-        let mut listings = store.listing_at(old, at).await?;
-        listings.extend(store.listing_at(new, at).await?);
-        let reporting = store.reporting_at(at, at - settings.silent_after).await?;
-        // A vendor with no device in the events is taken at its exports' word
-        // (`listed_in_service`): its latest export at `at`, the one at `at - grace`, and, for
-        // the old vendor, every export up to `at` as what was ever in service.
-        for vendor in [old, new] {
-            if reporting.iter().any(|r| &r.vendor == vendor) {
-                continue;
-            }
-            in_service.extend(vft_domain::reconcile::listed_in_service(
-                listings.iter().filter(|l| &l.vendor == vendor),
-            ));
-            grace_ago.extend(vft_domain::reconcile::listed_in_service(
-                &store.listing_at(vendor, at - settings.grace).await?,
-            ));
-            if vendor == old {
-                for import in store.imports(Some(old)).await? {
-                    if import.as_of <= at {
-                        ever_old.extend(vft_domain::reconcile::listed_in_service(
-                            &store.listing_at(old, import.as_of).await?,
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(Self {
-            at,
-            old: old.clone(),
-            new: new.clone(),
-            silent_after: settings.silent_after,
-            in_service,
-            grace_ago,
-            ever_old,
-            listings,
-            reporting,
-        })
-    }
-
-    fn reconcile(
-        &self,
-        in_service: &[InService],
-        grace_ago: &[InService],
-        ever_old: &[InService],
-    ) -> Vec<ReconcileRow> {
-        reconcile(&ReconcileInput {
-            at: self.at,
-            old: &self.old,
-            new: &self.new,
-            in_service,
-            in_service_grace_ago: grace_ago,
-            ever_old,
-            listings: &self.listings,
-            reporting: &self.reporting,
-            silent_after: self.silent_after,
-        })
-    }
-
-    /// The rows `scope` sees, sorted as `reconcile` sorts them; `flags: false` leaves the
-    /// export flags out (migration progress counts only the four classes).
-    fn rows(&self, scope: ReconcileScope<'_>, flags: bool) -> Vec<ReconcileRow> {
-        let keep = |r: &ReconcileRow| flags || r.class.is_partition();
-        match scope {
-            ReconcileScope::Region(filter) => {
-                let mut rows = self.reconcile(&self.in_service, &self.grace_ago, &self.ever_old);
-                rows.retain(|r| keep(r) && filter.is_none_or(|m| r.municipality == *m));
-                rows
-            }
-            ReconcileScope::Own(own) => {
-                let mine = |devices: &[InService]| -> Vec<InService> {
-                    devices
-                        .iter()
-                        .filter(|d| d.municipality == *own)
-                        .cloned()
-                        .collect()
-                };
-                let mut rows: Vec<ReconcileRow> = self
-                    .reconcile(
-                        &mine(&self.in_service),
-                        &mine(&self.grace_ago),
-                        &mine(&self.ever_old),
-                    )
-                    .into_iter()
-                    .filter(|r| r.class.is_partition() && r.municipality == *own)
-                    .collect();
-                if flags {
-                    rows.extend(
-                        self.rows(ReconcileScope::Region(Some(own)), true)
-                            .into_iter()
-                            .filter(|r| !r.class.is_partition()),
-                    );
-                    rows.sort_by(|a, b| {
-                        (&a.municipality, a.kind, a.class).cmp(&(&b.municipality, b.kind, b.class))
-                    });
-                }
-                rows
-            }
-        }
-    }
-}
-
-/// Query of a reconciliation, as strings: parsed here so the API and the CLI agree.
+/// Query of a reconciliation, as strings (parsed by `vft_app::transition::reconciliation`).
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReconcileParams {
@@ -472,21 +220,24 @@ pub struct ReconcileParams {
     pub format: Option<String>,
 }
 
+// Schema only: `vft_app::transition::ReconcileReport` as serialized; never built.
 /// The reconciliation as the API and CLI show it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ReconcileReport {
-    pub from: String,
-    pub to: String,
-    pub at: String,
-    pub instant: DateTime<Utc>,
-    pub grace_days: i64,
-    pub silent_after_days: i64,
+#[derive(ToSchema)]
+#[schema(as = ReconcileReport)]
+#[allow(dead_code)]
+pub struct ReconcileReportSchema {
+    from: String,
+    to: String,
+    at: String,
+    instant: DateTime<Utc>,
+    grace_days: i64,
+    silent_after_days: i64,
     /// Subjects per class over the rows shown.
     #[schema(value_type = crate::schemas::ReconcileTotals)]
-    pub totals: BTreeMap<ReconcileClass, u64>,
+    totals: (),
     /// Per municipality × technology type × class: count and the subjects behind it.
     #[schema(value_type = Vec<ReconcileRowSchema>)]
-    pub rows: Vec<ReconcileRow>,
+    rows: (),
 }
 
 // Schema only: `vft_domain::reconcile::ReconcileRow` as serialized (the report and the CLI
@@ -523,116 +274,7 @@ pub struct SubjectSchema {
     devices: Vec<String>,
 }
 
-fn vendors(from: Option<&str>, to: Option<&str>) -> Result<(VendorId, VendorId), ApiError> {
-    let from = vendor(
-        "from",
-        from.ok_or_else(|| bad("from (the old vendor) is required".into()))?,
-    )?;
-    let to = vendor(
-        "to",
-        to.ok_or_else(|| bad("to (the new vendor) is required".into()))?,
-    )?;
-    if from == to {
-        return Err(bad("from and to must be different vendors".into()));
-    }
-    Ok((from, to))
-}
-
-/// A municipality asked for, checked against the region.
-pub fn municipality(
-    registry: &Registry,
-    m: Option<&str>,
-) -> Result<Option<MunicipalityCode>, ApiError> {
-    m.map(|m| {
-        let code = MunicipalityCode::parse(m).map_err(|e| bad(e.to_string()))?;
-        if registry.contains(&code) {
-            Ok(code)
-        } else {
-            Err(bad(format!("unknown municipality {code}")))
-        }
-    })
-    .transpose()
-}
-
-impl ReconcileParams {
-    /// Runs the region's reconciliation; `scope` keeps one municipality's rows. Filtering after
-    /// computing keeps each subject where the rule put it.
-    pub async fn run(
-        &self,
-        store: &dyn Store,
-        settings: ReconcileSettings,
-        scope: Option<&MunicipalityCode>,
-        now: DateTime<Utc>,
-    ) -> Result<ReconcileReport, ApiError> {
-        self.run_for(store, settings, ReconcileScope::Region(scope), now)
-            .await
-    }
-
-    /// Runs the reconciliation `scope` (already checked against the caller) asks for.
-    pub async fn run_for(
-        &self,
-        store: &dyn Store,
-        settings: ReconcileSettings,
-        scope: ReconcileScope<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<ReconcileReport, ApiError> {
-        let (from, to) = vendors(self.from.as_deref(), self.to.as_deref())?;
-        let day = match &self.at {
-            Some(d) => d.clone(),
-            None => vft_domain::month::oslo_date(now).to_string(),
-        };
-        let at = end_of_day(&day)?;
-        let rows = Gathered::at(store, &from, &to, at, settings)
-            .await?
-            .rows(scope, true);
-        let mut totals: BTreeMap<ReconcileClass, u64> =
-            ReconcileClass::ALL.iter().map(|c| (*c, 0)).collect();
-        for r in &rows {
-            *totals.entry(r.class).or_default() += r.count;
-        }
-        Ok(ReconcileReport {
-            from: from.to_string(),
-            to: to.to_string(),
-            at: day,
-            instant: at,
-            grace_days: settings.grace.num_days(),
-            silent_after_days: settings.silent_after.num_days(),
-            totals,
-            rows,
-        })
-    }
-}
-
-/// A subject's key as text: the recipient reference, or `vendor/device`.
-pub fn subject_text(key: &SubjectKey) -> String {
-    match key {
-        SubjectKey::Recipient(r) => r.to_string(),
-        SubjectKey::Device(v, d) => format!("{v}/{d}"),
-    }
-}
-
-/// One line per subject: municipality, kind, class, subject, devices (space-separated).
-pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["municipality", "kind", "class", "subject", "devices"]);
-    for r in rows {
-        for s in &r.subjects {
-            let devices: Vec<String> = s.devices.iter().map(|(v, d)| format!("{v}/{d}")).collect();
-            let cells = [
-                r.municipality.as_str(),
-                r.kind.id(),
-                r.class.id(),
-                &subject_text(&s.key),
-                &devices.join(" "),
-            ];
-            // A recipient reference is the sender's text: never a formula in a spreadsheet.
-            let _ = w.write_record(cells.map(|c| spreadsheet_safe(c).into_owned()));
-        }
-    }
-    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
-}
-
-#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReport = "application/json"), (String = "text/csv"))), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/reconciliation", tag = "vendor transition", params(ReconcileParams), responses((status = 200, description = "The reconciliation; with format=csv one line per subject: municipality,kind,class,subject,devices.", content((ReconcileReportSchema = "application/json"), (String = "text/csv"))), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/reconciliation?from=&to=&at=[&municipality=][&format=csv]`: every subject
 /// classed as migrated, pending, double or new, and the export flags listed_silent and
 /// reporting_unlisted, per municipality and technology type (see `vft_domain::reconcile`). A
@@ -647,14 +289,16 @@ pub async fn reconciliation(
     let asked = municipality(&state.registry, params.municipality.as_deref())?;
     let scope = caller.scope(asked)?;
     let csv = crate::wants_csv(params.format.as_deref(), &headers)?;
-    let report = params
-        .run_for(
-            state.store.as_ref(),
-            state.reconciliation,
-            reconcile_scope(&caller, scope.as_ref()),
-            Utc::now(),
-        )
-        .await?;
+    let report = vft_app::transition::reconciliation(
+        state.store.as_ref(),
+        state.reconciliation,
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.at.as_deref(),
+        reconcile_scope(&caller, scope.as_ref()),
+        Utc::now(),
+    )
+    .await?;
     // Who was looked at: every subject (recipient or device) the answer names.
     note.subjects(
         report
@@ -755,7 +399,7 @@ pub async fn progress(
     let now = Utc::now();
     let year = crate::rollups::parse_year(q.year.as_deref(), now)?;
     let months: Vec<YearMonth> = YearMonth::months_of_year(year)
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .into_iter()
         .filter(|m| m.start() <= now)
         .collect();
@@ -775,26 +419,6 @@ pub async fn progress(
         months,
         progress: progress.into_iter().map(ProgressRowView::from).collect(),
     }))
-}
-
-/// Reconciles at each month's last instant and summarises per municipality.
-pub async fn migration_progress_of(
-    store: &dyn Store,
-    from: &VendorId,
-    to: &VendorId,
-    months: &[YearMonth],
-    settings: ReconcileSettings,
-    scope: ReconcileScope<'_>,
-) -> Result<Vec<MigrationProgress>, ApiError> {
-    let mut per_month = Vec::with_capacity(months.len());
-    for m in months {
-        let at = m.end_exclusive() - Duration::microseconds(1);
-        let rows = Gathered::at(store, from, to, at, settings)
-            .await?
-            .rows(scope, false);
-        per_month.push((*m, rows));
-    }
-    Ok(migration_progress(&per_month))
 }
 
 /// A municipality user gets its own reconciliation; a coordinator the region's, all of it or

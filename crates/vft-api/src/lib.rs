@@ -55,8 +55,8 @@ pub struct AppState {
     pub timeouts: vft_store::Timeouts,
     pub cooperations: Arc<Vec<vft_domain::membership::Cooperation>>,
     /// Inventory export formats per vendor (`[imports.<vendor>]`).
-    pub imports: Arc<imports::ImportFormats>,
-    pub reconciliation: imports::ReconcileSettings,
+    pub imports: Arc<vft_app::transition::ImportFormats>,
+    pub reconciliation: vft_app::transition::ReconcileSettings,
     pub sessions: SessionSettings,
     /// Wrong sign-in tokens per client and in total (one per server).
     pub sign_in_throttle: Arc<throttle::SignInThrottle>,

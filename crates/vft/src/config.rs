@@ -559,9 +559,9 @@ impl Config {
         }
     }
 
-    pub fn reconcile_settings(&self) -> vft_api::imports::ReconcileSettings {
+    pub fn reconcile_settings(&self) -> vft_app::transition::ReconcileSettings {
         let days = |d: u32| chrono::Duration::days(i64::from(d));
-        vft_api::imports::ReconcileSettings {
+        vft_app::transition::ReconcileSettings {
             grace: days(self.reconciliation.grace_days),
             silent_after: days(self.reconciliation.silent_after_days),
         }

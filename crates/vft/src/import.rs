@@ -1,12 +1,14 @@
 //! `vft import inventory …` and `vft reconcile …`: the vendor transition from the command line,
-//! straight against the database, with the API's parsing and shapes (vft_api::imports).
+//! straight against the database, with the same use cases as the API (`vft_app::transition`).
 
 use crate::OutputFormat;
 use crate::config::Config;
 use anyhow::Context;
 use std::io::Read;
 use std::path::PathBuf;
-use vft_api::imports::{ReconcileParams, import_file, reconciliation_csv, subject_text};
+use vft_app::transition::{
+    ImportRules, ReconcileScope, import_file, reconciliation_csv, subject_text,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImportCommand {
@@ -39,39 +41,35 @@ pub struct ReconcileArgs {
     format: OutputFormat,
 }
 
-/// The API's errors as the command line shows them: on the server's own console the cause of
-/// an internal error (a database error, say) is the operator's to see, not hidden.
-fn api(e: vft_api::ApiError) -> anyhow::Error {
-    match e {
-        vft_api::ApiError::Internal(detail) => anyhow::anyhow!("internal error: {detail}"),
-        e => anyhow::anyhow!("{e}"),
-    }
-}
-
 pub async fn import(config: &Config, cmd: ImportCommand) -> anyhow::Result<()> {
     let ImportCommand::Inventory {
         vendor,
         as_of,
         file,
     } = cmd;
-    let as_of =
-        vft_api::imports::as_of_instant(as_of.as_deref(), chrono::Utc::now()).map_err(api)?;
+    let now = chrono::Utc::now();
+    let as_of = vft_app::transition::as_of_instant(as_of.as_deref(), now)?;
     let bytes = read_with_progress(&file)?;
     let store = crate::open_store(config).await?;
     let spinner = indicatif::ProgressBar::new_spinner().with_message("parsing and storing rows");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let report = import_file(
         store.as_ref(),
-        &config.registry()?,
-        &config.imports,
+        ImportRules {
+            registry: &config.registry()?,
+            formats: &config.imports,
+            times: &config.plausible_times(),
+        },
         &vendor,
         as_of,
-        &config.plausible_times(),
         bytes.into(),
+        now,
     )
     .await;
     spinner.finish_and_clear();
-    let report = report.map_err(api)?;
+    // The use case's error says what was wrong with the input, or names the database's cause:
+    // on the operator's own console nothing is hidden.
+    let report = report?;
     for e in &report.errors {
         match &e.column {
             Some(c) => println!("line {}: {c}: {}", e.line, e.reason),
@@ -126,25 +124,18 @@ fn read_with_progress(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 pub async fn reconcile(config: &Config, a: ReconcileArgs) -> anyhow::Result<()> {
     let registry = vft_domain::Registry::new(config.municipalities.clone())?;
-    let scope =
-        vft_api::imports::municipality(&registry, a.municipality.as_deref()).map_err(api)?;
-    let params = ReconcileParams {
-        from: Some(a.from),
-        to: Some(a.to),
-        at: a.at,
-        municipality: a.municipality,
-        format: None,
-    };
+    let scope = vft_app::transition::municipality(&registry, a.municipality.as_deref())?;
     let store = crate::open_store(config).await?;
-    let report = params
-        .run(
-            store.as_ref(),
-            config.reconcile_settings(),
-            scope.as_ref(),
-            chrono::Utc::now(),
-        )
-        .await
-        .map_err(api)?;
+    let report = vft_app::transition::reconciliation(
+        store.as_ref(),
+        config.reconcile_settings(),
+        Some(&a.from),
+        Some(&a.to),
+        a.at.as_deref(),
+        ReconcileScope::Region(scope.as_ref()),
+        chrono::Utc::now(),
+    )
+    .await?;
     match a.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Csv => print!("{}", reconciliation_csv(&report.rows)),

@@ -71,8 +71,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> anyhow::Result<()> {
         .await;
     }
     let registry = config.registry()?;
-    let municipality =
-        vft_api::imports::municipality(&registry, a.municipality.as_deref()).map_err(api)?;
+    let municipality = vft_app::transition::municipality(&registry, a.municipality.as_deref())?;
     let scope = match (municipality, a.own) {
         (Some(m), true) => ReportScope::Own(m),
         (Some(m), false) => ReportScope::Municipality(m),
@@ -137,8 +136,7 @@ async fn email(
         jobs.push((ReportScope::Region, &config.report.region));
     }
     for (code, to) in &config.report.municipalities {
-        let m = vft_api::imports::municipality(&registry, Some(code))
-            .map_err(api)?
+        let m = vft_app::transition::municipality(&registry, Some(code))?
             .with_context(|| format!("report.municipalities: {code}"))?;
         if !to.is_empty() {
             jobs.push((ReportScope::Own(m), to));

@@ -570,28 +570,29 @@ async fn demo_imports(
             "no import format for the simulated vendors (hepro, atea): no inventory exports imported"
         );
     }
-    let api = |e: vft_api::ApiError| anyhow::anyhow!("{e}");
-    let as_of =
-        vft_api::imports::as_of_instant(Some(&day.to_string()), chrono::Utc::now()).map_err(api)?;
+    let now = chrono::Utc::now();
+    let as_of = vft_app::transition::as_of_instant(Some(&day.to_string()), now)?;
     for export in exports {
         let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
             "importing {}'s inventory export as of {day}",
             export.vendor
         ));
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let report = vft_api::imports::import_file(
+        let report = vft_app::transition::import_file(
             store,
-            &config.registry()?,
-            &config.imports,
+            vft_app::transition::ImportRules {
+                registry: &config.registry()?,
+                formats: &config.imports,
+                times: &config.plausible_times(),
+            },
             export.vendor.as_str(),
             as_of,
-            &config.plausible_times(),
             export.bytes.into(),
+            now,
         )
         .await;
         spinner.finish_and_clear();
         let report = report
-            .map_err(api)
             .with_context(|| format!("importing the simulated {} export failed", export.vendor))?;
         info!(
             vendor = %report.vendor,

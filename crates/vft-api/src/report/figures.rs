@@ -3,11 +3,11 @@
 //! a report never says other numbers than the API does for the same scope and month.
 
 use super::{ReportError, ReportScope, ReportSources};
-use crate::imports::{ReconcileScope, migration_progress_of};
 use crate::rollups::{ChangesView, CorrectionView, Selection, TableFigures};
 use crate::service_level::VendorServiceView;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+use vft_app::transition::{ReconcileScope, migration_progress_of};
 use vft_domain::reconcile::MigrationProgress;
 use vft_domain::response::{MonthResponse, ResponseStandard};
 use vft_domain::{DeviceTable, MunicipalityCode, VendorId, YearMonth};
@@ -164,7 +164,8 @@ pub async fn gather(
         sources.reconciliation,
         reconcile_scope,
     )
-    .await?
+    .await
+    .map_err(crate::ApiError::from)?
     .into_iter()
     .filter(|p| p.month <= month)
     .collect();

@@ -107,7 +107,7 @@ pub struct ReportSources {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
     pub timeouts: vft_store::Timeouts,
-    pub reconciliation: crate::imports::ReconcileSettings,
+    pub reconciliation: vft_app::transition::ReconcileSettings,
     pub transition: Transition,
 }
 
@@ -272,7 +272,7 @@ async fn monthly(
         Some(m) => crate::rollups::begun_month(Some(m), now)?,
         None => last_ended_month(now),
     };
-    let asked = crate::imports::municipality(&state.registry, q.municipality.as_deref())?;
+    let asked = vft_app::transition::municipality(&state.registry, q.municipality.as_deref())?;
     // A municipality user gets its own municipality's report (also without asking, as every
     // route answers it) and never another's (403); the region's needs a coordinator.
     let scope = match (caller.own(), caller.scope(asked)?) {
