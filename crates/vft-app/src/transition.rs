@@ -467,11 +467,15 @@ mod tests {
         // An export's date is the start of that Oslo day; default today.
         assert_eq!(
             as_of_instant(Some("2025-03-01"), now).expect("date"),
-            "2025-02-28T23:00:00Z".parse::<DateTime<Utc>>().expect("instant")
+            "2025-02-28T23:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("instant")
         );
         assert_eq!(
             as_of_instant(None, now).expect("today"),
-            "2025-06-14T22:00:00Z".parse::<DateTime<Utc>>().expect("instant")
+            "2025-06-14T22:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("instant")
         );
         assert!(invalid(as_of_instant(Some("2025-13-01"), now)).contains("as_of"));
         assert!(invalid(end_of_day("yesterday")).contains("at must be a date"));
