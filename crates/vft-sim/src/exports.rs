@@ -12,8 +12,7 @@
 
 use crate::generate::{HEPRO, VENDORS};
 use crate::{Plan, SimError, Simulation};
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
-use chrono_tz::Europe::Oslo;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -136,11 +135,7 @@ pub fn inventory_exports(
 /// The last day of the simulated months: the natural date of the exports.
 pub fn last_simulated_day(sim: &Simulation) -> Option<NaiveDate> {
     let end = sim.months.last()?.end_exclusive();
-    Some(
-        (end - Duration::seconds(1))
-            .with_timezone(&Oslo)
-            .date_naive(),
-    )
+    Some(vft_domain::month::oslo_date(end - Duration::seconds(1)))
 }
 
 /// One simulated vendor's export in `format`, taken on `as_of`.
@@ -159,12 +154,9 @@ pub fn inventory_export(
         .validate()
         .map_err(|e| SimError::Plan(format!("export format of {vendor}: {e}")))?;
     let vendor_id = VendorId::parse(vendor)?;
-    let start = oslo_midnight(as_of)?;
-    let day_end = oslo_midnight(
-        as_of
-            .succ_opt()
-            .ok_or_else(|| SimError::Plan(format!("{as_of} is out of range")))?,
-    )? - Duration::microseconds(1);
+    let start = vft_domain::month::oslo_midnight(as_of);
+    let day_end = vft_domain::month::oslo_end_of_day(as_of)
+        .ok_or_else(|| SimError::Plan(format!("{as_of} is out of range")))?;
     let units = units(sim, day_end);
     let rng = StdRng::seed_from_u64(plan.seed ^ 0xe3b0_c442 ^ ((index as u64 + 1) << 40));
     let mut writer = Writer::new(plan, vendor, format, rng);
@@ -389,13 +381,6 @@ pub fn inventory_export(
         lines: lines.len(),
         planted,
     })
-}
-
-fn oslo_midnight(d: NaiveDate) -> Result<DateTime<Utc>, SimError> {
-    Oslo.from_local_datetime(&d.and_time(NaiveTime::MIN))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| SimError::Plan(format!("{d} has no midnight in Europe/Oslo")))
 }
 
 fn encode(encoding: Encoding, text: &str) -> Vec<u8> {
@@ -672,8 +657,7 @@ impl<'a> Writer<'a> {
     }
 
     fn date(&self, t: DateTime<Utc>) -> String {
-        t.with_timezone(&Oslo)
-            .date_naive()
+        vft_domain::month::oslo_date(t)
             .format(&self.format.date_format)
             .to_string()
     }
