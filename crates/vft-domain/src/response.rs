@@ -70,6 +70,32 @@ impl AlarmRecord {
     }
 }
 
+/// What one alarm contributes to its month's figures: all a [`ResponseTally`] needs of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmFact {
+    pub month: Option<YearMonth>,
+    pub triggered: bool,
+    pub received: bool,
+    pub acknowledged: bool,
+    pub closed: bool,
+    pub response_ms: Option<u64>,
+    pub outcome: Option<Outcome>,
+}
+
+impl AlarmRecord {
+    pub fn fact(&self) -> AlarmFact {
+        AlarmFact {
+            month: self.month(),
+            triggered: self.triggered.is_some(),
+            received: self.received.is_some(),
+            acknowledged: self.acknowledged.is_some(),
+            closed: self.closed.is_some(),
+            response_ms: self.response_ms(),
+            outcome: self.outcome,
+        }
+    }
+}
+
 /// The share of alarms that must be answered within 60 s and within 180 s.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ResponseStandard {
@@ -208,16 +234,21 @@ pub struct ResponseTally {
 impl ResponseTally {
     /// Adds (`sign` 1) or takes back (`sign` -1) one alarm's contribution.
     pub fn add(&mut self, a: &AlarmRecord, sign: i64) {
+        self.add_fact(&a.fact(), sign);
+    }
+
+    /// The same from what the alarm contributes ([`AlarmRecord::fact`]).
+    pub fn add_fact(&mut self, f: &AlarmFact, sign: i64) {
         let flag = |b: bool| if b { sign } else { 0 };
-        self.triggered += flag(a.triggered.is_some());
-        self.received += flag(a.received.is_some());
-        self.acknowledged += flag(a.acknowledged.is_some());
-        self.closed += flag(a.closed.is_some());
-        self.never_acknowledged += flag(a.triggered.is_some() && a.acknowledged.is_none());
-        if let Some(ms) = a.response_ms() {
+        self.triggered += flag(f.triggered);
+        self.received += flag(f.received);
+        self.acknowledged += flag(f.acknowledged);
+        self.closed += flag(f.closed);
+        self.never_acknowledged += flag(f.triggered && !f.acknowledged);
+        if let Some(ms) = f.response_ms {
             *self.times.entry(ms).or_default() += sign;
         }
-        if let Some(o) = a.outcome {
+        if let Some(o) = f.outcome {
             *self.outcomes.entry(o).or_default() += sign;
         }
     }
