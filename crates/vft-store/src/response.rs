@@ -51,7 +51,9 @@ pub(crate) fn fact_of(row: AlarmRow) -> crate::Result<((String, String), Option<
         alarm: vft_domain::AlarmRef::parse(&alarm).map_err(corrupt)?,
         device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
         municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
-        kind: kind.as_deref().and_then(vft_domain::TechnologyKind::from_id),
+        kind: kind
+            .as_deref()
+            .and_then(vft_domain::TechnologyKind::from_id),
         cause: None,
         triggered: ts(t)?,
         received: ts(r)?,
