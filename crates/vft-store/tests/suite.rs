@@ -3398,7 +3398,7 @@ async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
         })
         .take(6)
         .collect();
-    let vendor = |d: u64| if d % 2 == 0 { "hepro" } else { "atea" };
+    let vendor = |d: u64| if d.is_multiple_of(2) { "hepro" } else { "atea" };
     let mut events: Vec<Event> = Vec::new();
     // Devices R0..R6 with a kind; R7 never installed, so its alarms have only their own kind.
     for d in 0..7u64 {
