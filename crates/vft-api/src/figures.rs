@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use vft_domain::response::{ResponseStandard, response_figures};
+use vft_domain::response::{MonthResponse, ResponseStandard, response_figures};
 use vft_domain::{TechnologyKind, YearMonth};
-use vft_store::MonthFigures;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -35,10 +34,9 @@ pub struct ResponseCentreView {
     pub year: i32,
     pub standard: StandardView,
     /// One entry per month of the year.
-    // Past months may come from the kept figures as stored JSON text, so these stay JSON
-    // values; `ResponseMonth` (schema only) describes them.
+    // `ResponseMonth` (schema only) describes the domain's `MonthResponse`.
     #[schema(value_type = Vec<ResponseMonth>)]
-    pub months: Vec<serde_json::Value>,
+    pub months: Vec<MonthResponse>,
 }
 
 /// The shares of alarms that must be answered within 60 s and within 180 s.
@@ -62,7 +60,7 @@ impl From<ResponseStandard> for StandardView {
     }
 }
 
-// Schema only: `vft_domain::response::MonthResponse` as serialized (and as kept); never built.
+// Schema only: `vft_domain::response::MonthResponse` as serialized; never built.
 // vft-domain does not depend on utoipa. Keep it in step with the domain struct.
 /// One month of response-centre figures; an alarm belongs to the month it was triggered in.
 #[derive(ToSchema)]
@@ -137,7 +135,6 @@ pub async fn response_centre(
         kind,
         &months,
         &standard,
-        Utc::now(),
     )
     .await?;
     Ok(Json(ResponseCentreView {
@@ -147,10 +144,9 @@ pub async fn response_centre(
     }))
 }
 
-/// The months of `GET /api/v1/rollups/response-centre` as it serves them (kept months as kept),
-/// one JSON value per month (`vft_domain::response::MonthResponse`); the monthly report reads
-/// the same. `own` is the municipality a municipality user acts for: its figures are made of
-/// its own events only.
+/// The months of `GET /api/v1/rollups/response-centre` as it serves them; the monthly report
+/// reads the same. `own` is the municipality a municipality user acts for: its figures are
+/// made of its own events only.
 pub(crate) async fn response_months(
     store: &dyn vft_store::Store,
     selection: &Selection,
@@ -158,88 +154,40 @@ pub(crate) async fn response_months(
     kind: Option<TechnologyKind>,
     months: &[YearMonth],
     standard: &ResponseStandard,
-    now: DateTime<Utc>,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+) -> Result<Vec<MonthResponse>, ApiError> {
+    // The coordinator's figures (by municipality too) merge every event of an alarm, counted
+    // where it was raised, so the municipalities add up to the region: ingest keeps their sums
+    // per month, municipality and kind (the kind an alarm's own, else its device's current
+    // one), and they are read from there.
+    if own.is_none() && !selection.has_vendor_or_cooperation() {
+        let tallies = store
+            .response_tallies(months, selection.municipality(), kind)
+            .await?;
+        return Ok(months
+            .iter()
+            .zip(tallies)
+            .map(|(m, t)| t.figures(*m, standard))
+            .collect());
+    }
     // A municipality user's figures come from its own events only: an alarm raised here and
     // acknowledged by another municipality's gateway is unanswered here, and that answer is
-    // counted there. The coordinator's figures (by municipality too) merge every event of an
-    // alarm, counted where it was raised, so the municipalities add up to the region.
-    // Figures by technology type are not kept: an alarm's type may come from its device,
-    // whose type can change.
-    let scope = kind.is_none().then(|| match &own {
-        Some(own) => format!("{RESPONSE_CACHE_VERSION}/own/{own}"),
-        None => format!(
-            "{RESPONSE_CACHE_VERSION}/{}",
-            selection
-                .municipality()
-                .map_or_else(|| "*".to_owned(), ToString::to_string)
-        ),
+    // counted there. They, and a selection by vendor or cooperation (whose memberships are
+    // day-aligned, not month-aligned), are computed from the alarms of the months asked for.
+    let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    // An alarm's month is its origin's (the `alarm` event, else its earliest event), which is
+    // what the store selects by: these are all the alarms of the months.
+    let (start, end) = (first.start(), last.end_exclusive());
+    let mut alarms = match &own {
+        Some(own) => store.own_alarm_records(own, start, end).await?,
+        None => store.alarm_records(start, end).await?,
+    };
+    alarms.retain(|a| {
+        let cut = a.anchor().unwrap_or(start) + chrono::Duration::microseconds(1);
+        selection.admits(&a.municipality, &a.vendor, cut) && kind.is_none_or(|k| a.kind == Some(k))
     });
-    let starts: Vec<DateTime<Utc>> = months.iter().map(|m| m.start()).collect();
-    let (generation, kept) = match &scope {
-        Some(scope) => {
-            store
-                .kept_month_figures(MonthFigures::ResponseCentre, scope, &starts)
-                .await?
-        }
-        None => (0, vec![None; months.len()]),
-    };
-    let missing: Vec<YearMonth> = months
-        .iter()
-        .zip(&kept)
-        .filter(|(_, k)| k.is_none())
-        .map(|(m, _)| *m)
-        .collect();
-    let mut computed = std::collections::BTreeMap::new();
-    if let (Some(first), Some(last)) = (missing.first(), missing.last()) {
-        // An alarm's month is its origin's (the `alarm` event, else its earliest event), which
-        // is what the store selects by: these are all the alarms of the missing months.
-        let (start, end) = (first.start(), last.end_exclusive());
-        let mut alarms = match &own {
-            Some(own) => store.own_alarm_records(own, start, end).await?,
-            None => store.alarm_records(start, end).await?,
-        };
-        alarms.retain(|a| {
-            let cut = a.anchor().unwrap_or(first.start()) + chrono::Duration::microseconds(1);
-            selection.admits(&a.municipality, &a.vendor, cut)
-                && kind.is_none_or(|k| a.kind == Some(k))
-        });
-        for figures in response_figures(&alarms, &missing, standard) {
-            computed.insert(figures.month, figures);
-        }
-    }
-    let as_json = |v: &vft_domain::response::MonthResponse| {
-        serde_json::to_value(v).map_err(|e| ApiError::Internal(e.to_string()))
-    };
-    if let Some(scope) = &scope {
-        let ended: Vec<_> = computed
-            .values()
-            .filter(|f| f.month.end_exclusive() <= now)
-            .map(|f| {
-                Ok((
-                    f.month.start(),
-                    f.month.end_exclusive(),
-                    as_json(f)?.to_string(),
-                ))
-            })
-            .collect::<Result<_, ApiError>>()?;
-        store
-            .keep_month_figures(MonthFigures::ResponseCentre, scope, generation, &ended)
-            .await?;
-    }
-    months
-        .iter()
-        .zip(kept)
-        .map(|(m, kept)| match kept {
-            Some(text) => {
-                serde_json::from_str(&text).map_err(|e| ApiError::Internal(e.to_string()))
-            }
-            None => computed
-                .get(m)
-                .ok_or_else(|| ApiError::Internal(format!("no figures for {m}")))
-                .and_then(as_json),
-        })
-        .collect()
+    Ok(response_figures(&alarms, months, standard))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -322,10 +270,6 @@ pub async fn unanswered(
             .collect(),
     }))
 }
-
-/// Part of the key of kept response-centre months. Change it when the figures' computation or
-/// shape changes: months kept by an older computation are then never read.
-const RESPONSE_CACHE_VERSION: &str = "response/v1";
 
 /// `GET /api/v1/rollups/medication`: doses per month of the year.
 #[derive(Debug, Serialize, ToSchema)]

@@ -86,6 +86,11 @@ impl Selection {
         self.municipality.as_ref()
     }
 
+    /// Whether a vendor or a cooperation narrows the selection beyond one municipality.
+    pub(crate) fn has_vendor_or_cooperation(&self) -> bool {
+        self.vendor.is_some() || self.cooperation.is_some()
+    }
+
     /// How a download names what it holds: the municipality, the cooperation or the region,
     /// and the vendor if one.
     pub(crate) fn file_scope(&self) -> String {

@@ -70,6 +70,32 @@ impl AlarmRecord {
     }
 }
 
+/// What one alarm contributes to its month's figures: all a [`ResponseTally`] needs of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmFact {
+    pub month: Option<YearMonth>,
+    pub triggered: bool,
+    pub received: bool,
+    pub acknowledged: bool,
+    pub closed: bool,
+    pub response_ms: Option<u64>,
+    pub outcome: Option<Outcome>,
+}
+
+impl AlarmRecord {
+    pub fn fact(&self) -> AlarmFact {
+        AlarmFact {
+            month: self.month(),
+            triggered: self.triggered.is_some(),
+            received: self.received.is_some(),
+            acknowledged: self.acknowledged.is_some(),
+            closed: self.closed.is_some(),
+            response_ms: self.response_ms(),
+            outcome: self.outcome,
+        }
+    }
+}
+
 /// The share of alarms that must be answered within 60 s and within 180 s.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ResponseStandard {
@@ -103,6 +129,27 @@ impl ResponseTimes {
             median_ms: nearest_rank(&samples, 50)?,
             p90_ms: nearest_rank(&samples, 90)?,
             max_ms: *samples.last()?,
+        })
+    }
+}
+
+impl ResponseTimes {
+    /// The same from ascending (value, how many times) pairs with no zero counts: nearest
+    /// rank is the smallest value whose running count reaches the rank.
+    pub fn from_counts(counts: &[(u64, u64)]) -> Option<Self> {
+        let n: u64 = counts.iter().map(|(_, c)| c).sum();
+        let at_rank = |percent: u64| {
+            let rank = (percent * n).div_ceil(100).max(1);
+            let mut seen = 0;
+            counts.iter().find_map(|(v, c)| {
+                seen += c;
+                (seen >= rank).then_some(*v)
+            })
+        };
+        Some(Self {
+            median_ms: at_rank(50)?,
+            p90_ms: at_rank(90)?,
+            max_ms: counts.last()?.0,
         })
     }
 }
@@ -160,37 +207,110 @@ fn month_figures(
     alarms: &[&AlarmRecord],
     standard: &ResponseStandard,
 ) -> MonthResponse {
-    let count = |f: fn(&AlarmRecord) -> bool| alarms.iter().filter(|a| f(a)).count() as u64;
-    let triggered = count(|a| a.triggered.is_some());
-    let samples: Vec<u64> = alarms.iter().filter_map(|a| a.response_ms()).collect();
-    let within = |limit: u64| samples.iter().filter(|&&ms| ms <= limit).count() as u64;
-    // Strict: the denominator is every triggered alarm, so one that was never answered counts
-    // as a miss. Leaving it out would reward the centre for the calls it did not pick up.
-    let share = |limit: u64| (triggered > 0).then(|| within(limit) as f64 / triggered as f64);
-    let share_within_60s = share(WITHIN_60S_MS);
-    let share_within_180s = share(WITHIN_180S_MS);
+    let mut tally = ResponseTally::default();
+    for a in alarms {
+        tally.add(a, 1);
+    }
+    tally.figures(month, standard)
+}
 
-    let mut outcomes: BTreeMap<String, u64> = Outcome::ALL
-        .iter()
-        .map(|o| (o.id().to_owned(), 0))
-        .collect();
-    for o in alarms.iter().filter_map(|a| a.outcome) {
-        *outcomes.entry(o.id().to_owned()).or_default() += 1;
+/// What a month's figures are made of, summed over its alarms: counts, how many alarms had each
+/// response time (to the millisecond, so percentiles stay exact) and each outcome. Tallies add
+/// and subtract alarm by alarm, which is how the store keeps them current (`add` with -1 takes
+/// an alarm's earlier contribution back), and [`ResponseTally::figures`] turns one into the
+/// month's figures by the rules above.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseTally {
+    pub triggered: i64,
+    pub received: i64,
+    pub acknowledged: i64,
+    pub closed: i64,
+    pub never_acknowledged: i64,
+    /// Response time in ms → alarms.
+    pub times: BTreeMap<u64, i64>,
+    pub outcomes: BTreeMap<Outcome, i64>,
+}
+
+impl ResponseTally {
+    /// Adds (`sign` 1) or takes back (`sign` -1) one alarm's contribution.
+    pub fn add(&mut self, a: &AlarmRecord, sign: i64) {
+        self.add_fact(&a.fact(), sign);
     }
 
-    MonthResponse {
-        month,
-        triggered,
-        received: count(|a| a.received.is_some()),
-        acknowledged: count(|a| a.acknowledged.is_some()),
-        closed: count(|a| a.closed.is_some()),
-        never_acknowledged: count(|a| a.triggered.is_some() && a.acknowledged.is_none()),
-        response: ResponseTimes::from_samples(samples),
-        share_within_60s,
-        share_within_180s,
-        meets_60s: share_within_60s.map(|s| s >= standard.within_60s),
-        meets_180s: share_within_180s.map(|s| s >= standard.within_180s),
-        outcomes,
+    /// The same from what the alarm contributes ([`AlarmRecord::fact`]).
+    pub fn add_fact(&mut self, f: &AlarmFact, sign: i64) {
+        let flag = |b: bool| if b { sign } else { 0 };
+        self.triggered += flag(f.triggered);
+        self.received += flag(f.received);
+        self.acknowledged += flag(f.acknowledged);
+        self.closed += flag(f.closed);
+        self.never_acknowledged += flag(f.triggered && !f.acknowledged);
+        if let Some(ms) = f.response_ms {
+            *self.times.entry(ms).or_default() += sign;
+        }
+        if let Some(o) = f.outcome {
+            *self.outcomes.entry(o).or_default() += sign;
+        }
+    }
+
+    /// Adds another tally (of other alarms of the same month).
+    pub fn merge(&mut self, o: &ResponseTally) {
+        self.triggered += o.triggered;
+        self.received += o.received;
+        self.acknowledged += o.acknowledged;
+        self.closed += o.closed;
+        self.never_acknowledged += o.never_acknowledged;
+        for (ms, n) in &o.times {
+            *self.times.entry(*ms).or_default() += n;
+        }
+        for (outcome, n) in &o.outcomes {
+            *self.outcomes.entry(*outcome).or_default() += n;
+        }
+    }
+
+    /// The month's figures (see the module documentation).
+    pub fn figures(&self, month: YearMonth, standard: &ResponseStandard) -> MonthResponse {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let times: Vec<(u64, u64)> = self
+            .times
+            .iter()
+            .map(|(ms, n)| (*ms, count(*n)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let triggered = count(self.triggered);
+        let within = |limit: u64| -> u64 {
+            times
+                .iter()
+                .filter(|(ms, _)| *ms <= limit)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        // Strict: the denominator is every triggered alarm, so one that was never answered counts
+        // as a miss. Leaving it out would reward the centre for the calls it did not pick up.
+        let share = |limit: u64| (triggered > 0).then(|| within(limit) as f64 / triggered as f64);
+        let share_within_60s = share(WITHIN_60S_MS);
+        let share_within_180s = share(WITHIN_180S_MS);
+        let mut outcomes: BTreeMap<String, u64> = Outcome::ALL
+            .iter()
+            .map(|o| (o.id().to_owned(), 0))
+            .collect();
+        for (o, n) in &self.outcomes {
+            *outcomes.entry(o.id().to_owned()).or_default() += count(*n);
+        }
+        MonthResponse {
+            month,
+            triggered,
+            received: count(self.received),
+            acknowledged: count(self.acknowledged),
+            closed: count(self.closed),
+            never_acknowledged: count(self.never_acknowledged),
+            response: ResponseTimes::from_counts(&times),
+            share_within_60s,
+            share_within_180s,
+            meets_60s: share_within_60s.map(|s| s >= standard.within_60s),
+            meets_180s: share_within_180s.map(|s| s >= standard.within_180s),
+            outcomes,
+        }
     }
 }
 
@@ -473,6 +593,56 @@ mod tests {
             (5000, 9000, 10_000)
         );
         assert_eq!(ResponseTimes::from_samples(vec![]), None);
+    }
+
+    #[test]
+    fn counted_percentiles_equal_sampled_ones() {
+        // Small values repeat, so ranks fall inside runs of equal values and on their edges.
+        let mut x: u64 = 7;
+        for n in 1..60 {
+            let samples: Vec<u64> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x % 9
+                })
+                .collect();
+            let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+            for s in &samples {
+                *counts.entry(*s).or_default() += 1;
+            }
+            let counts: Vec<(u64, u64)> = counts.into_iter().collect();
+            assert_eq!(
+                ResponseTimes::from_counts(&counts),
+                ResponseTimes::from_samples(samples.clone()),
+                "{samples:?}"
+            );
+        }
+        assert_eq!(ResponseTimes::from_counts(&[]), None);
+    }
+
+    #[test]
+    fn a_tally_takes_back_what_it_added() {
+        let alarms = example();
+        let mut tally = ResponseTally::default();
+        for a in &alarms {
+            tally.add(a, 1);
+        }
+        let mut other = ResponseTally::default();
+        for a in &alarms[..4] {
+            other.add(a, -1);
+        }
+        tally.merge(&other);
+        for a in &alarms[4..] {
+            tally.add(a, -1);
+        }
+        let empty = tally.figures(month("2025-01"), &ResponseStandard::default());
+        assert_eq!(
+            empty,
+            ResponseTally::default().figures(month("2025-01"), &ResponseStandard::default())
+        );
+        assert!(tally.times.values().all(|n| *n == 0));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   recipients' unions of them, and their month deltas, from which the month-end breakdown is
 //!   read;
 //! - doses per month and municipality (migration 0020), counted once per stored dose event;
+//! - response-centre sums per month, municipality and kind (migration 0021, `response.rs`),
+//!   kept by difference from each alarm's contribution;
 //! - the contact history (migration 0018, `vft_domain::contact`), which outlives the raw status
 //!   events, so rebuilding it merges what the remaining events say into it (a merge is
 //!   idempotent) and never drops the days whose raw events retention already purged.
@@ -57,9 +59,14 @@ pub trait DerivedStore: Send + Sync {
     /// transaction; returns the municipality months written.
     async fn recount_dose_months(&self) -> Result<u64>;
 
-    /// Forgets every kept figure (response-centre months, change attributions) so that each is
-    /// computed from the events on its next request, and moves their generations so that a
-    /// figure being computed meanwhile is not kept either.
+    /// Recomputes the response-centre sums (each alarm's contribution, and their sums per
+    /// month, municipality and kind) from the alarm state, in one transaction; returns the
+    /// alarms read.
+    async fn rebuild_response_months(&self) -> Result<u64>;
+
+    /// Forgets every kept figure (change attributions) so that each is computed from the
+    /// events on its next request, and moves its generation so that a figure being computed
+    /// meanwhile is not kept either.
     async fn drop_kept_figures(&self) -> Result<()>;
 
     /// The whole contact history, ordered.
@@ -616,6 +623,10 @@ macro_rules! impl_derived {
                         let rows = self.recount_dose_months().await?;
                         tracing::info!(rows, "dose counts per month built from the stored dose events");
                     }
+                    if name == "response_months" {
+                        let alarms = self.rebuild_response_months().await?;
+                        tracing::info!(alarms, "response-centre sums built from the stored alarms");
+                    }
                     if name == "contact_history" {
                         let outcome = $crate::derived::DerivedStore::rebuild_contact_history(
                             self,
@@ -823,24 +834,19 @@ macro_rules! impl_derived {
                 Self::recount_dose_months(self).await
             }
 
+            async fn rebuild_response_months(&self) -> $crate::Result<u64> {
+                Self::rebuild_response_months(self).await
+            }
+
             async fn drop_kept_figures(&self) -> $crate::Result<()> {
                 let mut tx = self.writer.begin().await?;
-                // Generations first, as a batch does (see write_batch).
-                for table in ["lifecycle_generation", "alarm_generation"] {
-                    sqlx::query(&format!(
-                        "UPDATE {table} SET generation = generation + 1 WHERE id = 1"
-                    ))
+                // The generation first, as a batch does (see write_batch).
+                sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
                     .execute(&mut *tx)
                     .await?;
-                }
-                for table in [
-                    "response_month_cache",
-                    "change_month_cache",
-                ] {
-                    sqlx::query(&format!("DELETE FROM {table}"))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                sqlx::query("DELETE FROM change_month_cache")
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -7,6 +7,7 @@ mod merge_sql;
 mod migrations;
 mod notify;
 mod postgres;
+mod response;
 mod shared;
 mod sqlite;
 
@@ -267,10 +268,9 @@ pub struct ImportErrorRecord {
 }
 
 /// Figures per month that the API computes and the store keeps for ended months.
+/// (Response-centre figures are no longer among them: ingest keeps their sums, migration 0021.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MonthFigures {
-    /// Response-centre figures: dropped by batches with alarm events.
-    ResponseCentre,
     /// Change attribution against the month before: dropped by batches with lifecycle events.
     Changes,
 }
@@ -278,14 +278,12 @@ pub enum MonthFigures {
 impl MonthFigures {
     pub(crate) fn table(self) -> &'static str {
         match self {
-            Self::ResponseCentre => "response_month_cache",
             Self::Changes => "change_month_cache",
         }
     }
 
     pub(crate) fn generation_table(self) -> &'static str {
         match self {
-            Self::ResponseCentre => "alarm_generation",
             Self::Changes => "lifecycle_generation",
         }
     }
@@ -409,6 +407,17 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<AlarmRecord>>;
+
+    /// The sums of the response-centre figures (`vft_domain::response::ResponseTally`) of
+    /// each month asked for, over the alarms whose origin lies in it, of one municipality (or
+    /// the region) and one kind (or all), as `alarm_records` would give them: read from what
+    /// ingest keeps, so the cost is the months', not the fleet's history.
+    async fn response_tallies(
+        &self,
+        months: &[YearMonth],
+        municipality: Option<&MunicipalityCode>,
+        kind: Option<TechnologyKind>,
+    ) -> Result<Vec<vft_domain::response::ResponseTally>>;
 
     /// Medication events per period `[start, end)`: (municipality, taken, missed) per period index.
     async fn dose_counts(

@@ -93,3 +93,4 @@ impl_store!(PostgresStore, sqlx::Postgres, "postgres");
 crate::access::impl_access!(PostgresStore, sqlx::Postgres);
 crate::notify::impl_notify!(PostgresStore, sqlx::Postgres);
 crate::derived::impl_derived!(PostgresStore, sqlx::Postgres);
+crate::response::impl_response!(PostgresStore, sqlx::Postgres);

@@ -519,6 +519,11 @@ macro_rules! impl_store {
                 let has_alarm_events = events
                     .iter()
                     .any(|e| e.alarm.is_some() && e.event_type.is_alarm_event());
+                // An install with a kind may change its device's kind, and so the kind of the
+                // device's alarms that have none of their own.
+                let has_kinds = unique
+                    .iter()
+                    .any(|e| e.event_type == vft_domain::EventType::Installed && e.kind.is_some());
                 let has_doses = unique
                     .iter()
                     .any(|e| matches!(e.event_type, vft_domain::EventType::DoseTaken | vft_domain::EventType::DoseMissed));
@@ -532,8 +537,10 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                if has_alarm_events {
-                    // Also first, for kept response-centre months (see keep_month_figures).
+                if has_alarm_events || has_kinds {
+                    // Also first: in PostgreSQL this row lock serialises the batches (and the
+                    // rebuild) that change the response-centre sums (apply_response_facts reads
+                    // an alarm's stored contribution, then replaces it).
                     sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
@@ -702,12 +709,6 @@ macro_rules! impl_store {
                     .into_iter()
                     .collect();
                 Self::apply_service_state(&mut tx, &lifecycle_devices).await?;
-                // The earliest origin among the alarms this batch touched, as stored after the
-                // merge: an alarm belongs to its origin's month, and a merge only moves it earlier.
-                // A municipality's own figures anchor an alarm by its own events
-                // (`own_alarm_records`), which may lie before the region's origin (a step stamped
-                // before the alarm): none lies before the alarm's earliest step, so that counts too.
-                let mut earliest_alarm: Option<i64> = None;
                 let alarms = vft_domain::AlarmDelta::fold(&consistent);
                 for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
@@ -732,21 +733,18 @@ macro_rules! impl_store {
                             .push_bind(a.closed.as_ref().and_then(|c| c.2.map(|o| o.id())));
                     });
                     qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
-                    qb.push(" RETURNING origin_ts, triggered_ts, received_ts, acknowledged_ts, closed_ts");
-                    type Steps = (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-                    let merged: Vec<Steps> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    earliest_alarm = merged
-                        .into_iter()
-                        .flat_map(|(o, t, r, a, c)| [Some(o), t, r, a, c])
-                        .flatten()
-                        .chain(earliest_alarm)
-                        .min();
-                }
-                if let Some(earliest) = earliest_alarm {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_month_cache WHERE month_end > ");
-                    qb.push_bind(earliest);
                     qb.build().execute(&mut *tx).await?;
                 }
+                // Response-centre sums: the alarms touched here, and every alarm of a device
+                // whose install is here (its kind may have changed), as stored after the merges.
+                let touched: Vec<(String, String)> =
+                    alarms.iter().map(|a| (a.vendor.to_string(), a.alarm.to_string())).collect();
+                let installed: Vec<(String, String)> = deltas
+                    .iter()
+                    .filter(|d| d.install.is_some())
+                    .map(|d| (d.vendor.to_string(), d.device.to_string()))
+                    .collect();
+                Self::apply_response_facts(&mut tx, &touched, &installed).await?;
                 for chunk in dead_letters.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO dead_letters (fingerprint, topic, payload, reason_code, reason, received_at) ",
@@ -1019,6 +1017,16 @@ macro_rules! impl_store {
                     .collect();
                 records.sort_by(|(t1, a1), (t2, a2)| (t1, &a1.vendor, &a1.alarm).cmp(&(t2, &a2.vendor, &a2.alarm)));
                 Ok(records.into_iter().map(|(_, a)| a).collect())
+            }
+
+            async fn response_tallies(
+                &self,
+                months: &[vft_domain::YearMonth],
+                municipality: Option<&vft_domain::MunicipalityCode>,
+                kind: Option<vft_domain::TechnologyKind>,
+            ) -> $crate::Result<Vec<vft_domain::response::ResponseTally>> {
+                // From the sums ingest keeps (response.rs).
+                self.response_tallies_from_state(months, municipality, kind).await
             }
 
             async fn dose_counts(&self, periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)]) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {

@@ -116,3 +116,4 @@ impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::access::impl_access!(SqliteStore, sqlx::Sqlite);
 crate::notify::impl_notify!(SqliteStore, sqlx::Sqlite);
 crate::derived::impl_derived!(SqliteStore, sqlx::Sqlite);
+crate::response::impl_response!(SqliteStore, sqlx::Sqlite);

@@ -40,7 +40,7 @@ both_backends!(
     retention_purges_status_events_but_keeps_state,
     breakdown_and_snapshot_agree_with_the_domain_rules,
     kept_month_ends_follow_late_events,
-    kept_response_months_follow_alarm_batches,
+    kept_change_attributions_follow_lifecycle_batches,
     kept_dose_counts_follow_late_doses,
     kept_figures_agree_with_live_ones_under_concurrent_writes,
     alarms_merge_in_any_order_and_doses_count_per_month,
@@ -59,6 +59,7 @@ both_backends!(
     contact_history_rebuilt_equals_incremental_in_any_arrival_order,
     service_state_counts_devices_and_recipients_at_any_instant_in_any_order,
     dose_months_count_each_dose_once_in_any_order,
+    response_sums_equal_the_domain_figures_in_any_order,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -1788,23 +1789,20 @@ async fn kept_month_ends_follow_late_events(s: TestStore) {
     }
 }
 
-/// Kept response-centre months: not kept when an alarm batch came in between reading the
-/// generation and keeping; dropped by a batch that touches an alarm of that month or earlier.
-async fn kept_response_months_follow_alarm_batches(s: TestStore) {
+/// Kept change attributions: not kept when a lifecycle batch came in between reading the
+/// generation and keeping; dropped by a batch with a lifecycle event of that month or earlier.
+async fn kept_change_attributions_follow_lifecycle_batches(s: TestStore) {
     let months = YearMonth::months_of_year(2025).expect("year");
     let (jan, feb) = (months[0], months[1]);
     let starts = [jan.start(), feb.start()];
-    let alarm = |id: &str, ts: &str, alarm: &str| {
-        let mut e = event("hepro", id, ts, "3328", "SA1", EventType::Alarm, None);
-        e.alarm = Some(vft_domain::AlarmRef::parse(alarm).expect("alarm"));
-        e
-    };
+    let installed =
+        |id: &str, ts: &str| install(id, ts, "3328", "SA1", TechnologyKind::SafetyAlarm);
     let keep = |generation: i64| {
         let store = s.store.clone();
         async move {
             store
                 .keep_month_figures(
-                    MonthFigures::ResponseCentre,
+                    MonthFigures::Changes,
                     "scope",
                     generation,
                     &[
@@ -1818,54 +1816,46 @@ async fn kept_response_months_follow_alarm_batches(s: TestStore) {
     };
     let (stale, kept) = s
         .store
-        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
+        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [None, None]);
     s.store
-        .write_batch(
-            &[alarm("a1", "2025-01-10T10:00:00Z", "A1")],
-            &[],
-            Utc::now(),
-        )
+        .write_batch(&[installed("a1", "2025-01-10T10:00:00Z")], &[], Utc::now())
         .await
         .expect("write");
     keep(stale).await;
     let (generation, kept) = s
         .store
-        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
+        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(
         kept,
         [None, None],
-        "kept although an alarm batch came in between"
+        "kept although a lifecycle batch came in between"
     );
     keep(generation).await;
     let (_, kept) = s
         .store
-        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
+        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [Some("jan".to_owned()), Some("feb".to_owned())]);
     let (_, other) = s
         .store
-        .kept_month_figures(MonthFigures::ResponseCentre, "other", &starts)
+        .kept_month_figures(MonthFigures::Changes, "other", &starts)
         .await
         .expect("kept");
     assert_eq!(other, [None, None], "scopes are apart");
-    // An alarm of mid-February drops February only.
+    // An install of mid-February drops February only.
     s.store
-        .write_batch(
-            &[alarm("b1", "2025-02-14T10:00:00Z", "B1")],
-            &[],
-            Utc::now(),
-        )
+        .write_batch(&[installed("b1", "2025-02-14T10:00:00Z")], &[], Utc::now())
         .await
         .expect("write");
     let (_, kept) = s
         .store
-        .kept_month_figures(MonthFigures::ResponseCentre, "scope", &starts)
+        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
         .await
         .expect("kept");
     assert_eq!(kept, [Some("jan".to_owned()), None]);
@@ -3364,4 +3354,244 @@ async fn dose_months_count_each_dose_once_in_any_order(s: TestStore) {
     assert_eq!(answer().await, expected, "counted by ingest");
     s.store.recount_dose_months().await.expect("recount");
     assert_eq!(answer().await, expected, "recounted from the events");
+}
+
+/// The response-centre figures read from the sums ingest keeps, for the region and each
+/// municipality, of every kind and of each, against `vft_domain::response::response_figures`
+/// over the store's alarm records filtered the same way. Returns them, to compare stages.
+async fn response_sums_agree(
+    s: &TestStore,
+    months: &[YearMonth],
+    kinds: &[TechnologyKind],
+    what: &str,
+) -> Vec<Vec<vft_domain::response::MonthResponse>> {
+    use vft_domain::response::{ResponseStandard, response_figures};
+    let standard = ResponseStandard::default();
+    let (Some(first), Some(last)) = (months.first(), months.last()) else {
+        return Vec::new();
+    };
+    let records = s
+        .store
+        .alarm_records(first.start(), last.end_exclusive())
+        .await
+        .expect("alarms");
+    let mut all = Vec::new();
+    for municipality in [None, Some("3320"), Some("3328")] {
+        let municipality = municipality.map(|m| MunicipalityCode::parse(m).expect("code"));
+        for kind in std::iter::once(None).chain(kinds.iter().copied().map(Some)) {
+            let chosen: Vec<_> = records
+                .iter()
+                .filter(|a| {
+                    municipality.as_ref().is_none_or(|m| *m == a.municipality)
+                        && kind.is_none_or(|k| a.kind == Some(k))
+                })
+                .cloned()
+                .collect();
+            let expected = response_figures(&chosen, months, &standard);
+            let kept: Vec<_> = s
+                .store
+                .response_tallies(months, municipality.as_ref(), kind)
+                .await
+                .expect("tallies")
+                .iter()
+                .zip(months)
+                .map(|(t, m)| t.figures(*m, &standard))
+                .collect();
+            assert_eq!(kept, expected, "{what}: {municipality:?} {kind:?}");
+            all.push(kept);
+        }
+    }
+    all
+}
+
+/// Response-centre sums kept by ingest equal the domain's figures over the alarm records in
+/// any arrival order and batching, with repeats and a conflicting repeat; a late
+/// acknowledgement and a device's change of kind (which moves its alarms without a kind of
+/// their own) change them as they must; and a rebuild from the alarm state gives the same.
+async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
+    let mut rng = Rng(2101);
+    let (sa, ds) = (
+        TechnologyKind::SafetyAlarm,
+        TechnologyKind::DigitalSupervision,
+    );
+    let kinds = [sa, ds, TechnologyKind::DoorLockAlarm];
+    let months: Vec<YearMonth> =
+        std::iter::successors(Some(YearMonth::new(2024, 12).expect("month")), |m| {
+            Some(m.next())
+        })
+        .take(6)
+        .collect();
+    let vendor = |d: u64| if d.is_multiple_of(2) { "hepro" } else { "atea" };
+    let mut events: Vec<Event> = Vec::new();
+    // Devices R0..R6 with a kind; R7 never installed, so its alarms have only their own kind.
+    for d in 0..7u64 {
+        let mut e = install(
+            &format!("i{d}"),
+            "2024-11-20T10:00:00Z",
+            ["3320", "3328"][d as usize % 2],
+            &format!("R{d}"),
+            kinds[d as usize % 2],
+        );
+        e.vendor = VendorId::parse(vendor(d)).expect("vendor");
+        events.push(e);
+    }
+    // R2 changes kind within the mixed arrival.
+    let mut e = install("i2b", "2025-02-15T10:00:00Z", "3320", "R2", kinds[2]);
+    e.vendor = VendorId::parse(vendor(2)).expect("vendor");
+    events.push(e);
+    let step = |id: String,
+                vendor: &str,
+                device: &str,
+                m: &str,
+                t: EventType,
+                ts: DateTime<Utc>,
+                alarm: &str| {
+        let mut e = event(vendor, &id, &ts.to_rfc3339(), m, device, t, None);
+        e.alarm = Some(vft_domain::AlarmRef::parse(alarm).expect("alarm"));
+        e
+    };
+    // Alarms around the Oslo month ends, each step there or not; response times repeat (ties
+    // on the percentiles' ranks) and may be negative (clock skew).
+    let ends = [
+        utc("2024-12-31T23:00:00Z"),
+        utc("2025-01-31T23:00:00Z"),
+        utc("2025-02-28T23:00:00Z"),
+        utc("2025-03-31T22:00:00Z"),
+    ];
+    for i in 0..160u64 {
+        let d = rng.below(8);
+        let (v, device, alarm) = (vendor(d), format!("R{d}"), format!("A{i}"));
+        let home = ["3320", "3328"][d as usize % 2];
+        let m = |rng: &mut Rng| {
+            if rng.below(6) == 0 {
+                ["3328", "3320"][d as usize % 2]
+            } else {
+                home
+            }
+        };
+        let t =
+            ends[rng.below(4) as usize] + Duration::seconds(rng.below(4 * 3600) as i64 - 2 * 3600);
+        if rng.below(8) != 0 {
+            let mut e = step(
+                format!("{alarm}t"),
+                v,
+                &device,
+                m(&mut rng),
+                EventType::Alarm,
+                t,
+                &alarm,
+            );
+            e.kind = (rng.below(5) == 0 || d == 7).then(|| kinds[rng.below(3) as usize]);
+            e.cause = Some(vft_domain::Cause::Button);
+            events.push(e);
+        }
+        if rng.below(3) != 0 {
+            let r = t + Duration::milliseconds(rng.below(20_000) as i64);
+            events.push(step(
+                format!("{alarm}r"),
+                v,
+                &device,
+                m(&mut rng),
+                EventType::AlarmReceived,
+                r,
+                &alarm,
+            ));
+        }
+        if rng.below(4) != 0 {
+            let a = t + Duration::milliseconds(rng.below(50) as i64 * 5_000 - 10_000);
+            events.push(step(
+                format!("{alarm}a"),
+                v,
+                &device,
+                m(&mut rng),
+                EventType::AlarmAcknowledged,
+                a,
+                &alarm,
+            ));
+        }
+        if rng.below(3) != 0 {
+            let c = t + Duration::seconds(300 + rng.below(3600) as i64);
+            let mut e = step(
+                format!("{alarm}c"),
+                v,
+                &device,
+                m(&mut rng),
+                EventType::AlarmClosed,
+                c,
+                &alarm,
+            );
+            let outcomes = vft_domain::Outcome::ALL;
+            e.outcome =
+                (rng.below(6) != 0).then(|| outcomes[rng.below(outcomes.len() as u64) as usize]);
+            events.push(e);
+        }
+    }
+    // Held back: R1's late acknowledgement of an alarm never answered so far, and R0's change of
+    // kind, which moves its alarms (R0 has alarms without a kind of their own).
+    let late_alarm_at = utc("2025-02-10T10:00:00Z");
+    events.push(step(
+        "LATEt".into(),
+        vendor(1),
+        "R1",
+        "3328",
+        EventType::Alarm,
+        late_alarm_at,
+        "LATE",
+    ));
+    let late_ack = step(
+        "LATEa".into(),
+        vendor(1),
+        "R1",
+        "3328",
+        EventType::AlarmAcknowledged,
+        late_alarm_at + Duration::seconds(45),
+        "LATE",
+    );
+    let mut kind_change = install("i0b", "2025-04-01T10:00:00Z", "3320", "R0", kinds[1]);
+    kind_change.vendor = VendorId::parse(vendor(0)).expect("vendor");
+    // A conflicting repeat: the same id, another time.
+    let mut conflicting = events[10].clone();
+    conflicting.ts += Duration::minutes(7);
+    write_in_any_order(&s, &mut rng, &events, 60, Some(conflicting), 25).await;
+
+    let before = response_sums_agree(&s, &months, &kinds, "mixed arrival").await;
+    let region = &before[0];
+    let triggered: u64 = region.iter().map(|m| m.triggered).sum();
+    let answered = region.iter().filter(|m| m.response.is_some()).count();
+    assert!(
+        triggered > 100 && answered >= 4,
+        "too few alarms to mean much: {region:?}"
+    );
+    s.store
+        .write_batch(&[late_ack.clone(), kind_change.clone()], &[], Utc::now())
+        .await
+        .expect("write");
+    // Replayed: nothing changes.
+    s.store
+        .write_batch(&[kind_change, late_ack], &[], Utc::now())
+        .await
+        .expect("write");
+    let after =
+        response_sums_agree(&s, &months, &kinds, "late acknowledgement and kind change").await;
+    let feb = 2;
+    assert_eq!(
+        after[0][feb].acknowledged,
+        before[0][feb].acknowledged + 1,
+        "the late acknowledgement counts in its alarm's month"
+    );
+    // Index 1 is the region's safety alarms (kinds[0]), 2 its digital supervision (kinds[1]).
+    let moved = |figures: &[Vec<vft_domain::response::MonthResponse>], k: usize| -> u64 {
+        figures[k]
+            .iter()
+            .map(|m| m.triggered + m.received + m.closed)
+            .sum()
+    };
+    assert!(
+        moved(&after, 1) < moved(&before, 1) && moved(&after, 2) > moved(&before, 2),
+        "R0's alarms moved from safety alarms to digital supervision"
+    );
+    let alarms = s.store.rebuild_response_months().await.expect("rebuild");
+    assert!(alarms > 100, "rebuilt from {alarms} alarms");
+    let rebuilt = response_sums_agree(&s, &months, &kinds, "rebuilt").await;
+    assert_eq!(rebuilt, after, "incremental = rebuilt");
 }

@@ -30,6 +30,8 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
     eprintln!(
         "Doses recounted per month from the dose events ({dose_months} municipality months)."
     );
+    let alarms = store.rebuild_response_months().await?;
+    eprintln!("Response-centre sums recomputed from the state of {alarms} alarms.");
     store.drop_kept_figures().await?;
     eprintln!("Kept figures dropped: each is computed from the events on its next request.");
     let bar = progress_bar("contact history ", "months");

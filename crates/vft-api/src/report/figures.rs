@@ -109,15 +109,11 @@ pub async fn gather(
         crate::rollups::attribution(store, &sources.registry, &selection, month, now).await?;
 
     // The response centre, as `GET /api/v1/rollups/response-centre?year=&municipality=`: the
-    // whole year, as the API asks for it (and keeps it), then the months shown.
+    // whole year, as the API asks for it, then the months shown.
     let standard = ResponseStandard::default();
     let response =
-        crate::figures::response_months(store, &selection, own, None, &year_months, &standard, now)
+        crate::figures::response_months(store, &selection, own, None, &year_months, &standard)
             .await?
-            .into_iter()
-            .map(serde_json::from_value::<MonthResponse>)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ReportError::Figures(crate::ApiError::Internal(e.to_string())))?
             .into_iter()
             .filter(|r| r.month <= month)
             .collect();

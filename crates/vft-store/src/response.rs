@@ -1,0 +1,453 @@
+//! Response-centre figures kept by ingest (migration 0021): what each alarm contributes
+//! (`response_alarms`, a `vft_domain::response::AlarmFact` per alarm) and their sums per Oslo
+//! month, municipality and kind (`response_months`, `response_times`, `response_outcomes`).
+//! A batch recomputes the contribution of every alarm it touches, and of every alarm of a
+//! device whose install it stores (the device's kind is the kind of its alarms that have
+//! none), and adds the difference to the sums, in its own transaction. The coordinator's
+//! figures are read from the sums; `vft rebuild` recomputes everything from the alarm state.
+
+use vft_domain::response::AlarmFact;
+
+/// One alarm's stored contribution, with where it is summed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FactRow {
+    pub month: i64,
+    pub municipality: String,
+    pub kind: String,
+    pub fact: AlarmFact,
+}
+
+impl FactRow {
+    pub(crate) fn key(&self) -> (i64, String, String) {
+        (self.month, self.municipality.clone(), self.kind.clone())
+    }
+}
+
+/// An alarm as the figures see it: its state joined with its device's kind.
+pub(crate) const ALARM_SELECT: &str = "SELECT a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), \
+     a.triggered_ts, a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome FROM alarms a \
+     LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device";
+
+pub(crate) type AlarmRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// The alarm's key and its contribution (none when it belongs to no month).
+pub(crate) fn fact_of(row: AlarmRow) -> crate::Result<((String, String), Option<FactRow>)> {
+    use crate::shared::{corrupt, from_micros};
+    let (vendor, alarm, device, municipality, kind, t, r, a, c, outcome) = row;
+    let ts = |v: Option<i64>| v.map(from_micros).transpose();
+    let record = vft_domain::response::AlarmRecord {
+        vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
+        alarm: vft_domain::AlarmRef::parse(&alarm).map_err(corrupt)?,
+        device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
+        municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        kind: kind
+            .as_deref()
+            .and_then(vft_domain::TechnologyKind::from_id),
+        cause: None,
+        triggered: ts(t)?,
+        received: ts(r)?,
+        acknowledged: ts(a)?,
+        closed: ts(c)?,
+        outcome: outcome.as_deref().and_then(vft_domain::Outcome::from_id),
+    };
+    let fact = record.fact();
+    let row = fact.month.map(|m| FactRow {
+        month: vft_domain::contact::month_key(m),
+        municipality,
+        kind: record.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
+        fact,
+    });
+    Ok(((vendor, alarm), row))
+}
+
+pub(crate) type StoredFactRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+pub(crate) const FACT_COLUMNS: &str = "vendor, alarm, month, municipality, kind, triggered, received, acknowledged, closed, response_ms, outcome";
+
+pub(crate) fn stored_fact(row: StoredFactRow) -> crate::Result<((String, String), FactRow)> {
+    let (vendor, alarm, month, municipality, kind, t, r, a, c, ms, outcome) = row;
+    let fact = AlarmFact {
+        month: Some(
+            vft_domain::contact::month_from_key(month)
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("response month {month}")))?,
+        ),
+        triggered: t != 0,
+        received: r != 0,
+        acknowledged: a != 0,
+        closed: c != 0,
+        response_ms: ms.map(|ms| u64::try_from(ms).unwrap_or(0)),
+        outcome: outcome
+            .as_deref()
+            .map(|o| {
+                vft_domain::Outcome::from_id(o)
+                    .ok_or_else(|| crate::StoreError::Corrupt(format!("outcome {o:?}")))
+            })
+            .transpose()?,
+    };
+    Ok((
+        (vendor, alarm),
+        FactRow {
+            month,
+            municipality,
+            kind,
+            fact,
+        },
+    ))
+}
+
+/// Changes to the sums, per (month, municipality, kind).
+pub(crate) type Tallies =
+    std::collections::BTreeMap<(i64, String, String), vft_domain::response::ResponseTally>;
+
+macro_rules! impl_response {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Brings the response-centre sums in line with the alarm state for `alarms` and
+            /// for every alarm of `devices` (whose kind may have changed), inside a batch's
+            /// transaction that already holds the `alarm_generation` row: each alarm's stored
+            /// contribution is taken back and its new one added, so replays, repeats and
+            /// arrival order change nothing.
+            pub(crate) async fn apply_response_facts(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                alarms: &[(String, String)],
+                devices: &[(String, String)],
+            ) -> $crate::Result<()> {
+                use std::collections::BTreeMap;
+                use $crate::response::{fact_of, stored_fact, AlarmRow, FactRow, StoredFactRow, ALARM_SELECT, FACT_COLUMNS};
+                use $crate::shared::ROWS_PER_STATEMENT;
+                let mut new: BTreeMap<(String, String), Option<FactRow>> = BTreeMap::new();
+                for (pairs, column) in [(alarms, "alarm"), (devices, "device")] {
+                    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{ALARM_SELECT} WHERE (a.vendor, a.{column}) IN ("));
+                        qb.push_values(chunk, |mut row, (v, x)| {
+                            row.push_bind(v.as_str()).push_bind(x.as_str());
+                        });
+                        qb.push(")");
+                        let rows: Vec<AlarmRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                        for row in rows {
+                            let (key, fact) = fact_of(row)?;
+                            new.insert(key, fact);
+                        }
+                    }
+                }
+                let keys: Vec<(String, String)> = new.keys().cloned().collect();
+                let mut old: BTreeMap<(String, String), FactRow> = BTreeMap::new();
+                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {FACT_COLUMNS} FROM response_alarms WHERE (vendor, alarm) IN ("
+                    ));
+                    qb.push_values(chunk, |mut row, (v, a)| {
+                        row.push_bind(v.as_str()).push_bind(a.as_str());
+                    });
+                    qb.push(")");
+                    let rows: Vec<StoredFactRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                    for row in rows {
+                        let (key, fact) = stored_fact(row)?;
+                        old.insert(key, fact);
+                    }
+                }
+                let mut tallies = $crate::response::Tallies::new();
+                let mut changed: Vec<((String, String), FactRow)> = Vec::new();
+                let mut gone: Vec<(String, String)> = Vec::new();
+                for (key, fact) in new {
+                    let before = old.get(&key);
+                    if before == fact.as_ref() {
+                        continue;
+                    }
+                    if let Some(b) = before {
+                        tallies.entry(b.key()).or_default().add_fact(&b.fact, -1);
+                    }
+                    match fact {
+                        Some(f) => {
+                            tallies.entry(f.key()).or_default().add_fact(&f.fact, 1);
+                            changed.push((key, f));
+                        }
+                        None => gone.push(key),
+                    }
+                }
+                Self::write_response_facts(tx, &changed).await?;
+                for chunk in gone.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_alarms WHERE (vendor, alarm) IN (");
+                    qb.push_values(chunk, |mut row, (v, a)| {
+                        row.push_bind(v.as_str()).push_bind(a.as_str());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Self::add_response_tallies(tx, &tallies).await
+            }
+
+            async fn write_response_facts(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                facts: &[((String, String), $crate::response::FactRow)],
+            ) -> $crate::Result<()> {
+                for chunk in facts.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO response_alarms ({}) ",
+                        $crate::response::FACT_COLUMNS
+                    ));
+                    qb.push_values(chunk, |mut row, ((v, a), f)| {
+                        row.push_bind(v.as_str())
+                            .push_bind(a.as_str())
+                            .push_bind(f.month)
+                            .push_bind(f.municipality.as_str())
+                            .push_bind(f.kind.as_str())
+                            .push_bind(i64::from(f.fact.triggered))
+                            .push_bind(i64::from(f.fact.received))
+                            .push_bind(i64::from(f.fact.acknowledged))
+                            .push_bind(i64::from(f.fact.closed))
+                            .push_bind(f.fact.response_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+                            .push_bind(f.fact.outcome.map(|o| o.id()));
+                    });
+                    qb.push(
+                        " ON CONFLICT (vendor, alarm) DO UPDATE SET month = excluded.month, \
+                         municipality = excluded.municipality, kind = excluded.kind, triggered = excluded.triggered, \
+                         received = excluded.received, acknowledged = excluded.acknowledged, closed = excluded.closed, \
+                         response_ms = excluded.response_ms, outcome = excluded.outcome",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Adds `tallies` to the sums, in key order (two PostgreSQL writers that upsert the
+            /// same rows in one order cannot deadlock), and removes the rows left at zero.
+            async fn add_response_tallies(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                tallies: &$crate::response::Tallies,
+            ) -> $crate::Result<()> {
+                use $crate::shared::ROWS_PER_STATEMENT;
+                let counts: Vec<_> = tallies
+                    .iter()
+                    .filter(|(_, t)| [t.triggered, t.received, t.acknowledged, t.closed, t.never_acknowledged].iter().any(|n| *n != 0))
+                    .collect();
+                for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO response_months (month, municipality, kind, triggered, received, acknowledged, closed, never_acknowledged) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((month, m, k), t)| {
+                        row.push_bind(*month)
+                            .push_bind(m.as_str())
+                            .push_bind(k.as_str())
+                            .push_bind(t.triggered)
+                            .push_bind(t.received)
+                            .push_bind(t.acknowledged)
+                            .push_bind(t.closed)
+                            .push_bind(t.never_acknowledged);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, municipality, kind) DO UPDATE SET \
+                         triggered = response_months.triggered + excluded.triggered, \
+                         received = response_months.received + excluded.received, \
+                         acknowledged = response_months.acknowledged + excluded.acknowledged, \
+                         closed = response_months.closed + excluded.closed, \
+                         never_acknowledged = response_months.never_acknowledged + excluded.never_acknowledged",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                let times: Vec<(&(i64, String, String), u64, i64)> = tallies
+                    .iter()
+                    .flat_map(|(key, t)| t.times.iter().filter(|(_, n)| **n != 0).map(move |(ms, n)| (key, *ms, *n)))
+                    .collect();
+                for chunk in times.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO response_times (month, municipality, kind, response_ms, alarms) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((month, m, k), ms, n)| {
+                        row.push_bind(*month)
+                            .push_bind(m.as_str())
+                            .push_bind(k.as_str())
+                            .push_bind(i64::try_from(*ms).unwrap_or(i64::MAX))
+                            .push_bind(*n);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, municipality, kind, response_ms) DO UPDATE SET \
+                         alarms = response_times.alarms + excluded.alarms",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                let outcomes: Vec<(&(i64, String, String), &'static str, i64)> = tallies
+                    .iter()
+                    .flat_map(|(key, t)| t.outcomes.iter().filter(|(_, n)| **n != 0).map(move |(o, n)| (key, o.id(), *n)))
+                    .collect();
+                for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO response_outcomes (month, municipality, kind, outcome, alarms) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((month, m, k), o, n)| {
+                        row.push_bind(*month).push_bind(m.as_str()).push_bind(k.as_str()).push_bind(*o).push_bind(*n);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, municipality, kind, outcome) DO UPDATE SET \
+                         alarms = response_outcomes.alarms + excluded.alarms",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                // Only a key that lost an alarm can have reached zero.
+                let shrunk: Vec<&(i64, String, String)> = tallies
+                    .iter()
+                    .filter(|(_, t)| {
+                        [t.triggered, t.received, t.acknowledged, t.closed].iter().any(|n| *n < 0)
+                            || t.times.values().chain(t.outcomes.values()).any(|n| *n < 0)
+                    })
+                    .map(|(key, _)| key)
+                    .collect();
+                for chunk in shrunk.chunks(ROWS_PER_STATEMENT) {
+                    for (table, zero) in [
+                        ("response_months", "triggered = 0 AND received = 0 AND acknowledged = 0 AND closed = 0"),
+                        ("response_times", "alarms = 0"),
+                        ("response_outcomes", "alarms = 0"),
+                    ] {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                            "DELETE FROM {table} WHERE {zero} AND (month, municipality, kind) IN ("
+                        ));
+                        qb.push_values(chunk, |mut row, (month, m, k)| {
+                            row.push_bind(*month).push_bind(m.as_str()).push_bind(k.as_str());
+                        });
+                        qb.push(")");
+                        qb.build().execute(&mut **tx).await?;
+                    }
+                }
+                Ok(())
+            }
+
+            /// Recomputes every alarm's contribution and the sums from the alarm state, in one
+            /// transaction that holds `alarm_generation` (batches with alarms wait for it).
+            /// Returns the alarms counted.
+            pub(crate) async fn rebuild_response_months(&self) -> $crate::Result<u64> {
+                use $crate::response::{fact_of, AlarmRow, ALARM_SELECT};
+                let mut tx = self.writer.begin().await?;
+                sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await?;
+                for table in ["response_alarms", "response_months", "response_times", "response_outcomes"] {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+                }
+                let mut tallies = $crate::response::Tallies::new();
+                let mut after = (String::new(), String::new());
+                let mut total = 0u64;
+                loop {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{ALARM_SELECT} WHERE (a.vendor, a.alarm) > ("));
+                    qb.push_bind(after.0.clone()).push(", ").push_bind(after.1.clone());
+                    qb.push(") ORDER BY a.vendor, a.alarm LIMIT 5000");
+                    let rows: Vec<AlarmRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let Some(last) = rows.last() else { break };
+                    after = (last.0.clone(), last.1.clone());
+                    total += rows.len() as u64;
+                    let mut facts = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        if let (key, Some(f)) = fact_of(row)? {
+                            tallies.entry(f.key()).or_default().add_fact(&f.fact, 1);
+                            facts.push((key, f));
+                        }
+                    }
+                    Self::write_response_facts(&mut tx, &facts).await?;
+                }
+                Self::add_response_tallies(&mut tx, &tallies).await?;
+                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'response_months'")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(total)
+            }
+
+            /// One tally per month asked for, of the region or one municipality, and of every
+            /// kind or one, read from the sums in one statement (one snapshot).
+            pub(crate) async fn response_tallies_from_state(
+                &self,
+                months: &[vft_domain::YearMonth],
+                municipality: Option<&vft_domain::MunicipalityCode>,
+                kind: Option<vft_domain::TechnologyKind>,
+            ) -> $crate::Result<Vec<vft_domain::response::ResponseTally>> {
+                use vft_domain::contact::month_key;
+                let mut out = vec![vft_domain::response::ResponseTally::default(); months.len()];
+                let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
+                    return Ok(out);
+                };
+                let filter = |qb: &mut sqlx::QueryBuilder<'_, $db>| {
+                    qb.push(" WHERE month >= ").push_bind(month_key(*first));
+                    qb.push(" AND month <= ").push_bind(month_key(*last));
+                    if let Some(m) = municipality {
+                        qb.push(" AND municipality = ").push_bind(m.to_string());
+                    }
+                    if let Some(k) = kind {
+                        qb.push(" AND kind = ").push_bind(k.id());
+                    }
+                };
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT CAST(0 AS BIGINT), month, '', CAST(0 AS BIGINT), CAST(SUM(triggered) AS BIGINT), \
+                     CAST(SUM(received) AS BIGINT), CAST(SUM(acknowledged) AS BIGINT), CAST(SUM(closed) AS BIGINT), \
+                     CAST(SUM(never_acknowledged) AS BIGINT) FROM response_months",
+                );
+                filter(&mut qb);
+                qb.push(
+                    " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
+                     CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
+                );
+                filter(&mut qb);
+                qb.push(
+                    " GROUP BY month, response_ms UNION ALL SELECT CAST(2 AS BIGINT), month, outcome, CAST(0 AS BIGINT), \
+                     CAST(SUM(alarms) AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
+                     FROM response_outcomes",
+                );
+                filter(&mut qb);
+                qb.push(" GROUP BY month, outcome");
+                type Row = (i64, i64, String, i64, i64, i64, i64, i64, i64);
+                let rows: Vec<Row> = qb.build_query_as().fetch_all(&self.reader).await?;
+                let index: std::collections::HashMap<i64, Vec<usize>> =
+                    months.iter().enumerate().fold(Default::default(), |mut map, (i, m)| {
+                        map.entry(month_key(*m)).or_insert_with(Vec::new).push(i);
+                        map
+                    });
+                for (part, month, outcome, ms, a, b, c, d, e) in rows {
+                    for &i in index.get(&month).into_iter().flatten() {
+                        let t = &mut out[i];
+                        match part {
+                            0 => {
+                                t.triggered += a;
+                                t.received += b;
+                                t.acknowledged += c;
+                                t.closed += d;
+                                t.never_acknowledged += e;
+                            }
+                            1 => {
+                                *t.times.entry(u64::try_from(ms).unwrap_or(0)).or_default() += a;
+                            }
+                            _ => {
+                                let o = vft_domain::Outcome::from_id(&outcome)
+                                    .ok_or_else(|| $crate::StoreError::Corrupt(format!("outcome {outcome:?}")))?;
+                                *t.outcomes.entry(o).or_default() += a;
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_response;
