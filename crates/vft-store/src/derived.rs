@@ -412,56 +412,75 @@ macro_rules! impl_derived {
                         .execute(&mut *tx)
                         .await?;
                 }
-                // The deltas summed up to each month asked about, in one statement: a row per
-                // (municipality, vendor, kind) with two sums per month, so SQL adds and only
-                // a few thousand rows come back, however many months of history there are.
-                let mut months: Vec<i64> = before
+                // A cut inside its month is read from the nearer end of that month: the deltas
+                // before the month plus the changes from its start up to the cut, or the deltas
+                // through the month minus the changes from the cut to its end. The current
+                // month is asked as of now, which is near its end of the changes: its cost
+                // stays a few rows however busy the month has been (the soak bench).
+                let plans: Vec<(i64, Option<(i64, i64, i64)>)> = before
                     .iter()
-                    .map(|c| vft_domain::contact::month_key(vft_domain::YearMonth::containing(*c)))
+                    .map(|cut| {
+                        let month = vft_domain::YearMonth::containing(*cut);
+                        let (start, c, end) = (micros(month.start()), micros(*cut), micros(month.end_exclusive()));
+                        let key = vft_domain::contact::month_key(month);
+                        if c == start {
+                            (key, None)
+                        } else if end - c < c - start {
+                            // Deltas of months before `key + 1`: through this month.
+                            (key + 1, Some((c, end, -1)))
+                        } else {
+                            (key, Some((start, c, 1)))
+                        }
+                    })
                     .collect();
-                months.sort_unstable();
-                months.dedup();
+                // The deltas summed up to each bound, in one statement: a row per
+                // (municipality, vendor, kind) with two sums per bound, so SQL adds and only a
+                // few thousand rows come back, however many months of history there are.
+                let mut bounds: Vec<i64> = plans.iter().map(|(bound, _)| *bound).collect();
+                bounds.sort_unstable();
+                bounds.dedup();
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT municipality, vendor, kind");
-                for month in &months {
+                for bound in &bounds {
                     for column in ["devices", "recipients"] {
                         // PostgreSQL sums BIGINT as NUMERIC: cast back.
                         qb.push(", CAST(SUM(CASE WHEN month < ")
-                            .push_bind(*month)
+                            .push_bind(*bound)
                             .push(format!(" THEN {column} ELSE 0 END) AS BIGINT)"));
                     }
                 }
                 qb.push(" FROM service_month_deltas WHERE month < ")
-                    .push_bind(vft_domain::contact::month_key(last))
+                    .push_bind(bounds.last().copied().unwrap_or(vft_domain::contact::month_key(last)))
                     .push(" GROUP BY municipality, vendor, kind");
                 let mut sums: BTreeMap<i64, BTreeMap<Key, (i64, i64)>> = BTreeMap::new();
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     use sqlx::Row;
                     let key: Key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                    for (i, month) in months.iter().enumerate() {
+                    for (i, bound) in bounds.iter().enumerate() {
                         let devices: i64 = row.try_get::<Option<i64>, _>(3 + 2 * i)?.unwrap_or(0);
                         let recipients: i64 = row.try_get::<Option<i64>, _>(4 + 2 * i)?.unwrap_or(0);
-                        sums.entry(*month).or_default().insert(key.clone(), (devices, recipients));
+                        sums.entry(*bound).or_default().insert(key.clone(), (devices, recipients));
                     }
                 }
                 let mut out = Vec::new();
-                for (idx, cut) in before.iter().enumerate() {
-                    let month = vft_domain::YearMonth::containing(*cut);
-                    let (start, c) = (micros(month.start()), micros(*cut));
-                    let mut counts = sums.get(&vft_domain::contact::month_key(month)).cloned().unwrap_or_default();
-                    if start < c {
+                for (idx, (bound, changes)) in plans.iter().enumerate() {
+                    let mut counts = sums.get(bound).cloned().unwrap_or_default();
+                    // Interval starts in [from, to) add (or, read back from the month's end,
+                    // take away) one each, interval ends the opposite.
+                    if let Some((from, to, direction)) = *changes {
                         for (table, recipients) in [("service_intervals", false), ("recipient_spans", true)] {
                             for (column, sign) in [("from_ts", 1), ("to_ts", -1)] {
                                 let found: Vec<(String, String, String, i64)> = sqlx::query_as(&format!(
                                     "SELECT municipality, vendor, kind, COUNT(*) FROM {table} \
                                      WHERE {column} >= $1 AND {column} < $2 GROUP BY municipality, vendor, kind"
                                 ))
-                                .bind(start)
-                                .bind(c)
+                                .bind(from)
+                                .bind(to)
                                 .fetch_all(&mut *tx)
                                 .await?;
                                 for (m, v, k, n) in found {
                                     let slot = counts.entry((m, v, k)).or_default();
-                                    if recipients { slot.1 += sign * n } else { slot.0 += sign * n }
+                                    let change = direction * sign * n;
+                                    if recipients { slot.1 += change } else { slot.0 += change }
                                 }
                             }
                         }

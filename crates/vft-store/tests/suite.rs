@@ -3211,6 +3211,23 @@ async fn service_state_counts_devices_and_recipients_at_any_instant_in_any_order
         instants
             .push(utc("2025-01-01T00:00:00Z") + Duration::minutes(rng.below(366 * 24 * 60) as i64));
     }
+    // Early and late in each month (a cut is read from the nearer end of its month), and at
+    // and just after lifecycle steps, where ties decide.
+    for m in 1..=12 {
+        let month = YearMonth::new(2025, m).expect("month");
+        instants.push(month.start() + Duration::days(2) + Duration::minutes(rng.below(600) as i64));
+        instants.push(
+            month.end_exclusive() - Duration::days(2) - Duration::minutes(rng.below(600) as i64),
+        );
+    }
+    for e in events
+        .iter()
+        .filter(|e| e.event_type.lifecycle_rank().is_some())
+        .take(30)
+    {
+        instants.push(e.ts_utc());
+        instants.push(e.ts_utc() + Duration::microseconds(1));
+    }
     instants.push(Utc::now());
     let expected: Vec<String> = {
         let mut rows = Vec::new();
