@@ -10,7 +10,9 @@
 //!   batcher formed in the end-to-end run (its `vft_ingest_batch_messages`); the ceiling
 //!   counts the `write_batch` calls only, the parse is shown beside it.
 //!
-//! The ratio is end to end / the lower ceiling.
+//! The ratio is end to end / the lower ceiling. Beside the figures: the batches the batcher
+//! formed and its time in `write_batch`, and the CPU seconds each process used (SQLite
+//! threads apart), to show where the time goes.
 //!
 //! Run: `cargo bench -p vft-e2e --bench ingest` (add `-- --mosquitto` to also measure through
 //! Mosquitto with the deploy configuration, `-- --baseline PATH` to measure another vft build
@@ -67,7 +69,7 @@ fn topic(publisher: usize) -> String {
 
 /// CPU seconds used so far by a process (`self` or a pid), in total and by its SQLite threads
 /// (sqlx runs each connection on a thread of that name): where a run's time went.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Cpu {
     total: f64,
     sqlite: f64,
@@ -124,8 +126,8 @@ struct EndToEnd {
     batch_messages: Option<f64>,
 }
 
-/// Publishes `payloads` with QoS 1 from `scenario.publishers` connections (inflight 500, like
-/// a busy gateway) and waits for every PUBACK.
+/// Publishes `payloads` with QoS 1 from `scenario.publishers` connections (inflight 500 each)
+/// and waits for every PUBACK.
 async fn publish_all(
     scenario: &Scenario,
     payloads: &[Vec<u8>],
