@@ -188,7 +188,7 @@ async fn run_with(
     let (ca, cert, key) = test_ca(scratch.dir.path());
     let tls_addr = format!("127.0.0.1:{}", free_port());
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let env: Vec<(&str, &str)> = if perimeter {
+    let mut env: Vec<(&str, &str)> = if perimeter {
         vec![
             ("VFT_MQTT__ALLOW_ANONYMOUS", "false"),
             ("VFT_MQTT__TLS_CERT", cert.as_str()),
@@ -198,6 +198,17 @@ async fn run_with(
     } else {
         Vec::new()
     };
+    // A session of its own at Mosquitto: under the default client id, vft would be handed
+    // what Mosquitto kept for an earlier run's vft (the broker ceiling's messages among them)
+    // and count those events as this run's.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let client_id = format!(
+        "vft-bench-{}",
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    if external.is_some() {
+        env.push(("VFT_MQTT__CLIENT_ID", client_id.as_str()));
+    }
     let (vft, broker) = serve(&scratch, external, &env);
     wait_ready(&vft.api).await;
     let secured = perimeter.then(|| {
@@ -244,7 +255,7 @@ async fn run_with(
         Cpu::of(&vft.pid().to_string()).since(cpu.0),
         Cpu::of("self").since(cpu.1),
     );
-    let batcher = Batcher::read(&vft.api).await;
+    let batcher = Batcher::read(&vft.api, messages).await;
     let label = format!(
         "{} ({})",
         scenario.name,
@@ -288,7 +299,8 @@ async fn run_with(
     }
 }
 
-/// The batcher's own figures, from vft's `/metrics` (Prometheus summaries: `_sum`, `_count`).
+/// The batcher's own figures, from vft's `/metrics` (Prometheus summaries: `_sum` counts
+/// since start, `_count` the last 40-60 s, longer than a run here).
 struct Batcher {
     batches: f64,
     messages: f64,
@@ -296,21 +308,35 @@ struct Batcher {
 }
 
 impl Batcher {
-    async fn read(api: &str) -> Option<Self> {
-        let text = get(&format!("{api}/metrics"), None)
-            .await
-            .text()
-            .await
-            .ok()?;
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        };
-        Some(Self {
-            batches: value("vft_ingest_batch_messages_count")?,
-            messages: value("vft_ingest_batch_messages_sum")?,
-            commit_seconds: value("vft_ingest_commit_seconds_sum")?,
-        })
+    /// Once the batcher has counted `messages`: its figures follow a commit by a moment, and
+    /// the last commit may be seen in the database first.
+    async fn read(api: &str, messages: usize) -> Option<Self> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = get(&format!("{api}/metrics"), None)
+                .await
+                .text()
+                .await
+                .ok()?;
+            let value = |name: &str| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+            };
+            let counted = value("vft_ingest_messages_total").unwrap_or(0.0);
+            if counted >= messages as f64 || Instant::now() > deadline {
+                return Some(Self {
+                    batches: value("vft_ingest_batch_messages_count")?,
+                    messages: value("vft_ingest_batch_messages_sum")?,
+                    commit_seconds: value("vft_ingest_commit_seconds_sum")?,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn mean_messages(&self) -> f64 {
