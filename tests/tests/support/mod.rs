@@ -649,11 +649,6 @@ impl Drop for Mosquitto {
                 std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
             eprintln!("--- mosquitto log ---\n{log}");
         }
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
-            eprintln!("--- mosquitto log ---\n{log}");
-        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
