@@ -214,15 +214,14 @@ impl Gathered {
         // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
         let tick = Duration::microseconds(1);
         // Independent reads, asked at once: the reader pool answers them side by side.
-        let (mut in_service, mut grace_ago, mut ever_old, old_listing, new_listing, reporting) =
-            tokio::try_join!(
-                store.in_service_snapshot(at + tick),
-                store.in_service_snapshot(at - settings.grace + tick),
-                store.ever_in_service(old, at + tick),
-                store.listing_at(old, at),
-                store.listing_at(new, at),
-                store.reporting_at(at, at - settings.silent_after),
-            )?;
+        let (mut in_service, mut grace_ago, mut ever_old, old_listing, new_listing, reporting) = tokio::try_join!(
+            store.in_service_snapshot(at + tick),
+            store.in_service_snapshot(at - settings.grace + tick),
+            store.ever_in_service(old, at + tick),
+            store.listing_at(old, at),
+            store.listing_at(new, at),
+            store.reporting_at(at, at - settings.silent_after),
+        )?;
         let mut listings = old_listing;
         listings.extend(new_listing);
         // A vendor with no device in the events is taken at its exports' word
@@ -480,6 +479,37 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// What a month end adds to what was read for all of them (a vendor known only by its
+/// exports).
+#[derive(Default)]
+struct Added {
+    in_service: Vec<InService>,
+    grace_ago: Vec<InService>,
+    ever_old: Vec<InService>,
+}
+
+/// A [`ReconcileScope`] that owns its municipality, to move to another thread.
+enum OwnedScope {
+    Region(Option<MunicipalityCode>),
+    Own(MunicipalityCode),
+}
+
+impl OwnedScope {
+    fn of(scope: ReconcileScope<'_>) -> Self {
+        match scope {
+            ReconcileScope::Region(m) => Self::Region(m.cloned()),
+            ReconcileScope::Own(m) => Self::Own(m.clone()),
+        }
+    }
+
+    fn borrow(&self) -> ReconcileScope<'_> {
+        match self {
+            Self::Region(m) => ReconcileScope::Region(m.as_ref()),
+            Self::Own(m) => ReconcileScope::Own(m),
+        }
+    }
+}
+
 /// Reconciles at each month's last instant and summarises per municipality. What the months
 /// share is read once: the service intervals covering every instant looked at (each month
 /// end's snapshots are cut from them) and the old vendor's installs up to the last month end
@@ -508,18 +538,11 @@ pub async fn migration_progress_of(
     )?;
     let (install_times, ever_all): (Vec<DateTime<Utc>>, Vec<InService>) =
         installs.into_iter().unzip();
-    let covering = |c: DateTime<Utc>| -> Vec<InService> {
-        spans
-            .iter()
-            .filter(|s| s.interval.covers(c))
-            .filter_map(ServiceSpan::in_service)
-            .collect()
-    };
-    let mut per_month = Vec::with_capacity(months.len());
-    for (m, &at) in months.iter().zip(&ends) {
-        let mut in_service = covering(at + tick);
-        let mut grace_ago = covering(at - settings.grace + tick);
-        let mut ever_old = Cow::Borrowed(&ever_all[..install_times.partition_point(|t| *t < at + tick)]);
+    // What a month adds for a vendor known only by its exports (usually nothing), as
+    // `Gathered::at` adds it.
+    let mut added = Vec::with_capacity(ends.len());
+    for &at in &ends {
+        let mut add = Added::default();
         for vendor in [from, to] {
             if store
                 .vendor_reporting(vendor, at, at - settings.silent_after)
@@ -527,30 +550,85 @@ pub async fn migration_progress_of(
             {
                 continue;
             }
-            in_service.extend(vft_domain::reconcile::listed_in_service(
-                &store.listing_at(vendor, at).await?,
-            ));
-            grace_ago.extend(vft_domain::reconcile::listed_in_service(
-                &store.listing_at(vendor, at - settings.grace).await?,
-            ));
+            add.in_service
+                .extend(vft_domain::reconcile::listed_in_service(
+                    &store.listing_at(vendor, at).await?,
+                ));
+            add.grace_ago
+                .extend(vft_domain::reconcile::listed_in_service(
+                    &store.listing_at(vendor, at - settings.grace).await?,
+                ));
             if vendor == from {
-                ever_old.to_mut().extend(listed_ever(store, from, at).await?);
+                add.ever_old.extend(listed_ever(store, from, at).await?);
             }
         }
-        let looked = Looked {
-            at,
-            old: from,
-            new: to,
-            silent_after: settings.silent_after,
-            in_service: &in_service,
-            grace_ago: &grace_ago,
-            ever_old: &ever_old,
-            // The flags are not counted: nothing to flag from.
-            listings: &[],
-            reporting: &[],
-        };
-        per_month.push((*m, looked.rows(scope, false)));
+        added.push(add);
     }
+    // The month ends are CPU work and independent: off the async workers, a thread per core.
+    let (old, new, scope) = (from.clone(), to.clone(), OwnedScope::of(scope));
+    let per_month_rows = tokio::task::spawn_blocking(move || {
+        let month = |i: usize| -> Vec<ReconcileRow> {
+            let at = ends[i];
+            let covering = |c: DateTime<Utc>, add: &[InService]| -> Vec<InService> {
+                spans
+                    .iter()
+                    .filter(|s| s.interval.covers(c))
+                    .filter_map(ServiceSpan::in_service)
+                    .chain(add.iter().cloned())
+                    .collect()
+            };
+            let in_service = covering(at + tick, &added[i].in_service);
+            let grace_ago = covering(at - settings.grace + tick, &added[i].grace_ago);
+            let before = &ever_all[..install_times.partition_point(|t| *t < at + tick)];
+            let ever_old: Cow<'_, [InService]> = if added[i].ever_old.is_empty() {
+                Cow::Borrowed(before)
+            } else {
+                Cow::Owned(before.iter().chain(&added[i].ever_old).cloned().collect())
+            };
+            Looked {
+                at,
+                old: &old,
+                new: &new,
+                silent_after: settings.silent_after,
+                in_service: &in_service,
+                grace_ago: &grace_ago,
+                ever_old: &ever_old,
+                // The flags are not counted: nothing to flag from.
+                listings: &[],
+                reporting: &[],
+            }
+            .rows(scope.borrow(), false)
+        };
+        let n = ends.len();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, n.max(1));
+        let mut rows: Vec<(usize, Vec<ReconcileRow>)> = std::thread::scope(|threads| {
+            let month = &month;
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    threads.spawn(move || {
+                        (w..n)
+                            .step_by(workers)
+                            .map(|i| (i, month(i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        rows.sort_by_key(|(i, _)| *i);
+        rows
+    })
+    .await
+    .map_err(|_| AppError::Interrupted("reconciling the month ends"))?;
+    let per_month: Vec<(YearMonth, Vec<ReconcileRow>)> = per_month_rows
+        .into_iter()
+        .map(|(i, rows)| (months[i], rows))
+        .collect();
     Ok(migration_progress(&per_month))
 }
 

@@ -3699,7 +3699,10 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
         .collect();
     narrow.sort();
     want.sort();
-    assert!(!want.is_empty() && want.len() < spans.len(), "a weak window");
+    assert!(
+        !want.is_empty() && want.len() < spans.len(),
+        "a weak window"
+    );
     assert_eq!(narrow, want, "window");
 
     for vendor in ["hepro", "atea"] {
@@ -3741,7 +3744,11 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
         let mut seen = std::collections::BTreeSet::new();
         for c in instants.iter().step_by(3) {
             for silent in [Duration::days(7), Duration::hours(20)] {
-                let reporting = s.store.reporting_at(*c, *c - silent).await.expect("reporting");
+                let reporting = s
+                    .store
+                    .reporting_at(*c, *c - silent)
+                    .await
+                    .expect("reporting");
                 let want = reporting.iter().any(|r| r.vendor == vendor);
                 assert_eq!(
                     s.store
