@@ -8,6 +8,7 @@ use crate::AppError;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use vft_domain::attribution::InService;
 use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
@@ -18,7 +19,7 @@ use vft_domain::reconcile::{
 use vft_domain::{
     MunicipalityCode, PlausibleTimes, Registry, VendorId, YearMonth, spreadsheet_safe,
 };
-use vft_store::Store;
+use vft_store::{ServiceSpan, Store};
 
 /// Import formats per vendor id.
 pub type ImportFormats = BTreeMap<String, ImportFormat>;
@@ -171,6 +172,7 @@ pub async fn reconcile_at(
 ) -> Result<Vec<ReconcileRow>, AppError> {
     Ok(Gathered::at(store, old, new, at, settings)
         .await?
+        .view()
         .rows(ReconcileScope::Region(None), true))
 }
 
@@ -211,14 +213,18 @@ impl Gathered {
     ) -> Result<Self, AppError> {
         // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
         let tick = Duration::microseconds(1);
+        // One read after another: asked at once they were no faster on two cores, and each
+        // reader connection they held filled its own page cache (the server's peak memory).
         let mut in_service = store.in_service_snapshot(at + tick).await?;
         let mut grace_ago = store
             .in_service_snapshot(at - settings.grace + tick)
             .await?;
         let mut ever_old = store.ever_in_service(old, at + tick).await?;
-        let mut listings = store.listing_at(old, at).await?;
-        listings.extend(store.listing_at(new, at).await?);
+        let old_listing = store.listing_at(old, at).await?;
+        let new_listing = store.listing_at(new, at).await?;
         let reporting = store.reporting_at(at, at - settings.silent_after).await?;
+        let mut listings = old_listing;
+        listings.extend(new_listing);
         // A vendor with no device in the events is taken at its exports' word
         // (`listed_in_service`): its latest export at `at`, the one at `at - grace`, and, for
         // the old vendor, every export up to `at` as what was ever in service.
@@ -233,13 +239,7 @@ impl Gathered {
                 &store.listing_at(vendor, at - settings.grace).await?,
             ));
             if vendor == old {
-                for import in store.imports(Some(old)).await? {
-                    if import.as_of <= at {
-                        ever_old.extend(vft_domain::reconcile::listed_in_service(
-                            &store.listing_at(old, import.as_of).await?,
-                        ));
-                    }
-                }
+                ever_old.extend(listed_ever(store, old, at).await?);
             }
         }
         Ok(Self {
@@ -255,6 +255,55 @@ impl Gathered {
         })
     }
 
+    fn view(&self) -> Looked<'_> {
+        Looked {
+            at: self.at,
+            old: &self.old,
+            new: &self.new,
+            silent_after: self.silent_after,
+            in_service: &self.in_service,
+            grace_ago: &self.grace_ago,
+            ever_old: &self.ever_old,
+            listings: &self.listings,
+            reporting: &self.reporting,
+        }
+    }
+}
+
+/// Every export of the old vendor up to `at`, as devices ever in service (a vendor known only
+/// by its exports).
+async fn listed_ever(
+    store: &dyn Store,
+    old: &VendorId,
+    at: DateTime<Utc>,
+) -> Result<Vec<InService>, AppError> {
+    let mut ever = Vec::new();
+    for import in store.imports(Some(old)).await? {
+        if import.as_of <= at {
+            ever.extend(vft_domain::reconcile::listed_in_service(
+                &store.listing_at(old, import.as_of).await?,
+            ));
+        }
+    }
+    Ok(ever)
+}
+
+/// What the reconciliation at one instant looks at, borrowed: gathered for one instant, or cut
+/// out of what was read once for many (migration progress).
+#[derive(Clone, Copy)]
+struct Looked<'a> {
+    at: DateTime<Utc>,
+    old: &'a VendorId,
+    new: &'a VendorId,
+    silent_after: Duration,
+    in_service: &'a [InService],
+    grace_ago: &'a [InService],
+    ever_old: &'a [InService],
+    listings: &'a [Listing],
+    reporting: &'a [Reporting],
+}
+
+impl Looked<'_> {
     fn reconcile(
         &self,
         in_service: &[InService],
@@ -263,13 +312,13 @@ impl Gathered {
     ) -> Vec<ReconcileRow> {
         reconcile(&ReconcileInput {
             at: self.at,
-            old: &self.old,
-            new: &self.new,
+            old: self.old,
+            new: self.new,
             in_service,
             in_service_grace_ago: grace_ago,
             ever_old,
-            listings: &self.listings,
-            reporting: &self.reporting,
+            listings: self.listings,
+            reporting: self.reporting,
             silent_after: self.silent_after,
         })
     }
@@ -280,7 +329,7 @@ impl Gathered {
         let keep = |r: &ReconcileRow| flags || r.class.is_partition();
         match scope {
             ReconcileScope::Region(filter) => {
-                let mut rows = self.reconcile(&self.in_service, &self.grace_ago, &self.ever_old);
+                let mut rows = self.reconcile(self.in_service, self.grace_ago, self.ever_old);
                 rows.retain(|r| keep(r) && filter.is_none_or(|m| r.municipality == *m));
                 rows
             }
@@ -294,9 +343,9 @@ impl Gathered {
                 };
                 let mut rows: Vec<ReconcileRow> = self
                     .reconcile(
-                        &mine(&self.in_service),
-                        &mine(&self.grace_ago),
-                        &mine(&self.ever_old),
+                        &mine(self.in_service),
+                        &mine(self.grace_ago),
+                        &mine(self.ever_old),
                     )
                     .into_iter()
                     .filter(|r| r.class.is_partition() && r.municipality == *own)
@@ -383,6 +432,7 @@ pub async fn reconciliation(
     let at = end_of_day(&day)?;
     let rows = Gathered::at(store, &from, &to, at, settings)
         .await?
+        .view()
         .rows(scope, true);
     let mut totals: BTreeMap<ReconcileClass, u64> =
         ReconcileClass::ALL.iter().map(|c| (*c, 0)).collect();
@@ -430,7 +480,42 @@ pub fn reconciliation_csv(rows: &[ReconcileRow]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// Reconciles at each month's last instant and summarises per municipality.
+/// What a month end adds to what was read for all of them (a vendor known only by its
+/// exports).
+#[derive(Default)]
+struct Added {
+    in_service: Vec<InService>,
+    grace_ago: Vec<InService>,
+    ever_old: Vec<InService>,
+}
+
+/// A [`ReconcileScope`] that owns its municipality, to move to another thread.
+enum OwnedScope {
+    Region(Option<MunicipalityCode>),
+    Own(MunicipalityCode),
+}
+
+impl OwnedScope {
+    fn of(scope: ReconcileScope<'_>) -> Self {
+        match scope {
+            ReconcileScope::Region(m) => Self::Region(m.cloned()),
+            ReconcileScope::Own(m) => Self::Own(m.clone()),
+        }
+    }
+
+    fn borrow(&self) -> ReconcileScope<'_> {
+        match self {
+            Self::Region(m) => ReconcileScope::Region(m.as_ref()),
+            Self::Own(m) => ReconcileScope::Own(m),
+        }
+    }
+}
+
+/// Reconciles at each month's last instant and summarises per municipality. What the months
+/// share is read once: the service intervals covering every instant looked at (each month
+/// end's snapshots are cut from them) and the old vendor's installs up to the last month end
+/// (each month's are a prefix). Only the four classes are counted, so the contact history and
+/// the exports are asked only whether a vendor reports at all.
 pub async fn migration_progress_of(
     store: &dyn Store,
     from: &VendorId,
@@ -439,14 +524,112 @@ pub async fn migration_progress_of(
     settings: ReconcileSettings,
     scope: ReconcileScope<'_>,
 ) -> Result<Vec<MigrationProgress>, AppError> {
-    let mut per_month = Vec::with_capacity(months.len());
-    for m in months {
-        let at = m.end_exclusive() - Duration::microseconds(1);
-        let rows = Gathered::at(store, from, to, at, settings)
-            .await?
-            .rows(scope, false);
-        per_month.push((*m, rows));
+    // As in `Gathered::at`: the snapshots count what happened strictly before their instant.
+    let tick = Duration::microseconds(1);
+    let ends: Vec<DateTime<Utc>> = months
+        .iter()
+        .map(|m| m.end_exclusive() - Duration::microseconds(1))
+        .collect();
+    let (Some(&first), Some(&last)) = (ends.iter().min(), ends.iter().max()) else {
+        return Ok(migration_progress(&[]));
+    };
+    let spans = store
+        .service_spans(first - settings.grace + tick, last + tick)
+        .await?;
+    let installs = store.installs_before(from, last + tick).await?;
+    let (install_times, ever_all): (Vec<DateTime<Utc>>, Vec<InService>) =
+        installs.into_iter().unzip();
+    // What a month adds for a vendor known only by its exports (usually nothing), as
+    // `Gathered::at` adds it.
+    let mut added = Vec::with_capacity(ends.len());
+    for &at in &ends {
+        let mut add = Added::default();
+        for vendor in [from, to] {
+            if store
+                .vendor_reporting(vendor, at, at - settings.silent_after)
+                .await?
+            {
+                continue;
+            }
+            add.in_service
+                .extend(vft_domain::reconcile::listed_in_service(
+                    &store.listing_at(vendor, at).await?,
+                ));
+            add.grace_ago
+                .extend(vft_domain::reconcile::listed_in_service(
+                    &store.listing_at(vendor, at - settings.grace).await?,
+                ));
+            if vendor == from {
+                add.ever_old.extend(listed_ever(store, from, at).await?);
+            }
+        }
+        added.push(add);
     }
+    // The month ends are CPU work and independent: off the async workers, a thread per core.
+    let (old, new, scope) = (from.clone(), to.clone(), OwnedScope::of(scope));
+    let per_month_rows = tokio::task::spawn_blocking(move || {
+        let month = |i: usize| -> Vec<ReconcileRow> {
+            let at = ends[i];
+            let covering = |c: DateTime<Utc>, add: &[InService]| -> Vec<InService> {
+                spans
+                    .iter()
+                    .filter(|s| s.interval.covers(c))
+                    .filter_map(ServiceSpan::in_service)
+                    .chain(add.iter().cloned())
+                    .collect()
+            };
+            let in_service = covering(at + tick, &added[i].in_service);
+            let grace_ago = covering(at - settings.grace + tick, &added[i].grace_ago);
+            let before = &ever_all[..install_times.partition_point(|t| *t < at + tick)];
+            let ever_old: Cow<'_, [InService]> = if added[i].ever_old.is_empty() {
+                Cow::Borrowed(before)
+            } else {
+                Cow::Owned(before.iter().chain(&added[i].ever_old).cloned().collect())
+            };
+            Looked {
+                at,
+                old: &old,
+                new: &new,
+                silent_after: settings.silent_after,
+                in_service: &in_service,
+                grace_ago: &grace_ago,
+                ever_old: &ever_old,
+                // The flags are not counted: nothing to flag from.
+                listings: &[],
+                reporting: &[],
+            }
+            .rows(scope.borrow(), false)
+        };
+        let n = ends.len();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, n.max(1));
+        let mut rows: Vec<(usize, Vec<ReconcileRow>)> = std::thread::scope(|threads| {
+            let month = &month;
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    threads.spawn(move || {
+                        (w..n)
+                            .step_by(workers)
+                            .map(|i| (i, month(i)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        rows.sort_by_key(|(i, _)| *i);
+        rows
+    })
+    .await
+    .map_err(|_| AppError::Interrupted("reconciling the month ends"))?;
+    let per_month: Vec<(YearMonth, Vec<ReconcileRow>)> = per_month_rows
+        .into_iter()
+        .map(|(i, rows)| (months[i], rows))
+        .collect();
     Ok(migration_progress(&per_month))
 }
 

@@ -667,6 +667,36 @@ macro_rules! impl_derived {
                 Ok(())
             }
 
+            /// The intervals ingest keeps, with the `replaces` of the install that starts each:
+            /// of several installs at the interval's start (only the last-ordered one covers
+            /// anything), the newest by event id, as the snapshot's own order picks it.
+            pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
+                     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
+                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) \
+                     FROM service_intervals i WHERE i.from_ts < ",
+                );
+                qb.push_bind($crate::shared::micros(last));
+                qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ");
+                qb.push_bind($crate::shared::micros(first));
+                qb.push(")");
+                let rows: Vec<(String, String, i64, Option<i64>, String, String, Option<String>, Option<String>)> =
+                    qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter()
+                    .map(|(v, d, from, to, m, k, r, rep)| {
+                        Ok($crate::ServiceSpan {
+                            interval: $crate::derived::interval_row((v, d, from, to, m, k, r))?,
+                            replaces: rep
+                                .as_deref()
+                                .map(vft_domain::DeviceId::parse)
+                                .transpose()
+                                .map_err($crate::shared::corrupt)?,
+                        })
+                    })
+                    .collect()
+            }
+
             /// Each device's latest contact in `(since, at]`, from the contact history.
             pub(crate) async fn reporting_from_history(
                 &self,

@@ -238,6 +238,30 @@ pub struct BreakdownRow {
     pub recipients: u64,
 }
 
+/// One service interval (kept by ingest, `vft_domain::interval`) with the unit its install
+/// replaces: the in-service snapshot at many instants from one read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpan {
+    pub interval: vft_domain::interval::Interval,
+    pub replaces: Option<DeviceId>,
+}
+
+impl ServiceSpan {
+    /// The device as [`Store::in_service_snapshot`] shows it at an instant the interval covers
+    /// (stored intervals always have a kind).
+    pub fn in_service(&self) -> Option<InService> {
+        let iv = &self.interval;
+        Some(InService {
+            vendor: iv.vendor.clone(),
+            device: iv.device.clone(),
+            kind: iv.kind?,
+            municipality: iv.municipality.clone(),
+            recipient: iv.recipient.clone(),
+            replaces: self.replaces.clone(),
+        })
+    }
+}
+
 /// A published month's figures as they were published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedMonth {
@@ -388,6 +412,15 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
 
     /// Every device in service just before `before`, with what its latest install said.
     async fn in_service_snapshot(&self, before: DateTime<Utc>) -> Result<Vec<InService>>;
+
+    /// Every service interval that covers some instant in `[first, last]`, in no particular
+    /// order. For any such instant `c`, the spans whose interval covers `c` (`from < c <= to`)
+    /// are [`Store::in_service_snapshot`]`(c)`: many instants' snapshots from one read.
+    async fn service_spans(
+        &self,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+    ) -> Result<Vec<ServiceSpan>>;
 
     /// Alarms anchored (triggered, else earliest step) in `[from, to)`.
     async fn alarm_records(
@@ -560,6 +593,23 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
         vendor: &VendorId,
         before: DateTime<Utc>,
     ) -> Result<Vec<InService>>;
+
+    /// [`Store::ever_in_service`] with each install's time: the entries before any earlier
+    /// instant `c` are the prefix with time `< c`, so several instants need one read.
+    async fn installs_before(
+        &self,
+        vendor: &VendorId,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, InService)>>;
+
+    /// Whether any device of `vendor` is in [`Store::reporting_at`]`(at, since)`, without
+    /// reading every device's contact history.
+    async fn vendor_reporting(
+        &self,
+        vendor: &VendorId,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<bool>;
 
     /// Per device, its latest contact (any event but installed/decommissioned) in
     /// `(since, at]`, from the events and from device state (raw status events may be purged).

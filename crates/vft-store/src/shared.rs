@@ -899,6 +899,10 @@ macro_rules! impl_store {
                 rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
             }
 
+            async fn service_spans(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
+                self.spans_from_state(first, last).await
+            }
+
             async fn alarm_records(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
                 use sqlx::Row;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -1535,17 +1539,65 @@ macro_rules! impl_store {
             }
 
             async fn ever_in_service(&self, vendor: &vft_domain::VendorId, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
+                Ok(self.installs_before(vendor, before).await?.into_iter().map(|(_, d)| d).collect())
+            }
+
+            async fn installs_before(&self, vendor: &vft_domain::VendorId, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<(chrono::DateTime<chrono::Utc>, vft_domain::attribution::InService)>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT vendor, device, kind, municipality, recipient, replaces FROM events \
+                    "SELECT ts, vendor, device, kind, municipality, recipient, replaces FROM events \
                      WHERE lifecycle_rank = 0 AND vendor = ",
                 );
                 qb.push_bind(vendor.to_string())
                     .push(" AND ts < ")
                     .push_bind($crate::shared::micros(before))
                     .push(" ORDER BY ts, event_id");
-                let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> =
+                let rows: Vec<(i64, String, String, Option<String>, String, Option<String>, Option<String>)> =
                     qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
+                rows.into_iter()
+                    .map(|(ts, v, d, k, m, r, rep)| Ok(($crate::shared::from_micros(ts)?, $crate::shared::in_service(v, d, k, m, r, rep)?)))
+                    .collect()
+            }
+
+            /// A month row can only give a contact after `since` when its latest contact is
+            /// after `since`: those rows are read a page at a time, and the first that gives one
+            /// (usually the first row) answers.
+            async fn vendor_reporting(&self, vendor: &vft_domain::VendorId, at: chrono::DateTime<chrono::Utc>, since: chrono::DateTime<chrono::Utc>) -> $crate::Result<bool> {
+                const PAGE: i64 = 1000;
+                let (first, last) = vft_domain::contact::window_months(since, at);
+                let mut offset = 0;
+                loop {
+                    let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                        "SELECT month, device, days, last_ts FROM contact_months \
+                         WHERE month >= $1 AND month <= $2 AND vendor = $3 AND last_ts > $4 \
+                         ORDER BY month, device LIMIT $5 OFFSET $6",
+                    )
+                    .bind(first)
+                    .bind(last)
+                    .bind(vendor.as_str())
+                    .bind($crate::shared::micros(since))
+                    .bind(PAGE)
+                    .bind(offset)
+                    .fetch_all(&self.reader)
+                    .await?;
+                    for (month, device, days, last_ts) in &rows {
+                        let row = vft_domain::contact::ContactMonth {
+                            vendor: vendor.clone(),
+                            device: vft_domain::DeviceId::parse(device).map_err($crate::shared::corrupt)?,
+                            month: vft_domain::contact::month_from_key(*month)
+                                .ok_or_else(|| $crate::StoreError::Corrupt(format!("contact month {month}")))?,
+                            days: u32::try_from(*days)
+                                .map_err(|_| $crate::StoreError::Corrupt(format!("contact days {days}")))?,
+                            last: $crate::shared::from_micros(*last_ts)?,
+                        };
+                        if row.latest_at_or_before(at).is_some_and(|t| t > since) {
+                            return Ok(true);
+                        }
+                    }
+                    if (rows.len() as i64) < PAGE {
+                        return Ok(false);
+                    }
+                    offset += PAGE;
+                }
             }
 
             async fn reporting_at(&self, at: chrono::DateTime<chrono::Utc>, since: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Reporting>> {

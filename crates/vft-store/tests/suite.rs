@@ -60,6 +60,7 @@ both_backends!(
     service_state_counts_devices_and_recipients_at_any_instant_in_any_order,
     dose_months_count_each_dose_once_in_any_order,
     response_sums_equal_the_domain_figures_in_any_order,
+    spans_and_installs_give_what_the_events_give_in_any_order,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -3611,4 +3612,172 @@ async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
     assert!(alarms > 100, "rebuilt from {alarms} alarms");
     let rebuilt = response_sums_agree(&s, &months, &kinds, "rebuilt").await;
     assert_eq!(rebuilt, after, "incremental = rebuilt");
+}
+
+/// What migration progress reads once for many month ends gives what the events give at each
+/// of them, whatever the arrival order and batching (with repeats): the service intervals with
+/// their installs' replaced units are the in-service snapshot field by field (at month ends, at
+/// each lifecycle event's instant and 1 µs either side, ties of two installs at one instant
+/// included), a narrower window holds exactly the intervals covering an instant in it; the
+/// installs with their times, cut before an instant, are the old rule's every install before it
+/// in order; and `vendor_reporting` says whether `reporting_at` holds a device of the vendor.
+async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore) {
+    let mut events = scenario(31, 300);
+    let mut rng = Rng(91);
+    for e in events
+        .iter_mut()
+        .filter(|e| e.event_type == EventType::Installed)
+    {
+        e.recipient = (rng.below(3) != 0).then(|| {
+            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(5))).expect("recipient")
+        });
+        e.replaces = (rng.below(2) == 0)
+            .then(|| DeviceId::parse(&format!("D{}", rng.below(12))).expect("device"));
+    }
+    // Two installs of one device at one instant: the later-ordered one is the device's state.
+    let tie = "2025-05-31T21:00:00Z";
+    for (id, replaced) in [("tie-b", "D2"), ("tie-a", "D1")] {
+        let mut e = install(id, tie, "3328", "TIE", TechnologyKind::SafetyAlarm);
+        e.replaces = Some(DeviceId::parse(replaced).expect("device"));
+        events.push(e);
+    }
+    write_in_any_order(&s, &mut rng, &events, 40, None, 25).await;
+
+    let tick = Duration::microseconds(1);
+    let mut instants = months_2025();
+    for e in events
+        .iter()
+        .filter(|e| e.event_type.lifecycle_rank().is_some())
+    {
+        instants.extend([e.ts_utc() - tick, e.ts_utc(), e.ts_utc() + tick]);
+    }
+    instants.push(utc("2024-06-01T00:00:00Z"));
+    instants.push(Utc::now());
+    instants.sort();
+    instants.dedup();
+    let (first, last) = (instants[0], *instants.last().expect("instants"));
+    let show = |d: &vft_domain::attribution::InService| {
+        format!(
+            "{} {} {} {} {:?} {:?}",
+            d.vendor,
+            d.device,
+            d.kind.id(),
+            d.municipality,
+            d.recipient.as_ref().map(|r| r.to_string()),
+            d.replaces.as_ref().map(|r| r.to_string())
+        )
+    };
+    let spans = s.store.service_spans(first, last).await.expect("spans");
+    let mut shown_replaced = 0;
+    for c in &instants {
+        let mut want: Vec<String> = s
+            .store
+            .in_service_snapshot(*c)
+            .await
+            .expect("snapshot")
+            .iter()
+            .map(show)
+            .collect();
+        let mut got: Vec<String> = spans
+            .iter()
+            .filter(|sp| sp.interval.covers(*c))
+            .map(|sp| show(&sp.in_service().expect("a stored interval has a kind")))
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "snapshot at {c}");
+        shown_replaced += got.iter().filter(|d| d.ends_with("\")")).count();
+    }
+    assert!(shown_replaced > 0, "no replaced unit shown: a weak test");
+    let at_tie = utc(tie) + tick;
+    assert!(
+        spans
+            .iter()
+            .filter(|sp| sp.interval.covers(at_tie) && sp.interval.device.as_str() == "TIE")
+            .map(|sp| sp.replaces.as_ref().map(|r| r.to_string()))
+            .eq([Some("D2".to_owned())]),
+        "the tie's later install (tie-b) is in service"
+    );
+    // A narrower window: exactly the intervals that cover some instant in it.
+    let (a, b) = (months_2025()[3], months_2025()[5]);
+    let debug = |sp: &vft_store::ServiceSpan| format!("{sp:?}");
+    let mut narrow: Vec<String> = s
+        .store
+        .service_spans(a, b)
+        .await
+        .expect("spans")
+        .iter()
+        .map(debug)
+        .collect();
+    let mut want: Vec<String> = spans
+        .iter()
+        .filter(|sp| sp.interval.from < b && sp.interval.to.is_none_or(|t| t >= a))
+        .map(debug)
+        .collect();
+    narrow.sort();
+    want.sort();
+    assert!(
+        !want.is_empty() && want.len() < spans.len(),
+        "a weak window"
+    );
+    assert_eq!(narrow, want, "window");
+
+    for vendor in ["hepro", "atea"] {
+        let vendor = VendorId::parse(vendor).expect("vendor");
+        let all = s
+            .store
+            .installs_before(&vendor, Utc::now())
+            .await
+            .expect("installs");
+        let mut installs: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.vendor == vendor && e.event_type == EventType::Installed)
+            .collect();
+        installs.sort_by(|x, y| (x.ts_utc(), x.id.as_str()).cmp(&(y.ts_utc(), y.id.as_str())));
+        for c in &instants {
+            let cut: Vec<String> = all
+                .iter()
+                .take_while(|(t, _)| t < c)
+                .map(|(t, d)| format!("{} {}", t.timestamp_micros(), show(d)))
+                .collect();
+            let want: Vec<String> = installs
+                .iter()
+                .filter(|e| e.ts_utc() < *c)
+                .map(|e| {
+                    format!(
+                        "{} {} {} {} {} {:?} {:?}",
+                        e.ts_utc().timestamp_micros(),
+                        e.vendor,
+                        e.device,
+                        e.kind.expect("kind").id(),
+                        e.municipality,
+                        e.recipient.as_ref().map(|r| r.to_string()),
+                        e.replaces.as_ref().map(|r| r.to_string())
+                    )
+                })
+                .collect();
+            assert_eq!(cut, want, "installs of {vendor} before {c}");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in instants.iter().step_by(3) {
+            for silent in [Duration::days(7), Duration::hours(20)] {
+                let reporting = s
+                    .store
+                    .reporting_at(*c, *c - silent)
+                    .await
+                    .expect("reporting");
+                let want = reporting.iter().any(|r| r.vendor == vendor);
+                assert_eq!(
+                    s.store
+                        .vendor_reporting(&vendor, *c, *c - silent)
+                        .await
+                        .expect("vendor reporting"),
+                    want,
+                    "{vendor} reporting at {c} within {silent}"
+                );
+                seen.insert(want);
+            }
+        }
+        assert_eq!(seen.len(), 2, "{vendor}: reporting and not: a weak test");
+    }
 }
