@@ -612,8 +612,8 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
     ) -> Result<bool>;
 
     /// Per device, its latest contact (any event but installed/decommissioned) in
-    /// `(since, at]`, from the events and from device state (raw status events may be purged).
-    /// Devices without contact in the window are left out.
+    /// `(since, at]`, read from the contact history ingest keeps (`contact_months`), which
+    /// retention never purges. Devices without contact in the window are left out.
     async fn reporting_at(&self, at: DateTime<Utc>, since: DateTime<Utc>)
     -> Result<Vec<Reporting>>;
 
