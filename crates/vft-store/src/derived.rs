@@ -385,10 +385,24 @@ macro_rules! impl_derived {
                     done += chunk.len() as u64;
                     progress(done, total);
                 }
-                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'service_state'")
-                    .execute(&self.writer)
-                    .await?;
+                Self::set_derived_built(&self.writer, "service_state", true).await?;
                 Ok(total)
+            }
+
+            /// Records whether the derived state `name` is built; the store builds at open what
+            /// is not (`build_pending_derived_state`).
+            pub(crate) async fn set_derived_built<'e>(
+                executor: impl sqlx::Executor<'e, Database = $db>,
+                name: &str,
+                built: bool,
+            ) -> $crate::Result<()> {
+                let sql = if built {
+                    "UPDATE derived_state SET built = 1 WHERE name = $1"
+                } else {
+                    "UPDATE derived_state SET built = 0 WHERE name = $1"
+                };
+                sqlx::query(sql).bind(name).execute(executor).await?;
+                Ok(())
             }
 
             /// Devices and recipients in service just before each instant, per municipality,
@@ -573,9 +587,7 @@ macro_rules! impl_derived {
                         month = month.next();
                     }
                 }
-                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'dose_months'")
-                    .execute(&mut *tx)
-                    .await?;
+                Self::set_derived_built(&mut *tx, "dose_months", true).await?;
                 tx.commit().await?;
                 Ok(total)
             }
@@ -659,10 +671,7 @@ macro_rules! impl_derived {
                             "contact history built from the stored events"
                         );
                     }
-                    sqlx::query("UPDATE derived_state SET built = 1 WHERE name = $1")
-                        .bind(name)
-                        .execute(&self.writer)
-                        .await?;
+                    Self::set_derived_built(&self.writer, &name, true).await?;
                 }
                 Ok(())
             }
@@ -744,11 +753,7 @@ macro_rules! impl_derived {
                 use $crate::shared::{from_micros, micros};
                 if discard {
                     let mut tx = self.writer.begin().await?;
-                    sqlx::query(
-                        "UPDATE derived_state SET built = 0 WHERE name = 'contact_history'",
-                    )
-                    .execute(&mut *tx)
-                    .await?;
+                    Self::set_derived_built(&mut *tx, "contact_history", false).await?;
                     sqlx::query("DELETE FROM contact_months")
                         .execute(&mut *tx)
                         .await?;
@@ -797,11 +802,7 @@ macro_rules! impl_derived {
                     qb.build_query_as().fetch_one(&self.reader).await?;
                 let mut outcome = $crate::derived::RebuildOutcome::default();
                 let (Some(first), Some(last)) = (first, last) else {
-                    sqlx::query(
-                        "UPDATE derived_state SET built = 1 WHERE name = 'contact_history'",
-                    )
-                    .execute(&self.writer)
-                    .await?;
+                    Self::set_derived_built(&self.writer, "contact_history", true).await?;
                     return Ok(outcome);
                 };
                 let first_month = vft_domain::YearMonth::containing(from_micros(first)?);
@@ -866,11 +867,7 @@ macro_rules! impl_derived {
                     progress(done as u64 + 1, total);
                 }
                 if discard {
-                    sqlx::query(
-                        "UPDATE derived_state SET built = 1 WHERE name = 'contact_history'",
-                    )
-                    .execute(&self.writer)
-                    .await?;
+                    Self::set_derived_built(&self.writer, "contact_history", true).await?;
                 }
                 Ok(outcome)
             }

@@ -367,9 +367,7 @@ macro_rules! impl_response {
                     Self::write_response_facts(&mut tx, &facts).await?;
                 }
                 Self::add_response_tallies(&mut tx, &tallies).await?;
-                sqlx::query("UPDATE derived_state SET built = 1 WHERE name = 'response_months'")
-                    .execute(&mut *tx)
-                    .await?;
+                Self::set_derived_built(&mut *tx, "response_months", true).await?;
                 tx.commit().await?;
                 Ok(total)
             }
