@@ -162,20 +162,6 @@ pub async fn import_file(
     })
 }
 
-/// Gathers what the reconciliation at instant `at` looks at, and runs it for the region.
-pub async fn reconcile_at(
-    store: &dyn Store,
-    old: &VendorId,
-    new: &VendorId,
-    at: DateTime<Utc>,
-    settings: ReconcileSettings,
-) -> Result<Vec<ReconcileRow>, AppError> {
-    Ok(Gathered::at(store, old, new, at, settings)
-        .await?
-        .view()
-        .rows(ReconcileScope::Region(None), true))
-}
-
 /// Whose reconciliation is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileScope<'a> {
