@@ -278,10 +278,12 @@ async fn embedded_listener_admits_credentials_only_and_keeps_each_to_its_topics(
     );
     published(&pub_bin, &as_hepro, "vft/v1/hepro/gw-2/status", "online");
     wait_events(&db, &["gw2-install"]).await;
-    assert_eq!(
-        connectivity(&vft.api, &token, "hepro", "HP-GW2-1").await,
-        "online"
-    );
+    // The heartbeat is no lifecycle record (`wait_events` cannot see it) and may be stored in
+    // a later batch than the install: wait for its effect instead.
+    eventually("HP-GW2-1 online", WAIT, || async {
+        (connectivity(&vft.api, &token, "hepro", "HP-GW2-1").await == "online").then_some(())
+    })
+    .await;
 
     // Another vendor's topic: acknowledged (MQTT 3.1.1 cannot say no), kept as a
     // forbidden_topic dead letter, and no event.
@@ -683,10 +685,12 @@ async fn mosquitto_with_the_shipped_acl_keeps_gateways_to_their_topics() {
     );
     published(&pub_bin, &as_hepro, "vft/v1/hepro/gw-2/status", "online");
     wait_events(&db, &["m-gw2"]).await;
-    assert_eq!(
-        connectivity(&vft.api, &token, "hepro", "HP-M-GW2").await,
-        "online"
-    );
+    // The heartbeat is no lifecycle record (`wait_events` cannot see it) and may be stored in
+    // a later batch than the install: wait for its effect instead.
+    eventually("HP-M-GW2 online", WAIT, || async {
+        (connectivity(&vft.api, &token, "hepro", "HP-M-GW2").await == "online").then_some(())
+    })
+    .await;
 
     // Another vendor's topic: Mosquitto acknowledges and drops it; vft never sees it. A later
     // message of the same user on its own topic is the marker that it would have by now.

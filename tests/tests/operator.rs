@@ -268,3 +268,23 @@ fn logs_are_plain_without_a_terminal_and_json_on_a_switch() {
         vft_cli(&["print-config", "--log-format", "json"], dir.path()).expect("print-config");
     assert!(shown.contains("log_format = \"json\""), "{shown}");
 }
+
+/// SIGTERM (or Ctrl-C) at any moment stops vft gracefully: while the demo is still loading it
+/// stops the loading and exits 0, instead of dying of the signal because nobody was
+/// listening for it yet.
+#[test]
+fn a_stop_signal_while_the_demo_loads_stops_it_gracefully() {
+    let scratch = Scratch::new();
+    let (mut demo, _broker) = spawn_vft(
+        "demo",
+        &scratch.database_url(),
+        scratch.dir.path(),
+        None,
+        &[],
+        &[],
+    );
+    // Printed before the demo starts publishing its year.
+    demo.wait_for_line("vft: API listening", Duration::from_secs(120));
+    let status = demo.terminate();
+    assert!(status.success(), "vft demo stopped with {status}");
+}

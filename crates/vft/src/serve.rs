@@ -176,25 +176,54 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, listened for from the start: a signal that arrives while vft is still
+/// starting (or loading the demo) waits here for the graceful stop, instead of killing the
+/// process with the signal's default action (the quick start's test once sent SIGTERM
+/// between the demo's last line and the moment this was first asked).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            if self.term.is_none() && self.interrupt.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                () = next(&mut self.term) => {},
+                () = next(&mut self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn on_stop(mut rx: watch::Receiver<bool>) {
@@ -202,6 +231,7 @@ async fn on_stop(mut rx: watch::Receiver<bool>) {
 }
 
 pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Result<()> {
+    let mut signals = StopSignals::listen();
     if demo.is_some() && config.retention.status_event_days > 0 {
         // The demo's year is in the past: retention would drop its heartbeats at once, and
         // with them what the reconciliation and device histories show of that year.
@@ -326,14 +356,26 @@ pub async fn serve(mut config: Config, demo: Option<DemoOptions>) -> anyhow::Res
 
     let outcome = match demo {
         Some(demo) => {
-            let loaded = run_demo(&config, store.as_ref(), &status, &broker, addr, &demo).await;
-            if loaded.is_ok() && !demo.exit_when_loaded {
-                stop_signal().await;
+            // A signal while the demo loads stops it there, gracefully like any other time.
+            let loaded = tokio::select! {
+                loaded = run_demo(&config, store.as_ref(), &status, &broker, addr, &demo) => Some(loaded),
+                () = signals.recv() => None,
+            };
+            match loaded {
+                Some(loaded) => {
+                    if loaded.is_ok() && !demo.exit_when_loaded {
+                        signals.recv().await;
+                    }
+                    loaded
+                }
+                None => {
+                    info!("asked to stop while the demo was loading");
+                    Ok(())
+                }
             }
-            loaded
         }
         None => {
-            stop_signal().await;
+            signals.recv().await;
             Ok(())
         }
     };
