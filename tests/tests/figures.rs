@@ -541,7 +541,7 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
     let medication = s.get("/api/v1/rollups/medication?year=2025").await;
     assert!(medication["months"][0]["taken"].as_u64().expect("n") > 0);
 
-    // Ended months' attributions are kept (all were asked above), and still follow a late
+    // Ended months' attributions (all were asked above) follow a late
     // install: March gains it as an installed line, April starts from it.
     let tracking = 2;
     let march = s.get("/api/v1/rollups/devices/changes?month=2025-03").await;
@@ -587,7 +587,7 @@ async fn attribution_adds_up_cooperations_count_members_and_municipality_tokens_
         april_after["rows"][tracking]["before"].as_i64(),
         april["rows"][tracking]["before"].as_i64().map(|n| n + 1)
     );
-    // February ended before the event: its kept attribution stands.
+    // February ended before the event: its attribution stands.
     let february = s.get("/api/v1/rollups/devices/changes?month=2025-02").await;
     let table_after = s.get("/api/v1/rollups/devices?year=2025").await;
     assert_eq!(

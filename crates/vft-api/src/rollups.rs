@@ -14,7 +14,6 @@ use vft_domain::{
     YearMonth,
 };
 use vft_store::BreakdownRow;
-use vft_store::MonthFigures;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -103,26 +102,6 @@ impl Selection {
             Some(v) => format!("{scope}-{v}"),
             None => scope,
         }
-    }
-
-    /// What the selection admits, as a key for kept figures: municipality, vendor, and the
-    /// cooperation with its membership periods (configuration may change between runs).
-    pub(crate) fn key(&self) -> String {
-        let or_all = |v: Option<String>| v.unwrap_or_else(|| "*".to_owned());
-        let cooperation = self.cooperation.as_ref().map(|c| {
-            let definition = serde_json::to_vec(c).unwrap_or_default();
-            format!(
-                "{}@{}",
-                c.id,
-                &vft_domain::fingerprint(&[&definition])[..16]
-            )
-        });
-        format!(
-            "m={};v={};c={}",
-            or_all(self.municipality.as_ref().map(ToString::to_string)),
-            or_all(self.vendor.as_ref().map(ToString::to_string)),
-            or_all(cooperation)
-        )
     }
 
     pub(crate) fn parse(
@@ -555,16 +534,8 @@ pub async fn changes(
         q.vendor.as_deref(),
         q.cooperation.as_deref(),
     )?;
-    // An ended month's attribution is kept: it changes only with lifecycle events before the
-    // month's end, and the batch storing one drops it.
-    let scope = format!("{CHANGES_CACHE_VERSION};{}", selection.key());
-    let (generation, kept) = state
-        .store
-        .kept_month_figures(MonthFigures::Changes, &scope, &[month.start()])
-        .await?;
-    if let Some(Some(json)) = kept.into_iter().next() {
-        return Ok(json_text(json));
-    }
+    // Read from the service state ingest keeps: the cost follows the month's changes, not the
+    // fleet, so nothing is kept and a GET writes nothing.
     let view = attribution(
         state.store.as_ref(),
         &state.registry,
@@ -573,32 +544,7 @@ pub async fn changes(
         now,
     )
     .await?;
-    let json = serde_json::to_string(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if month.end_exclusive() <= now {
-        state
-            .store
-            .keep_month_figures(
-                MonthFigures::Changes,
-                &scope,
-                generation,
-                &[(month.start(), month.end_exclusive(), json.clone())],
-            )
-            .await?;
-    }
-    Ok(json_text(json))
-}
-
-/// Part of the key of kept change attributions: change it when their computation or shape
-/// changes, and months kept by an older computation are never read.
-const CHANGES_CACHE_VERSION: &str = "changes/v2";
-
-/// A JSON body already serialized.
-fn json_text(json: String) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        json,
-    )
-        .into_response()
+    Ok(Json(view).into_response())
 }
 
 /// A line as the API shows it; a `decommissioned` line becomes one line per reason (in the
@@ -668,10 +614,28 @@ pub(crate) async fn attribution(
 ) -> Result<ChangesView, ApiError> {
     let before_cut = month.start();
     let after_cut = month.end_exclusive().min(now);
-    let before = store.in_service_snapshot(before_cut).await?;
-    let after = store.in_service_snapshot(after_cut).await?;
     let before_scope = selection.scope(registry, before_cut);
     let after_scope = selection.scope(registry, after_cut);
+    // Besides the devices that changed, a device kept through the month moves a row only if
+    // its municipality joined or left the selection (a cooperation's membership).
+    let shifted: Vec<MunicipalityCode> =
+        match (&before_scope.municipalities, &after_scope.municipalities) {
+            (None, None) => Vec::new(),
+            (Some(b), Some(a)) => b.symmetric_difference(a).cloned().collect(),
+            _ => registry.iter().map(|m| m.code.clone()).collect(),
+        };
+    let changes = store
+        .service_changes(before_cut, after_cut, &shifted)
+        .await?;
+    let at = |cut: DateTime<Utc>| -> Vec<vft_domain::attribution::InService> {
+        changes
+            .spans
+            .iter()
+            .filter(|s| s.interval.covers(cut))
+            .filter_map(vft_store::ServiceSpan::in_service)
+            .collect()
+    };
+    let (before, after) = (at(before_cut), at(after_cut));
     let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
     // Why the decommissioned devices left: their latest lifecycle event before the month end.
     let gone: Vec<(vft_domain::VendorId, vft_domain::DeviceId)> = lines
@@ -684,20 +648,21 @@ pub(crate) async fn attribution(
     } else {
         store.decommission_reasons(&gone, after_cut).await?
     };
-    let count =
-        |set: &[vft_domain::attribution::InService], scope: &Scope, kind: TechnologyKind| {
-            set.iter()
-                .filter(|d| d.kind == kind && scope.counts(d))
-                .count() as i64
-        };
+    // The rows' counts from the breakdown read in the same snapshot as the spans, so the lines
+    // add up to each row's change.
+    let count = |idx: usize, scope: &Scope, kind: TechnologyKind| -> i64 {
+        changes
+            .breakdown
+            .iter()
+            .filter(|r| r.idx == idx && r.kind == kind && scope.admits(&r.municipality, &r.vendor))
+            .map(|r| r.devices as i64)
+            .sum()
+    };
     let previous = YearMonth::containing(before_cut - chrono::Duration::microseconds(1));
     let rows = TechnologyKind::ALL
         .into_iter()
         .map(|kind| {
-            let (b, a) = (
-                count(&before, &before_scope, kind),
-                count(&after, &after_scope, kind),
-            );
+            let (b, a) = (count(0, &before_scope, kind), count(1, &after_scope, kind));
             let kind_lines = lines
                 .iter()
                 .filter(|l| l.kind == kind)

@@ -685,6 +685,34 @@ mod tests {
     }
 
     proptest! {
+        /// What the store reads for an attribution (`Store::service_changes`): only devices
+        /// whose entry differs between the two ends, and those kept in a municipality the
+        /// selection took in or let go. The rest, left out, change no line.
+        #[test]
+        fn devices_the_same_at_both_ends_explain_nothing(
+            before in arb_snapshot(),
+            after in arb_snapshot(),
+            before_scope in arb_scope(),
+            after_municipalities in arb_scope(),
+        ) {
+            // One selection at two instants: its vendor is the same, its members may differ.
+            let after_scope = Scope { vendor: before_scope.vendor.clone(), ..after_municipalities };
+            let shifted = |m: &MunicipalityCode| match (&before_scope.municipalities, &after_scope.municipalities) {
+                (None, None) => false,
+                (Some(b), Some(a)) => b.contains(m) != a.contains(m),
+                _ => true,
+            };
+            let (was, now) = (index(&before), index(&after));
+            let explains = |d: &InService| was.get(&key(d)) != now.get(&key(d)) || shifted(&d.municipality);
+            let only = |v: &[InService]| v.iter().filter(|d| explains(d)).cloned().collect::<Vec<_>>();
+            prop_assert_eq!(
+                attribute_changes(&only(&before), &before_scope, &only(&after), &after_scope),
+                attribute_changes(&before, &before_scope, &after, &after_scope)
+            );
+        }
+    }
+
+    proptest! {
         #[test]
         fn lines_add_up_and_name_every_device_that_moved_the_row(
             before in arb_snapshot(),

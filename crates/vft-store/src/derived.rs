@@ -64,11 +64,6 @@ pub trait DerivedStore: Send + Sync {
     /// alarms read.
     async fn rebuild_response_months(&self) -> Result<u64>;
 
-    /// Forgets every kept figure (change attributions) so that each is computed from the
-    /// events on its next request, and moves its generation so that a figure being computed
-    /// meanwhile is not kept either.
-    async fn drop_kept_figures(&self) -> Result<()>;
-
     /// The whole contact history, ordered.
     async fn contact_history(&self) -> Result<Vec<ContactRow>>;
 }
@@ -412,20 +407,37 @@ macro_rules! impl_derived {
                 &self,
                 before: &[chrono::DateTime<chrono::Utc>],
             ) -> $crate::Result<Vec<$crate::BreakdownRow>> {
-                use std::collections::BTreeMap;
-                use $crate::shared::micros;
-                type Key = (String, String, String);
-                let Some(last) = before.iter().map(|c| vft_domain::YearMonth::containing(*c)).max() else {
-                    return Ok(Vec::new());
-                };
                 // One snapshot for every read: a batch committing between them could otherwise
                 // be half seen (its install's delta missed, its removal's end counted).
+                let mut tx = self.snapshot().await?;
+                let out = Self::breakdown_in(&mut tx, before).await?;
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            /// A read-only transaction whose reads all see one snapshot (in SQLite's WAL mode
+            /// every read transaction does; PostgreSQL needs REPEATABLE READ).
+            async fn snapshot(&self) -> $crate::Result<sqlx::Transaction<'static, $db>> {
                 let mut tx = self.reader.begin().await?;
                 if <$db as sqlx::Database>::NAME == "PostgreSQL" {
                     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                         .execute(&mut *tx)
                         .await?;
                 }
+                Ok(tx)
+            }
+
+            /// [`Self::breakdown_from_state`] inside the caller's snapshot.
+            async fn breakdown_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                before: &[chrono::DateTime<chrono::Utc>],
+            ) -> $crate::Result<Vec<$crate::BreakdownRow>> {
+                use std::collections::BTreeMap;
+                use $crate::shared::micros;
+                type Key = (String, String, String);
+                let Some(last) = before.iter().map(|c| vft_domain::YearMonth::containing(*c)).max() else {
+                    return Ok(Vec::new());
+                };
                 // A cut inside its month is read from the nearer end of that month: the deltas
                 // before the month plus the changes from its start up to the cut, or the deltas
                 // through the month minus the changes from the cut to its end. The current
@@ -466,7 +478,7 @@ macro_rules! impl_derived {
                     .push_bind(bounds.last().copied().unwrap_or(vft_domain::contact::month_key(last)))
                     .push(" GROUP BY municipality, vendor, kind");
                 let mut sums: BTreeMap<i64, BTreeMap<Key, (i64, i64)>> = BTreeMap::new();
-                for row in qb.build().fetch_all(&mut *tx).await? {
+                for row in qb.build().fetch_all(&mut **tx).await? {
                     use sqlx::Row;
                     let key: Key = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
                     for (i, bound) in bounds.iter().enumerate() {
@@ -489,7 +501,7 @@ macro_rules! impl_derived {
                                 ))
                                 .bind(from)
                                 .bind(to)
-                                .fetch_all(&mut *tx)
+                                .fetch_all(&mut **tx)
                                 .await?;
                                 for (m, v, k, n) in found {
                                     let slot = counts.entry((m, v, k)).or_default();
@@ -519,7 +531,6 @@ macro_rules! impl_derived {
                         });
                     }
                 }
-                tx.commit().await?;
                 Ok(out)
             }
 
@@ -706,6 +717,77 @@ macro_rules! impl_derived {
                     .collect()
             }
 
+            /// What a change attribution between `first` and `last` reads, in one snapshot (see
+            /// [`crate::Store::service_changes`]).
+            pub(crate) async fn changes_from_state(
+                &self,
+                first: chrono::DateTime<chrono::Utc>,
+                last: chrono::DateTime<chrono::Utc>,
+                also_in: &[vft_domain::MunicipalityCode],
+            ) -> $crate::Result<$crate::ServiceChanges> {
+                use $crate::shared::micros;
+                let (f, l) = (micros(first), micros(last));
+                let mut tx = self.snapshot().await?;
+                let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
+                const COLUMNS: &str = "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
+                     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
+                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1)";
+                // An interval covers an instant c when from < c <= to: it covers one of the two
+                // instants and not the other exactly when one of its ends lies in [first, last).
+                // Those devices, through the two indexes on the ends, are what moved.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {COLUMNS} FROM (SELECT vendor, device FROM service_intervals WHERE from_ts >= "
+                ));
+                qb.push_bind(f).push(" AND from_ts < ").push_bind(l);
+                qb.push(" UNION SELECT vendor, device FROM service_intervals WHERE to_ts >= ")
+                    .push_bind(f)
+                    .push(" AND to_ts < ")
+                    .push_bind(l);
+                qb.push(") m JOIN service_intervals i ON i.vendor = m.vendor AND i.device = m.device WHERE (i.from_ts < ")
+                    .push_bind(f)
+                    .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
+                    .push_bind(f)
+                    .push(")) OR (i.from_ts < ")
+                    .push_bind(l)
+                    .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
+                    .push_bind(l)
+                    .push("))");
+                type Row = (String, String, i64, Option<i64>, String, String, Option<String>, Option<String>);
+                let mut rows: Vec<Row> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                if !also_in.is_empty() {
+                    // Kept through both instants in a municipality the selection took in or let
+                    // go between them: those move a row too (joined or left the scope).
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {COLUMNS} FROM service_intervals i WHERE i.from_ts < "
+                    ));
+                    qb.push_bind(f).push(" AND (i.to_ts IS NULL OR i.to_ts >= ").push_bind(l);
+                    qb.push(") AND i.municipality IN (");
+                    let mut sep = qb.separated(", ");
+                    for m in also_in {
+                        sep.push_bind(m.as_str());
+                    }
+                    qb.push(")");
+                    rows.extend(qb.build_query_as::<Row>().fetch_all(&mut *tx).await?);
+                    rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+                    rows.dedup_by(|a, b| (&a.0, &a.1, a.2) == (&b.0, &b.1, b.2));
+                }
+                tx.commit().await?;
+                let spans = rows
+                    .into_iter()
+                    .map(|(v, d, from, to, m, k, r, rep)| {
+                        Ok($crate::ServiceSpan {
+                            interval: $crate::derived::interval_row((v, d, from, to, m, k, r))?,
+                            replaces: rep
+                                .as_deref()
+                                .map(vft_domain::DeviceId::parse)
+                                .transpose()
+                                .map_err($crate::shared::corrupt)?,
+                        })
+                    })
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                Ok($crate::ServiceChanges { breakdown, spans })
+            }
+
             /// Each device's latest contact in `(since, at]`, from the contact history.
             pub(crate) async fn reporting_from_history(
                 &self,
@@ -882,19 +964,6 @@ macro_rules! impl_derived {
 
             async fn rebuild_response_months(&self) -> $crate::Result<u64> {
                 Self::rebuild_response_months(self).await
-            }
-
-            async fn drop_kept_figures(&self) -> $crate::Result<()> {
-                let mut tx = self.writer.begin().await?;
-                // The generation first, as a batch does (see write_batch).
-                sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM change_month_cache")
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn contact_history(&self) -> $crate::Result<Vec<$crate::derived::ContactRow>> {

@@ -262,6 +262,13 @@ impl ServiceSpan {
     }
 }
 
+/// See [`Store::service_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceChanges {
+    pub breakdown: Vec<BreakdownRow>,
+    pub spans: Vec<ServiceSpan>,
+}
+
 /// A published month's figures as they were published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedMonth {
@@ -289,28 +296,6 @@ pub struct ImportErrorRecord {
     pub line: u64,
     pub column: Option<String>,
     pub why: String,
-}
-
-/// Figures per month that the API computes and the store keeps for ended months.
-/// (Response-centre figures are no longer among them: ingest keeps their sums, migration 0021.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MonthFigures {
-    /// Change attribution against the month before: dropped by batches with lifecycle events.
-    Changes,
-}
-
-impl MonthFigures {
-    pub(crate) fn table(self) -> &'static str {
-        match self {
-            Self::Changes => "change_month_cache",
-        }
-    }
-
-    pub(crate) fn generation_table(self) -> &'static str {
-        match self {
-            Self::Changes => "lifecycle_generation",
-        }
-    }
 }
 
 /// Unreadable rows kept per import: a broken export can have millions, and the first ones
@@ -421,6 +406,19 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
         first: DateTime<Utc>,
         last: DateTime<Utc>,
     ) -> Result<Vec<ServiceSpan>>;
+
+    /// What explains the change between two instants `first` < `last`, read in one snapshot:
+    /// the month-end breakdown just before each (`idx` 0 and 1), and the spans covering either
+    /// instant of every device whose service differs between them (an interval end in
+    /// `[first, last)`), plus those of devices in service at both in a municipality of
+    /// `also_in` (one a selection took in or let go meanwhile). Any other device is the same at
+    /// both instants and explains nothing, so the cost follows the changes, not the fleet.
+    async fn service_changes(
+        &self,
+        first: DateTime<Utc>,
+        last: DateTime<Utc>,
+        also_in: &[MunicipalityCode],
+    ) -> Result<ServiceChanges>;
 
     /// Alarms anchored (triggered, else earliest step) in `[from, to)`.
     async fn alarm_records(
@@ -553,26 +551,6 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
     /// Rows of imports that could not be read: newest import first, then by line; at most
     /// `limit`. Only the first [`MAX_KEPT_IMPORT_ERRORS`] of each import are kept.
     async fn import_errors(&self, limit: u32) -> Result<Vec<ImportErrorRecord>>;
-
-    /// Figures of past months kept for `scope` (the API's key), per month start asked (`None`:
-    /// not kept), and the generation to keep new ones with.
-    async fn kept_month_figures(
-        &self,
-        figures: MonthFigures,
-        scope: &str,
-        month_starts: &[DateTime<Utc>],
-    ) -> Result<(i64, Vec<Option<String>>)>;
-
-    /// Keeps figures of ended months (start, end, JSON), unless a batch that changes them was
-    /// stored since `generation` was read. Such a batch drops the kept months that end after
-    /// the earliest time it touched.
-    async fn keep_month_figures(
-        &self,
-        figures: MonthFigures,
-        scope: &str,
-        generation: i64,
-        months: &[(DateTime<Utc>, DateTime<Utc>, String)],
-    ) -> Result<()>;
 
     /// The newest event time (lifecycle or contact) of any device, or of one municipality's:
     /// where the data ends, so a page can open on the year that has data.

@@ -377,33 +377,6 @@ pub(crate) fn own_view(column: &str) -> String {
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
-            /// The generation in `table` (lifecycle_generation, alarm_generation): every batch that changes what a kept figure counts bumps its
-            /// table as the batch's first statement.
-            async fn generation(&self, table: &str) -> $crate::Result<i64> {
-                let (generation,): (i64,) = sqlx::query_as(&format!("SELECT generation FROM {table} WHERE id = 1"))
-                    .fetch_one(&self.reader)
-                    .await?;
-                Ok(generation)
-            }
-
-            /// Whether `table`'s generation is still `generation`, inside the transaction that
-            /// keeps figures computed at that generation. The no-op UPDATE takes the row's lock
-            /// in PostgreSQL: a batch that holds it commits first (and the check fails), a batch
-            /// that comes after waits, then drops what was kept if it must.
-            async fn generation_unchanged(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                table: &str,
-                generation: i64,
-            ) -> $crate::Result<bool> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "UPDATE {table} SET generation = generation WHERE id = 1 AND generation = "
-                ));
-                qb.push_bind(generation);
-                Ok(qb.build().execute(&mut **tx).await?.rows_affected() == 1)
-            }
-        }
-
-        impl $store {
             /// The inventory query up to its filters (`SELECT {outer} FROM (…) x WHERE …`),
             /// shared by the device list (`*`) and its count (`COUNT(*)`); `None` when it can
             /// match nothing.
@@ -531,8 +504,8 @@ macro_rules! impl_store {
                 if earliest_lifecycle.is_some() {
                     // First, so that in PostgreSQL this row lock serialises the batches (and
                     // rebuild chunks) that recompute service state (apply_service_state reads
-                    // recipients' other intervals), and orders the batch against a change
-                    // attribution being kept.
+                    // recipients' other intervals). The row is only a lock now: nothing reads
+                    // the generation since no figure is kept (migration 0022).
                     sqlx::query("UPDATE lifecycle_generation SET generation = generation + 1 WHERE id = 1")
                         .execute(&mut *tx)
                         .await?;
@@ -632,12 +605,6 @@ macro_rules! impl_store {
                             outcome.conflicting.push(i);
                         }
                     }
-                }
-                if let Some(earliest) = earliest_lifecycle {
-                    // A lifecycle event at ts changes every change attribution after ts.
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM change_month_cache WHERE month_end > ");
-                    qb.push_bind(earliest);
-                    qb.build().execute(&mut *tx).await?;
                 }
                 // Device and alarm state: merges are idempotent, so duplicates may pass through.
                 // State follows the events as kept: a conflicting duplicate changes nothing.
@@ -901,6 +868,15 @@ macro_rules! impl_store {
 
             async fn service_spans(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
                 self.spans_from_state(first, last).await
+            }
+
+            async fn service_changes(
+                &self,
+                first: chrono::DateTime<chrono::Utc>,
+                last: chrono::DateTime<chrono::Utc>,
+                also_in: &[vft_domain::MunicipalityCode],
+            ) -> $crate::Result<$crate::ServiceChanges> {
+                self.changes_from_state(first, last, also_in).await
             }
 
             async fn alarm_records(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
@@ -1420,68 +1396,6 @@ macro_rules! impl_store {
                         })
                     })
                     .collect()
-            }
-
-            async fn kept_month_figures(
-                &self,
-                figures: $crate::MonthFigures,
-                scope: &str,
-                month_starts: &[chrono::DateTime<chrono::Utc>],
-            ) -> $crate::Result<(i64, Vec<Option<String>>)> {
-                use $crate::shared::micros;
-                let generation = self.generation(figures.generation_table()).await?;
-                let mut kept = vec![None; month_starts.len()];
-                if month_starts.is_empty() {
-                    return Ok((generation, kept));
-                }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT month_start, figures FROM {} WHERE scope = ",
-                    figures.table()
-                ));
-                qb.push_bind(scope).push(" AND month_start IN (");
-                let mut sep = qb.separated(", ");
-                for t in month_starts {
-                    sep.push_bind(micros(*t));
-                }
-                qb.push(")");
-                let rows: Vec<(i64, String)> = qb.build_query_as().fetch_all(&self.reader).await?;
-                for (start, figures) in rows {
-                    if let Some(i) = month_starts.iter().position(|t| micros(*t) == start) {
-                        kept[i] = Some(figures);
-                    }
-                }
-                Ok((generation, kept))
-            }
-
-            async fn keep_month_figures(
-                &self,
-                figures: $crate::MonthFigures,
-                scope: &str,
-                generation: i64,
-                months: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, String)],
-            ) -> $crate::Result<()> {
-                use $crate::shared::micros;
-                if months.is_empty() {
-                    return Ok(());
-                }
-                let mut tx = self.writer.begin().await?;
-                if !Self::generation_unchanged(&mut tx, figures.generation_table(), generation).await? {
-                    return Ok(());
-                }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "INSERT INTO {} (scope, month_start, month_end, figures) ",
-                    figures.table()
-                ));
-                qb.push_values(months, |mut row, (start, end, figures)| {
-                    row.push_bind(scope)
-                        .push_bind(micros(*start))
-                        .push_bind(micros(*end))
-                        .push_bind(figures.as_str());
-                });
-                qb.push(" ON CONFLICT (scope, month_start) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(())
             }
 
             async fn latest_activity(

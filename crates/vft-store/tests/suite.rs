@@ -8,7 +8,7 @@ use vft_domain::{
     DeviceId, Event, EventId, EventType, GatewayId, MunicipalityCode, Role, RollupFilter,
     TechnologyKind, VendorId, YearMonth, month_end_counts, month_end_instants,
 };
-use vft_store::{DeviceQuery, DeviceSort, MonthFigures, NewDeadLetter, Timeouts};
+use vft_store::{DeviceQuery, DeviceSort, NewDeadLetter, Timeouts};
 use vft_testkit::TestStore;
 
 macro_rules! both_backends {
@@ -40,9 +40,9 @@ both_backends!(
     retention_purges_status_events_but_keeps_state,
     breakdown_and_snapshot_agree_with_the_domain_rules,
     kept_month_ends_follow_late_events,
-    kept_change_attributions_follow_lifecycle_batches,
+    service_changes_are_what_moved_between_two_instants,
     kept_dose_counts_follow_late_doses,
-    kept_figures_agree_with_live_ones_under_concurrent_writes,
+    derived_figures_agree_with_live_ones_under_concurrent_writes,
     alarms_merge_in_any_order_and_doses_count_per_month,
     published_months_keep_their_figures,
     inventory_imports_are_dated_snapshots_kept_once,
@@ -1790,78 +1790,6 @@ async fn kept_month_ends_follow_late_events(s: TestStore) {
     }
 }
 
-/// Kept change attributions: not kept when a lifecycle batch came in between reading the
-/// generation and keeping; dropped by a batch with a lifecycle event of that month or earlier.
-async fn kept_change_attributions_follow_lifecycle_batches(s: TestStore) {
-    let months = YearMonth::months_of_year(2025).expect("year");
-    let (jan, feb) = (months[0], months[1]);
-    let starts = [jan.start(), feb.start()];
-    let installed =
-        |id: &str, ts: &str| install(id, ts, "3328", "SA1", TechnologyKind::SafetyAlarm);
-    let keep = |generation: i64| {
-        let store = s.store.clone();
-        async move {
-            store
-                .keep_month_figures(
-                    MonthFigures::Changes,
-                    "scope",
-                    generation,
-                    &[
-                        (jan.start(), jan.end_exclusive(), "jan".to_owned()),
-                        (feb.start(), feb.end_exclusive(), "feb".to_owned()),
-                    ],
-                )
-                .await
-                .expect("keep")
-        }
-    };
-    let (stale, kept) = s
-        .store
-        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
-        .await
-        .expect("kept");
-    assert_eq!(kept, [None, None]);
-    s.store
-        .write_batch(&[installed("a1", "2025-01-10T10:00:00Z")], &[], Utc::now())
-        .await
-        .expect("write");
-    keep(stale).await;
-    let (generation, kept) = s
-        .store
-        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
-        .await
-        .expect("kept");
-    assert_eq!(
-        kept,
-        [None, None],
-        "kept although a lifecycle batch came in between"
-    );
-    keep(generation).await;
-    let (_, kept) = s
-        .store
-        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
-        .await
-        .expect("kept");
-    assert_eq!(kept, [Some("jan".to_owned()), Some("feb".to_owned())]);
-    let (_, other) = s
-        .store
-        .kept_month_figures(MonthFigures::Changes, "other", &starts)
-        .await
-        .expect("kept");
-    assert_eq!(other, [None, None], "scopes are apart");
-    // An install of mid-February drops February only.
-    s.store
-        .write_batch(&[installed("b1", "2025-02-14T10:00:00Z")], &[], Utc::now())
-        .await
-        .expect("write");
-    let (_, kept) = s
-        .store
-        .kept_month_figures(MonthFigures::Changes, "scope", &starts)
-        .await
-        .expect("kept");
-    assert_eq!(kept, [Some("jan".to_owned()), None]);
-}
-
 /// Dose counts of ended months are kept once counted; a late dose still changes its month.
 /// The reference is counting the events written so far by hand.
 async fn kept_dose_counts_follow_late_doses(s: TestStore) {
@@ -1930,7 +1858,7 @@ async fn kept_dose_counts_follow_late_doses(s: TestStore) {
 
 /// Readers keep figures while batches with late events commit: whatever interleaving, the
 /// figures read afterwards (kept or not) equal the live counts.
-async fn kept_figures_agree_with_live_ones_under_concurrent_writes(s: TestStore) {
+async fn derived_figures_agree_with_live_ones_under_concurrent_writes(s: TestStore) {
     let instants = months_2025();
     let months = YearMonth::months_of_year(2025).expect("year");
     let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
@@ -3612,6 +3540,152 @@ async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
     assert!(alarms > 100, "rebuilt from {alarms} alarms");
     let rebuilt = response_sums_agree(&s, &months, &kinds, "rebuilt").await;
     assert_eq!(rebuilt, after, "incremental = rebuilt");
+}
+
+/// A change attribution's reads between two instants, whatever the arrival order and batching
+/// (with repeats): every device whose entry in the in-service snapshot differs between them is
+/// there, and so is every device in service at both in a municipality asked for; each device
+/// there shows exactly its snapshot entries at the two instants (spans covering neither are
+/// not returned); the breakdown is the month-end breakdown at both, from the same snapshot.
+async fn service_changes_are_what_moved_between_two_instants(s: TestStore) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut events = scenario(47, 300);
+    let mut rng = Rng(4747);
+    for e in events
+        .iter_mut()
+        .filter(|e| e.event_type == EventType::Installed)
+    {
+        e.recipient = (rng.below(3) != 0).then(|| {
+            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(5))).expect("recipient")
+        });
+        e.replaces = (rng.below(2) == 0)
+            .then(|| DeviceId::parse(&format!("D{}", rng.below(12))).expect("device"));
+    }
+    write_in_any_order(&s, &mut rng, &events, 40, None, 25).await;
+
+    type Entries = BTreeMap<(String, String), String>;
+    let entry = |d: &vft_domain::attribution::InService| {
+        (
+            (d.vendor.to_string(), d.device.to_string()),
+            format!(
+                "{} {} {:?} {:?}",
+                d.kind.id(),
+                d.municipality,
+                d.recipient.as_ref().map(|r| r.to_string()),
+                d.replaces.as_ref().map(|r| r.to_string())
+            ),
+        )
+    };
+    let snapshot = |at: DateTime<Utc>| {
+        let store = s.store.clone();
+        async move {
+            store
+                .in_service_snapshot(at)
+                .await
+                .expect("snapshot")
+                .iter()
+                .map(entry)
+                .collect::<Entries>()
+        }
+    };
+    let tick = Duration::microseconds(1);
+    let ends = months_2025();
+    let mut pairs: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        ends.windows(2).map(|w| (w[0], w[1])).collect();
+    for e in events
+        .iter()
+        .filter(|e| e.event_type.lifecycle_rank().is_some())
+        .take(40)
+    {
+        pairs.push((e.ts_utc(), e.ts_utc() + tick));
+        pairs.push((e.ts_utc() - tick, e.ts_utc()));
+        pairs.push((
+            e.ts_utc() - Duration::days(3),
+            e.ts_utc() + Duration::days(9),
+        ));
+    }
+    pairs.push((ends[0], Utc::now()));
+    let code = |m: &str| MunicipalityCode::parse(m).expect("code");
+    let (mut moved_seen, mut kept_seen) = (0, 0);
+    for (i, (first, last)) in pairs.into_iter().enumerate() {
+        let also: Vec<MunicipalityCode> = match i % 3 {
+            0 => vec![],
+            1 => vec![code("3328")],
+            _ => vec![code("3320"), code("3330")],
+        };
+        let changes = s
+            .store
+            .service_changes(first, last, &also)
+            .await
+            .expect("changes");
+        let (before, after) = (snapshot(first).await, snapshot(last).await);
+        let (mut got_before, mut got_after) = (Entries::new(), Entries::new());
+        for span in &changes.spans {
+            let d = span.in_service().expect("a stored interval has a kind");
+            let (b, a) = (span.interval.covers(first), span.interval.covers(last));
+            assert!(b || a, "{first}..{last}: a span covering neither {span:?}");
+            if b {
+                let (k, v) = entry(&d);
+                assert!(got_before.insert(k, v).is_none(), "two spans of one device");
+            }
+            if a {
+                let (k, v) = entry(&d);
+                assert!(got_after.insert(k, v).is_none(), "two spans of one device");
+            }
+        }
+        let returned: BTreeSet<&(String, String)> =
+            got_before.keys().chain(got_after.keys()).collect();
+        for key in &returned {
+            assert_eq!(
+                (got_before.get(*key), got_after.get(*key)),
+                (before.get(*key), after.get(*key)),
+                "{first}..{last}: device {key:?}"
+            );
+        }
+        let also_text: BTreeSet<String> = also.iter().map(|m| m.to_string()).collect();
+        let keys: BTreeSet<&(String, String)> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (b, a) = (before.get(key), after.get(key));
+            let kept_in_also = match (b, a) {
+                (Some(b), Some(_)) => also_text
+                    .iter()
+                    .any(|m| b.split(' ').nth(1) == Some(m.as_str())),
+                _ => false,
+            };
+            if b != a {
+                moved_seen += 1;
+                assert!(
+                    returned.contains(key),
+                    "{first}..{last}: moved device {key:?} missing"
+                );
+            } else if kept_in_also {
+                kept_seen += 1;
+                assert!(
+                    returned.contains(key),
+                    "{first}..{last}: kept device {key:?} of {also:?} missing"
+                );
+            }
+        }
+        let show = |rows: &[vft_store::BreakdownRow]| {
+            let mut v: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            show(&changes.breakdown),
+            show(
+                &s.store
+                    .month_end_breakdown(&[first, last])
+                    .await
+                    .expect("breakdown")
+            ),
+            "{first}..{last}: breakdown"
+        );
+    }
+    assert!(
+        moved_seen > 50 && kept_seen > 20,
+        "a weak test: {moved_seen} moved, {kept_seen} kept"
+    );
 }
 
 /// What migration progress reads once for many month ends gives what the events give at each

@@ -63,7 +63,8 @@ enum Command {
         action: Option<ReplicasCommand>,
     },
     /// Bring what vft derives from the events back in line with them, after a restore into a
-    /// live database or a hand edit: drops kept figures, merges the contact history.
+    /// live database or a hand edit: recomputes the service state, doses and response-centre
+    /// sums, merges the contact history.
     Rebuild(rebuild::RebuildArgs),
     /// Copy a SQLite store to a new file, consistently, while vft runs (PostgreSQL: pg_dump).
     Backup {

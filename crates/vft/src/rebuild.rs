@@ -32,8 +32,6 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
     );
     let alarms = store.rebuild_response_months().await?;
     eprintln!("Response-centre sums recomputed from the state of {alarms} alarms.");
-    store.drop_kept_figures().await?;
-    eprintln!("Kept figures dropped: each is computed from the events on its next request.");
     let bar = progress_bar("contact history ", "months");
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
