@@ -5,6 +5,7 @@ mod access;
 mod derived;
 mod merge_sql;
 mod migrations;
+mod named;
 mod notify;
 mod postgres;
 mod response;

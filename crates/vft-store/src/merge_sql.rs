@@ -2,7 +2,11 @@
 //! incoming values only when the incoming event key is newer (or older, for "earliest" groups).
 //! The same rules in Rust are `vft_domain::DeviceDelta::merge` / `AlarmDelta::merge`.
 
+use crate::named::{Cell, NamedRow};
+use crate::shared::micros;
 use std::sync::LazyLock;
+use vft_domain::state::EventKey;
+use vft_domain::{AlarmDelta, DeviceDelta};
 
 /// `new` beats `old` when its key is present and the old is absent or compares `op` ("<" / ">")
 /// lexicographically over `cols`.
@@ -31,11 +35,81 @@ fn take_when(table: &str, cond: &str, cols: &[&str]) -> Vec<String> {
         .collect()
 }
 
-pub(crate) const DEVICE_COLUMNS: &str = "vendor, device, lc_ts, lc_rank, lc_event_id, lc_installed, lc_municipality, lc_gateway, \
-     inst_ts, inst_rank, inst_event_id, kind, recipient, replaces, first_installed_ts, \
-     contact_ts, contact_rank, contact_event_id, contact_municipality, contact_gateway, \
-     battery_ts, battery_rank, battery_event_id, battery, last_fault_ts, last_heartbeat_ts, \
-     contact_received_at";
+/// A device's state row as a batch writes it, before [`DEVICE_UPSERT`] merges it with the
+/// stored one; `received` is when the batch's contact arrived.
+pub(crate) fn device_row(d: &DeviceDelta, received: i64) -> NamedRow {
+    let key = |k: Option<&EventKey>| {
+        (
+            Cell::from(k.map(|k| micros(k.0))),
+            Cell::from(k.map(|k| i64::from(k.1))),
+            Cell::from(k.map(|k| k.2.to_string())),
+        )
+    };
+    let (lc_ts, lc_rank, lc_id) = key(d.lifecycle.as_ref().map(|f| &f.key));
+    let (inst_ts, inst_rank, inst_id) = key(d.install.as_ref().map(|f| &f.key));
+    let (contact_ts, contact_rank, contact_id) = key(d.contact.as_ref().map(|f| &f.key));
+    let (battery_ts, battery_rank, battery_id) = key(d.battery.as_ref().map(|(k, _)| k));
+    let lifecycle = d.lifecycle.as_ref();
+    let install = d.install.as_ref();
+    let contact = d.contact.as_ref();
+    vec![
+        ("vendor", d.vendor.to_string().into()),
+        ("device", d.device.to_string().into()),
+        ("lc_ts", lc_ts),
+        ("lc_rank", lc_rank),
+        ("lc_event_id", lc_id),
+        (
+            "lc_installed",
+            lifecycle.map(|f| i64::from(f.installed)).into(),
+        ),
+        (
+            "lc_municipality",
+            lifecycle.map(|f| f.municipality.to_string()).into(),
+        ),
+        (
+            "lc_gateway",
+            lifecycle.map(|f| f.gateway.to_string()).into(),
+        ),
+        ("inst_ts", inst_ts),
+        ("inst_rank", inst_rank),
+        ("inst_event_id", inst_id),
+        ("kind", install.map(|f| f.kind.id()).into()),
+        (
+            "recipient",
+            install
+                .and_then(|f| f.recipient.as_ref().map(|r| r.to_string()))
+                .into(),
+        ),
+        (
+            "replaces",
+            install
+                .and_then(|f| f.replaces.as_ref().map(|r| r.to_string()))
+                .into(),
+        ),
+        ("first_installed_ts", d.first_installed.map(micros).into()),
+        ("contact_ts", contact_ts),
+        ("contact_rank", contact_rank),
+        ("contact_event_id", contact_id),
+        (
+            "contact_municipality",
+            contact.map(|f| f.municipality.to_string()).into(),
+        ),
+        (
+            "contact_gateway",
+            contact.map(|f| f.gateway.to_string()).into(),
+        ),
+        ("battery_ts", battery_ts),
+        ("battery_rank", battery_rank),
+        ("battery_event_id", battery_id),
+        (
+            "battery",
+            d.battery.as_ref().map(|(_, b)| i64::from(*b)).into(),
+        ),
+        ("last_fault_ts", d.last_fault.map(micros).into()),
+        ("last_heartbeat_ts", d.last_heartbeat.map(micros).into()),
+        ("contact_received_at", contact.map(|_| received).into()),
+    ]
+}
 
 pub(crate) static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
     let t = "devices";
@@ -84,8 +158,28 @@ pub(crate) static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub(crate) const ALARM_COLUMNS: &str = "vendor, alarm, origin_rank, origin_ts, origin_event_id, device, municipality, kind, cause, \
-     triggered_ts, received_ts, acknowledged_ts, closed_ts, closed_event_id, outcome";
+/// An alarm's state row as a batch writes it, before [`ALARM_UPSERT`] merges it with the
+/// stored one.
+pub(crate) fn alarm_row(a: &AlarmDelta) -> NamedRow {
+    let closed = a.closed.as_ref();
+    vec![
+        ("vendor", a.vendor.to_string().into()),
+        ("alarm", a.alarm.to_string().into()),
+        ("origin_rank", i64::from(a.origin.0).into()),
+        ("origin_ts", micros(a.origin.1).into()),
+        ("origin_event_id", a.origin.2.to_string().into()),
+        ("device", a.device.to_string().into()),
+        ("municipality", a.municipality.to_string().into()),
+        ("kind", a.kind.map(|k| k.id()).into()),
+        ("cause", a.cause.map(|c| c.id()).into()),
+        ("triggered_ts", a.triggered.map(micros).into()),
+        ("received_ts", a.received.map(micros).into()),
+        ("acknowledged_ts", a.acknowledged.map(micros).into()),
+        ("closed_ts", closed.map(|c| micros(c.0)).into()),
+        ("closed_event_id", closed.map(|c| c.1.to_string()).into()),
+        ("outcome", closed.and_then(|c| c.2.map(|o| o.id())).into()),
+    ]
+}
 
 pub(crate) static ALARM_UPSERT: LazyLock<String> = LazyLock::new(|| {
     let t = "alarms";
@@ -131,5 +225,63 @@ mod tests {
         );
         assert!(DEVICE_UPSERT.contains("kind = CASE WHEN"));
         assert!(ALARM_UPSERT.contains("outcome = CASE WHEN"));
+    }
+
+    /// Every column an upsert takes from `excluded` is one its row writes, and a row names
+    /// no column twice.
+    #[test]
+    fn upserts_merge_only_columns_their_rows_write() {
+        use vft_domain::{AlarmRef, DeviceId, EventId, MunicipalityCode, TechnologyKind, VendorId};
+        let at = chrono::DateTime::parse_from_rfc3339("2025-03-01T10:00:00Z")
+            .expect("ts")
+            .with_timezone(&chrono::Utc);
+        let device = DeviceDelta {
+            vendor: VendorId::parse("hepro").expect("vendor"),
+            device: DeviceId::parse("D1").expect("device"),
+            lifecycle: None,
+            install: None,
+            first_installed: Some(at),
+            contact: None,
+            battery: None,
+            last_fault: None,
+            last_heartbeat: None,
+        };
+        let alarm = AlarmDelta {
+            vendor: VendorId::parse("hepro").expect("vendor"),
+            alarm: AlarmRef::parse("A1").expect("alarm"),
+            origin: (0, at, EventId::parse("e1").expect("id")),
+            device: DeviceId::parse("D1").expect("device"),
+            municipality: MunicipalityCode::parse("3328").expect("code"),
+            kind: Some(TechnologyKind::SafetyAlarm),
+            cause: None,
+            triggered: Some(at),
+            received: None,
+            acknowledged: None,
+            closed: None,
+        };
+        for (row, upsert) in [
+            (device_row(&device, 0), DEVICE_UPSERT.as_str()),
+            (alarm_row(&alarm), ALARM_UPSERT.as_str()),
+        ] {
+            let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
+            let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+            assert_eq!(unique.len(), names.len(), "a column named twice: {names:?}");
+            let merged: Vec<&str> = upsert
+                .split("excluded.")
+                .skip(1)
+                .map(|rest| {
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or("")
+                })
+                .collect();
+            assert!(merged.len() > 10, "{upsert}");
+            for column in merged {
+                assert!(
+                    unique.contains(column),
+                    "{column} is merged but not written"
+                );
+            }
+        }
     }
 }

@@ -87,6 +87,30 @@ pub(crate) type StoredFactRow = (
 
 pub(crate) const FACT_COLUMNS: &str = "vendor, alarm, month, municipality, kind, triggered, received, acknowledged, closed, response_ms, outcome";
 
+/// An alarm's contribution as `response_alarms` keeps it.
+pub(crate) fn fact_row((vendor, alarm): &(String, String), f: &FactRow) -> crate::named::NamedRow {
+    let flag = |b: bool| i64::from(b).into();
+    vec![
+        ("vendor", vendor.clone().into()),
+        ("alarm", alarm.clone().into()),
+        ("month", f.month.into()),
+        ("municipality", f.municipality.clone().into()),
+        ("kind", f.kind.clone().into()),
+        ("triggered", flag(f.fact.triggered)),
+        ("received", flag(f.fact.received)),
+        ("acknowledged", flag(f.fact.acknowledged)),
+        ("closed", flag(f.fact.closed)),
+        (
+            "response_ms",
+            f.fact
+                .response_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+                .into(),
+        ),
+        ("outcome", f.fact.outcome.map(|o| o.id()).into()),
+    ]
+}
+
 pub(crate) fn stored_fact(row: StoredFactRow) -> crate::Result<((String, String), FactRow)> {
     let (vendor, alarm, month, municipality, kind, t, r, a, c, ms, outcome) = row;
     let fact = AlarmFact {
@@ -205,23 +229,9 @@ macro_rules! impl_response {
                 facts: &[((String, String), $crate::response::FactRow)],
             ) -> $crate::Result<()> {
                 for chunk in facts.chunks($crate::shared::ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO response_alarms ({}) ",
-                        $crate::response::FACT_COLUMNS
-                    ));
-                    qb.push_values(chunk, |mut row, ((v, a), f)| {
-                        row.push_bind(v.as_str())
-                            .push_bind(a.as_str())
-                            .push_bind(f.month)
-                            .push_bind(f.municipality.as_str())
-                            .push_bind(f.kind.as_str())
-                            .push_bind(i64::from(f.fact.triggered))
-                            .push_bind(i64::from(f.fact.received))
-                            .push_bind(i64::from(f.fact.acknowledged))
-                            .push_bind(i64::from(f.fact.closed))
-                            .push_bind(f.fact.response_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
-                            .push_bind(f.fact.outcome.map(|o| o.id()));
-                    });
+                    let rows: Vec<$crate::named::NamedRow> =
+                        chunk.iter().map(|(key, f)| $crate::response::fact_row(key, f)).collect();
+                    let mut qb = $crate::named::insert::<$db>("response_alarms", &rows);
                     qb.push(
                         " ON CONFLICT (vendor, alarm) DO UPDATE SET month = excluded.month, \
                          municipality = excluded.municipality, kind = excluded.kind, triggered = excluded.triggered, \

@@ -622,46 +622,9 @@ macro_rules! impl_store {
                 };
                 let deltas = vft_domain::DeviceDelta::fold(&consistent);
                 for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO devices ({}) ",
-                        $crate::merge_sql::DEVICE_COLUMNS
-                    ));
-                    qb.push_values(chunk, |mut row, d| {
-                        let key = |k: Option<&vft_domain::state::EventKey>| {
-                            (k.map(|k| micros(k.0)), k.map(|k| i64::from(k.1)), k.map(|k| k.2.to_string()))
-                        };
-                        let (lc_ts, lc_rank, lc_id) = key(d.lifecycle.as_ref().map(|f| &f.key));
-                        let (in_ts, in_rank, in_id) = key(d.install.as_ref().map(|f| &f.key));
-                        let (c_ts, c_rank, c_id) = key(d.contact.as_ref().map(|f| &f.key));
-                        let (b_ts, b_rank, b_id) = key(d.battery.as_ref().map(|(k, _)| k));
-                        row.push_bind(d.vendor.to_string())
-                            .push_bind(d.device.to_string())
-                            .push_bind(lc_ts)
-                            .push_bind(lc_rank)
-                            .push_bind(lc_id)
-                            .push_bind(d.lifecycle.as_ref().map(|f| i64::from(f.installed)))
-                            .push_bind(d.lifecycle.as_ref().map(|f| f.municipality.to_string()))
-                            .push_bind(d.lifecycle.as_ref().map(|f| f.gateway.to_string()))
-                            .push_bind(in_ts)
-                            .push_bind(in_rank)
-                            .push_bind(in_id)
-                            .push_bind(d.install.as_ref().map(|f| f.kind.id()))
-                            .push_bind(d.install.as_ref().and_then(|f| f.recipient.as_ref().map(|r| r.to_string())))
-                            .push_bind(d.install.as_ref().and_then(|f| f.replaces.as_ref().map(|r| r.to_string())))
-                            .push_bind(d.first_installed.map(micros))
-                            .push_bind(c_ts)
-                            .push_bind(c_rank)
-                            .push_bind(c_id)
-                            .push_bind(d.contact.as_ref().map(|f| f.municipality.to_string()))
-                            .push_bind(d.contact.as_ref().map(|f| f.gateway.to_string()))
-                            .push_bind(b_ts)
-                            .push_bind(b_rank)
-                            .push_bind(b_id)
-                            .push_bind(d.battery.as_ref().map(|(_, b)| i64::from(*b)))
-                            .push_bind(d.last_fault.map(micros))
-                            .push_bind(d.last_heartbeat.map(micros))
-                            .push_bind(d.contact.as_ref().map(|_| received));
-                    });
+                    let rows: Vec<$crate::named::NamedRow> =
+                        chunk.iter().map(|d| $crate::merge_sql::device_row(d, received)).collect();
+                    let mut qb = $crate::named::insert::<$db>("devices", &rows);
                     qb.push($crate::merge_sql::DEVICE_UPSERT.as_str());
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -678,27 +641,9 @@ macro_rules! impl_store {
                 Self::apply_service_state(&mut tx, &lifecycle_devices).await?;
                 let alarms = vft_domain::AlarmDelta::fold(&consistent);
                 for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO alarms ({}) ",
-                        $crate::merge_sql::ALARM_COLUMNS
-                    ));
-                    qb.push_values(chunk, |mut row, a| {
-                        row.push_bind(a.vendor.to_string())
-                            .push_bind(a.alarm.to_string())
-                            .push_bind(i64::from(a.origin.0))
-                            .push_bind(micros(a.origin.1))
-                            .push_bind(a.origin.2.to_string())
-                            .push_bind(a.device.to_string())
-                            .push_bind(a.municipality.to_string())
-                            .push_bind(a.kind.map(|k| k.id()))
-                            .push_bind(a.cause.map(|c| c.id()))
-                            .push_bind(a.triggered.map(micros))
-                            .push_bind(a.received.map(micros))
-                            .push_bind(a.acknowledged.map(micros))
-                            .push_bind(a.closed.as_ref().map(|c| micros(c.0)))
-                            .push_bind(a.closed.as_ref().map(|c| c.1.to_string()))
-                            .push_bind(a.closed.as_ref().and_then(|c| c.2.map(|o| o.id())));
-                    });
+                    let rows: Vec<$crate::named::NamedRow> =
+                        chunk.iter().map($crate::merge_sql::alarm_row).collect();
+                    let mut qb = $crate::named::insert::<$db>("alarms", &rows);
                     qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
                     qb.build().execute(&mut *tx).await?;
                 }
