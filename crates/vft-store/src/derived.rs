@@ -718,7 +718,7 @@ macro_rules! impl_derived {
             }
 
             /// What a change attribution between `first` and `last` reads, in one snapshot (see
-            /// [`crate::Store::service_changes`]).
+            /// [`crate::FigureStore::service_changes`]).
             pub(crate) async fn changes_from_state(
                 &self,
                 first: chrono::DateTime<chrono::Utc>,

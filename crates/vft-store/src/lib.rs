@@ -3,6 +3,10 @@
 
 mod access;
 mod derived;
+mod figures;
+mod fleet;
+mod imports;
+mod ingest;
 mod merge_sql;
 mod migrations;
 mod named;
@@ -16,17 +20,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use vft_domain::attribution::InService;
-use vft_domain::reconcile::{Listing, Reporting};
-use vft_domain::response::AlarmRecord;
-use vft_domain::{
-    Connectivity, DeviceId, Event, LifecycleRecord, MunicipalityCode, RollupFilter, TechnologyKind,
-    VendorId, YearMonth,
-};
+use vft_domain::{Connectivity, DeviceId, MunicipalityCode, TechnologyKind, VendorId, YearMonth};
 
 pub use access::{
     AccessStore, AuditHead, AuditQuery, NewUser, TokenListing, TokenRecord, UserChange, UserRecord,
 };
 pub use derived::{ContactRow, DerivedStore, RebuildOutcome};
+pub use figures::FigureStore;
+pub use fleet::FleetStore;
+pub use imports::ImportStore;
+pub use ingest::IngestStore;
 pub use notify::{
     Channel, IncidentQuery, IncidentRecord, NoticeRecord, NotifyStore, PendingNotice, RuleRecord,
 };
@@ -248,7 +251,7 @@ pub struct ServiceSpan {
 }
 
 impl ServiceSpan {
-    /// The device as [`Store::in_service_snapshot`] shows it at an instant the interval covers
+    /// The device as [`FigureStore::in_service_snapshot`] shows it at an instant the interval covers
     /// (stored intervals always have a kind).
     pub fn in_service(&self) -> Option<InService> {
         let iv = &self.interval;
@@ -263,7 +266,7 @@ impl ServiceSpan {
     }
 }
 
-/// See [`Store::service_changes`].
+/// See [`FigureStore::service_changes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceChanges {
     pub breakdown: Vec<BreakdownRow>,
@@ -344,257 +347,20 @@ impl Default for StoreOptions {
 
 /// The storage interface. Every write is one transaction and idempotent.
 #[async_trait]
-pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'static {
+pub trait Store:
+    AccessStore
+    + NotifyStore
+    + DerivedStore
+    + IngestStore
+    + FleetStore
+    + FigureStore
+    + ImportStore
+    + Send
+    + Sync
+    + 'static
+{
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
-
-    /// Stores events (once per vendor and id) and dead letters in one transaction.
-    async fn write_batch(
-        &self,
-        events: &[Event],
-        dead_letters: &[NewDeadLetter],
-        received_at: DateTime<Utc>,
-    ) -> Result<WriteOutcome>;
-
-    /// Devices in service just before each instant, per technology type in table order.
-    async fn device_counts(
-        &self,
-        before: &[DateTime<Utc>],
-        filter: &RollupFilter,
-    ) -> Result<Vec<[u64; 6]>>;
-
-    /// All lifecycle events (for checks against the domain rules and for exports).
-    async fn lifecycle_records(&self) -> Result<Vec<LifecycleRecord>>;
-
-    async fn event_count(&self) -> Result<u64>;
-
-    /// Dead letters, newest first, optionally only those older than `before_id` (paging).
-    async fn dead_letters(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<DeadLetter>> {
-        self.dead_letter_page(limit, before_id, None).await
-    }
-
-    /// Like [`Store::dead_letters`], only open ones (`Some(false)`) or handled ones.
-    async fn dead_letter_page(
-        &self,
-        limit: u32,
-        before_id: Option<i64>,
-        handled: Option<bool>,
-    ) -> Result<Vec<DeadLetter>>;
-
-    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>>;
-
-    /// Marks a dead letter handled (once: a second call leaves the first mark). False when
-    /// there is none of that id.
-    async fn mark_dead_letter_handled(
-        &self,
-        id: i64,
-        by: &str,
-        at: DateTime<Utc>,
-        replayed_events: Option<u64>,
-    ) -> Result<bool>;
-
-    /// Month-end figures just before each instant, per municipality, vendor and type.
-    async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;
-
-    /// Every device in service just before `before`, with what its latest install said.
-    async fn in_service_snapshot(&self, before: DateTime<Utc>) -> Result<Vec<InService>>;
-
-    /// Every service interval that covers some instant in `[first, last]`, in no particular
-    /// order. For any such instant `c`, the spans whose interval covers `c` (`from < c <= to`)
-    /// are [`Store::in_service_snapshot`]`(c)`: many instants' snapshots from one read.
-    async fn service_spans(
-        &self,
-        first: DateTime<Utc>,
-        last: DateTime<Utc>,
-    ) -> Result<Vec<ServiceSpan>>;
-
-    /// What explains the change between two instants `first` < `last`, read in one snapshot:
-    /// the month-end breakdown just before each (`idx` 0 and 1), and the spans covering either
-    /// instant of every device whose service differs between them (an interval end in
-    /// `[first, last)`), plus those of devices in service at both in a municipality of
-    /// `also_in` (one a selection took in or let go meanwhile). Any other device is the same at
-    /// both instants and explains nothing, so the cost follows the changes, not the fleet.
-    async fn service_changes(
-        &self,
-        first: DateTime<Utc>,
-        last: DateTime<Utc>,
-        also_in: &[MunicipalityCode],
-    ) -> Result<ServiceChanges>;
-
-    /// Alarms anchored (triggered, else earliest step) in `[from, to)`.
-    async fn alarm_records(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<AlarmRecord>>;
-
-    /// Like [`Store::alarm_records`], but each alarm merged from `municipality`'s own events
-    /// only (as `AlarmDelta` merges them), and anchored by them: what a municipality's
-    /// response-centre figures count. An alarm raised in one municipality and acknowledged by
-    /// another's gateway is, here, an unanswered alarm of the first and an answer without a
-    /// trigger of the second; the region's `alarm_records` has it once, answered.
-    async fn own_alarm_records(
-        &self,
-        municipality: &MunicipalityCode,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<AlarmRecord>>;
-
-    /// The sums of the response-centre figures (`vft_domain::response::ResponseTally`) of
-    /// each month asked for, over the alarms whose origin lies in it, of one municipality (or
-    /// the region) and one kind (or all), as `alarm_records` would give them: read from what
-    /// ingest keeps, so the cost is the months', not the fleet's history.
-    async fn response_tallies(
-        &self,
-        months: &[YearMonth],
-        municipality: Option<&MunicipalityCode>,
-        kind: Option<TechnologyKind>,
-    ) -> Result<Vec<vft_domain::response::ResponseTally>>;
-
-    /// Medication events per period `[start, end)`: (municipality, taken, missed) per period index.
-    async fn dose_counts(
-        &self,
-        periods: &[(DateTime<Utc>, DateTime<Utc>)],
-    ) -> Result<Vec<(usize, MunicipalityCode, u64, u64)>>;
-
-    /// Stores a month's figures as published (idempotent: publishing twice keeps the first).
-    /// Returns false when the month was already published.
-    async fn publish_month(
-        &self,
-        month: YearMonth,
-        rows: &[BreakdownRow],
-        by: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// Published months among `months`.
-    async fn published_months(&self, months: &[YearMonth]) -> Result<Vec<PublishedMonth>>;
-
-    /// Devices matching a query, in its order, at most `limit`.
-    async fn devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
-
-    /// Every vendor with a device, in order (the dashboard's vendor filters).
-    async fn vendors(&self) -> Result<Vec<VendorId>>;
-
-    /// How many devices match a query's filters (every page together: `after`, the sort and
-    /// `limit` do not count).
-    async fn count_devices(&self, query: &DeviceQuery) -> Result<u64>;
-
-    /// Devices of the same vendor whose `replaces` names this one.
-    async fn replaced_by(&self, vendor: &VendorId, device: &DeviceId) -> Result<Vec<DeviceId>>;
-
-    /// Stored events of these devices of one vendor, oldest first, at most `limit`; with
-    /// `municipality`, only the events that name it.
-    async fn device_events(
-        &self,
-        vendor: &VendorId,
-        devices: &[DeviceId],
-        municipality: Option<&MunicipalityCode>,
-        limit: u32,
-    ) -> Result<Vec<Event>>;
-
-    /// Every contact (any event but a lifecycle event) with `from <= ts < to`: vendor, device,
-    /// time, and whether it is a `fault`.
-    async fn contacts(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<(VendorId, DeviceId, DateTime<Utc>, bool)>>;
-
-    /// For each device, the reason its latest lifecycle event before `before` gave, when that
-    /// event is a decommissioning (a device with none, or whose latest lifecycle event is an
-    /// install, is absent; a decommissioning without a reason maps to `None`).
-    async fn decommission_reasons(
-        &self,
-        devices: &[(VendorId, DeviceId)],
-        before: DateTime<Utc>,
-    ) -> Result<
-        std::collections::HashMap<(VendorId, DeviceId), Option<vft_domain::DecommissionReason>>,
-    >;
-
-    /// Sets or clears a device's own offline timeout. False if the device is unknown.
-    async fn set_device_timeout(
-        &self,
-        vendor: &VendorId,
-        device: &DeviceId,
-        secs: Option<u64>,
-    ) -> Result<bool>;
-
-    /// Records a gateway's status message (`online` / `offline`, e.g. its last will).
-    async fn set_gateway_status(
-        &self,
-        vendor: &VendorId,
-        gateway: &str,
-        online: bool,
-        at: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Deletes events of these types older than `before` (raw status traffic past retention;
-    /// device state keeps what they said). Returns how many.
-    async fn purge_events(
-        &self,
-        types: &[vft_domain::EventType],
-        before: DateTime<Utc>,
-    ) -> Result<u64>;
-
-    /// Keeps a vendor's inventory export as a snapshot as of `as_of`, once per file hash:
-    /// the same vendor and hash again returns the first import with `new: false`.
-    async fn import_inventory(
-        &self,
-        vendor: &VendorId,
-        as_of: DateTime<Utc>,
-        imported_at: DateTime<Utc>,
-        file_sha256: &str,
-        rows: &[Listing],
-        errors: &[vft_domain::import::RowError],
-    ) -> Result<ImportOutcome>;
-
-    /// Rows of imports that could not be read: newest import first, then by line; at most
-    /// `limit`. Only the first [`MAX_KEPT_IMPORT_ERRORS`] of each import are kept.
-    async fn import_errors(&self, limit: u32) -> Result<Vec<ImportErrorRecord>>;
-
-    /// The newest event time (lifecycle or contact) of any device, or of one municipality's:
-    /// where the data ends, so a page can open on the year that has data.
-    async fn latest_activity(
-        &self,
-        municipality: Option<&MunicipalityCode>,
-    ) -> Result<Option<DateTime<Utc>>>;
-
-    /// Import history, oldest snapshot first (one vendor or all).
-    async fn imports(&self, vendor: Option<&VendorId>) -> Result<Vec<ImportSummary>>;
-
-    /// The rows of the vendor's latest import with `as_of <= at` (empty when none).
-    async fn listing_at(&self, vendor: &VendorId, at: DateTime<Utc>) -> Result<Vec<Listing>>;
-
-    /// Every install of the vendor's devices before `before`, oldest first, with what it said.
-    async fn ever_in_service(
-        &self,
-        vendor: &VendorId,
-        before: DateTime<Utc>,
-    ) -> Result<Vec<InService>>;
-
-    /// [`Store::ever_in_service`] with each install's time: the entries before any earlier
-    /// instant `c` are the prefix with time `< c`, so several instants need one read.
-    async fn installs_before(
-        &self,
-        vendor: &VendorId,
-        before: DateTime<Utc>,
-    ) -> Result<Vec<(DateTime<Utc>, InService)>>;
-
-    /// Whether any device of `vendor` is in [`Store::reporting_at`]`(at, since)`, without
-    /// reading every device's contact history.
-    async fn vendor_reporting(
-        &self,
-        vendor: &VendorId,
-        at: DateTime<Utc>,
-        since: DateTime<Utc>,
-    ) -> Result<bool>;
-
-    /// Per device, its latest contact (any event but installed/decommissioned) in
-    /// `(since, at]`, read from the contact history ingest keeps (`contact_months`), which
-    /// retention never purges. Devices without contact in the window are left out.
-    async fn reporting_at(&self, at: DateTime<Utc>, since: DateTime<Utc>)
-    -> Result<Vec<Reporting>>;
 
     /// Writes a consistent copy of the whole store to a new file at `dest` while writes go on
     /// (SQLite: `VACUUM INTO`); never overwrites. PostgreSQL refuses: use `pg_dump`.
@@ -602,34 +368,6 @@ pub trait Store: AccessStore + NotifyStore + DerivedStore + Send + Sync + 'stati
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<()>;
-
-    /// An ingest replica's heartbeat: its row rewritten through the writer. It succeeds only
-    /// when the database takes commits, which `ping` cannot tell (a full disk answers reads).
-    async fn replica_heartbeat(
-        &self,
-        client_id: &str,
-        shared_group: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Every ingest replica that ever beat, with its latest heartbeat.
-    async fn replicas(&self) -> Result<Vec<ReplicaSeen>>;
-
-    /// Forgets a replica taken out of service for good; false when there was none.
-    async fn forget_replica(&self, client_id: &str) -> Result<bool>;
-
-    /// Stores a gateway credential for the embedded MQTT listener. False when an unrevoked
-    /// credential has that username (a revoked one is replaced).
-    async fn create_mqtt_credential(&self, credential: &MqttCredential) -> Result<bool>;
-
-    /// The credential with this username, revoked or not.
-    async fn mqtt_credential(&self, username: &str) -> Result<Option<MqttCredential>>;
-
-    /// Every credential, revoked ones included, oldest first.
-    async fn mqtt_credentials(&self) -> Result<Vec<MqttCredential>>;
-
-    /// Revokes a credential at `at`; false when there is no unrevoked one of that username.
-    async fn revoke_mqtt_credential(&self, username: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
 /// Opens (creating and migrating as needed) the store a URL names.

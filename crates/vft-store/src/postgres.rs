@@ -91,6 +91,10 @@ async fn probe(connect: &PgConnectOptions, bound: Duration) -> Result<()> {
 
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
 crate::access::impl_access!(PostgresStore, sqlx::Postgres);
+crate::ingest::impl_ingest!(PostgresStore, sqlx::Postgres);
+crate::fleet::impl_fleet!(PostgresStore, sqlx::Postgres);
+crate::figures::impl_figures!(PostgresStore, sqlx::Postgres);
+crate::imports::impl_imports!(PostgresStore, sqlx::Postgres);
 crate::notify::impl_notify!(PostgresStore, sqlx::Postgres);
 crate::derived::impl_derived!(PostgresStore, sqlx::Postgres);
 crate::response::impl_response!(PostgresStore, sqlx::Postgres);

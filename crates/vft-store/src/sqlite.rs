@@ -124,6 +124,10 @@ impl SqliteStore {
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::access::impl_access!(SqliteStore, sqlx::Sqlite);
+crate::ingest::impl_ingest!(SqliteStore, sqlx::Sqlite);
+crate::fleet::impl_fleet!(SqliteStore, sqlx::Sqlite);
+crate::figures::impl_figures!(SqliteStore, sqlx::Sqlite);
+crate::imports::impl_imports!(SqliteStore, sqlx::Sqlite);
 crate::notify::impl_notify!(SqliteStore, sqlx::Sqlite);
 crate::derived::impl_derived!(SqliteStore, sqlx::Sqlite);
 crate::response::impl_response!(SqliteStore, sqlx::Sqlite);
