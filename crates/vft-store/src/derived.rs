@@ -691,18 +691,21 @@ macro_rules! impl_derived {
             /// of several installs at the interval's start (only the last-ordered one covers
             /// anything), the newest by event id, as the snapshot's own order picks it.
             pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
-                     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
-                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) \
-                     FROM service_intervals i WHERE i.from_ts < ",
-                );
-                qb.push_bind($crate::shared::micros(last));
-                qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ");
-                qb.push_bind($crate::shared::micros(first));
-                qb.push(")");
-                let rows: Vec<(String, String, i64, Option<i64>, String, String, Option<String>, Option<String>)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
+                let (first, last) = ($crate::shared::micros(first), $crate::shared::micros(last));
+                let rows: Vec<(String, String, i64, Option<i64>, String, String, Option<String>, Option<String>)> = self
+                    .fetch_many(&["vendor", "device", "from_ts", "to_ts", "municipality", "kind", "recipient", "replaces"], |qb| {
+                        qb.push(
+                            "SELECT i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
+                             (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
+                             AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces \
+                             FROM service_intervals i WHERE i.from_ts < ",
+                        );
+                        qb.push_bind(last);
+                        qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ");
+                        qb.push_bind(first);
+                        qb.push(")");
+                    })
+                    .await?;
                 rows.into_iter()
                     .map(|(v, d, from, to, m, k, r, rep)| {
                         Ok($crate::ServiceSpan {
@@ -795,14 +798,14 @@ macro_rules! impl_derived {
                 since: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<vft_domain::reconcile::Reporting>> {
                 let (first, last) = vft_domain::contact::window_months(since, at);
-                let rows: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
-                    "SELECT month, vendor, device, days, last_ts FROM contact_months \
-                     WHERE month >= $1 AND month <= $2",
-                )
-                .bind(first)
-                .bind(last)
-                .fetch_all(&self.reader)
-                .await?;
+                let rows: Vec<(i64, String, String, i64, i64)> = self
+                    .fetch_many(&["month", "vendor", "device", "days", "last_ts"], |qb| {
+                        qb.push("SELECT month, vendor, device, days, last_ts FROM contact_months WHERE month >= ")
+                            .push_bind(first)
+                            .push(" AND month <= ")
+                            .push_bind(last);
+                    })
+                    .await?;
                 let months = rows
                     .into_iter()
                     .map(|(month, vendor, device, days, last_ts)| {

@@ -106,24 +106,27 @@ macro_rules! impl_figures {
             /// is a few, instead of every lifecycle event of the fleet.
             async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
                 let cut = $crate::shared::micros(before);
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT vendor, device, kind, lc_municipality, recipient, replaces FROM devices \
-                     WHERE lc_installed = 1 AND lc_ts < ",
-                );
-                qb.push_bind(cut);
-                qb.push(
-                    " UNION ALL SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT e.vendor, e.device, \
-                     e.kind, e.municipality, e.recipient, e.replaces, e.lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY e.vendor, \
-                     e.device ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC) AS rn FROM devices d \
-                     JOIN events e ON e.vendor = d.vendor AND e.device = d.device \
-                     WHERE d.lc_ts >= ",
-                );
-                qb.push_bind(cut);
-                qb.push(" AND e.lifecycle_rank IS NOT NULL AND e.ts < ");
-                qb.push_bind(cut);
-                qb.push(") x WHERE rn = 1 AND lifecycle_rank = 0 ORDER BY vendor, device");
-                let rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
+                let mut rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> = self
+                    .fetch_many(&["vendor", "device", "kind", "lc_municipality", "recipient", "replaces"], |qb| {
+                        qb.push(
+                            "SELECT vendor, device, kind, lc_municipality, recipient, replaces FROM devices \
+                             WHERE lc_installed = 1 AND lc_ts < ",
+                        );
+                        qb.push_bind(cut);
+                        qb.push(
+                            " UNION ALL SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT e.vendor, e.device, \
+                             e.kind, e.municipality, e.recipient, e.replaces, e.lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY e.vendor, \
+                             e.device ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC) AS rn FROM devices d \
+                             JOIN events e ON e.vendor = d.vendor AND e.device = d.device \
+                             WHERE d.lc_ts >= ",
+                        );
+                        qb.push_bind(cut);
+                        qb.push(" AND e.lifecycle_rank IS NOT NULL AND e.ts < ");
+                        qb.push_bind(cut);
+                        qb.push(") x WHERE rn = 1 AND lifecycle_rank = 0");
+                    })
+                    .await?;
+                rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                 rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
             }
 

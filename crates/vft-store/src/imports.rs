@@ -181,16 +181,20 @@ macro_rules! impl_imports {
             }
 
             async fn listing_at(&self, vendor: &vft_domain::VendorId, at: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::reconcile::Listing>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT r.device, r.kind, r.municipality, r.recipient, r.in_service FROM inventory_rows r \
-                     WHERE r.import_id = (SELECT id FROM inventory_imports WHERE vendor = ",
-                );
-                qb.push_bind(vendor.to_string())
-                    .push(" AND as_of <= ")
-                    .push_bind($crate::shared::micros(at))
-                    .push(" ORDER BY as_of DESC, id DESC LIMIT 1) ORDER BY r.device");
-                let rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
+                let vendor_text = vendor.to_string();
+                let mut rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> = self
+                    .fetch_many(&["device", "kind", "municipality", "recipient", "in_service"], |qb| {
+                        qb.push(
+                            "SELECT r.device, r.kind, r.municipality, r.recipient, r.in_service FROM inventory_rows r \
+                             WHERE r.import_id = (SELECT id FROM inventory_imports WHERE vendor = ",
+                        );
+                        qb.push_bind(vendor_text)
+                            .push(" AND as_of <= ")
+                            .push_bind($crate::shared::micros(at))
+                            .push(" ORDER BY as_of DESC, id DESC LIMIT 1)");
+                    })
+                    .await?;
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
                 rows.into_iter()
                     .map(|(d, k, m, r, s)| $crate::shared::listing(vendor, d, k, m, r, s))
                     .collect()
@@ -201,18 +205,23 @@ macro_rules! impl_imports {
             }
 
             async fn installs_before(&self, vendor: &vft_domain::VendorId, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<(chrono::DateTime<chrono::Utc>, vft_domain::attribution::InService)>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT ts, vendor, device, kind, municipality, recipient, replaces FROM events \
-                     WHERE lifecycle_rank = 0 AND vendor = ",
-                );
-                qb.push_bind(vendor.to_string())
-                    .push(" AND ts < ")
-                    .push_bind($crate::shared::micros(before))
-                    .push(" ORDER BY ts, event_id");
-                let rows: Vec<(i64, String, String, Option<String>, String, Option<String>, Option<String>)> =
-                    qb.build_query_as().fetch_all(&self.reader).await?;
+                let vendor_text = vendor.to_string();
+                type Row = (i64, String, String, String, Option<String>, String, Option<String>, Option<String>);
+                let mut rows: Vec<Row> = self
+                    .fetch_many(&["ts", "event_id", "vendor", "device", "kind", "municipality", "recipient", "replaces"], |qb| {
+                        qb.push(
+                            "SELECT ts, event_id, vendor, device, kind, municipality, recipient, replaces FROM events \
+                             WHERE lifecycle_rank = 0 AND vendor = ",
+                        );
+                        qb.push_bind(vendor_text)
+                            .push(" AND ts < ")
+                            .push_bind($crate::shared::micros(before));
+                    })
+                    .await?;
+                // Oldest first, as the events order installs (ts, then event id).
+                rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 rows.into_iter()
-                    .map(|(ts, v, d, k, m, r, rep)| Ok(($crate::shared::from_micros(ts)?, $crate::shared::in_service(v, d, k, m, r, rep)?)))
+                    .map(|(ts, _, v, d, k, m, r, rep)| Ok(($crate::shared::from_micros(ts)?, $crate::shared::in_service(v, d, k, m, r, rep)?)))
                     .collect()
             }
 

@@ -395,7 +395,7 @@ macro_rules! impl_response {
                 let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
                     return Ok(out);
                 };
-                let filter = |qb: &mut sqlx::QueryBuilder<'_, $db>| {
+                let filter = |qb: &mut sqlx::QueryBuilder<'static, $db>| {
                     qb.push(" WHERE month >= ").push_bind(month_key(*first));
                     qb.push(" AND month <= ").push_bind(month_key(*last));
                     if let Some(m) = municipality {
@@ -405,26 +405,31 @@ macro_rules! impl_response {
                         qb.push(" AND kind = ").push_bind(k.id());
                     }
                 };
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT CAST(0 AS BIGINT), month, '', CAST(0 AS BIGINT), CAST(SUM(triggered) AS BIGINT), \
-                     CAST(SUM(received) AS BIGINT), CAST(SUM(acknowledged) AS BIGINT), CAST(SUM(closed) AS BIGINT), \
-                     CAST(SUM(never_acknowledged) AS BIGINT) FROM response_months",
-                );
-                filter(&mut qb);
-                qb.push(
-                    " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
-                     CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
-                );
-                filter(&mut qb);
-                qb.push(
-                    " GROUP BY month, response_ms UNION ALL SELECT CAST(2 AS BIGINT), month, outcome, CAST(0 AS BIGINT), \
-                     CAST(SUM(alarms) AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
-                     FROM response_outcomes",
-                );
-                filter(&mut qb);
-                qb.push(" GROUP BY month, outcome");
                 type Row = (i64, i64, String, i64, i64, i64, i64, i64, i64);
-                let rows: Vec<Row> = qb.build_query_as().fetch_all(&self.reader).await?;
+                // One row per distinct response time: many, so read packed (`fetch_many`).
+                let rows: Vec<Row> = self
+                    .fetch_many(&["part", "month", "outcome", "ms", "a", "b", "c", "d", "e"], |qb| {
+                        qb.push(
+                            "SELECT CAST(0 AS BIGINT) AS part, month, '' AS outcome, CAST(0 AS BIGINT) AS ms, \
+                             CAST(SUM(triggered) AS BIGINT) AS a, CAST(SUM(received) AS BIGINT) AS b, \
+                             CAST(SUM(acknowledged) AS BIGINT) AS c, CAST(SUM(closed) AS BIGINT) AS d, \
+                             CAST(SUM(never_acknowledged) AS BIGINT) AS e FROM response_months",
+                        );
+                        filter(qb);
+                        qb.push(
+                            " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
+                             CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
+                        );
+                        filter(qb);
+                        qb.push(
+                            " GROUP BY month, response_ms UNION ALL SELECT CAST(2 AS BIGINT), month, outcome, CAST(0 AS BIGINT), \
+                             CAST(SUM(alarms) AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
+                             FROM response_outcomes",
+                        );
+                        filter(qb);
+                        qb.push(" GROUP BY month, outcome");
+                    })
+                    .await?;
                 let index: std::collections::HashMap<i64, Vec<usize>> =
                     months.iter().enumerate().fold(Default::default(), |mut map, (i, m)| {
                         map.entry(month_key(*m)).or_insert_with(Vec::new).push(i);

@@ -41,6 +41,7 @@ both_backends!(
     breakdown_and_snapshot_agree_with_the_domain_rules,
     kept_month_ends_follow_late_events,
     service_changes_are_what_moved_between_two_instants,
+    reads_of_many_rows_come_back_whole,
     kept_dose_counts_follow_late_doses,
     derived_figures_agree_with_live_ones_under_concurrent_writes,
     alarms_merge_in_any_order_and_doses_count_per_month,
@@ -3540,6 +3541,71 @@ async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
     assert!(alarms > 100, "rebuilt from {alarms} alarms");
     let rebuilt = response_sums_agree(&s, &months, &kinds, "rebuilt").await;
     assert_eq!(rebuilt, after, "incremental = rebuilt");
+}
+
+/// Reads that return much of the fleet (packed on SQLite, several thousand rows to a pack)
+/// return every row, exactly, whatever the text: quotes, backslashes, non-ASCII and NULLs.
+async fn reads_of_many_rows_come_back_whole(s: TestStore) {
+    let n = 9_100;
+    let device = |i: usize| format!("D\"{i}\\ø-{}", i % 7);
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut e = install(
+                &format!("big-{i}"),
+                "2025-03-01T10:00:00+01:00",
+                ["3320", "3328"][i % 2],
+                &device(i),
+                TechnologyKind::ALL[i % 6],
+            );
+            e.recipient = (i % 3 != 0)
+                .then(|| vft_domain::RecipientRef::parse(&format!("r «{i}»")).expect("recipient"));
+            e
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        s.store
+            .write_batch(chunk, &[], Utc::now())
+            .await
+            .expect("write");
+    }
+    let snapshot = s
+        .store
+        .in_service_snapshot(Utc::now())
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.len(), n);
+    let mut want: Vec<(String, String, Option<String>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.device.to_string(),
+                e.kind.expect("kind").id().to_owned(),
+                e.recipient.as_ref().map(|r| r.to_string()),
+            )
+        })
+        .collect();
+    want.sort();
+    let got: Vec<(String, String, Option<String>)> = snapshot
+        .iter()
+        .map(|d| {
+            (
+                d.device.to_string(),
+                d.kind.id().to_owned(),
+                d.recipient.as_ref().map(|r| r.to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "sorted by device, every field as written");
+    let installs = s
+        .store
+        .installs_before(&VendorId::parse("hepro").expect("vendor"), Utc::now())
+        .await
+        .expect("installs");
+    assert_eq!(installs.len(), n);
+    assert!(
+        installs.windows(2).all(|w| w[0].0 <= w[1].0),
+        "installs oldest first"
+    );
 }
 
 /// A change attribution's reads between two instants, whatever the arrival order and batching
