@@ -8,7 +8,6 @@ use crate::AppError;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use vft_domain::attribution::InService;
 use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
@@ -241,18 +240,27 @@ impl Gathered {
         })
     }
 
-    fn view(&self) -> Looked<'_> {
+    fn rows(&self, scope: ReconcileScope<'_>, flags: bool) -> Vec<ReconcileRow> {
+        fn refs(v: &[InService]) -> Vec<&InService> {
+            v.iter().collect()
+        }
+        let (in_service, grace_ago, ever_old) = (
+            refs(&self.in_service),
+            refs(&self.grace_ago),
+            refs(&self.ever_old),
+        );
         Looked {
             at: self.at,
             old: &self.old,
             new: &self.new,
             silent_after: self.silent_after,
-            in_service: &self.in_service,
-            grace_ago: &self.grace_ago,
-            ever_old: &self.ever_old,
+            in_service: &in_service,
+            grace_ago: &grace_ago,
+            ever_old: &ever_old,
             listings: &self.listings,
             reporting: &self.reporting,
         }
+        .rows(scope, flags)
     }
 }
 
@@ -275,26 +283,26 @@ async fn listed_ever(
 }
 
 /// What the reconciliation at one instant looks at, borrowed: gathered for one instant, or cut
-/// out of what was read once for many (migration progress).
+/// out of what was read once for many (migration progress) without copying a device.
 #[derive(Clone, Copy)]
 struct Looked<'a> {
     at: DateTime<Utc>,
     old: &'a VendorId,
     new: &'a VendorId,
     silent_after: Duration,
-    in_service: &'a [InService],
-    grace_ago: &'a [InService],
-    ever_old: &'a [InService],
+    in_service: &'a [&'a InService],
+    grace_ago: &'a [&'a InService],
+    ever_old: &'a [&'a InService],
     listings: &'a [Listing],
     reporting: &'a [Reporting],
 }
 
-impl Looked<'_> {
+impl<'a> Looked<'a> {
     fn reconcile(
         &self,
-        in_service: &[InService],
-        grace_ago: &[InService],
-        ever_old: &[InService],
+        in_service: &[&InService],
+        grace_ago: &[&InService],
+        ever_old: &[&InService],
     ) -> Vec<ReconcileRow> {
         reconcile(&ReconcileInput {
             at: self.at,
@@ -320,11 +328,11 @@ impl Looked<'_> {
                 rows
             }
             ReconcileScope::Own(own) => {
-                let mine = |devices: &[InService]| -> Vec<InService> {
+                let mine = |devices: &[&'a InService]| -> Vec<&'a InService> {
                     devices
                         .iter()
+                        .copied()
                         .filter(|d| d.municipality == *own)
-                        .cloned()
                         .collect()
                 };
                 let mut rows: Vec<ReconcileRow> = self
@@ -418,7 +426,6 @@ pub async fn reconciliation(
     let at = end_of_day(&day)?;
     let rows = Gathered::at(store, &from, &to, at, settings)
         .await?
-        .view()
         .rows(scope, true);
     let mut totals: BTreeMap<ReconcileClass, u64> =
         ReconcileClass::ALL.iter().map(|c| (*c, 0)).collect();
@@ -554,24 +561,33 @@ pub async fn migration_progress_of(
     // The month ends are CPU work and independent: off the async workers, a thread per core.
     let (old, new, scope) = (from.clone(), to.clone(), OwnedScope::of(scope));
     let per_month_rows = tokio::task::spawn_blocking(move || {
+        // Each span as a device once; a month end's snapshots point into these.
+        let devices: Vec<Option<InService>> = spans.iter().map(ServiceSpan::in_service).collect();
         let month = |i: usize| -> Vec<ReconcileRow> {
             let at = ends[i];
-            let covering = |c: DateTime<Utc>, add: &[InService]| -> Vec<InService> {
+            fn covering<'d>(
+                spans: &[ServiceSpan],
+                devices: &'d [Option<InService>],
+                c: DateTime<Utc>,
+                add: &'d [InService],
+            ) -> Vec<&'d InService> {
                 spans
                     .iter()
-                    .filter(|s| s.interval.covers(c))
-                    .filter_map(ServiceSpan::in_service)
-                    .chain(add.iter().cloned())
+                    .zip(devices)
+                    .filter(|(s, _)| s.interval.covers(c))
+                    .filter_map(|(_, d)| d.as_ref())
+                    .chain(add)
                     .collect()
-            };
-            let in_service = covering(at + tick, &added[i].in_service);
-            let grace_ago = covering(at - settings.grace + tick, &added[i].grace_ago);
+            }
+            let in_service = covering(&spans, &devices, at + tick, &added[i].in_service);
+            let grace_ago = covering(
+                &spans,
+                &devices,
+                at - settings.grace + tick,
+                &added[i].grace_ago,
+            );
             let before = &ever_all[..install_times.partition_point(|t| *t < at + tick)];
-            let ever_old: Cow<'_, [InService]> = if added[i].ever_old.is_empty() {
-                Cow::Borrowed(before)
-            } else {
-                Cow::Owned(before.iter().chain(&added[i].ever_old).cloned().collect())
-            };
+            let ever_old: Vec<&InService> = before.iter().chain(&added[i].ever_old).collect();
             Looked {
                 at,
                 old: &old,

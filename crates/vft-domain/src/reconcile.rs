@@ -79,7 +79,7 @@ use crate::kind::TechnologyKind;
 use crate::month::YearMonth;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One row of a vendor's latest inventory export (snapshot) at or before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,14 +130,14 @@ pub struct ReconcileInput<'a> {
     pub old: &'a VendorId,
     pub new: &'a VendorId,
     /// Devices in service at `at` by the events (both vendors), see [`InService`].
-    pub in_service: &'a [InService],
+    pub in_service: &'a [&'a InService],
     /// Devices in service at `at - grace` by the events, computed the same way: a subject on
     /// both vendors at both instants is `double`.
-    pub in_service_grace_ago: &'a [InService],
+    pub in_service_grace_ago: &'a [&'a InService],
     /// Every (device, recipient, kind) ever in service on the old vendor before `at`, oldest
     /// first (where order matters, the last entry of a serial wins): tells `migrated` from
     /// `new`, and names the old devices behind a migration.
-    pub ever_old: &'a [InService],
+    pub ever_old: &'a [&'a InService],
     /// The latest export of each vendor at or before `at` (none or empty for a vendor: no
     /// `reporting_unlisted` for it).
     pub listings: &'a [Listing],
@@ -237,23 +237,23 @@ fn key(d: &InService) -> Key<'_> {
 /// The old vendor's history, indexed for matching.
 struct EverOld<'a> {
     /// Old-vendor serials ever in each subject, keyed as a current device would be keyed.
-    subjects: BTreeMap<Identity, BTreeSet<&'a DeviceId>>,
+    subjects: HashMap<Identity, BTreeSet<&'a DeviceId>>,
     /// Recipient-less entries: a new-vendor device with the same serial and kind matches them
     /// whatever its own recipient ("both sides have one, else the device").
-    bare: BTreeSet<(&'a DeviceId, TechnologyKind)>,
+    bare: HashSet<(&'a DeviceId, TechnologyKind)>,
     /// The latest entry of each serial, to key a recipient-less new device whose old
     /// counterpart is gone, and to place flagged old devices.
-    last: BTreeMap<&'a DeviceId, &'a InService>,
+    last: HashMap<&'a DeviceId, &'a InService>,
 }
 
 impl<'a> EverOld<'a> {
-    fn new(entries: &'a [InService], old: &VendorId) -> Self {
+    fn new(entries: &[&'a InService], old: &VendorId) -> Self {
         let mut ever = Self {
-            subjects: BTreeMap::new(),
-            bare: BTreeSet::new(),
-            last: BTreeMap::new(),
+            subjects: HashMap::new(),
+            bare: HashSet::new(),
+            last: HashMap::new(),
         };
-        for e in entries.iter().filter(|e| e.vendor == *old) {
+        for &e in entries.iter().filter(|e| e.vendor == *old) {
             let subject = match &e.recipient {
                 Some(r) => SubjectKey::Recipient(r.clone()),
                 None => {
@@ -283,14 +283,16 @@ impl<'a> EverOld<'a> {
     }
 }
 
-/// The old and new vendor's devices of a snapshot, one per (vendor, device).
+/// The old and new vendor's devices of a snapshot, one per (vendor, device). Hashed: these
+/// maps are only looked up (a fleet's worth of string-keyed B-tree searches was most of
+/// migration progress's time); every output is sorted where it is built.
 fn snapshot<'a>(
-    devices: &'a [InService],
+    devices: &[&'a InService],
     old: &VendorId,
     new: &VendorId,
-) -> BTreeMap<Key<'a>, &'a InService> {
-    let mut map = BTreeMap::new();
-    for d in devices
+) -> HashMap<Key<'a>, &'a InService> {
+    let mut map = HashMap::with_capacity(devices.len());
+    for &d in devices
         .iter()
         .filter(|d| d.vendor == *old || d.vendor == *new)
     {
@@ -301,16 +303,16 @@ fn snapshot<'a>(
 
 /// A snapshot's devices grouped into subjects (see the module docs for the keying).
 fn subjects<'a>(
-    snap: &BTreeMap<Key<'a>, &'a InService>,
+    snap: &HashMap<Key<'a>, &'a InService>,
     old: &VendorId,
     new: &VendorId,
     ever: &EverOld<'a>,
-) -> BTreeMap<Identity, Vec<&'a InService>> {
+) -> HashMap<Identity, Vec<&'a InService>> {
     let by_recipient_or_serial = |c: &InService| match &c.recipient {
         Some(r) => SubjectKey::Recipient(r.clone()),
         None => SubjectKey::Device(old.clone(), c.device.clone()),
     };
-    let mut map: BTreeMap<Identity, Vec<&InService>> = BTreeMap::new();
+    let mut map: HashMap<Identity, Vec<&InService>> = HashMap::with_capacity(snap.len());
     for &d in snap.values() {
         let other = if d.vendor == *old { new } else { old };
         let subject = if let Some(r) = &d.recipient {
@@ -355,7 +357,7 @@ pub fn reconcile(input: &ReconcileInput) -> Vec<ReconcileRow> {
     let on_both = |devices: &[&InService]| {
         devices.iter().any(|d| d.vendor == *old) && devices.iter().any(|d| d.vendor == *new)
     };
-    let on_both_then: BTreeSet<Identity> = subjects(&then, old, new, &ever)
+    let on_both_then: HashSet<Identity> = subjects(&then, old, new, &ever)
         .into_iter()
         .filter(|(_, devices)| on_both(devices))
         .map(|(id, _)| id)
@@ -414,7 +416,7 @@ pub fn reconcile(input: &ReconcileInput) -> Vec<ReconcileRow> {
 /// Adds the `listed_silent` and `reporting_unlisted` flags.
 fn flag_devices<'a>(
     input: &ReconcileInput<'a>,
-    now: &BTreeMap<Key<'a>, &'a InService>,
+    now: &HashMap<Key<'a>, &'a InService>,
     ever: &EverOld<'a>,
     rows: &mut Rows,
 ) {
@@ -627,9 +629,9 @@ mod tests {
                 at: self.at,
                 old: &self.old,
                 new: &self.new,
-                in_service: &self.now,
-                in_service_grace_ago: &self.grace_ago,
-                ever_old: &self.ever_old,
+                in_service: &self.now.iter().collect::<Vec<_>>(),
+                in_service_grace_ago: &self.grace_ago.iter().collect::<Vec<_>>(),
+                ever_old: &self.ever_old.iter().collect::<Vec<_>>(),
                 listings: &self.listings,
                 reporting: &self.reporting,
                 silent_after: self.silent_after,
