@@ -259,6 +259,7 @@ impl Gathered {
             ever_old: &ever_old,
             listings: &self.listings,
             reporting: &self.reporting,
+            counts_only: false,
         }
         .rows(scope, flags)
     }
@@ -295,6 +296,8 @@ struct Looked<'a> {
     ever_old: &'a [&'a InService],
     listings: &'a [Listing],
     reporting: &'a [Reporting],
+    /// Rows with their counts only, no subjects (migration progress sums counts).
+    counts_only: bool,
 }
 
 impl<'a> Looked<'a> {
@@ -304,7 +307,7 @@ impl<'a> Looked<'a> {
         grace_ago: &[&InService],
         ever_old: &[&InService],
     ) -> Vec<ReconcileRow> {
-        reconcile(&ReconcileInput {
+        let input = ReconcileInput {
             at: self.at,
             old: self.old,
             new: self.new,
@@ -314,7 +317,12 @@ impl<'a> Looked<'a> {
             listings: self.listings,
             reporting: self.reporting,
             silent_after: self.silent_after,
-        })
+        };
+        if self.counts_only {
+            vft_domain::reconcile::reconcile_counts(&input)
+        } else {
+            reconcile(&input)
+        }
     }
 
     /// The rows `scope` sees, sorted as `reconcile` sorts them; `flags: false` leaves the
@@ -599,16 +607,11 @@ pub async fn migration_progress_of(
                 // The flags are not counted: nothing to flag from.
                 listings: &[],
                 reporting: &[],
+                // Only the counts are summed: naming every unit of the fleet for every month
+                // end was most of the work and, kept, most of the memory.
+                counts_only: true,
             }
             .rows(scope.borrow(), false)
-            .into_iter()
-            // Only the counts are summed: a month's subjects (one per unit of the fleet) go
-            // as soon as it is reconciled, so two months' are in memory at most, not twelve.
-            .map(|row| ReconcileRow {
-                subjects: Vec::new(),
-                ..row
-            })
-            .collect()
         };
         let n = ends.len();
         let workers = std::thread::available_parallelism()
