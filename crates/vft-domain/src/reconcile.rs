@@ -228,7 +228,24 @@ pub struct ReconcileRow {
 }
 
 type Key<'a> = (&'a VendorId, &'a DeviceId);
-type Identity = (SubjectKey, TechnologyKind);
+/// A subject as the reconciliation matches it: borrowed from the devices, so matching a fleet
+/// copies no string ([`SubjectKey`] is its owned form, made only for a listed subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SubjectRef<'a> {
+    Recipient(&'a RecipientRef),
+    Device(&'a VendorId, &'a DeviceId),
+}
+
+impl SubjectRef<'_> {
+    fn to_key(self) -> SubjectKey {
+        match self {
+            Self::Recipient(r) => SubjectKey::Recipient(r.clone()),
+            Self::Device(v, d) => SubjectKey::Device(v.clone(), d.clone()),
+        }
+    }
+}
+
+type Identity<'a> = (SubjectRef<'a>, TechnologyKind);
 
 fn key(d: &InService) -> Key<'_> {
     (&d.vendor, &d.device)
@@ -237,7 +254,7 @@ fn key(d: &InService) -> Key<'_> {
 /// The old vendor's history, indexed for matching.
 struct EverOld<'a> {
     /// Old-vendor serials ever in each subject, keyed as a current device would be keyed.
-    subjects: HashMap<Identity, BTreeSet<&'a DeviceId>>,
+    subjects: HashMap<Identity<'a>, BTreeSet<&'a DeviceId>>,
     /// Recipient-less entries: a new-vendor device with the same serial and kind matches them
     /// whatever its own recipient ("both sides have one, else the device").
     bare: HashSet<(&'a DeviceId, TechnologyKind)>,
@@ -247,7 +264,7 @@ struct EverOld<'a> {
 }
 
 impl<'a> EverOld<'a> {
-    fn new(entries: &[&'a InService], old: &VendorId) -> Self {
+    fn new(entries: &[&'a InService], old: &'a VendorId) -> Self {
         let mut ever = Self {
             subjects: HashMap::new(),
             bare: HashSet::new(),
@@ -255,10 +272,10 @@ impl<'a> EverOld<'a> {
         };
         for &e in entries.iter().filter(|e| e.vendor == *old) {
             let subject = match &e.recipient {
-                Some(r) => SubjectKey::Recipient(r.clone()),
+                Some(r) => SubjectRef::Recipient(r),
                 None => {
                     ever.bare.insert((&e.device, e.kind));
-                    SubjectKey::Device(old.clone(), e.device.clone())
+                    SubjectRef::Device(old, &e.device)
                 }
             };
             ever.subjects
@@ -272,7 +289,11 @@ impl<'a> EverOld<'a> {
 
     /// Whether a subject now only on the new vendor was ever on the old one, and with which
     /// old serials.
-    fn history(&self, id: &Identity, devices: &[&'a InService]) -> Option<BTreeSet<&'a DeviceId>> {
+    fn history(
+        &self,
+        id: &Identity<'a>,
+        devices: &[&'a InService],
+    ) -> Option<BTreeSet<&'a DeviceId>> {
         let mut serials = self.subjects.get(id).cloned();
         for &d in devices {
             if self.bare.contains(&(&d.device, id.1)) {
@@ -304,27 +325,27 @@ fn snapshot<'a>(
 /// A snapshot's devices grouped into subjects (see the module docs for the keying).
 fn subjects<'a>(
     snap: &HashMap<Key<'a>, &'a InService>,
-    old: &VendorId,
-    new: &VendorId,
+    old: &'a VendorId,
+    new: &'a VendorId,
     ever: &EverOld<'a>,
-) -> HashMap<Identity, Vec<&'a InService>> {
-    let by_recipient_or_serial = |c: &InService| match &c.recipient {
-        Some(r) => SubjectKey::Recipient(r.clone()),
-        None => SubjectKey::Device(old.clone(), c.device.clone()),
+) -> HashMap<Identity<'a>, Vec<&'a InService>> {
+    let by_recipient_or_serial = |c: &'a InService| match &c.recipient {
+        Some(r) => SubjectRef::Recipient(r),
+        None => SubjectRef::Device(old, &c.device),
     };
-    let mut map: HashMap<Identity, Vec<&InService>> = HashMap::with_capacity(snap.len());
+    let mut map: HashMap<Identity<'a>, Vec<&InService>> = HashMap::with_capacity(snap.len());
     for &d in snap.values() {
         let other = if d.vendor == *old { new } else { old };
         let subject = if let Some(r) = &d.recipient {
-            SubjectKey::Recipient(r.clone())
+            SubjectRef::Recipient(r)
         } else if let Some(c) = snap.get(&(other, &d.device)) {
             by_recipient_or_serial(c)
         } else if d.vendor == *old {
-            SubjectKey::Device(old.clone(), d.device.clone())
+            SubjectRef::Device(old, &d.device)
         } else if let Some(e) = ever.last.get(&d.device) {
             by_recipient_or_serial(e)
         } else {
-            SubjectKey::Device(d.vendor.clone(), d.device.clone())
+            SubjectRef::Device(&d.vendor, &d.device)
         };
         map.entry((subject, d.kind)).or_default().push(d);
     }
@@ -427,7 +448,7 @@ fn classify(input: &ReconcileInput, with_subjects: bool) -> Vec<ReconcileRow> {
                 )
                 .collect();
             Subject {
-                key: subject,
+                key: subject.to_key(),
                 municipality: home.municipality.clone(),
                 kind,
                 devices: listed.into_iter().collect(),
