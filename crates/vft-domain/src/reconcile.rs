@@ -77,9 +77,10 @@ use crate::attribution::InService;
 use crate::ids::{DeviceId, MunicipalityCode, RecipientRef, VendorId};
 use crate::kind::TechnologyKind;
 use crate::month::YearMonth;
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One row of a vendor's latest inventory export (snapshot) at or before `at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,9 +267,9 @@ struct EverOld<'a> {
 impl<'a> EverOld<'a> {
     fn new(entries: &[&'a InService], old: &'a VendorId) -> Self {
         let mut ever = Self {
-            subjects: HashMap::new(),
-            bare: HashSet::new(),
-            last: HashMap::new(),
+            subjects: HashMap::default(),
+            bare: HashSet::default(),
+            last: HashMap::default(),
         };
         for &e in entries.iter().filter(|e| e.vendor == *old) {
             let subject = match &e.recipient {
@@ -312,7 +313,7 @@ fn snapshot<'a>(
     old: &VendorId,
     new: &VendorId,
 ) -> HashMap<Key<'a>, &'a InService> {
-    let mut map = HashMap::with_capacity(devices.len());
+    let mut map = HashMap::with_capacity_and_hasher(devices.len(), Default::default());
     for &d in devices
         .iter()
         .filter(|d| d.vendor == *old || d.vendor == *new)
@@ -333,7 +334,8 @@ fn subjects<'a>(
         Some(r) => SubjectRef::Recipient(r),
         None => SubjectRef::Device(old, &c.device),
     };
-    let mut map: HashMap<Identity<'a>, Vec<&InService>> = HashMap::with_capacity(snap.len());
+    let mut map: HashMap<Identity<'a>, Vec<&InService>> =
+        HashMap::with_capacity_and_hasher(snap.len(), Default::default());
     for &d in snap.values() {
         let other = if d.vendor == *old { new } else { old };
         let subject = if let Some(r) = &d.recipient {
