@@ -734,46 +734,52 @@ macro_rules! impl_derived {
                 let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
                 const COLUMNS: &str = "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
                      (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
-                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1)";
+                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces";
+                const NAMES: [&str; 8] = ["vendor", "device", "from_ts", "to_ts", "municipality", "kind", "recipient", "replaces"];
+                type Row = (String, String, i64, Option<i64>, String, String, Option<String>, Option<String>);
                 // An interval covers an instant c when from < c <= to: it covers one of the two
                 // instants and not the other exactly when one of its ends lies in [first, last).
                 // Those devices, through the two indexes on the ends, are what moved.
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                    "SELECT {COLUMNS} FROM (SELECT vendor, device FROM service_intervals WHERE from_ts >= "
-                ));
-                qb.push_bind(f).push(" AND from_ts < ").push_bind(l);
-                qb.push(" UNION SELECT vendor, device FROM service_intervals WHERE to_ts >= ")
-                    .push_bind(f)
-                    .push(" AND to_ts < ")
-                    .push_bind(l);
-                qb.push(") m JOIN service_intervals i ON i.vendor = m.vendor AND i.device = m.device WHERE (i.from_ts < ")
-                    .push_bind(f)
-                    .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
-                    .push_bind(f)
-                    .push(")) OR (i.from_ts < ")
-                    .push_bind(l)
-                    .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
-                    .push_bind(l)
-                    .push("))");
-                type Row = (String, String, i64, Option<i64>, String, String, Option<String>, Option<String>);
-                let mut rows: Vec<Row> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                let mut rows: Vec<Row> = Self::fetch_many_in(&mut tx, &NAMES, |qb| {
+                    qb.push(format!(
+                        "SELECT {COLUMNS} FROM (SELECT vendor, device FROM service_intervals WHERE from_ts >= "
+                    ));
+                    qb.push_bind(f).push(" AND from_ts < ").push_bind(l);
+                    qb.push(" UNION SELECT vendor, device FROM service_intervals WHERE to_ts >= ")
+                        .push_bind(f)
+                        .push(" AND to_ts < ")
+                        .push_bind(l);
+                    qb.push(") m JOIN service_intervals i ON i.vendor = m.vendor AND i.device = m.device WHERE (i.from_ts < ")
+                        .push_bind(f)
+                        .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
+                        .push_bind(f)
+                        .push(")) OR (i.from_ts < ")
+                        .push_bind(l)
+                        .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
+                        .push_bind(l)
+                        .push("))");
+                })
+                .await?;
                 if !also_in.is_empty() {
                     // Kept through both instants in a municipality the selection took in or let
                     // go between them: those move a row too (joined or left the scope).
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                        "SELECT {COLUMNS} FROM service_intervals i WHERE i.from_ts < "
-                    ));
-                    qb.push_bind(f).push(" AND (i.to_ts IS NULL OR i.to_ts >= ").push_bind(l);
-                    qb.push(") AND i.municipality IN (");
-                    let mut sep = qb.separated(", ");
-                    for m in also_in {
-                        sep.push_bind(m.as_str());
-                    }
-                    qb.push(")");
-                    rows.extend(qb.build_query_as::<Row>().fetch_all(&mut *tx).await?);
-                    rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
-                    rows.dedup_by(|a, b| (&a.0, &a.1, a.2) == (&b.0, &b.1, b.2));
+                    let municipalities: Vec<String> = also_in.iter().map(|m| m.to_string()).collect();
+                    let kept: Vec<Row> = Self::fetch_many_in(&mut tx, &NAMES, |qb| {
+                        qb.push(format!("SELECT {COLUMNS} FROM service_intervals i WHERE i.from_ts < "));
+                        qb.push_bind(f).push(" AND (i.to_ts IS NULL OR i.to_ts >= ").push_bind(l);
+                        qb.push(") AND i.municipality IN (");
+                        let mut sep = qb.separated(", ");
+                        for m in municipalities {
+                            sep.push_bind(m);
+                        }
+                        qb.push(")");
+                    })
+                    .await?;
+                    rows.extend(kept);
                 }
+                // Packed reads come in no order; and a device can be in both reads.
+                rows.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+                rows.dedup_by(|a, b| (&a.0, &a.1, a.2) == (&b.0, &b.1, b.2));
                 tx.commit().await?;
                 let spans = rows
                     .into_iter()

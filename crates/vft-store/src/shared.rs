@@ -406,10 +406,26 @@ macro_rules! impl_store {
                     + Send
                     + Unpin,
             {
+                let mut conn = self.reader.acquire().await?;
+                Self::fetch_many_in(&mut conn, columns, inner).await
+            }
+
+            /// [`Self::fetch_many`] on a given connection (a snapshot's transaction).
+            pub(crate) async fn fetch_many_in<T>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                columns: &[&str],
+                inner: impl FnOnce(&mut sqlx::QueryBuilder<'static, $db>),
+            ) -> $crate::Result<Vec<T>>
+            where
+                T: serde::de::DeserializeOwned
+                    + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>
+                    + Send
+                    + Unpin,
+            {
                 if <$db as sqlx::Database>::NAME != "SQLite" {
                     let mut qb = sqlx::QueryBuilder::<'static, $db>::new("");
                     inner(&mut qb);
-                    return Ok(qb.build_query_as::<T>().fetch_all(&self.reader).await?);
+                    return Ok(qb.build_query_as::<T>().fetch_all(&mut *conn).await?);
                 }
                 let mut qb = sqlx::QueryBuilder::<'static, $db>::new(format!(
                     "SELECT json_group_array(json_array({})) FROM (SELECT *, (ROW_NUMBER() OVER ()) / {} AS vft_pack FROM (",
@@ -418,7 +434,7 @@ macro_rules! impl_store {
                 ));
                 inner(&mut qb);
                 qb.push(")) GROUP BY vft_pack");
-                let packs: Vec<(String,)> = qb.build_query_as().fetch_all(&self.reader).await?;
+                let packs: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
                 let mut rows = Vec::new();
                 for (pack,) in packs {
                     let part: Vec<T> = serde_json::from_str(&pack)
