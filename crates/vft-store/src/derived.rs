@@ -98,6 +98,45 @@ impl SpanKey {
     }
 }
 
+/// A service interval as read with the unit its install replaces (`service_intervals i`), for
+/// [`ServiceSpan`](crate::ServiceSpan)s: the columns, their names in `fetch_many`'s order, the
+/// row they decode to, and the span made of it.
+pub(crate) const SPAN_COLUMNS: &str = "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
+     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
+     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces";
+pub(crate) const SPAN_NAMES: [&str; 8] = [
+    "vendor",
+    "device",
+    "from_ts",
+    "to_ts",
+    "municipality",
+    "kind",
+    "recipient",
+    "replaces",
+];
+pub(crate) type SpanRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
+pub(crate) fn span_row(row: SpanRow) -> Result<crate::ServiceSpan> {
+    let (v, d, from, to, m, k, r, rep) = row;
+    Ok(crate::ServiceSpan {
+        interval: interval_row((v, d, from, to, m, k, r))?,
+        replaces: rep
+            .as_deref()
+            .map(vft_domain::DeviceId::parse)
+            .transpose()
+            .map_err(crate::shared::corrupt)?,
+    })
+}
+
 pub(crate) type IntervalRow = (
     String,
     String,
@@ -692,32 +731,17 @@ macro_rules! impl_derived {
             /// anything), the newest by event id, as the snapshot's own order picks it.
             pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
                 let (first, last) = ($crate::shared::micros(first), $crate::shared::micros(last));
-                let rows: Vec<(String, String, i64, Option<i64>, String, String, Option<String>, Option<String>)> = self
-                    .fetch_many(&["vendor", "device", "from_ts", "to_ts", "municipality", "kind", "recipient", "replaces"], |qb| {
-                        qb.push(
-                            "SELECT i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
-                             (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
-                             AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces \
-                             FROM service_intervals i WHERE i.from_ts < ",
-                        );
+                use $crate::derived::{SPAN_COLUMNS, SPAN_NAMES, SpanRow};
+                let rows: Vec<SpanRow> = self
+                    .fetch_many(&SPAN_NAMES, |qb| {
+                        qb.push(format!("SELECT {SPAN_COLUMNS} FROM service_intervals i WHERE i.from_ts < "));
                         qb.push_bind(last);
                         qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ");
                         qb.push_bind(first);
                         qb.push(")");
                     })
                     .await?;
-                rows.into_iter()
-                    .map(|(v, d, from, to, m, k, r, rep)| {
-                        Ok($crate::ServiceSpan {
-                            interval: $crate::derived::interval_row((v, d, from, to, m, k, r))?,
-                            replaces: rep
-                                .as_deref()
-                                .map(vft_domain::DeviceId::parse)
-                                .transpose()
-                                .map_err($crate::shared::corrupt)?,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map($crate::derived::span_row).collect()
             }
 
             /// What a change attribution between `first` and `last` reads, in one snapshot (see
@@ -732,11 +756,7 @@ macro_rules! impl_derived {
                 let (f, l) = (micros(first), micros(last));
                 let mut tx = self.snapshot().await?;
                 let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
-                const COLUMNS: &str = "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
-                     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
-                     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces";
-                const NAMES: [&str; 8] = ["vendor", "device", "from_ts", "to_ts", "municipality", "kind", "recipient", "replaces"];
-                type Row = (String, String, i64, Option<i64>, String, String, Option<String>, Option<String>);
+                use $crate::derived::{SPAN_COLUMNS as COLUMNS, SPAN_NAMES as NAMES, SpanRow as Row};
                 // An interval covers an instant c when from < c <= to: it covers one of the two
                 // instants and not the other exactly when one of its ends lies in [first, last).
                 // Those devices, through the two indexes on the ends, are what moved.
@@ -783,16 +803,7 @@ macro_rules! impl_derived {
                 tx.commit().await?;
                 let spans = rows
                     .into_iter()
-                    .map(|(v, d, from, to, m, k, r, rep)| {
-                        Ok($crate::ServiceSpan {
-                            interval: $crate::derived::interval_row((v, d, from, to, m, k, r))?,
-                            replaces: rep
-                                .as_deref()
-                                .map(vft_domain::DeviceId::parse)
-                                .transpose()
-                                .map_err($crate::shared::corrupt)?,
-                        })
-                    })
+                    .map($crate::derived::span_row)
                     .collect::<$crate::Result<Vec<_>>>()?;
                 Ok($crate::ServiceChanges { breakdown, spans })
             }

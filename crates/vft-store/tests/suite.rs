@@ -680,6 +680,21 @@ async fn write_in_any_order(
     }
 }
 
+/// Gives most installs a recipient (of five) and half a replaced unit (of the scenario's twelve
+/// devices), so recipients' spans and replacement chains are exercised.
+fn give_installs_recipients_and_replacements(events: &mut [Event], rng: &mut Rng) {
+    for e in events
+        .iter_mut()
+        .filter(|e| e.event_type == EventType::Installed)
+    {
+        e.recipient = (rng.below(3) != 0).then(|| {
+            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(5))).expect("recipient")
+        });
+        e.replaces = (rng.below(2) == 0)
+            .then(|| DeviceId::parse(&format!("D{}", rng.below(12))).expect("device"));
+    }
+}
+
 /// Lifecycle and status events for a few devices over 2025, clustered around month ends and
 /// with shared timestamps so ties and boundaries are exercised.
 fn scenario(seed: u64, n: usize) -> Vec<Event> {
@@ -3617,16 +3632,7 @@ async fn service_changes_are_what_moved_between_two_instants(s: TestStore) {
     use std::collections::{BTreeMap, BTreeSet};
     let mut events = scenario(47, 300);
     let mut rng = Rng(4747);
-    for e in events
-        .iter_mut()
-        .filter(|e| e.event_type == EventType::Installed)
-    {
-        e.recipient = (rng.below(3) != 0).then(|| {
-            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(5))).expect("recipient")
-        });
-        e.replaces = (rng.below(2) == 0)
-            .then(|| DeviceId::parse(&format!("D{}", rng.below(12))).expect("device"));
-    }
+    give_installs_recipients_and_replacements(&mut events, &mut rng);
     write_in_any_order(&s, &mut rng, &events, 40, None, 25).await;
 
     type Entries = BTreeMap<(String, String), String>;
@@ -3764,16 +3770,7 @@ async fn service_changes_are_what_moved_between_two_instants(s: TestStore) {
 async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore) {
     let mut events = scenario(31, 300);
     let mut rng = Rng(91);
-    for e in events
-        .iter_mut()
-        .filter(|e| e.event_type == EventType::Installed)
-    {
-        e.recipient = (rng.below(3) != 0).then(|| {
-            vft_domain::RecipientRef::parse(&format!("r-{}", rng.below(5))).expect("recipient")
-        });
-        e.replaces = (rng.below(2) == 0)
-            .then(|| DeviceId::parse(&format!("D{}", rng.below(12))).expect("device"));
-    }
+    give_installs_recipients_and_replacements(&mut events, &mut rng);
     // Two installs of one device at one instant: the later-ordered one is the device's state.
     let tie = "2025-05-31T21:00:00Z";
     for (id, replaced) in [("tie-b", "D2"), ("tie-a", "D1")] {
