@@ -631,8 +631,8 @@ pub(crate) async fn attribution(
         changes
             .spans
             .iter()
-            .filter(|s| s.interval.covers(cut))
-            .filter_map(vft_store::ServiceSpan::in_service)
+            .filter(|s| s.covers(cut))
+            .filter_map(vft_domain::interval::Interval::in_service)
             .collect()
     };
     let (before, after) = (at(before_cut), at(after_cut));

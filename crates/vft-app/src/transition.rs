@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vft_domain::attribution::InService;
 use vft_domain::import::{ImportFormat, file_sha256, parse_inventory_at};
+use vft_domain::interval::Interval;
 use vft_domain::reconcile::{
     Listing, MigrationProgress, ReconcileClass, ReconcileInput, ReconcileRow, Reporting,
     SubjectKey, migration_progress, reconcile,
@@ -18,7 +19,7 @@ use vft_domain::reconcile::{
 use vft_domain::{
     MunicipalityCode, PlausibleTimes, Registry, VendorId, YearMonth, spreadsheet_safe,
 };
-use vft_store::{ServiceSpan, Store};
+use vft_store::Store;
 
 /// Import formats per vendor id.
 pub type ImportFormats = BTreeMap<String, ImportFormat>;
@@ -198,12 +199,22 @@ impl Gathered {
     ) -> Result<Self, AppError> {
         // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
         let tick = Duration::microseconds(1);
-        // One read after another: asked at once they were no faster on two cores, and each
-        // reader connection they held filled its own page cache (the server's peak memory).
-        let mut in_service = store.in_service_snapshot(at + tick).await?;
-        let mut grace_ago = store
-            .in_service_snapshot(at - settings.grace + tick)
+        // Both snapshots from one read of the intervals covering either instant (reads one
+        // after another: asked at once they were no faster on two cores, and each reader
+        // connection they held filled its own page cache, the server's peak memory).
+        let spans = store
+            .service_spans(at - settings.grace + tick, at + tick)
             .await?;
+        let covering = |c: DateTime<Utc>| -> Vec<InService> {
+            spans
+                .iter()
+                .filter(|s| s.covers(c))
+                .filter_map(Interval::in_service)
+                .collect()
+        };
+        let mut in_service = covering(at + tick);
+        let mut grace_ago = covering(at - settings.grace + tick);
+        drop(spans);
         let mut ever_old = store.ever_in_service(old, at + tick).await?;
         let old_listing = store.listing_at(old, at).await?;
         let new_listing = store.listing_at(new, at).await?;
@@ -570,11 +581,11 @@ pub async fn migration_progress_of(
     let (old, new, scope) = (from.clone(), to.clone(), OwnedScope::of(scope));
     let per_month_rows = tokio::task::spawn_blocking(move || {
         // Each span as a device once; a month end's snapshots point into these.
-        let devices: Vec<Option<InService>> = spans.iter().map(ServiceSpan::in_service).collect();
+        let devices: Vec<Option<InService>> = spans.iter().map(Interval::in_service).collect();
         let month = |i: usize| -> Vec<ReconcileRow> {
             let at = ends[i];
             fn covering<'d>(
-                spans: &[ServiceSpan],
+                spans: &[Interval],
                 devices: &'d [Option<InService>],
                 c: DateTime<Utc>,
                 add: &'d [InService],
@@ -582,7 +593,7 @@ pub async fn migration_progress_of(
                 spans
                     .iter()
                     .zip(devices)
-                    .filter(|(s, _)| s.interval.covers(c))
+                    .filter(|(s, _)| s.covers(c))
                     .filter_map(|(_, d)| d.as_ref())
                     .chain(add)
                     .collect()

@@ -29,6 +29,8 @@ pub struct Step {
     pub municipality: MunicipalityCode,
     pub kind: Option<TechnologyKind>,
     pub recipient: Option<RecipientRef>,
+    /// The unit an install replaces.
+    pub replaces: Option<DeviceId>,
 }
 
 /// A stretch in service of one device, with what its install said.
@@ -42,12 +44,27 @@ pub struct Interval {
     pub municipality: MunicipalityCode,
     pub kind: Option<TechnologyKind>,
     pub recipient: Option<RecipientRef>,
+    /// The unit the install replaces (a vendor swap's predecessor).
+    pub replaces: Option<DeviceId>,
 }
 
 impl Interval {
     /// In service just before `c`.
     pub fn covers(&self, c: DateTime<Utc>) -> bool {
         self.from < c && self.to.is_none_or(|to| to >= c)
+    }
+
+    /// The device as the in-service snapshot shows it at an instant the interval covers;
+    /// `None` for an install without a kind, which counts nowhere.
+    pub fn in_service(&self) -> Option<crate::attribution::InService> {
+        Some(crate::attribution::InService {
+            vendor: self.vendor.clone(),
+            device: self.device.clone(),
+            kind: self.kind?,
+            municipality: self.municipality.clone(),
+            recipient: self.recipient.clone(),
+            replaces: self.replaces.clone(),
+        })
     }
 }
 
@@ -72,6 +89,7 @@ pub fn intervals(vendor: &VendorId, device: &DeviceId, steps: &[Step]) -> Vec<In
             municipality: s.municipality.clone(),
             kind: s.kind,
             recipient: s.recipient.clone(),
+            replaces: s.replaces.clone(),
         })
         .filter(|iv| iv.to != Some(iv.from))
         .collect()
@@ -163,6 +181,7 @@ mod tests {
             municipality: MunicipalityCode::parse(m).expect("code"),
             kind: installed.then_some(TechnologyKind::SafetyAlarm),
             recipient: None,
+            replaces: None,
         }
     }
 
@@ -188,6 +207,24 @@ mod tests {
             (got[1].municipality.as_str(), got[1].to),
             ("3328", Some(utc("2025-03-01T00:00:00Z")))
         );
+    }
+
+    #[test]
+    fn of_two_installs_at_one_instant_the_later_ordered_one_says_what_is_replaced() {
+        let (v, d) = (
+            VendorId::parse("atea").unwrap(),
+            DeviceId::parse("NEW").unwrap(),
+        );
+        let at = utc("2025-04-01T10:00:00Z");
+        let replacing = |id: &str, old: &str| Step {
+            replaces: Some(DeviceId::parse(old).unwrap()),
+            ..step(id, at, true, "3328")
+        };
+        let steps = [replacing("b", "OLD-B"), replacing("a", "OLD-A")];
+        let got = intervals(&v, &d, &steps);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let shown = got[0].in_service().expect("installed with a kind");
+        assert_eq!(shown.replaces.map(|r| r.to_string()), Some("OLD-B".into()));
     }
 
     #[test]
@@ -242,6 +279,7 @@ mod tests {
                         municipality: r.municipality.clone(),
                         kind: r.kind,
                         recipient: None,
+                        replaces: None,
                     })
                     .collect();
                 all.extend(intervals(&vendor, &device, &steps));

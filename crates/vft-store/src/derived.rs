@@ -98,13 +98,11 @@ impl SpanKey {
     }
 }
 
-/// A service interval as read with the unit its install replaces (`service_intervals i`), for
-/// [`ServiceSpan`](crate::ServiceSpan)s: the columns, their names in `fetch_many`'s order, the
-/// row they decode to, and the span made of it.
-pub(crate) const SPAN_COLUMNS: &str = "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, \
-     (SELECT e.replaces FROM events e WHERE e.vendor = i.vendor AND e.device = i.device \
-     AND e.ts = i.from_ts AND e.lifecycle_rank = 0 ORDER BY e.event_id DESC LIMIT 1) AS replaces";
-pub(crate) const SPAN_NAMES: [&str; 8] = [
+/// A service interval as stored (`service_intervals i`), with the unit its install replaces:
+/// the columns, their names in `fetch_many`'s order, and the row they decode to.
+pub(crate) const INTERVAL_COLUMNS: &str =
+    "i.vendor, i.device, i.from_ts, i.to_ts, i.municipality, i.kind, i.recipient, i.replaces";
+pub(crate) const INTERVAL_NAMES: [&str; 8] = [
     "vendor",
     "device",
     "from_ts",
@@ -114,29 +112,6 @@ pub(crate) const SPAN_NAMES: [&str; 8] = [
     "recipient",
     "replaces",
 ];
-pub(crate) type SpanRow = (
-    String,
-    String,
-    i64,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
-
-pub(crate) fn span_row(row: SpanRow) -> Result<crate::ServiceSpan> {
-    let (v, d, from, to, m, k, r, rep) = row;
-    Ok(crate::ServiceSpan {
-        interval: interval_row((v, d, from, to, m, k, r))?,
-        replaces: rep
-            .as_deref()
-            .map(vft_domain::DeviceId::parse)
-            .transpose()
-            .map_err(crate::shared::corrupt)?,
-    })
-}
-
 pub(crate) type IntervalRow = (
     String,
     String,
@@ -145,11 +120,12 @@ pub(crate) type IntervalRow = (
     String,
     String,
     Option<String>,
+    Option<String>,
 );
 
 pub(crate) fn interval_row(row: IntervalRow) -> Result<vft_domain::interval::Interval> {
     use crate::shared::{corrupt, from_micros};
-    let (vendor, device, from, to, municipality, kind, recipient) = row;
+    let (vendor, device, from, to, municipality, kind, recipient, replaces) = row;
     Ok(vft_domain::interval::Interval {
         vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
         device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
@@ -163,6 +139,11 @@ pub(crate) fn interval_row(row: IntervalRow) -> Result<vft_domain::interval::Int
         recipient: recipient
             .as_deref()
             .map(vft_domain::RecipientRef::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        replaces: replaces
+            .as_deref()
+            .map(vft_domain::DeviceId::parse)
             .transpose()
             .map_err(corrupt)?,
     })
@@ -208,7 +189,7 @@ macro_rules! impl_derived {
                 devices: &[(String, String)],
             ) -> $crate::Result<()> {
                 use std::collections::{BTreeMap, BTreeSet};
-                use $crate::derived::{interval_row, SpanKey};
+                use $crate::derived::{interval_row, SpanKey, INTERVAL_COLUMNS};
                 use $crate::shared::{micros, ROWS_PER_STATEMENT};
                 if devices.is_empty() {
                     return Ok(());
@@ -218,16 +199,16 @@ macro_rules! impl_derived {
                 let mut old: Vec<vft_domain::interval::Interval> = Vec::new();
                 for chunk in devices.chunks(ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT vendor, device, ts, lifecycle_rank, event_id, municipality, kind, recipient FROM events \
+                        "SELECT vendor, device, ts, lifecycle_rank, event_id, municipality, kind, recipient, replaces FROM events \
                          WHERE lifecycle_rank IS NOT NULL AND (vendor, device) IN (",
                     );
                     qb.push_values(chunk, |mut row, (v, d)| {
                         row.push_bind(v.as_str()).push_bind(d.as_str());
                     });
                     qb.push(")");
-                    type StepRow = (String, String, i64, i64, String, String, Option<String>, Option<String>);
+                    type StepRow = (String, String, i64, i64, String, String, Option<String>, Option<String>, Option<String>);
                     let rows: Vec<StepRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
-                    for (v, d, ts, rank, id, m, k, r) in rows {
+                    for (v, d, ts, rank, id, m, k, r, rep) in rows {
                         steps.entry((v, d)).or_default().push(vft_domain::interval::Step {
                             ts: $crate::shared::from_micros(ts)?,
                             installed: rank == 0,
@@ -235,12 +216,12 @@ macro_rules! impl_derived {
                             municipality: vft_domain::MunicipalityCode::parse(&m).map_err($crate::shared::corrupt)?,
                             kind: k.as_deref().and_then(vft_domain::TechnologyKind::from_id),
                             recipient: r.as_deref().map(vft_domain::RecipientRef::parse).transpose().map_err($crate::shared::corrupt)?,
+                            replaces: rep.as_deref().map(vft_domain::DeviceId::parse).transpose().map_err($crate::shared::corrupt)?,
                         });
                     }
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT vendor, device, from_ts, to_ts, municipality, kind, recipient FROM service_intervals \
-                         WHERE (vendor, device) IN (",
-                    );
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {INTERVAL_COLUMNS} FROM service_intervals i WHERE (i.vendor, i.device) IN ("
+                    ));
                     qb.push_values(chunk, |mut row, (v, d)| {
                         row.push_bind(v.as_str()).push_bind(d.as_str());
                     });
@@ -292,10 +273,10 @@ macro_rules! impl_derived {
                         let key = SpanKey { recipient, municipality, vendor, kind };
                         add(&key, $crate::shared::from_micros(from)?, to.map($crate::shared::from_micros).transpose()?, -1, true);
                     }
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT vendor, device, from_ts, to_ts, municipality, kind, recipient FROM service_intervals \
-                         WHERE recipient IS NOT NULL AND (recipient, municipality, vendor, kind) IN (",
-                    );
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {INTERVAL_COLUMNS} FROM service_intervals i \
+                         WHERE i.recipient IS NOT NULL AND (i.recipient, i.municipality, i.vendor, i.kind) IN ("
+                    ));
                     qb.push_values(chunk, |mut row, k| {
                         row.push_bind(k.recipient.as_str()).push_bind(k.municipality.as_str()).push_bind(k.vendor.as_str()).push_bind(k.kind.as_str());
                     });
@@ -327,7 +308,7 @@ macro_rules! impl_derived {
                 }
                 for chunk in new.chunks(ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO service_intervals (vendor, device, from_ts, to_ts, municipality, kind, recipient) ",
+                        "INSERT INTO service_intervals (vendor, device, from_ts, to_ts, municipality, kind, recipient, replaces) ",
                     );
                     qb.push_values(chunk, |mut row, iv| {
                         row.push_bind(iv.vendor.as_str())
@@ -336,7 +317,8 @@ macro_rules! impl_derived {
                             .push_bind(iv.to.map(micros))
                             .push_bind(iv.municipality.as_str())
                             .push_bind(iv.kind.map(|k| k.id()).unwrap_or_default())
-                            .push_bind(iv.recipient.as_ref().map(|r| r.as_str()));
+                            .push_bind(iv.recipient.as_ref().map(|r| r.as_str()))
+                            .push_bind(iv.replaces.as_ref().map(|r| r.as_str()));
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
@@ -729,19 +711,19 @@ macro_rules! impl_derived {
             /// The intervals ingest keeps, with the `replaces` of the install that starts each:
             /// of several installs at the interval's start (only the last-ordered one covers
             /// anything), the newest by event id, as the snapshot's own order picks it.
-            pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
+            pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::interval::Interval>> {
                 let (first, last) = ($crate::shared::micros(first), $crate::shared::micros(last));
-                use $crate::derived::{SPAN_COLUMNS, SPAN_NAMES, SpanRow};
-                let rows: Vec<SpanRow> = self
-                    .fetch_many(&SPAN_NAMES, |qb| {
-                        qb.push(format!("SELECT {SPAN_COLUMNS} FROM service_intervals i WHERE i.from_ts < "));
+                use $crate::derived::{INTERVAL_COLUMNS, INTERVAL_NAMES, IntervalRow};
+                let rows: Vec<IntervalRow> = self
+                    .fetch_many(&INTERVAL_NAMES, |qb| {
+                        qb.push(format!("SELECT {INTERVAL_COLUMNS} FROM service_intervals i WHERE i.from_ts < "));
                         qb.push_bind(last);
                         qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ");
                         qb.push_bind(first);
                         qb.push(")");
                     })
                     .await?;
-                rows.into_iter().map($crate::derived::span_row).collect()
+                rows.into_iter().map($crate::derived::interval_row).collect()
             }
 
             /// What a change attribution between `first` and `last` reads, in one snapshot (see
@@ -756,7 +738,7 @@ macro_rules! impl_derived {
                 let (f, l) = (micros(first), micros(last));
                 let mut tx = self.snapshot().await?;
                 let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
-                use $crate::derived::{SPAN_COLUMNS as COLUMNS, SPAN_NAMES as NAMES, SpanRow as Row};
+                use $crate::derived::{INTERVAL_COLUMNS as COLUMNS, INTERVAL_NAMES as NAMES, IntervalRow as Row};
                 // An interval covers an instant c when from < c <= to: it covers one of the two
                 // instants and not the other exactly when one of its ends lies in [first, last).
                 // Those devices, through the two indexes on the ends, are what moved.
@@ -803,7 +785,7 @@ macro_rules! impl_derived {
                 tx.commit().await?;
                 let spans = rows
                     .into_iter()
-                    .map($crate::derived::span_row)
+                    .map($crate::derived::interval_row)
                     .collect::<$crate::Result<Vec<_>>>()?;
                 Ok($crate::ServiceChanges { breakdown, spans })
             }

@@ -2,7 +2,7 @@
 //! changes between two instants (all from the service state ingest keeps, `derived.rs`),
 //! alarm records and the response-centre sums, dose counts, and published months.
 
-use crate::{BreakdownRow, PublishedMonth, Result, ServiceChanges, ServiceSpan};
+use crate::{BreakdownRow, PublishedMonth, Result, ServiceChanges};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vft_domain::attribution::InService;
@@ -24,7 +24,7 @@ pub trait FigureStore: Send + Sync {
         &self,
         first: DateTime<Utc>,
         last: DateTime<Utc>,
-    ) -> Result<Vec<ServiceSpan>>;
+    ) -> Result<Vec<vft_domain::interval::Interval>>;
 
     /// What explains the change between two instants `first` < `last`, read in one snapshot:
     /// the month-end breakdown just before each (`idx` 0 and 1), and the spans covering either
@@ -99,38 +99,22 @@ macro_rules! impl_figures {
                 self.breakdown_from_state(before).await
             }
 
-            /// A device whose newest lifecycle event is before `before` is as the device state
-            /// says (its newest lifecycle event is then also its newest install, whose kind,
-            /// recipient and replaces the state keeps). Only devices with lifecycle events at
-            /// or after `before` are worked out from their events: for a recent month end that
-            /// is a few, instead of every lifecycle event of the fleet.
+            /// The intervals ingest keeps that cover `before` (`vft_domain::interval`: a device
+            /// is in service just before `c` exactly when one of its intervals has
+            /// `from < c <= to`), one range read whatever the fleet's history.
             async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
-                let cut = $crate::shared::micros(before);
-                let mut rows: Vec<(String, String, Option<String>, String, Option<String>, Option<String>)> = self
-                    .fetch_many(&["vendor", "device", "kind", "lc_municipality", "recipient", "replaces"], |qb| {
-                        qb.push(
-                            "SELECT vendor, device, kind, lc_municipality, recipient, replaces FROM devices \
-                             WHERE lc_installed = 1 AND lc_ts < ",
-                        );
-                        qb.push_bind(cut);
-                        qb.push(
-                            " UNION ALL SELECT vendor, device, kind, municipality, recipient, replaces FROM (SELECT e.vendor, e.device, \
-                             e.kind, e.municipality, e.recipient, e.replaces, e.lifecycle_rank, ROW_NUMBER() OVER (PARTITION BY e.vendor, \
-                             e.device ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC) AS rn FROM devices d \
-                             JOIN events e ON e.vendor = d.vendor AND e.device = d.device \
-                             WHERE d.lc_ts >= ",
-                        );
-                        qb.push_bind(cut);
-                        qb.push(" AND e.lifecycle_rank IS NOT NULL AND e.ts < ");
-                        qb.push_bind(cut);
-                        qb.push(") x WHERE rn = 1 AND lifecycle_rank = 0");
-                    })
-                    .await?;
-                rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-                rows.into_iter().map(|(v, d, k, m, r, rep)| $crate::shared::in_service(v, d, k, m, r, rep)).collect()
+                let mut devices: Vec<vft_domain::attribution::InService> = self
+                    .spans_from_state(before, before)
+                    .await?
+                    .iter()
+                    .filter(|iv| iv.covers(before))
+                    .filter_map(vft_domain::interval::Interval::in_service)
+                    .collect();
+                devices.sort_unstable_by(|a, b| (&a.vendor, &a.device).cmp(&(&b.vendor, &b.device)));
+                Ok(devices)
             }
 
-            async fn service_spans(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<$crate::ServiceSpan>> {
+            async fn service_spans(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::interval::Interval>> {
                 self.spans_from_state(first, last).await
             }
 

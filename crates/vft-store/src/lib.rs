@@ -19,7 +19,6 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use vft_domain::attribution::InService;
 use vft_domain::{Connectivity, DeviceId, MunicipalityCode, TechnologyKind, VendorId, YearMonth};
 
 pub use access::{
@@ -242,35 +241,11 @@ pub struct BreakdownRow {
     pub recipients: u64,
 }
 
-/// One service interval (kept by ingest, `vft_domain::interval`) with the unit its install
-/// replaces: the in-service snapshot at many instants from one read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceSpan {
-    pub interval: vft_domain::interval::Interval,
-    pub replaces: Option<DeviceId>,
-}
-
-impl ServiceSpan {
-    /// The device as [`FigureStore::in_service_snapshot`] shows it at an instant the interval covers
-    /// (stored intervals always have a kind).
-    pub fn in_service(&self) -> Option<InService> {
-        let iv = &self.interval;
-        Some(InService {
-            vendor: iv.vendor.clone(),
-            device: iv.device.clone(),
-            kind: iv.kind?,
-            municipality: iv.municipality.clone(),
-            recipient: iv.recipient.clone(),
-            replaces: self.replaces.clone(),
-        })
-    }
-}
-
 /// See [`FigureStore::service_changes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceChanges {
     pub breakdown: Vec<BreakdownRow>,
-    pub spans: Vec<ServiceSpan>,
+    pub spans: Vec<vft_domain::interval::Interval>,
 }
 
 /// A published month's figures as they were published.

@@ -62,6 +62,7 @@ both_backends!(
     dose_months_count_each_dose_once_in_any_order,
     response_sums_equal_the_domain_figures_in_any_order,
     spans_and_installs_give_what_the_events_give_in_any_order,
+    a_store_from_before_kept_replaced_units_fills_them_on_open,
 );
 
 /// A device installed in Flå (3320) and moved to Ål (3328), and alarms whose events come from
@@ -3145,6 +3146,7 @@ async fn service_state_counts_devices_and_recipients_at_any_instant_in_any_order
                 municipality: e.municipality.clone(),
                 kind: e.kind,
                 recipient: e.recipient.clone(),
+                replaces: e.replaces.clone(),
             });
     }
     let intervals: Vec<vft_domain::interval::Interval> = by_device
@@ -3694,7 +3696,7 @@ async fn service_changes_are_what_moved_between_two_instants(s: TestStore) {
         let (mut got_before, mut got_after) = (Entries::new(), Entries::new());
         for span in &changes.spans {
             let d = span.in_service().expect("a stored interval has a kind");
-            let (b, a) = (span.interval.covers(first), span.interval.covers(last));
+            let (b, a) = (span.covers(first), span.covers(last));
             assert!(b || a, "{first}..{last}: a span covering neither {span:?}");
             if b {
                 let (k, v) = entry(&d);
@@ -3760,6 +3762,48 @@ async fn service_changes_are_what_moved_between_two_instants(s: TestStore) {
     );
 }
 
+/// A store written before the intervals kept their installs' replaced units (migration 0023
+/// empties the column and asks for the service state again): the next open fills it from the
+/// stored events, so the spans are as ingest writes them, replaced units included.
+async fn a_store_from_before_kept_replaced_units_fills_them_on_open(s: TestStore) {
+    let mut events = scenario(33, 120);
+    let mut rng = Rng(7);
+    give_installs_recipients_and_replacements(&mut events, &mut rng);
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let (first, last) = (utc("2024-01-01T00:00:00Z"), Utc::now());
+    let show = |spans: Vec<vft_domain::interval::Interval>| {
+        let mut v: Vec<String> = spans.iter().map(|sp| format!("{sp:?}")).collect();
+        v.sort();
+        v
+    };
+    let written = show(s.store.service_spans(first, last).await.expect("spans"));
+    assert!(
+        written.iter().any(|sp| !sp.contains("replaces: None")),
+        "no replaced unit: a weak test"
+    );
+    execute_raw(&s.url, "UPDATE service_intervals SET replaces = NULL")
+        .await
+        .expect("as before 0023");
+    execute_raw(
+        &s.url,
+        "UPDATE derived_state SET built = 0 WHERE name = 'service_state'",
+    )
+    .await
+    .expect("as 0023 asks");
+    let before_open = show(s.store.service_spans(first, last).await.expect("spans"));
+    assert_ne!(before_open, written, "the column was emptied");
+    let reopened = vft_store::open(&s.url, &vft_store::StoreOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(
+        show(reopened.service_spans(first, last).await.expect("spans")),
+        written
+    );
+}
+
 /// What migration progress reads once for many month ends gives what the events give at each
 /// of them, whatever the arrival order and batching (with repeats): the service intervals with
 /// their installs' replaced units are the in-service snapshot field by field (at month ends, at
@@ -3805,9 +3849,36 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
         )
     };
     let spans = s.store.service_spans(first, last).await.expect("spans");
+    let records: Vec<_> = events
+        .iter()
+        .filter_map(vft_domain::LifecycleRecord::from_event)
+        .collect();
     let mut shown_replaced = 0;
     for c in &instants {
-        let mut want: Vec<String> = s
+        // The in-service rule over the events, with what the newest install said.
+        let mut want: Vec<String> = vft_domain::in_service_at(&records, *c)
+            .values()
+            .map(|r| {
+                let source = events
+                    .iter()
+                    .find(|e| e.vendor == r.vendor && e.id == r.event_id)
+                    .expect("source event");
+                show(&vft_domain::attribution::InService {
+                    vendor: r.vendor.clone(),
+                    device: r.device.clone(),
+                    kind: r.kind.expect("installed with a kind"),
+                    municipality: r.municipality.clone(),
+                    recipient: source.recipient.clone(),
+                    replaces: source.replaces.clone(),
+                })
+            })
+            .collect();
+        let mut got: Vec<String> = spans
+            .iter()
+            .filter(|sp| sp.covers(*c))
+            .map(|sp| show(&sp.in_service().expect("a stored interval has a kind")))
+            .collect();
+        let mut snapshot: Vec<String> = s
             .store
             .in_service_snapshot(*c)
             .await
@@ -3815,14 +3886,11 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
             .iter()
             .map(show)
             .collect();
-        let mut got: Vec<String> = spans
-            .iter()
-            .filter(|sp| sp.interval.covers(*c))
-            .map(|sp| show(&sp.in_service().expect("a stored interval has a kind")))
-            .collect();
         want.sort();
         got.sort();
-        assert_eq!(got, want, "snapshot at {c}");
+        snapshot.sort();
+        assert_eq!(got, want, "spans at {c}");
+        assert_eq!(snapshot, want, "snapshot at {c}");
         shown_replaced += got.iter().filter(|d| d.ends_with("\")")).count();
     }
     assert!(shown_replaced > 0, "no replaced unit shown: a weak test");
@@ -3830,14 +3898,14 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
     assert!(
         spans
             .iter()
-            .filter(|sp| sp.interval.covers(at_tie) && sp.interval.device.as_str() == "TIE")
+            .filter(|sp| sp.covers(at_tie) && sp.device.as_str() == "TIE")
             .map(|sp| sp.replaces.as_ref().map(|r| r.to_string()))
             .eq([Some("D2".to_owned())]),
         "the tie's later install (tie-b) is in service"
     );
     // A narrower window: exactly the intervals that cover some instant in it.
     let (a, b) = (months_2025()[3], months_2025()[5]);
-    let debug = |sp: &vft_store::ServiceSpan| format!("{sp:?}");
+    let debug = |sp: &vft_domain::interval::Interval| format!("{sp:?}");
     let mut narrow: Vec<String> = s
         .store
         .service_spans(a, b)
@@ -3848,7 +3916,7 @@ async fn spans_and_installs_give_what_the_events_give_in_any_order(s: TestStore)
         .collect();
     let mut want: Vec<String> = spans
         .iter()
-        .filter(|sp| sp.interval.from < b && sp.interval.to.is_none_or(|t| t >= a))
+        .filter(|sp| sp.from < b && sp.to.is_none_or(|t| t >= a))
         .map(debug)
         .collect();
     narrow.sort();
