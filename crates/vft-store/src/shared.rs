@@ -381,9 +381,6 @@ pub(crate) fn own_view(column: &str) -> String {
     }
 }
 
-/// Rows per packed row of [`impl_store`]'s `fetch_many`.
-pub(crate) const ROWS_PER_PACK: usize = 4096;
-
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         impl $store {
@@ -391,10 +388,13 @@ macro_rules! impl_store {
             /// (sort them if it matters). `columns` are the inner query's output columns, in
             /// `T`'s order; `inner` writes the query (without ORDER BY) and its binds.
             ///
-            /// On SQLite the rows come back packed, a few thousand per row as a JSON array
-            /// (`json_array` keeps NULLs and escapes text): sqlx's SQLite driver costs about
-            /// 7 µs per row, ten times what SQLite takes to produce it, which made a 500 000-unit
-            /// read take 3 s. PostgreSQL's protocol has no such cost; its rows are read as is.
+            /// On SQLite the rows come back packed into one JSON array of arrays (`json_array`
+            /// keeps NULLs and escapes text): sqlx's SQLite driver costs about 7 µs per row, ten
+            /// times what SQLite takes to produce it, which made a 500 000-unit read take 3 s.
+            /// One aggregate, not several packs: numbering the rows into packs (a window) cost
+            /// SQLite more than the read itself. A result over SQLite's 1 GB value limit (about
+            /// ten million rows) fails with an error, never short. PostgreSQL's protocol has no
+            /// per-row cost; its rows are read as is.
             pub(crate) async fn fetch_many<T>(
                 &self,
                 columns: &[&str],
@@ -428,20 +428,14 @@ macro_rules! impl_store {
                     return Ok(qb.build_query_as::<T>().fetch_all(&mut *conn).await?);
                 }
                 let mut qb = sqlx::QueryBuilder::<'static, $db>::new(format!(
-                    "SELECT json_group_array(json_array({})) FROM (SELECT *, (ROW_NUMBER() OVER ()) / {} AS vft_pack FROM (",
+                    "SELECT json_group_array(json_array({})) FROM (",
                     columns.join(", "),
-                    $crate::shared::ROWS_PER_PACK
                 ));
                 inner(&mut qb);
-                qb.push(")) GROUP BY vft_pack");
-                let packs: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-                let mut rows = Vec::new();
-                for (pack,) in packs {
-                    let part: Vec<T> = serde_json::from_str(&pack)
-                        .map_err(|e| $crate::StoreError::Corrupt(format!("packed rows: {e}")))?;
-                    rows.extend(part);
-                }
-                Ok(rows)
+                qb.push(")");
+                let (pack,): (String,) = qb.build_query_as().fetch_one(&mut *conn).await?;
+                serde_json::from_str(&pack)
+                    .map_err(|e| $crate::StoreError::Corrupt(format!("packed rows: {e}")))
             }
         }
 
