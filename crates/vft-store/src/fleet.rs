@@ -89,10 +89,11 @@ pub trait FleetStore: Send + Sync {
 macro_rules! impl_fleet {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// The inventory query up to its filters (`SELECT {outer} FROM (…) x WHERE …`),
-            /// shared by the device list (`*`) and its count (`COUNT(*)`); `None` when it can
-            /// match nothing.
-            fn device_filter<'q>(q: &'q $crate::DeviceQuery, outer: &str) -> Option<sqlx::QueryBuilder<'q, $db>> {
+            /// The inventory query up to its filters (`SELECT … FROM (…) x WHERE …`), shared by
+            /// the device list (`*`) and its count (`COUNT(*)`, when `counting`); `None` when it
+            /// can match nothing.
+            fn device_filter<'q>(q: &'q $crate::DeviceQuery, counting: bool) -> Option<sqlx::QueryBuilder<'q, $db>> {
+                let outer = if counting { "COUNT(*)" } else { "*" };
                 let now = $crate::shared::micros(q.now);
                 // A municipality's own view (see `DeviceQuery::own`): its rows are that
                 // municipality's (filtered below), so there `d.municipality` is it.
@@ -115,12 +116,20 @@ macro_rules! impl_fleet {
                     " ORDER BY e.ts DESC, e.lifecycle_rank DESC, e.event_id DESC LIMIT 1) END AS lc_installed, d.lc_ts, \
                      {first_installed} AS first_installed_ts, {recipient} AS recipient, {replaces} AS replaces, \
                      {contact} AS contact_ts, {} AS battery, {} AS battery_ts, {} AS last_fault_ts, \
-                     {} AS last_heartbeat_ts, d.timeout_secs, CASE WHEN {contact} IS NULL THEN 'never_seen' WHEN d.contact_ts < ",
+                     {} AS last_heartbeat_ts, d.timeout_secs, ",
                     column("battery"),
                     column("battery_ts"),
                     column("last_fault_ts"),
                     column("last_heartbeat_ts"),
                 ));
+                // A count that does not filter on connectivity leaves out the gateways' join:
+                // SQLite would otherwise read every device row for it (90–150 ms at 500 000)
+                // where the bare count reads an index (5 ms).
+                if counting && q.connectivity.is_none() {
+                    qb.push("NULL AS connectivity FROM devices d) x WHERE 1 = 1");
+                    return Self::device_filters(qb, q);
+                }
+                qb.push(format!("CASE WHEN {contact} IS NULL THEN 'never_seen' WHEN d.contact_ts < "));
                 qb.push_bind(now).push(" - COALESCE(d.timeout_secs, CASE d.kind");
                 for kind in vft_domain::TechnologyKind::ALL {
                     qb.push(" WHEN ").push_bind(kind.id()).push(" THEN ");
@@ -132,6 +141,11 @@ macro_rules! impl_fleet {
                      ELSE 'online' END AS connectivity FROM devices d \
                      LEFT JOIN gateway_status g ON g.vendor = d.vendor AND g.gateway = d.gateway) x WHERE 1 = 1",
                 );
+                Self::device_filters(qb, q)
+            }
+
+            /// The inventory's filters, on the columns of [`Self::device_filter`]'s `x`.
+            fn device_filters<'q>(mut qb: sqlx::QueryBuilder<'q, $db>, q: &'q $crate::DeviceQuery) -> Option<sqlx::QueryBuilder<'q, $db>> {
                 if let Some(m) = &q.own {
                     qb.push(" AND x.municipality = ").push_bind(m.to_string());
                 }
@@ -217,7 +231,7 @@ macro_rules! impl_fleet {
             }
 
             async fn count_devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<u64> {
-                let Some(mut qb) = Self::device_filter(q, "COUNT(*)") else {
+                let Some(mut qb) = Self::device_filter(q, true) else {
                     return Ok(0);
                 };
                 let (n,): (i64,) = qb.build_query_as().fetch_one(&self.reader).await?;
@@ -226,20 +240,25 @@ macro_rules! impl_fleet {
 
             async fn devices(&self, q: &$crate::DeviceQuery) -> $crate::Result<Vec<$crate::DeviceRecord>> {
                 use sqlx::Row;
-                let Some(mut qb) = Self::device_filter(q, "*") else {
+                let Some(mut qb) = Self::device_filter(q, false) else {
                     return Ok(Vec::new());
                 };
                 let sort_expr = $crate::shared::sort_expr(q.sort);
                 let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+                let lead = sort_expr.map(|e| format!("{e}, ")).unwrap_or_default();
                 if let Some(c) = &q.after {
-                    qb.push(format!(" AND ({sort_expr}, x.vendor, x.device) {cmp} ("));
-                    match &c.sort_value {
-                        $crate::SortValue::Int(i) => qb.push_bind(*i),
-                        $crate::SortValue::Text(t) => qb.push_bind(t.clone()),
-                    };
-                    qb.push(", ").push_bind(c.vendor.to_string()).push(", ").push_bind(c.device.to_string()).push(")");
+                    qb.push(format!(" AND ({lead}x.vendor, x.device) {cmp} ("));
+                    if sort_expr.is_some() {
+                        match &c.sort_value {
+                            $crate::SortValue::Int(i) => qb.push_bind(*i),
+                            $crate::SortValue::Text(t) => qb.push_bind(t.clone()),
+                        };
+                        qb.push(", ");
+                    }
+                    qb.push_bind(c.vendor.to_string()).push(", ").push_bind(c.device.to_string()).push(")");
                 }
-                qb.push(format!(" ORDER BY {sort_expr} {dir}, x.vendor {dir}, x.device {dir}"));
+                let lead = sort_expr.map(|e| format!("{e} {dir}, ")).unwrap_or_default();
+                qb.push(format!(" ORDER BY {lead}x.vendor {dir}, x.device {dir}"));
                 if q.limit > 0 {
                     qb.push(" LIMIT ").push_bind(i64::from(q.limit));
                 }

@@ -173,14 +173,16 @@ pub(crate) fn like_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// The SQL sort key of each order; paired with (vendor, device) it is unique.
-pub(crate) fn sort_expr(sort: DeviceSort) -> &'static str {
+/// The SQL sort key of each order ahead of (vendor, device), which makes it unique; `None`
+/// when the order is (vendor, device) itself. Repeating `x.vendor` there (PostgreSQL refuses a
+/// constant in ORDER BY) made SQLite sort the whole fleet for a page instead of reading its
+/// primary key in order: 110–150 ms against 1 ms at 500 000 devices.
+pub(crate) fn sort_expr(sort: DeviceSort) -> Option<&'static str> {
     match sort {
-        // PostgreSQL refuses a constant in ORDER BY, so the vendor stands in.
-        DeviceSort::Device => "x.vendor",
-        DeviceSort::Installed => "COALESCE(x.first_installed_ts, -1)",
-        DeviceSort::Municipality => "x.municipality",
-        DeviceSort::Kind => "COALESCE(x.kind, '')",
+        DeviceSort::Device => None,
+        DeviceSort::Installed => Some("COALESCE(x.first_installed_ts, -1)"),
+        DeviceSort::Municipality => Some("x.municipality"),
+        DeviceSort::Kind => Some("COALESCE(x.kind, '')"),
     }
 }
 
