@@ -14,8 +14,20 @@ pub trait FigureStore: Send + Sync {
     /// Month-end figures just before each instant, per municipality, vendor and type.
     async fn month_end_breakdown(&self, before: &[DateTime<Utc>]) -> Result<Vec<BreakdownRow>>;
 
-    /// Every device in service just before `before`, with what its latest install said.
-    async fn in_service_snapshot(&self, before: DateTime<Utc>) -> Result<Vec<InService>>;
+    /// Every device in service just before `before`, with what its latest install said, by
+    /// vendor and device: the intervals ingest keeps that cover `before` (a device is in
+    /// service just before `c` exactly when one of its intervals has `from < c <= to`).
+    async fn in_service_snapshot(&self, before: DateTime<Utc>) -> Result<Vec<InService>> {
+        let mut devices: Vec<InService> = self
+            .service_spans(before, before)
+            .await?
+            .iter()
+            .filter(|iv| iv.covers(before))
+            .filter_map(vft_domain::interval::Interval::in_service)
+            .collect();
+        devices.sort_unstable_by(|a, b| (&a.vendor, &a.device).cmp(&(&b.vendor, &b.device)));
+        Ok(devices)
+    }
 
     /// Every service interval that covers some instant in `[first, last]`, in no particular
     /// order. For any such instant `c`, the spans whose interval covers `c` (`from < c <= to`)
@@ -97,21 +109,6 @@ macro_rules! impl_figures {
                 // From the service state ingest keeps (derived.rs): its cost does not grow
                 // with the fleet's history, so nothing is kept per month end.
                 self.breakdown_from_state(before).await
-            }
-
-            /// The intervals ingest keeps that cover `before` (`vft_domain::interval`: a device
-            /// is in service just before `c` exactly when one of its intervals has
-            /// `from < c <= to`), one range read whatever the fleet's history.
-            async fn in_service_snapshot(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::attribution::InService>> {
-                let mut devices: Vec<vft_domain::attribution::InService> = self
-                    .spans_from_state(before, before)
-                    .await?
-                    .iter()
-                    .filter(|iv| iv.covers(before))
-                    .filter_map(vft_domain::interval::Interval::in_service)
-                    .collect();
-                devices.sort_unstable_by(|a, b| (&a.vendor, &a.device).cmp(&(&b.vendor, &b.device)));
-                Ok(devices)
             }
 
             async fn service_spans(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::interval::Interval>> {
