@@ -51,7 +51,7 @@ pub struct Interval {
 impl Interval {
     /// In service just before `c`.
     pub fn covers(&self, c: DateTime<Utc>) -> bool {
-        self.from < c && self.to.is_none_or(|to| to >= c)
+        stretch_covers(self.stretch(), c)
     }
 
     /// The device as the in-service snapshot shows it at an instant the interval covers;
@@ -66,6 +66,31 @@ impl Interval {
             replaces: self.replaces.clone(),
         })
     }
+
+    /// [`Self::in_service`], taking the interval apart instead of copying its fields.
+    pub fn into_in_service(self) -> Option<crate::attribution::InService> {
+        Some(crate::attribution::InService {
+            vendor: self.vendor,
+            device: self.device,
+            kind: self.kind?,
+            municipality: self.municipality,
+            recipient: self.recipient,
+            replaces: self.replaces,
+        })
+    }
+
+    /// When the interval runs: `(from, to)`.
+    pub fn stretch(&self) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+        (self.from, self.to)
+    }
+}
+
+/// Whether a stretch `(from, to]` (`to` absent: open) holds the instant just before `c`.
+pub fn stretch_covers(
+    (from, to): (DateTime<Utc>, Option<DateTime<Utc>>),
+    c: DateTime<Utc>,
+) -> bool {
+    from < c && to.is_none_or(|to| to >= c)
 }
 
 /// A device's intervals from all of its lifecycle steps (any order, repeats of an event id
