@@ -205,13 +205,11 @@ impl Gathered {
     ) -> Result<Self, AppError> {
         // The snapshot query counts events strictly before its argument: 1 µs on includes `at`.
         let tick = Duration::microseconds(1);
-        // Both snapshots from one read of the intervals covering either instant (reads one
-        // after another: asked at once they were no faster on two cores, and each reader
-        // connection they held filled its own page cache, the server's peak memory).
-        let spans = store
-            .service_spans(at - settings.grace + tick, at + tick)
-            .await?;
+        // Both snapshots from one read of the intervals covering either instant. The reads
+        // below go one after another: asked at once they were no faster on two cores, and each
+        // reader connection they held filled its own page cache (the server's peak memory).
         let (now, then) = (at + tick, at - settings.grace + tick);
+        let spans = store.service_spans(then, now).await?;
         let devices: Vec<(InService, bool, bool)> = spans
             .into_iter()
             .filter(|s| s.vendor == *old || s.vendor == *new)
@@ -224,7 +222,7 @@ impl Gathered {
             })
             .collect();
         let (mut listed, mut listed_grace_ago) = (Vec::new(), Vec::new());
-        let mut ever_old = store.ever_in_service(old, at + tick).await?;
+        let mut ever_old = store.ever_in_service(old, now).await?;
         let old_listing = store.listing_at(old, at).await?;
         let new_listing = store.listing_at(new, at).await?;
         let reporting = store.reporting_at(at, at - settings.silent_after).await?;

@@ -57,14 +57,7 @@ impl Interval {
     /// The device as the in-service snapshot shows it at an instant the interval covers;
     /// `None` for an install without a kind, which counts nowhere.
     pub fn in_service(&self) -> Option<crate::attribution::InService> {
-        Some(crate::attribution::InService {
-            vendor: self.vendor.clone(),
-            device: self.device.clone(),
-            kind: self.kind?,
-            municipality: self.municipality.clone(),
-            recipient: self.recipient.clone(),
-            replaces: self.replaces.clone(),
-        })
+        self.clone().into_in_service()
     }
 
     /// [`Self::in_service`], taking the interval apart instead of copying its fields.

@@ -21,9 +21,9 @@ pub trait FigureStore: Send + Sync {
         let mut devices: Vec<InService> = self
             .service_spans(before, before)
             .await?
-            .iter()
+            .into_iter()
             .filter(|iv| iv.covers(before))
-            .filter_map(vft_domain::interval::Interval::in_service)
+            .filter_map(vft_domain::interval::Interval::into_in_service)
             .collect();
         devices.sort_unstable_by(|a, b| (&a.vendor, &a.device).cmp(&(&b.vendor, &b.device)));
         Ok(devices)

@@ -257,8 +257,8 @@ macro_rules! impl_fleet {
                     }
                     qb.push_bind(c.vendor.to_string()).push(", ").push_bind(c.device.to_string()).push(")");
                 }
-                let lead = sort_expr.map(|e| format!("{e} {dir}, ")).unwrap_or_default();
-                qb.push(format!(" ORDER BY {lead}x.vendor {dir}, x.device {dir}"));
+                let order_lead = sort_expr.map(|e| format!("{e} {dir}, ")).unwrap_or_default();
+                qb.push(format!(" ORDER BY {order_lead}x.vendor {dir}, x.device {dir}"));
                 if q.limit > 0 {
                     qb.push(" LIMIT ").push_bind(i64::from(q.limit));
                 }
