@@ -791,27 +791,20 @@ macro_rules! impl_derived {
                 let mut tx = self.snapshot().await?;
                 let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
                 use $crate::derived::{Decoded as Row, INTERVAL_COLUMNS as COLUMNS, INTERVAL_NAMES as NAMES};
-                // An interval covers an instant c when from < c <= to: it covers one of the two
-                // instants and not the other exactly when one of its ends lies in [first, last).
-                // Those devices, through the two indexes on the ends, are what moved.
+                // An interval covers an instant c when from < c <= to. A device's intervals are
+                // disjoint, so one that moved between the two instants has an interval covering
+                // one of them and not the other, and no other covering either: exactly the
+                // intervals with an end in [first, last) that cover one of the instants. An
+                // interval starting there can only cover `last`; one ending there only `first`.
+                // Two index ranges, no join back to the device.
                 let mut rows: Vec<Row> = Self::fetch_many_in(&mut tx, &NAMES, |qb| {
-                    qb.push(format!(
-                        "SELECT {COLUMNS} FROM (SELECT vendor, device FROM service_intervals WHERE from_ts >= "
-                    ));
-                    qb.push_bind(f).push(" AND from_ts < ").push_bind(l);
-                    qb.push(" UNION SELECT vendor, device FROM service_intervals WHERE to_ts >= ")
-                        .push_bind(f)
-                        .push(" AND to_ts < ")
-                        .push_bind(l);
-                    qb.push(") m JOIN service_intervals i ON i.vendor = m.vendor AND i.device = m.device WHERE (i.from_ts < ")
-                        .push_bind(f)
-                        .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
-                        .push_bind(f)
-                        .push(")) OR (i.from_ts < ")
-                        .push_bind(l)
-                        .push(" AND (i.to_ts IS NULL OR i.to_ts >= ")
-                        .push_bind(l)
-                        .push("))");
+                    qb.push(format!("SELECT {COLUMNS} FROM service_intervals i WHERE i.from_ts >= "));
+                    qb.push_bind(f).push(" AND i.from_ts < ").push_bind(l);
+                    qb.push(" AND (i.to_ts IS NULL OR i.to_ts >= ").push_bind(l).push(")");
+                    qb.push(format!(" UNION ALL SELECT {COLUMNS} FROM service_intervals i WHERE i.to_ts >= "));
+                    qb.push_bind(f).push(" AND i.to_ts < ").push_bind(l);
+                    // `+`: the range on `to_ts` is the narrow one; keep SQLite off the `from_ts` index.
+                    qb.push(" AND +i.from_ts < ").push_bind(f);
                 })
                 .await?;
                 if !also_in.is_empty() {

@@ -332,42 +332,49 @@ macro_rules! impl_fleet {
                 devices: &[(vft_domain::VendorId, vft_domain::DeviceId)],
                 before: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<std::collections::HashMap<(vft_domain::VendorId, vft_domain::DeviceId), Option<vft_domain::DecommissionReason>>> {
-                use sqlx::Row;
-                // The latest lifecycle event of each device before `before`, in the total order
-                // of (ts, lifecycle_rank, event_id) that decides being in service.
-                let mut latest: std::collections::HashMap<(String, String), (i64, i64, String, String, Option<String>)> =
+                // Per device, only its lifecycle events at its latest lifecycle instant before
+                // `before` (the index's last entry below it): the rest of its history cannot
+                // be the latest. Ties at that instant are decided here, in the total order of
+                // (lifecycle_rank, event_id) that decides being in service, by Rust's byte
+                // order rather than the database's collation.
+                let mut latest: std::collections::HashMap<(String, String), (i64, String, Option<String>)> =
                     std::collections::HashMap::new();
+                let before = $crate::shared::micros(before);
                 for chunk in devices.chunks($crate::shared::ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT vendor, device, ts, lifecycle_rank, event_id, type, reason FROM events \
-                         WHERE lifecycle_rank IS NOT NULL AND ts < ",
-                    );
-                    qb.push_bind($crate::shared::micros(before));
-                    qb.push(" AND (vendor, device) IN (");
-                    let mut sep = qb.separated(", ");
-                    for (v, d) in chunk {
-                        sep.push("(");
-                        sep.push_bind_unseparated(v.to_string());
-                        sep.push_unseparated(", ");
-                        sep.push_bind_unseparated(d.to_string());
-                        sep.push_unseparated(")");
-                    }
-                    qb.push(")");
-                    for r in qb.build().fetch_all(&self.reader).await? {
-                        let key: (String, String) = (r.try_get(0)?, r.try_get(1)?);
-                        let row: (i64, i64, String, String, Option<String>) =
-                            (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?);
+                    let rows: Vec<(String, String, i64, String, Option<String>)> = self
+                        .fetch_many(&["vendor", "device", "lifecycle_rank", "event_id", "reason"], |qb| {
+                            qb.push("WITH d(vendor, device) AS (VALUES ");
+                            let mut sep = qb.separated(", ");
+                            for (v, d) in chunk {
+                                sep.push("(");
+                                sep.push_bind_unseparated(v.to_string());
+                                sep.push_unseparated(", ");
+                                sep.push_bind_unseparated(d.to_string());
+                                sep.push_unseparated(")");
+                            }
+                            qb.push(
+                                ") SELECT e.vendor, e.device, e.lifecycle_rank, e.event_id, e.reason \
+                                 FROM d JOIN events e ON e.vendor = d.vendor AND e.device = d.device \
+                                 AND e.lifecycle_rank IS NOT NULL AND e.ts = (SELECT MAX(x.ts) FROM events x \
+                                 WHERE x.vendor = d.vendor AND x.device = d.device AND x.lifecycle_rank IS NOT NULL AND x.ts < ",
+                            );
+                            qb.push_bind(before);
+                            qb.push(")");
+                        })
+                        .await?;
+                    for (v, d, rank, event_id, reason) in rows {
                         let newer = latest
-                            .get(&key)
-                            .is_none_or(|old| (row.0, row.1, &row.2) > (old.0, old.1, &old.2));
+                            .get(&(v.clone(), d.clone()))
+                            .is_none_or(|old| (rank, &event_id) > (old.0, &old.1));
                         if newer {
-                            latest.insert(key, row);
+                            latest.insert((v, d), (rank, event_id, reason));
                         }
                     }
                 }
+                let decommissioned = vft_domain::EventType::Decommissioned.lifecycle_rank().map(i64::from);
                 let mut reasons = std::collections::HashMap::new();
-                for ((v, d), (_, _, _, t, reason)) in latest {
-                    if t == vft_domain::EventType::Decommissioned.id() {
+                for ((v, d), (rank, _, reason)) in latest {
+                    if Some(rank) == decommissioned {
                         reasons.insert(
                             (
                                 vft_domain::VendorId::parse(&v).map_err($crate::shared::corrupt)?,

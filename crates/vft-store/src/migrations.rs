@@ -33,11 +33,11 @@ macro_rules! embedded {
 }
 
 pub fn sqlite() -> Migrator {
-    embedded!("sqlite": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard", 7 "0007_month_end_cache", 8 "0008_response_cache", 9 "0009_dose_cache", 10 "0010_contact_received", 11 "0011_change_cache", 12 "0012_ingest_replicas", 13 "0013_mqtt_credentials", 14 "0014_accounts_audit", 15 "0015_decommission_reason", 16 "0016_dead_letter_handling", 17 "0017_notifications", 18 "0018_contact_history", 19 "0019_service_state", 20 "0020_dose_months", 21 "0021_response_months", 22 "0022_no_kept_figures", 23 "0023_interval_replaces", 24 "0024_response_times_by_ms")
+    embedded!("sqlite": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard", 7 "0007_month_end_cache", 8 "0008_response_cache", 9 "0009_dose_cache", 10 "0010_contact_received", 11 "0011_change_cache", 12 "0012_ingest_replicas", 13 "0013_mqtt_credentials", 14 "0014_accounts_audit", 15 "0015_decommission_reason", 16 "0016_dead_letter_handling", 17 "0017_notifications", 18 "0018_contact_history", 19 "0019_service_state", 20 "0020_dose_months", 21 "0021_response_months", 22 "0022_no_kept_figures", 23 "0023_interval_replaces", 24 "0024_response_times_by_ms", 25 "0025_month_deltas_by_key")
 }
 
 pub fn postgres() -> Migrator {
-    embedded!("postgres": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard", 7 "0007_month_end_cache", 8 "0008_response_cache", 9 "0009_dose_cache", 10 "0010_contact_received", 11 "0011_change_cache", 12 "0012_ingest_replicas", 13 "0013_mqtt_credentials", 14 "0014_accounts_audit", 15 "0015_decommission_reason", 16 "0016_dead_letter_handling", 17 "0017_notifications", 18 "0018_contact_history", 19 "0019_service_state", 20 "0020_dose_months", 21 "0021_response_months", 22 "0022_no_kept_figures", 23 "0023_interval_replaces", 24 "0024_response_times_by_ms")
+    embedded!("postgres": 1 "0001_events", 2 "0002_state", 3 "0003_published", 4 "0004_imports", 5 "0005_covering_lifecycle", 6 "0006_dashboard", 7 "0007_month_end_cache", 8 "0008_response_cache", 9 "0009_dose_cache", 10 "0010_contact_received", 11 "0011_change_cache", 12 "0012_ingest_replicas", 13 "0013_mqtt_credentials", 14 "0014_accounts_audit", 15 "0015_decommission_reason", 16 "0016_dead_letter_handling", 17 "0017_notifications", 18 "0018_contact_history", 19 "0019_service_state", 20 "0020_dose_months", 21 "0021_response_months", 22 "0022_no_kept_figures", 23 "0023_interval_replaces", 24 "0024_response_times_by_ms", 25 "0025_month_deltas_by_key")
 }
 
 #[cfg(test)]

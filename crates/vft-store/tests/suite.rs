@@ -2824,6 +2824,18 @@ async fn decommission_reasons_are_kept_and_read_back(s: TestStore) {
             "D",
             Some(MovedToInstitution),
         ),
+        // F leaves twice at one instant: the later event id in byte order ("a…" after "Z…",
+        // which a locale's collation would put first) is the latest.
+        install("r11", "2025-01-10T10:00:00+01:00", "3328", "F", kind),
+        gone("af", "2025-03-10T10:00:00+01:00", "F", Some(Broken)),
+        gone("Zf", "2025-03-10T10:00:00+01:00", "F", Some(Deceased)),
+        // G is installed and decommissioned at one instant: the decommissioning is later.
+        install("r12", "2025-01-10T10:00:00+01:00", "3328", "G", kind),
+        gone("r13", "2025-03-11T10:00:00+01:00", "G", Some(Returned)),
+        install("r14", "2025-03-11T10:00:00+01:00", "3328", "G", kind),
+        // H leaves exactly at the end of March: not before it.
+        install("r15", "2025-01-10T10:00:00+01:00", "3328", "H", kind),
+        gone("r16", "2025-04-01T00:00:00+02:00", "H", Some(Deceased)),
     ];
     s.store
         .write_batch(&events, &[], Utc::now())
@@ -2835,7 +2847,10 @@ async fn decommission_reasons_are_kept_and_read_back(s: TestStore) {
             DeviceId::parse(d).expect("device"),
         )
     };
-    let keys: Vec<_> = ["A", "B", "C", "D", "E"].into_iter().map(key).collect();
+    let keys: Vec<_> = ["A", "B", "C", "D", "E", "F", "G", "H"]
+        .into_iter()
+        .map(key)
+        .collect();
     let end_of_march = DateTime::parse_from_rfc3339("2025-04-01T00:00:00+02:00")
         .expect("ts")
         .with_timezone(&Utc);
@@ -2849,6 +2864,9 @@ async fn decommission_reasons_are_kept_and_read_back(s: TestStore) {
     assert_eq!(reasons.get(&key("C")), None, "back in service");
     assert_eq!(reasons.get(&key("D")), Some(&Some(MovedToInstitution)));
     assert_eq!(reasons.get(&key("E")), None, "unknown device");
+    assert_eq!(reasons.get(&key("F")), Some(&Some(Broken)), "byte order");
+    assert_eq!(reasons.get(&key("G")), Some(&Some(Returned)), "rank order");
+    assert_eq!(reasons.get(&key("H")), None, "strictly before");
     let mid_march = DateTime::parse_from_rfc3339("2025-03-08T12:00:00+01:00")
         .expect("ts")
         .with_timezone(&Utc);
