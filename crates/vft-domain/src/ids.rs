@@ -23,21 +23,32 @@ fn invalid(what: &'static str, rule: &'static str, got: &str) -> IdError {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $rule:literal, $valid:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        // Inline up to 24 bytes: the national reads hold hundreds of thousands of ids at
+        // once, and most ids are short (decision 0021).
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(compact_str::CompactString);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, IdError> {
                 let valid: fn(&str) -> bool = $valid;
                 if valid(s) {
-                    Ok(Self(s.to_owned()))
+                    Ok(Self(compact_str::CompactString::new(s)))
                 } else {
                     Err(invalid($what, $rule, s))
                 }
             }
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(IdVisitor(Self::parse))
             }
         }
         impl fmt::Display for $name {
@@ -53,7 +64,7 @@ macro_rules! string_id {
         }
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.0.into_string()
             }
         }
         impl std::str::FromStr for $name {
@@ -65,6 +76,21 @@ macro_rules! string_id {
     };
 }
 
+/// Parses a string id straight from the deserializer's text: no owned `String` in between.
+struct IdVisitor<T>(fn(&str) -> Result<T, IdError>);
+
+impl<T> serde::de::Visitor<'_> for IdVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.0)(s).map_err(E::custom)
+    }
+}
+
 fn char_len_between(s: &str, min: usize, max: usize) -> bool {
     let n = s.chars().count();
     (min..=max).contains(&n)
@@ -74,13 +100,63 @@ fn printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
 
-string_id!(
-    /// A municipality number: four digits (e.g. `3328` for Ål).
-    MunicipalityCode,
-    "municipality",
-    "a 4-digit municipality number",
-    |s| s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit())
-);
+/// A municipality number: four digits (e.g. `3328` for Ål). Kept as its four bytes: every
+/// device in service carries one, and the national reads hold a fleet of them at once.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MunicipalityCode([u8; 4]);
+
+impl MunicipalityCode {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        match <[u8; 4]>::try_from(s.as_bytes()) {
+            Ok(digits) if digits.iter().all(u8::is_ascii_digit) => Ok(Self(digits)),
+            _ => Err(invalid("municipality", "a 4-digit municipality number", s)),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        // Four ASCII digits, checked by `parse`, the only way in.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+impl fmt::Debug for MunicipalityCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MunicipalityCode")
+            .field(&self.as_str())
+            .finish()
+    }
+}
+impl fmt::Display for MunicipalityCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl Serialize for MunicipalityCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for MunicipalityCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(IdVisitor(Self::parse))
+    }
+}
+impl TryFrom<String> for MunicipalityCode {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::parse(&s)
+    }
+}
+impl From<MunicipalityCode> for String {
+    fn from(code: MunicipalityCode) -> String {
+        code.as_str().to_owned()
+    }
+}
+impl std::str::FromStr for MunicipalityCode {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        Self::parse(s)
+    }
+}
+
 string_id!(
     /// A vendor as it appears in the topic: `[a-z0-9-]{1,32}`.
     VendorId,
@@ -132,7 +208,17 @@ mod tests {
 
     #[test]
     fn municipality_codes_are_four_digits() {
-        assert!(MunicipalityCode::parse("3328").is_ok());
+        let code = MunicipalityCode::parse("3328").expect("code");
+        assert_eq!(
+            (code.as_str(), code.to_string()),
+            ("3328", "3328".to_owned())
+        );
+        assert_eq!(format!("{code:?}"), "MunicipalityCode(\"3328\")");
+        assert_eq!(serde_json::to_string(&code).expect("json"), "\"3328\"");
+        assert!(
+            code < MunicipalityCode::parse("3330").expect("code"),
+            "in text order"
+        );
         for bad in ["", "328", "33280", "33a8", "３３２８"] {
             assert!(MunicipalityCode::parse(bad).is_err(), "{bad:?}");
         }
@@ -146,6 +232,24 @@ mod tests {
         assert!(GatewayId::parse("gw-01.Ål").is_err());
         assert!(GatewayId::parse("GW_01.a-b").is_ok());
         assert!(GatewayId::parse(&"g".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn ids_go_through_json_as_plain_strings_short_long_and_escaped() {
+        for raw in ["A1", "ø-ø \"q\" \\ /", &"x".repeat(64)] {
+            let id = DeviceId::parse(raw).expect("device");
+            let json = serde_json::to_string(&id).expect("serialize");
+            assert_eq!(json, serde_json::to_string(raw).expect("as str"));
+            let back: DeviceId = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(back, id);
+            assert_eq!(String::from(back), raw);
+        }
+        let refused = serde_json::from_str::<MunicipalityCode>("\"33a8\"").expect_err("refused");
+        assert!(refused.to_string().contains("4-digit"), "{refused}");
+        assert!(
+            serde_json::from_str::<MunicipalityCode>("3328").is_err(),
+            "not a string"
+        );
     }
 
     #[test]
