@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 /// mimalloc instead of glibc's malloc, for every binary that runs `vft` (decision 0020): at
 /// national size the reconciliation spent a third of its time in glibc's free lists, and
-/// glibc's arenas kept freed memory as resident.
+/// glibc's arenas kept freed memory as resident. The `system-allocator` feature leaves it out,
+/// for heap profilers that see only malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
