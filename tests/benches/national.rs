@@ -10,7 +10,9 @@
 //! `-- --keep` to keep the database directory, `-- --reuse DIR` to time the requests again
 //! against a kept one without loading, `-- --postgres` to run it all on a throwaway
 //! PostgreSQL cluster instead of SQLite). Prints figures, and the server's peak resident
-//! memory; asserts only that every request answers 200 with a non-empty body.
+//! memory; asserts only that every request answers 200 with a non-empty body. Unless
+//! `-- --baseline 0`, a fleet of 50 000 (`--baseline N`) is loaded and timed first, and each
+//! request's first call is compared with it at the end (the "within 3x").
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -503,9 +505,17 @@ async fn timed_get(client: &reqwest::Client, url: &str, token: &str) -> Timed {
     }
 }
 
+/// Each request's first call of the current run, in ms, in the order asked: the baseline and
+/// the full run ask the same requests in the same order, so they compare by position.
+static FIRST_CALLS: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
 /// A request's first call, which must answer 200 with a body.
 async fn first_call(client: &reqwest::Client, url: &str, path: &str, token: &str) -> Timed {
     let first = timed_get(client, url, token).await;
+    FIRST_CALLS
+        .lock()
+        .expect("first calls")
+        .push((path.to_owned(), first.elapsed.as_secs_f64() * 1000.0));
     assert_eq!(
         first.status,
         200,
@@ -641,23 +651,56 @@ fn flag_value(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() {
-    let devices: usize = flag_value("--devices").map_or(500_000, |v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("--devices needs a number, got {v:?}"))
-    });
+    let number = |flag: &str, default: usize| {
+        flag_value(flag).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{flag} needs a number, got {v:?}"))
+        })
+    };
+    let devices = number("--devices", 500_000);
+    // The yardstick: each first call within 3x of the same call at 50 000 devices,
+    // loaded and served in the same run (`--baseline 0` skips it).
+    let baseline = number("--baseline", 50_000);
     let keep = std::env::args().any(|a| a == "--keep");
     let on_postgres = std::env::args().any(|a| a == "--postgres");
-    println!(
-        "vft national query benchmark: {devices} devices, {} cores, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if on_postgres { "PostgreSQL" } else { "SQLite" }
-    );
-
     // A database kept by an earlier `--keep` run (same --devices) skips the load.
     let reuse = flag_value("--reuse").map(PathBuf::from);
     assert!(
         !(on_postgres && reuse.is_some()),
         "--reuse is for a kept SQLite file"
+    );
+    let small = if baseline > 0 && baseline < devices {
+        run(baseline, None, false, on_postgres).await;
+        Some(std::mem::take(
+            &mut *FIRST_CALLS.lock().expect("first calls"),
+        ))
+    } else {
+        None
+    };
+    run(devices, reuse, keep, on_postgres).await;
+    let Some(small) = small else { return };
+    let big = std::mem::take(&mut *FIRST_CALLS.lock().expect("first calls"));
+    println!("first call after a restart, {devices} devices against {baseline} (goal: within 3x):");
+    let mut over = 0;
+    for ((path, at_big), (_, at_small)) in big.iter().zip(&small) {
+        let ratio = at_big / at_small.max(0.001);
+        let flag = if ratio > 3.0 {
+            over += 1;
+            "  > 3x"
+        } else {
+            ""
+        };
+        println!("  {path:<58} {at_small:>9.1} → {at_big:>9.1} ms  {ratio:>6.1}x{flag}");
+    }
+    println!("  {over} of {} requests over 3x", big.len());
+}
+
+/// Loads (or reuses) a fleet of `devices`, serves it, and times every request.
+async fn run(devices: usize, reuse: Option<PathBuf>, keep: bool, on_postgres: bool) {
+    println!(
+        "vft national query benchmark: {devices} devices, {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if on_postgres { "PostgreSQL" } else { "SQLite" }
     );
     let scratch = match (&reuse, on_postgres) {
         (Some(_), _) => None,
