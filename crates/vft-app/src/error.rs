@@ -7,9 +7,25 @@ pub enum AppError {
     /// cannot be read.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not see what it asked for (another municipality's data).
+    #[error("{0}")]
+    Forbidden(String),
+    /// What was asked for does not exist (an unknown device).
+    #[error("{0}")]
+    NotFound(String),
     #[error("the database failed: {0}")]
     Store(#[from] vft_store::StoreError),
     /// Work off the async threads ended without an answer (it panicked or was cancelled).
     #[error("{0} did not finish")]
     Interrupted(&'static str),
+    /// A document (the report's PDF or workbook) could not be written: vft's fault, not the
+    /// caller's, so the API answers it as it answers a store error.
+    #[error("cannot write the {0}: {1}")]
+    Document(&'static str, String),
+}
+
+impl AppError {
+    pub(crate) fn document(what: &'static str, why: impl Into<String>) -> Self {
+        Self::Document(what, why.into())
+    }
 }

@@ -7,6 +7,12 @@
 //! operator's console).
 
 mod error;
+pub mod figures;
+pub mod report;
+pub mod rollups;
+pub mod schema;
+pub mod selection;
+pub mod service_level;
 pub mod transition;
 
 pub use error::AppError;
