@@ -51,8 +51,9 @@ impl From<vft_app::AppError> for ApiError {
             vft_app::AppError::Invalid(why) => Self::BadRequest(why),
             vft_app::AppError::Forbidden(why) => Self::Forbidden(why),
             vft_app::AppError::NotFound(why) => Self::NotFound(why),
+            vft_app::AppError::Conflict(why) => Self::Conflict(why),
             vft_app::AppError::Store(e) => e.into(),
-            e @ (vft_app::AppError::Interrupted(_) | vft_app::AppError::Document(..)) => {
+            e @ (vft_app::AppError::Interrupted(_) | vft_app::AppError::Failed(..)) => {
                 Self::Internal(e.to_string())
             }
         }

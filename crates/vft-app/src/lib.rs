@@ -6,8 +6,11 @@
 //! that each door shows its own way (a status code with the cause logged, or the cause on the
 //! operator's console).
 
+pub mod accounts;
 mod error;
 pub mod figures;
+pub mod inventory;
+pub mod mqtt_credentials;
 pub mod report;
 pub mod rollups;
 pub mod schema;

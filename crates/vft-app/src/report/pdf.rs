@@ -81,7 +81,7 @@ impl Metrics {
     fn load() -> Result<Self, AppError> {
         let face = |data: &'static [u8]| {
             ttf_parser::Face::parse(data, 0)
-                .map_err(|e| AppError::document("PDF", format!("font: {e}")))
+                .map_err(|e| AppError::failed("write the PDF", format!("font: {e}")))
         };
         Ok(Self {
             regular: face(REGULAR)?,
@@ -948,7 +948,8 @@ fn capitalised(s: &str) -> String {
 /// Draws the laid-out pages with a footer on each, and the document's metadata.
 fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, AppError> {
     let font = |data: &'static [u8]| {
-        Font::new(data.into(), 0).ok_or_else(|| AppError::document("PDF", "the font does not load"))
+        Font::new(data.into(), 0)
+            .ok_or_else(|| AppError::failed("write the PDF", "the font does not load"))
     };
     let (regular, bold) = (font(REGULAR)?, font(BOLD)?);
     let mut document = Document::new();
@@ -978,7 +979,7 @@ fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, Ap
     let pages = l.pages.len();
     let settings = || {
         PageSettings::from_wh(PAGE_W, PAGE_H)
-            .ok_or_else(|| AppError::document("PDF", "the page size is invalid"))
+            .ok_or_else(|| AppError::failed("write the PDF", "the page size is invalid"))
     };
     for (n, ops) in l.pages.iter().enumerate() {
         let mut page = document.start_page_with(settings()?);
@@ -1075,7 +1076,7 @@ fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, Ap
     }
     document
         .finish()
-        .map_err(|e| AppError::document("PDF", format!("{e:?}")))
+        .map_err(|e| AppError::failed("write the PDF", format!("{e:?}")))
 }
 
 fn page_number(n: usize, of: usize) -> String {

@@ -9,7 +9,7 @@ use rust_xlsxwriter::{DocProperties, Format, Workbook, Worksheet, XlsxError};
 use vft_domain::DeviceTable;
 
 fn failed(e: XlsxError) -> AppError {
-    AppError::document("workbook", e.to_string())
+    AppError::failed("write the workbook", e.to_string())
 }
 
 /// One worksheet, written row by row.
