@@ -379,3 +379,92 @@ fn the_domain_and_the_store_read_no_clock() {
     let api = std::path::Path::new(crates).join("vft-api").join("src");
     assert!(!clock_reads(&api).is_empty());
 }
+
+/// What the command line may name of the HTTP crate: the parts that compose the server. Every
+/// use case it runs is `vft-app`'s (ARCHITECTURE.md, dependency direction; decision 0021).
+const CLI_MAY_NAME_OF_THE_API: &[&str] = &[
+    "AppState",
+    "SessionSettings",
+    "serve",
+    "serve_tls",
+    "audit",
+    "oidc",
+    "oidc_sign_in",
+    "throttle",
+];
+
+/// The `vft_api::…` paths in `code` (comments left out) whose first segment the command line
+/// may not name; a group (`vft_api::{a, b}`) is each of its items.
+fn forbidden_api_paths(code: &str) -> Vec<String> {
+    let code: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("vft_api::") {
+        let rest = &code[at + "vft_api::".len()..];
+        let named: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .collect(),
+            None => vec![rest],
+        };
+        for path in named {
+            let first: String = path
+                .trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !first.is_empty() && !CLI_MAY_NAME_OF_THE_API.contains(&first.as_str()) {
+                found.push(format!("vft_api::{first}"));
+            }
+        }
+    }
+    found
+}
+
+/// The command line reaches `vft-api` only to compose the server: a use case called through
+/// the HTTP crate would bring its errors (a bare "internal error") back to the console.
+#[test]
+fn the_command_line_calls_use_cases_not_the_api() {
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/vft/src"
+    ))];
+    let mut found = Vec::new();
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read crates/vft/src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files += 1;
+                let text = std::fs::read_to_string(&path).expect("read source");
+                for p in forbidden_api_paths(&text) {
+                    found.push(format!("{}: {p}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(files > 5, "only {files} files found: is the path right?");
+    assert!(
+        found.is_empty(),
+        "the CLI names vft-api beyond composing the server (call vft_app instead):\n{}",
+        found.join("\n")
+    );
+    // The check can fail.
+    assert_eq!(
+        forbidden_api_paths("let r = vft_api::report::render_report(&s).await?; // vft_api::x"),
+        ["vft_api::report"]
+    );
+    assert_eq!(
+        forbidden_api_paths("use vft_api::{throttle, devices::DeviceView};"),
+        ["vft_api::devices"]
+    );
+    assert!(forbidden_api_paths("vft_api::serve(listener, state, stop)").is_empty());
+}

@@ -2,7 +2,7 @@
 //! operator roles (`vft user …` and `vft token …` do the same on the server).
 
 use crate::audit_slot::AuditNote;
-use crate::auth::{AccessManager, TOKEN_ID_DIGITS};
+use crate::auth::AccessManager;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,12 +11,8 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vft_domain::auth::{check_new_password, parse_username};
-use vft_domain::{Actor, MunicipalityCode, Principal, Role, hash_token};
+use vft_domain::{Actor, MunicipalityCode, Principal, Role};
 use vft_store::{NewUser, TokenListing, UserChange, UserRecord};
-
-/// Longest a machine token may live, and how long one lives unless asked otherwise.
-pub const MAX_TOKEN_DAYS: u32 = 730;
-pub const DEFAULT_TOKEN_DAYS: u32 = 90;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
@@ -249,7 +245,7 @@ pub struct TokenView {
 impl From<&TokenListing> for TokenView {
     fn from(t: &TokenListing) -> Self {
         Self {
-            id: t.token_hash[..TOKEN_ID_DIGITS.min(t.token_hash.len())].to_owned(),
+            id: vft_app::accounts::token_id(&t.token_hash).to_owned(),
             role: t.record.role.name().to_owned(),
             municipalities: t
                 .record
@@ -302,30 +298,6 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-/// A new machine token: `vft_` and 64 hex digits (256 random bits).
-pub fn new_token_secret() -> String {
-    format!("vft_{}", hex::encode(rand::random::<[u8; 32]>()))
-}
-
-/// Checks a token's label and lifetime; returns the label trimmed and the expiry.
-pub fn token_terms(
-    label: &str,
-    expires_in_days: Option<u32>,
-    now: DateTime<Utc>,
-) -> Result<(String, DateTime<Utc>), String> {
-    let label = label.trim();
-    vft_domain::auth::check_free_text("a token's label (who holds it, what for)", label)
-        .map_err(|e| e.to_string())?;
-    let days = expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
-    if days == 0 || days > MAX_TOKEN_DAYS {
-        return Err(format!("a token lives 1-{MAX_TOKEN_DAYS} days"));
-    }
-    Ok((
-        label.to_owned(),
-        now + chrono::Duration::days(i64::from(days)),
-    ))
-}
-
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = NewTokenRequest, responses((status = 201, body = CreatedToken), (status = 400, body = crate::schemas::ErrorBody), (status = 401, body = crate::schemas::ErrorBody), (status = 403, body = crate::schemas::ErrorBody)))]
 /// `POST /api/v1/tokens`: a labelled, scoped, expiring machine token for an integration.
 pub async fn create_token(
@@ -336,33 +308,28 @@ pub async fn create_token(
 ) -> Result<impl IntoResponse, ApiError> {
     let role = role_from(&new.role, &new.municipalities)?;
     check_municipalities(&state, &role)?;
-    let (label, expires_at) =
-        token_terms(&new.label, new.expires_in_days, Utc::now()).map_err(ApiError::BadRequest)?;
-    let secret = new_token_secret();
-    let hash = hash_token(&secret);
-    state
-        .store
-        .create_token(&hash, &role, &label, Utc::now(), Some(expires_at))
-        .await?;
+    let issued = vft_app::accounts::create_token(
+        state.store.as_ref(),
+        role,
+        &new.label,
+        new.expires_in_days,
+        Utc::now(),
+    )
+    .await?;
+    let listing = &issued.listing;
     note.subjects([
-        format!("token={}", &hash[..TOKEN_ID_DIGITS]),
-        format!("role={role}"),
-        format!("label={label}"),
+        format!("token={}", vft_app::accounts::token_id(&listing.token_hash)),
+        format!("role={}", listing.record.role),
+        format!(
+            "label={}",
+            listing.record.label.as_deref().unwrap_or_default()
+        ),
     ]);
-    let listing = TokenListing {
-        token_hash: hash,
-        record: vft_store::TokenRecord {
-            role,
-            label: Some(label),
-            created_at: Utc::now(),
-            expires_at: Some(expires_at),
-        },
-    };
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
-            token: TokenView::from(&listing),
-            secret,
+            token: TokenView::from(listing),
+            secret: issued.secret,
         }),
     ))
 }

@@ -11,13 +11,11 @@ use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use chrono::{DateTime, Utc};
+use vft_app::accounts::TOKEN_ID_DIGITS;
 use vft_domain::{Actor, Capability, MunicipalityCode, Principal, Role, hash_token};
 
 /// The dashboard's session cookie. Its value is a random secret; only its hash is stored.
 pub const SESSION_COOKIE: &str = "vft_session";
-
-/// How many hex digits of a token's hash name it (`vft token list`, the audit log).
-pub const TOKEN_ID_DIGITS: usize = 12;
 
 /// How a request proved who it is.
 #[derive(Debug, Clone)]

@@ -43,12 +43,19 @@ impl From<vft_store::StoreError> for ApiError {
     }
 }
 
+/// A use case's error as the client sees it. The operator's failures (the store, a document
+/// not written, work interrupted) become `Internal`, whose detail is logged and never sent.
 impl From<vft_app::AppError> for ApiError {
     fn from(e: vft_app::AppError) -> Self {
         match e {
             vft_app::AppError::Invalid(why) => Self::BadRequest(why),
+            vft_app::AppError::Forbidden(why) => Self::Forbidden(why),
+            vft_app::AppError::NotFound(why) => Self::NotFound(why),
+            vft_app::AppError::Conflict(why) => Self::Conflict(why),
             vft_app::AppError::Store(e) => e.into(),
-            e @ vft_app::AppError::Interrupted(_) => Self::Internal(e.to_string()),
+            e @ (vft_app::AppError::Interrupted(_) | vft_app::AppError::Failed(..)) => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Response-centre and medication figures per month, and publishing (closing) a month.
+//! The response centre's and medication routes (over `vft_app::figures`), the response
+//! centre's unanswered alarms, and publishing (closing) a month.
 
 use crate::auth::Caller;
-use crate::rollups::{Selection, parse_month, parse_year};
+use crate::rollups::selection;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,8 +11,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use vft_domain::response::{MonthResponse, ResponseStandard, response_figures};
-use vft_domain::{TechnologyKind, YearMonth};
+use vft_app::figures::{MedicationView, response_months, technology_kind};
+use vft_app::selection::{parse_month, year_months};
+use vft_domain::YearMonth;
+use vft_domain::response::{MonthResponse, ResponseStandard};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -21,11 +24,6 @@ pub struct FiguresQuery {
     municipality: Option<String>,
     /// A technology type id (response centre only).
     kind: Option<String>,
-}
-
-fn year_months(year: Option<&str>, now: DateTime<Utc>) -> Result<Vec<YearMonth>, ApiError> {
-    YearMonth::months_of_year(parse_year(year, now)?)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// `GET /api/v1/rollups/response-centre`: the standard and one entry per month of the year.
@@ -118,15 +116,8 @@ pub async fn response_centre(
     Query(q): Query<FiguresQuery>,
 ) -> Result<Json<ResponseCentreView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
-    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
-    let kind = q
-        .kind
-        .as_deref()
-        .map(|k| {
-            TechnologyKind::from_id(k)
-                .ok_or_else(|| ApiError::BadRequest(format!("unknown technology type {k:?}")))
-        })
-        .transpose()?;
+    let selection = selection(&state, &caller, q.municipality.as_deref(), None, None)?;
+    let kind = technology_kind(q.kind.as_deref())?;
     let standard = ResponseStandard::default();
     let figures = response_months(
         state.store.as_ref(),
@@ -142,52 +133,6 @@ pub async fn response_centre(
         standard: standard.into(),
         months: figures,
     }))
-}
-
-/// The months of `GET /api/v1/rollups/response-centre` as it serves them; the monthly report
-/// reads the same. `own` is the municipality a municipality user acts for: its figures are
-/// made of its own events only.
-pub(crate) async fn response_months(
-    store: &dyn vft_store::Store,
-    selection: &Selection,
-    own: Option<&vft_domain::MunicipalityCode>,
-    kind: Option<TechnologyKind>,
-    months: &[YearMonth],
-    standard: &ResponseStandard,
-) -> Result<Vec<MonthResponse>, ApiError> {
-    // The coordinator's figures (by municipality too) merge every event of an alarm, counted
-    // where it was raised, so the municipalities add up to the region: ingest keeps their sums
-    // per month, municipality and kind (the kind an alarm's own, else its device's current
-    // one), and they are read from there.
-    if own.is_none() && !selection.has_vendor_or_cooperation() {
-        let tallies = store
-            .response_tallies(months, selection.municipality(), kind)
-            .await?;
-        return Ok(months
-            .iter()
-            .zip(tallies)
-            .map(|(m, t)| t.figures(*m, standard))
-            .collect());
-    }
-    // A municipality user's figures come from its own events only: an alarm raised here and
-    // acknowledged by another municipality's gateway is unanswered here, and that answer is
-    // counted there. They, and a selection by vendor or cooperation (whose memberships are
-    // day-aligned, not month-aligned), are computed from the alarms of the months asked for.
-    let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
-        return Ok(Vec::new());
-    };
-    // An alarm's month is its origin's (the `alarm` event, else its earliest event), which is
-    // what the store selects by: these are all the alarms of the months.
-    let (start, end) = (first.start(), last.end_exclusive());
-    let mut alarms = match &own {
-        Some(own) => store.own_alarm_records(own, start, end).await?,
-        None => store.alarm_records(start, end).await?,
-    };
-    alarms.retain(|a| {
-        let cut = a.anchor().unwrap_or(start) + chrono::Duration::microseconds(1);
-        selection.admits(&a.municipality, &a.vendor, cut) && kind.is_none_or(|k| a.kind == Some(k))
-    });
-    Ok(response_figures(&alarms, months, standard))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -235,7 +180,7 @@ pub async fn unanswered(
         Some(m) => parse_month(m)?,
         None => YearMonth::containing(Utc::now()),
     };
-    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
+    let selection = selection(&state, &caller, q.municipality.as_deref(), None, None)?;
     let (start, end) = (month.start(), month.end_exclusive());
     let mut alarms = match caller.own() {
         Some(own) => state.store.own_alarm_records(own, start, end).await?,
@@ -271,21 +216,6 @@ pub async fn unanswered(
     }))
 }
 
-/// `GET /api/v1/rollups/medication`: doses per month of the year.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MedicationView {
-    pub year: i32,
-    pub months: Vec<MedicationMonthView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MedicationMonthView {
-    #[schema(value_type = crate::schemas::Month)]
-    pub month: YearMonth,
-    pub taken: u64,
-    pub missed: u64,
-}
-
 #[utoipa::path(get, path = "/api/v1/rollups/medication", tag = "rollups", params(FiguresQuery), responses((status = 200, description = "Doses taken and missed per month.", body = MedicationView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/medication?year=&municipality=`: doses taken and missed per month.
 pub async fn medication(
@@ -294,32 +224,10 @@ pub async fn medication(
     Query(q): Query<FiguresQuery>,
 ) -> Result<Json<MedicationView>, ApiError> {
     let months = year_months(q.year.as_deref(), Utc::now())?;
-    let selection = Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
-    let periods: Vec<(DateTime<Utc>, DateTime<Utc>)> = months
-        .iter()
-        .map(|m| (m.start(), m.end_exclusive()))
-        .collect();
-    let mut taken = vec![0u64; months.len()];
-    let mut missed = vec![0u64; months.len()];
-    for (i, municipality, t, m) in state.store.dose_counts(&periods).await? {
-        if selection.admits_municipality(&municipality, periods[i].1) {
-            taken[i] += t;
-            missed[i] += m;
-        }
-    }
-    let rows = months
-        .iter()
-        .enumerate()
-        .map(|(i, m)| MedicationMonthView {
-            month: *m,
-            taken: taken[i],
-            missed: missed[i],
-        })
-        .collect();
-    Ok(Json(MedicationView {
-        year: months[0].year(),
-        months: rows,
-    }))
+    let selection = selection(&state, &caller, q.municipality.as_deref(), None, None)?;
+    Ok(Json(
+        vft_app::figures::medication(state.store.as_ref(), &selection, &months).await?,
+    ))
 }
 
 /// The answer to publishing a month.
@@ -396,7 +304,7 @@ pub async fn published(
     let months = year_months(q.year.as_deref(), Utc::now())?;
     // The months are the region's; a municipality asked for is checked like everywhere else,
     // so asking for another one is 403 here too.
-    Selection::parse(&state, &caller, q.municipality.as_deref(), None, None)?;
+    selection(&state, &caller, q.municipality.as_deref(), None, None)?;
     let published = state.store.published_months(&months).await?;
     let items = published
         .into_iter()

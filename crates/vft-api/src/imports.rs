@@ -397,7 +397,7 @@ pub async fn progress(
     let scope = caller.scope(asked)?;
     let (from, to) = vendors(q.from.as_deref(), q.to.as_deref())?;
     let now = Utc::now();
-    let year = crate::rollups::parse_year(q.year.as_deref(), now)?;
+    let year = vft_app::selection::parse_year(q.year.as_deref(), now)?;
     let months: Vec<YearMonth> = YearMonth::months_of_year(year)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .into_iter()

@@ -1,8 +1,9 @@
 //! Gateway credentials for vft's embedded MQTT listener (coordinator only):
 //! `POST /api/v1/mqtt-credentials` creates one and shows its password once,
 //! `GET /api/v1/mqtt-credentials` lists them (never a password or hash),
-//! `DELETE /api/v1/mqtt-credentials?username=` revokes one. `vft mqtt-credential …` calls
-//! [`create`] too, so both paths make the same credential.
+//! `DELETE /api/v1/mqtt-credentials?username=` revokes one. Creating is the use case
+//! `vft_app::mqtt_credentials::create`, which `vft mqtt-credential …` calls too, so both
+//! paths make the same credential.
 
 use crate::auth::AccessManager;
 use crate::{ApiError, AppState};
@@ -13,65 +14,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vft_domain::mqtt_access::{self, CredentialScope};
-use vft_domain::{GatewayId, VendorId};
-use vft_store::{MqttCredential, Store};
-
-/// Longest label kept with a credential.
-const MAX_LABEL_CHARS: usize = 200;
-
-/// Creates a credential for `vendor` (or one of its gateways) and returns it with its
-/// password, which is shown once: only its Argon2id hash is stored. The username defaults to
-/// `vendor` or `vendor/gateway` (what Mosquitto's shipped ACL expects too).
-pub async fn create(
-    store: &dyn Store,
-    vendor: &str,
-    gateway: Option<&str>,
-    username: Option<&str>,
-    label: Option<&str>,
-) -> Result<(MqttCredential, String), ApiError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| ApiError::BadRequest(format!("{what}: {e}"));
-    let scope = CredentialScope {
-        vendor: VendorId::parse(vendor).map_err(|e| bad("vendor", &e))?,
-        gateway: gateway
-            .map(GatewayId::parse)
-            .transpose()
-            .map_err(|e| bad("gateway", &e))?,
-    };
-    let username = username.map_or_else(|| scope.default_username(), str::to_owned);
-    mqtt_access::validate_username(&username).map_err(|e| bad("username", &e))?;
-    let label = label.map(str::trim).filter(|l| !l.is_empty());
-    if label.is_some_and(|l| l.chars().count() > MAX_LABEL_CHARS || l.chars().any(char::is_control))
-    {
-        return Err(ApiError::BadRequest(format!(
-            "label: at most {MAX_LABEL_CHARS} characters, no control characters"
-        )));
-    }
-    let password = mqtt_access::password_from_random(rand::random());
-    let salt: [u8; 16] = rand::random();
-    let given = password.clone();
-    // Argon2id takes 19 MiB and some tens of milliseconds: off the async workers.
-    let password_hash =
-        tokio::task::spawn_blocking(move || mqtt_access::hash_password(&given, salt))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let credential = MqttCredential {
-        username,
-        password_hash,
-        scope,
-        label: label.map(str::to_owned),
-        created_at: Utc::now(),
-        revoked_at: None,
-    };
-    if !store.create_mqtt_credential(&credential).await? {
-        return Err(ApiError::Conflict(format!(
-            "an MQTT credential named {:?} exists; revoke it first or choose another username",
-            credential.username
-        )));
-    }
-    Ok((credential, password))
-}
+use vft_store::MqttCredential;
 
 /// A new credential (`POST /api/v1/mqtt-credentials`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,12 +86,13 @@ pub async fn post(
     State(state): State<AppState>,
     Json(new): Json<NewCredential>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (credential, password) = create(
+    let (credential, password) = vft_app::mqtt_credentials::create(
         state.store.as_ref(),
         &new.vendor,
         new.gateway.as_deref(),
         new.username.as_deref(),
         new.label.as_deref(),
+        Utc::now(),
     )
     .await?;
     tracing::info!(username = %credential.username, scope = %credential.scope, "MQTT credential created through the API");

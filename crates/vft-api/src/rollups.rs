@@ -1,19 +1,38 @@
+//! The rollups' routes (the monthly table, change attribution) over `vft_app::rollups`, and
+//! dead letters with handling and replay.
+
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use vft_domain::attribution::{Scope, attribute_changes};
-use vft_domain::membership::Cooperation;
-use vft_domain::{
-    ChangeCause, DeviceTable, MunicipalityCode, Registry, TableRow, TechnologyKind, VendorId,
-    YearMonth,
-};
-use vft_store::BreakdownRow;
+use vft_app::rollups::{ChangesView, CorrectionView, TableFigures, attribution, table_figures};
+use vft_app::selection::{Selection, begun_month, parse_year};
+use vft_domain::{DeviceTable, TableRow, TechnologyKind, YearMonth};
+
+/// The selection a figure's query asks for: the municipality checked against the registry and
+/// then against the caller (400 before 403, as every route answers), then vendor and
+/// cooperation.
+pub(crate) fn selection(
+    state: &AppState,
+    caller: &Caller,
+    municipality: Option<&str>,
+    vendor: Option<&str>,
+    cooperation: Option<&str>,
+) -> Result<Selection, ApiError> {
+    let asked = vft_app::transition::municipality(&state.registry, municipality)?;
+    let municipality = caller.scope(asked)?;
+    Ok(Selection::parse(
+        municipality,
+        vendor,
+        cooperation,
+        &state.cooperations,
+    )?)
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -28,191 +47,6 @@ pub struct DevicesQuery {
     cooperation: Option<String>,
     /// json (default) or csv; `Accept: text/csv` works too.
     format: Option<String>,
-}
-
-/// The required `month=YYYY-MM` of a figure about one month, which must have begun by `now`.
-pub(crate) fn begun_month(month: Option<&str>, now: DateTime<Utc>) -> Result<YearMonth, ApiError> {
-    let month = parse_month(
-        month.ok_or_else(|| ApiError::BadRequest("month=YYYY-MM is required".into()))?,
-    )?;
-    if month.start() > now {
-        return Err(ApiError::BadRequest(format!("{month} has not begun")));
-    }
-    Ok(month)
-}
-
-pub(crate) fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
-    s.parse()
-        .map_err(|e: vft_domain::month::MonthError| ApiError::BadRequest(e.to_string()))
-}
-
-pub(crate) fn parse_year(year: Option<&str>, now: DateTime<Utc>) -> Result<i32, ApiError> {
-    match year {
-        None => Ok(YearMonth::containing(now).year()),
-        Some(y) => y
-            .parse::<i32>()
-            .ok()
-            .filter(|y| (1970..=9999).contains(y))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "year must be a year between 1970 and 9999, got {y:?}"
-                ))
-            }),
-    }
-}
-
-/// Which devices a figure counts: one municipality and/or vendor, and/or the members of a
-/// cooperation at the instant the figure is taken.
-pub(crate) struct Selection {
-    municipality: Option<MunicipalityCode>,
-    vendor: Option<VendorId>,
-    cooperation: Option<Cooperation>,
-}
-
-impl Selection {
-    /// One municipality or the whole region, no vendor or cooperation: a report's scope,
-    /// already checked against whoever asked for it.
-    pub(crate) fn of_municipality(municipality: Option<MunicipalityCode>) -> Self {
-        Self {
-            municipality,
-            vendor: None,
-            cooperation: None,
-        }
-    }
-
-    /// The one municipality asked for (or the caller's own), if any.
-    pub(crate) fn municipality(&self) -> Option<&MunicipalityCode> {
-        self.municipality.as_ref()
-    }
-
-    /// Whether a vendor or a cooperation narrows the selection beyond one municipality.
-    pub(crate) fn has_vendor_or_cooperation(&self) -> bool {
-        self.vendor.is_some() || self.cooperation.is_some()
-    }
-
-    /// How a download names what it holds: the municipality, the cooperation or the region,
-    /// and the vendor if one.
-    pub(crate) fn file_scope(&self) -> String {
-        let scope = match (&self.municipality, &self.cooperation) {
-            (Some(m), _) => m.to_string(),
-            (None, Some(c)) => c.id.clone(),
-            (None, None) => "region".to_owned(),
-        };
-        match &self.vendor {
-            Some(v) => format!("{scope}-{v}"),
-            None => scope,
-        }
-    }
-
-    pub(crate) fn parse(
-        state: &AppState,
-        caller: &Caller,
-        municipality: Option<&str>,
-        vendor: Option<&str>,
-        cooperation: Option<&str>,
-    ) -> Result<Self, ApiError> {
-        let asked = municipality
-            .map(|m| {
-                let code =
-                    MunicipalityCode::parse(m).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-                if state.registry.contains(&code) {
-                    Ok(code)
-                } else {
-                    Err(ApiError::BadRequest(format!("unknown municipality {code}")))
-                }
-            })
-            .transpose()?;
-        let municipality = caller.scope(asked)?;
-        let vendor = vendor
-            .map(|v| VendorId::parse(v).map_err(|e| ApiError::BadRequest(e.to_string())))
-            .transpose()?;
-        let cooperation = cooperation
-            .map(|c| {
-                state
-                    .cooperations
-                    .iter()
-                    .find(|k| k.id == c)
-                    .cloned()
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            state.cooperations.iter().map(|k| k.id.as_str()).collect();
-                        ApiError::BadRequest(format!(
-                            "unknown cooperation {c:?}; known: {}",
-                            known.join(", ")
-                        ))
-                    })
-            })
-            .transpose()?;
-        Ok(Self {
-            municipality,
-            vendor,
-            cooperation,
-        })
-    }
-
-    /// Whether a municipality and vendor count in a figure taken just before `cut`.
-    pub(crate) fn admits(
-        &self,
-        municipality: &MunicipalityCode,
-        vendor: &VendorId,
-        cut: DateTime<Utc>,
-    ) -> bool {
-        self.vendor.as_ref().is_none_or(|v| v == vendor)
-            && self.admits_municipality(municipality, cut)
-    }
-
-    /// The municipality part alone, for figures that have no vendor (medication).
-    pub(crate) fn admits_municipality(
-        &self,
-        municipality: &MunicipalityCode,
-        cut: DateTime<Utc>,
-    ) -> bool {
-        let at = cut - chrono::Duration::microseconds(1);
-        self.municipality.as_ref().is_none_or(|m| m == municipality)
-            && self
-                .cooperation
-                .as_ref()
-                .is_none_or(|c| c.is_member(municipality, at))
-    }
-
-    /// The same selection as an attribution scope at one cut.
-    pub(crate) fn scope(&self, registry: &Registry, cut: DateTime<Utc>) -> Scope {
-        let municipalities =
-            (self.municipality.is_some() || self.cooperation.is_some()).then(|| {
-                registry
-                    .iter()
-                    .map(|x| x.code.clone())
-                    .filter(|code| self.admits_municipality(code, cut))
-                    .collect()
-            });
-        Scope {
-            municipalities,
-            vendor: self.vendor.clone(),
-        }
-    }
-
-    /// Devices and recipients per type, summed over the admitted rows of one cut.
-    fn sum(&self, rows: &[BreakdownRow], idx: usize, cut: DateTime<Utc>) -> ([u64; 6], [u64; 6]) {
-        let mut devices = [0; 6];
-        let mut recipients = [0; 6];
-        for r in rows
-            .iter()
-            .filter(|r| r.idx == idx && self.admits(&r.municipality, &r.vendor, cut))
-        {
-            devices[r.kind.index()] += r.devices;
-            recipients[r.kind.index()] += r.recipients;
-        }
-        (devices, recipients)
-    }
-}
-
-/// Past months are taken at their last instant, the current month as of now; months not begun
-/// have no figure (`None`).
-pub(crate) fn month_cuts(months: &[YearMonth], now: DateTime<Utc>) -> Vec<Option<DateTime<Utc>>> {
-    months
-        .iter()
-        .map(|m| (m.start() <= now).then(|| m.end_exclusive().min(now)))
-        .collect()
 }
 
 /// `GET /api/v1/rollups/devices` as JSON: Contract 2's table (`year`, `months`, `rows`,
@@ -265,18 +99,6 @@ pub struct RecipientRowView {
     pub counts: Vec<Option<u64>>,
 }
 
-/// A published count that later events changed: `difference` = `current` − `published`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CorrectionView {
-    #[schema(value_type = crate::schemas::Month)]
-    pub month: YearMonth,
-    #[schema(value_type = crate::schemas::Kind)]
-    pub kind: TechnologyKind,
-    pub published: u64,
-    pub current: u64,
-    pub difference: i64,
-}
-
 #[utoipa::path(get, path = "/api/v1/rollups/devices", tag = "rollups", params(DevicesQuery), responses((status = 200, description = "The monthly table (Contract 2) with recipients, published months and corrections; CSV with format=csv.", content((DeviceTableView = "application/json"), (String = "text/csv"))), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/devices`: devices in service at each month end of a year (Contract 2),
 /// with, beside the contract's fields, distinct service recipients per type, which months are
@@ -289,7 +111,7 @@ pub async fn devices(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let year = parse_year(q.year.as_deref(), now)?;
-    let selection = Selection::parse(
+    let selection = selection(
         &state,
         &caller,
         q.municipality.as_deref(),
@@ -349,80 +171,9 @@ pub async fn devices(
         },
         published,
         corrections,
-        cooperation: selection.cooperation.as_ref().map(|c| c.id.clone()),
+        cooperation: selection.cooperation().map(|c| c.id.clone()),
     };
     Ok(Json(body).into_response())
-}
-
-/// The monthly table of a year as the API serves it: devices and recipients per type at each
-/// month end (published months as published), which months are published, and corrections.
-pub(crate) struct TableFigures {
-    pub devices: DeviceTable,
-    pub recipients: DeviceTable,
-    pub published: Vec<bool>,
-    pub corrections: Vec<CorrectionView>,
-}
-
-/// The table behind `GET /api/v1/rollups/devices`; the monthly report reads the same.
-pub(crate) async fn table_figures(
-    store: &dyn vft_store::Store,
-    selection: &Selection,
-    year: i32,
-    now: DateTime<Utc>,
-) -> Result<TableFigures, ApiError> {
-    let months =
-        YearMonth::months_of_year(year).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let cuts = month_cuts(&months, now);
-    let instants: Vec<DateTime<Utc>> = cuts.iter().flatten().copied().collect();
-    let live = store.month_end_breakdown(&instants).await?;
-    let published = store.published_months(&months).await?;
-
-    let mut shown: Vec<Option<[u64; 6]>> = Vec::new();
-    let mut recipients: Vec<Option<[u64; 6]>> = Vec::new();
-    let mut corrections = Vec::new();
-    let mut next_idx = 0;
-    for (m, cut) in months.iter().zip(&cuts) {
-        let Some(cut) = *cut else {
-            shown.push(None);
-            recipients.push(None);
-            continue;
-        };
-        let (live_devices, live_recipients) = selection.sum(&live, next_idx, cut);
-        next_idx += 1;
-        match published.iter().find(|p| p.month == *m) {
-            Some(p) => {
-                let (pub_devices, pub_recipients) =
-                    selection.sum(&p.rows, p.rows.first().map_or(0, |r| r.idx), cut);
-                for kind in TechnologyKind::ALL {
-                    let (was, is) = (pub_devices[kind.index()], live_devices[kind.index()]);
-                    if was != is {
-                        corrections.push(CorrectionView {
-                            month: *m,
-                            kind,
-                            published: was,
-                            current: is,
-                            difference: is as i64 - was as i64,
-                        });
-                    }
-                }
-                shown.push(Some(pub_devices));
-                recipients.push(Some(pub_recipients));
-            }
-            None => {
-                shown.push(Some(live_devices));
-                recipients.push(Some(live_recipients));
-            }
-        }
-    }
-    Ok(TableFigures {
-        devices: DeviceTable::from_counts(year, months.clone(), &shown),
-        recipients: DeviceTable::from_counts(year, months.clone(), &recipients),
-        published: months
-            .iter()
-            .map(|m| published.iter().any(|p| p.month == *m))
-            .collect(),
-        corrections,
-    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -435,88 +186,6 @@ pub struct ChangesQuery {
     cooperation: Option<String>,
 }
 
-/// Devices listed per change line; the count is always complete.
-const MAX_LISTED: usize = 500;
-
-/// `GET /api/v1/rollups/devices/changes`: why each row moved since the month before.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChangesView {
-    #[schema(value_type = crate::schemas::Month)]
-    pub month: YearMonth,
-    #[schema(value_type = crate::schemas::Month)]
-    pub previous_month: YearMonth,
-    /// One row per technology type, in table order.
-    pub rows: Vec<ChangeRowView>,
-}
-
-/// One technology type: devices counted at the start (`before`) and end (`after`) of the month;
-/// its lines add up to `delta`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChangeRowView {
-    #[schema(value_type = crate::schemas::Kind)]
-    pub kind: TechnologyKind,
-    pub label: String,
-    pub before: i64,
-    pub after: i64,
-    pub delta: i64,
-    pub lines: Vec<ChangeLineView>,
-}
-
-/// One cause of a row's change. `devices` lists at most 500; `device_count` is all of them.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ChangeLineView {
-    pub cause: ChangeCauseView,
-    /// Only on `decommissioned` lines, which are split by it: `returned`,
-    /// `moved_to_institution`, `deceased`, `no_longer_needed`, `replaced`, `broken`, `lost`,
-    /// `other`, or `not_given` (the event said none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub delta: i64,
-    pub device_count: u64,
-    pub devices: Vec<DeviceKeyView>,
-}
-
-/// A device by vendor and device id.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceKeyView {
-    pub vendor: String,
-    pub device: String,
-}
-
-// `vft_domain::ChangeCause` with the same ids; the conversion below names every domain
-// variant, so a new one does not compile until it is added here.
-/// Why a device entered or left the counted set.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = ChangeCause)]
-pub enum ChangeCauseView {
-    Installed,
-    Decommissioned,
-    Replaced,
-    VendorMigration,
-    MovedIn,
-    MovedOut,
-    KindChanged,
-    MunicipalityJoined,
-    MunicipalityLeft,
-}
-
-impl From<ChangeCause> for ChangeCauseView {
-    fn from(c: ChangeCause) -> Self {
-        match c {
-            ChangeCause::Installed => Self::Installed,
-            ChangeCause::Decommissioned => Self::Decommissioned,
-            ChangeCause::Replaced => Self::Replaced,
-            ChangeCause::VendorMigration => Self::VendorMigration,
-            ChangeCause::MovedIn => Self::MovedIn,
-            ChangeCause::MovedOut => Self::MovedOut,
-            ChangeCause::KindChanged => Self::KindChanged,
-            ChangeCause::MunicipalityJoined => Self::MunicipalityJoined,
-            ChangeCause::MunicipalityLeft => Self::MunicipalityLeft,
-        }
-    }
-}
-
 #[utoipa::path(get, path = "/api/v1/rollups/devices/changes", tag = "rollups", params(ChangesQuery), responses((status = 200, description = "Per technology type: before, after, delta and the lines adding up to delta.", body = ChangesView), (status = 400, description = "Bad parameter", body = crate::schemas::ErrorBody), (status = 401, description = "No or unknown token", body = crate::schemas::ErrorBody), (status = 403, description = "Another municipality asked for", body = crate::schemas::ErrorBody)))]
 /// `GET /api/v1/rollups/devices/changes?month=YYYY-MM`: why each row moved since the month
 /// before, line by line; the lines of a row add up to its change.
@@ -527,7 +196,7 @@ pub async fn changes(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let month = begun_month(q.month.as_deref(), now)?;
-    let selection = Selection::parse(
+    let selection = selection(
         &state,
         &caller,
         q.municipality.as_deref(),
@@ -545,144 +214,6 @@ pub async fn changes(
     )
     .await?;
     Ok(Json(view).into_response())
-}
-
-/// A line as the API shows it; a `decommissioned` line becomes one line per reason (in the
-/// contract's order, `not_given` last), each with its devices and its share of the delta.
-fn split_by_reason(
-    line: &vft_domain::ChangeLine,
-    reasons: &std::collections::HashMap<
-        (vft_domain::VendorId, vft_domain::DeviceId),
-        Option<vft_domain::DecommissionReason>,
-    >,
-) -> Vec<ChangeLineView> {
-    let view = |reason: Option<String>,
-                devices: Vec<&(vft_domain::VendorId, vft_domain::DeviceId)>| {
-        // Every device of a line moves the row the same way: the line's delta per device.
-        let per_device = if line.devices.is_empty() {
-            0
-        } else {
-            line.delta / line.devices.len() as i64
-        };
-        ChangeLineView {
-            cause: line.cause.into(),
-            reason,
-            delta: per_device * devices.len() as i64,
-            device_count: devices.len() as u64,
-            devices: devices
-                .iter()
-                .take(MAX_LISTED)
-                .map(|(v, d)| DeviceKeyView {
-                    vendor: v.to_string(),
-                    device: d.to_string(),
-                })
-                .collect(),
-        }
-    };
-    if line.cause != vft_domain::ChangeCause::Decommissioned {
-        return vec![view(None, line.devices.iter().collect())];
-    }
-    let mut by_reason: std::collections::BTreeMap<
-        Option<vft_domain::DecommissionReason>,
-        Vec<&(vft_domain::VendorId, vft_domain::DeviceId)>,
-    > = Default::default();
-    for key in &line.devices {
-        by_reason
-            .entry(reasons.get(key).copied().flatten())
-            .or_default()
-            .push(key);
-    }
-    // Reasons in the contract's order; devices without one ("not given") last.
-    let mut views: Vec<ChangeLineView> = by_reason
-        .iter()
-        .filter_map(|(r, devices)| r.map(|r| view(Some(r.id().to_owned()), devices.clone())))
-        .collect();
-    if let Some(devices) = by_reason.get(&None) {
-        views.push(view(Some("not_given".to_owned()), devices.clone()));
-    }
-    views
-}
-
-/// The month's change attribution against the month before, computed from the snapshots
-/// (`GET /api/v1/rollups/devices/changes`, and the monthly report).
-pub(crate) async fn attribution(
-    store: &dyn vft_store::Store,
-    registry: &Registry,
-    selection: &Selection,
-    month: YearMonth,
-    now: DateTime<Utc>,
-) -> Result<ChangesView, ApiError> {
-    let before_cut = month.start();
-    let after_cut = month.end_exclusive().min(now);
-    let before_scope = selection.scope(registry, before_cut);
-    let after_scope = selection.scope(registry, after_cut);
-    // Besides the devices that changed, a device kept through the month moves a row only if
-    // its municipality joined or left the selection (a cooperation's membership).
-    let shifted: Vec<MunicipalityCode> =
-        match (&before_scope.municipalities, &after_scope.municipalities) {
-            (None, None) => Vec::new(),
-            (Some(b), Some(a)) => b.symmetric_difference(a).cloned().collect(),
-            _ => registry.iter().map(|m| m.code.clone()).collect(),
-        };
-    let changes = store
-        .service_changes(before_cut, after_cut, &shifted)
-        .await?;
-    let at = |cut: DateTime<Utc>| -> Vec<vft_domain::attribution::InService> {
-        changes
-            .spans
-            .iter()
-            .filter(|s| s.covers(cut))
-            .filter_map(vft_domain::interval::Interval::in_service)
-            .collect()
-    };
-    let (before, after) = (at(before_cut), at(after_cut));
-    let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
-    // Why the decommissioned devices left: their latest lifecycle event before the month end.
-    let gone: Vec<(vft_domain::VendorId, vft_domain::DeviceId)> = lines
-        .iter()
-        .filter(|l| l.cause == vft_domain::ChangeCause::Decommissioned)
-        .flat_map(|l| l.devices.iter().cloned())
-        .collect();
-    let reasons = if gone.is_empty() {
-        Default::default()
-    } else {
-        store.decommission_reasons(&gone, after_cut).await?
-    };
-    // The rows' counts from the breakdown read in the same snapshot as the spans, so the lines
-    // add up to each row's change.
-    let count = |idx: usize, scope: &Scope, kind: TechnologyKind| -> i64 {
-        changes
-            .breakdown
-            .iter()
-            .filter(|r| r.idx == idx && r.kind == kind && scope.admits(&r.municipality, &r.vendor))
-            .map(|r| r.devices as i64)
-            .sum()
-    };
-    let previous = YearMonth::containing(before_cut - chrono::Duration::microseconds(1));
-    let rows = TechnologyKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let (b, a) = (count(0, &before_scope, kind), count(1, &after_scope, kind));
-            let kind_lines = lines
-                .iter()
-                .filter(|l| l.kind == kind)
-                .flat_map(|l| split_by_reason(l, &reasons))
-                .collect();
-            ChangeRowView {
-                kind,
-                label: kind.label_nb().to_owned(),
-                before: b,
-                after: a,
-                delta: a - b,
-                lines: kind_lines,
-            }
-        })
-        .collect();
-    Ok(ChangesView {
-        month,
-        previous_month: previous,
-        rows,
-    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

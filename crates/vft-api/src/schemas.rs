@@ -67,27 +67,8 @@ fn counts_per_id<'a>(description: &str, ids: impl IntoIterator<Item = &'a str>) 
         .into()
 }
 
-schema_only!(
-    /// `vft_domain::YearMonth`: serialized as `YYYY-MM`.
-    Month,
-    "Month",
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .description(Some("A Europe/Oslo month, YYYY-MM."))
-        .pattern(Some("^[0-9]{4}-(0[1-9]|1[0-2])$"))
-        .examples(["2025-06"])
-        .into()
-);
-
-schema_only!(
-    /// `vft_domain::TechnologyKind`: serialized as its id.
-    Kind,
-    "TechnologyKind",
-    string_enum(
-        "A technology type, in table order.",
-        vft_domain::TechnologyKind::ALL.map(vft_domain::TechnologyKind::id)
-    )
-);
+// Month and technology type are vft-app's: the use cases' results derive their schemas there.
+pub use vft_app::schema::{Kind, Month};
 
 schema_only!(
     /// `vft_domain::EventType` as the device history shows it.

@@ -6,7 +6,16 @@
 //! that each door shows its own way (a status code with the cause logged, or the cause on the
 //! operator's console).
 
+pub mod accounts;
 mod error;
+pub mod figures;
+pub mod inventory;
+pub mod mqtt_credentials;
+pub mod report;
+pub mod rollups;
+pub mod schema;
+pub mod selection;
+pub mod service_level;
 pub mod transition;
 
 pub use error::AppError;

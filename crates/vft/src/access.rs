@@ -7,11 +7,10 @@ use crate::open_store;
 use anyhow::Context;
 use clap::Subcommand;
 use std::io::Read;
-use vft_api::accounts::{new_token_secret, token_terms};
-use vft_api::auth::TOKEN_ID_DIGITS;
+use vft_app::accounts::{token_id, token_terms};
 use vft_domain::audit::{AuditAction, AuditEntry, ChainVerifier};
 use vft_domain::auth::{check_new_password, parse_username};
-use vft_domain::{MunicipalityCode, Role, hash_token};
+use vft_domain::{MunicipalityCode, Role};
 use vft_store::{NewUser, Store, UserChange};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -47,7 +46,7 @@ pub enum TokenCommand {
         #[arg(long)]
         label: String,
         /// Days until the token stops working (1-730).
-        #[arg(long, default_value_t = vft_api::accounts::DEFAULT_TOKEN_DAYS)]
+        #[arg(long, default_value_t = vft_app::accounts::DEFAULT_TOKEN_DAYS)]
         expires_in_days: u32,
     },
     /// List tokens: id (start of the stored hash), role, municipalities, created, expires,
@@ -189,26 +188,26 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
             expires_in_days,
         } => {
             let role = role(config, role_arg, &municipality)?;
-            let (label, expires_at) =
-                token_terms(&label, Some(expires_in_days), chrono::Utc::now())
-                    .map_err(anyhow::Error::msg)?;
+            // Checked before the database is opened too, so a bad label is what the operator
+            // hears first.
+            token_terms(&label, Some(expires_in_days), chrono::Utc::now())?;
             let store = open_store(config).await?;
-            let secret = new_token_secret();
-            let token_hash = hash_token(&secret);
-            store
-                .create_token(
-                    &token_hash,
-                    &role,
-                    &label,
-                    chrono::Utc::now(),
-                    Some(expires_at),
-                )
-                .await?;
+            let issued = vft_app::accounts::create_token(
+                store.as_ref(),
+                role,
+                &label,
+                Some(expires_in_days),
+                chrono::Utc::now(),
+            )
+            .await?;
+            let (secret, stored) = (issued.secret, issued.listing.record);
+            let (role, label) = (stored.role, stored.label.unwrap_or_default());
+            let expires_at = stored.expires_at.unwrap_or_default();
             record(
                 store.as_ref(),
                 "token create",
                 vec![
-                    format!("token={}", &token_hash[..TOKEN_ID_DIGITS]),
+                    format!("token={}", token_id(&issued.listing.token_hash)),
                     format!("role={role}"),
                     format!("label={label}"),
                 ],
@@ -237,7 +236,7 @@ pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()>
                 };
                 println!(
                     "{:<14}{:<14}{:<16}{:<18}{:<18}{}",
-                    &t.token_hash[..TOKEN_ID_DIGITS.min(t.token_hash.len())],
+                    token_id(&t.token_hash),
                     t.record.role.name(),
                     t.record
                         .role

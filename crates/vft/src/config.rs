@@ -444,7 +444,7 @@ impl Config {
             self.connectivity.check_interval_secs > 0,
             "connectivity.check_interval_secs must be at least 1"
         );
-        let max = vft_api::devices::MAX_TIMEOUT_SECS;
+        let max = vft_app::inventory::MAX_TIMEOUT_SECS;
         let timeouts = self.connectivity.timeouts.iter().map(|(k, s)| (k.id(), *s));
         for (what, secs) in timeouts.chain([(
             "default_timeout_secs",

@@ -4,8 +4,7 @@
 use crate::OutputFormat;
 use crate::config::Config;
 use anyhow::Context;
-use vft_api::devices::{DeviceParams, DeviceView, devices_csv};
-use vft_domain::{DeviceId, VendorId};
+use vft_app::inventory::{DeviceParams, DeviceView, devices_csv, parse_key};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DevicesCommand {
@@ -78,9 +77,7 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
                 limit: a.limit.clone(),
                 ..Default::default()
             };
-            let mut query = params
-                .to_query(None, &registry, now, timeouts)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut query = params.to_query(None, &registry, now, timeouts)?;
             if a.limit.is_none() {
                 query.limit = 0;
             }
@@ -113,18 +110,11 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
             }
         }
         DevicesCommand::Show { vendor, device } => {
-            let mut query = vft_store::DeviceQuery::new(now, timeouts);
-            query.device = Some((VendorId::parse(&vendor)?, DeviceId::parse(&device)?));
-            let record = store
-                .devices(&query)
-                .await?
-                .into_iter()
-                .next()
-                .with_context(|| format!("no device {vendor}/{device}"))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&DeviceView::new(&record, &timeouts))?
-            );
+            let (vendor, device) = parse_key(&vendor, &device)?;
+            let view =
+                vft_app::inventory::device(store.as_ref(), timeouts, None, &vendor, &device, now)
+                    .await?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
         }
         DevicesCommand::SetTimeout {
             vendor,
@@ -138,11 +128,17 @@ pub async fn run(config: &Config, cmd: DevicesCommand) -> anyhow::Result<()> {
                         .context("timeout must be seconds or `none`")?,
                 ),
             };
-            let secs = vft_api::devices::check_timeout(secs).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let found = store
-                .set_device_timeout(&VendorId::parse(&vendor)?, &DeviceId::parse(&device)?, secs)
-                .await?;
-            anyhow::ensure!(found, "no device {vendor}/{device}");
+            let (vendor, device) = parse_key(&vendor, &device)?;
+            vft_app::inventory::set_timeout(
+                store.as_ref(),
+                timeouts,
+                None,
+                &vendor,
+                &device,
+                secs,
+                now,
+            )
+            .await?;
         }
     }
     Ok(())

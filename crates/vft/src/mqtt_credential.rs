@@ -38,15 +38,15 @@ pub async fn run(config: &Config, command: MqttCredentialCommand) -> anyhow::Res
             username,
             label,
         } => {
-            let (credential, password) = vft_api::mqtt_credentials::create(
+            let (credential, password) = vft_app::mqtt_credentials::create(
                 store.as_ref(),
                 &vendor,
                 gateway.as_deref(),
                 username.as_deref(),
                 label.as_deref(),
+                chrono::Utc::now(),
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await?;
             let topics = match &credential.scope.gateway {
                 Some(g) => format!(
                     "{}/{}/{g}/…",

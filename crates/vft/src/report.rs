@@ -1,12 +1,12 @@
 //! `vft report`: a month's report (PDF or XLSX) straight from the database, made by the same
-//! function as the API's `/api/v1/reports/monthly.{pdf,xlsx}` (`vft_api::report`).
+//! use case as the API's `/api/v1/reports/monthly.{pdf,xlsx}` (`vft_app::report`).
 
 use crate::config::Config;
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use vft_api::report::{ReportFormat, ReportScope, ReportSources, Transition, render_report};
+use vft_app::report::{ReportFormat, ReportScope, ReportSources, Transition, render_report};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FormatArg {
@@ -54,7 +54,7 @@ pub async fn report(config: &Config, a: ReportArgs) -> anyhow::Result<()> {
     let (year, month) = match (a.year, a.month) {
         (Some(y), Some(m)) => (y, m),
         _ => {
-            let last = vft_api::report::last_ended_month(now);
+            let last = vft_app::report::last_ended_month(now);
             (last.year(), last.month())
         }
     };
@@ -92,13 +92,8 @@ pub async fn report(config: &Config, a: ReportArgs) -> anyhow::Result<()> {
         Some(FormatArg::Xlsx) => ReportFormat::Xlsx,
         _ => ReportFormat::Pdf,
     };
-    let report = render_report(&sources, &scope, year, month, format, now)
-        .await
-        .map_err(|e| match e {
-            // On the server's own console an internal error's cause is the operator's to see.
-            vft_api::report::ReportError::Figures(e) => api(e),
-            e => anyhow::anyhow!("{e}"),
-        })?;
+    // The use case's error carries its cause (a store error's, say) to the operator's console.
+    let report = render_report(&sources, &scope, year, month, format, now).await?;
     let out = a.out.unwrap_or_else(|| PathBuf::from(&report.filename));
     if out.as_os_str() == "-" {
         std::io::stdout()
@@ -111,14 +106,6 @@ pub async fn report(config: &Config, a: ReportArgs) -> anyhow::Result<()> {
         eprintln!("Wrote {} ({} bytes).", out.display(), report.bytes.len());
     }
     Ok(())
-}
-
-/// The API's errors as the command line shows them (as `vft reconcile` does).
-fn api(e: vft_api::ApiError) -> anyhow::Error {
-    match e {
-        vft_api::ApiError::Internal(detail) => anyhow::anyhow!("internal error: {detail}"),
-        e => anyhow::anyhow!("{e}"),
-    }
 }
 
 /// Sends the month's reports: the region's to `report.region`, and each municipality's own
@@ -157,12 +144,7 @@ async fn email(
     for (i, (scope, to)) in jobs.iter().enumerate() {
         let mut files = Vec::new();
         for format in [ReportFormat::Pdf, ReportFormat::Xlsx] {
-            let r = render_report(&sources, scope, year, month, format, now)
-                .await
-                .map_err(|e| match e {
-                    vft_api::report::ReportError::Figures(e) => api(e),
-                    e => anyhow::anyhow!("{e}"),
-                })?;
+            let r = render_report(&sources, scope, year, month, format, now).await?;
             files.push(vft_notify::Attachment {
                 filename: r.filename,
                 content_type: r.content_type.to_owned(),

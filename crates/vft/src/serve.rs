@@ -517,7 +517,7 @@ async fn demo_access(store: &dyn vft_store::Store) -> anyhow::Result<(String, St
             )
             .await?;
     }
-    let token = vft_api::accounts::new_token_secret();
+    let token = vft_app::accounts::new_token_secret();
     store
         .create_token(
             &vft_domain::hash_token(&token),

@@ -1,13 +1,15 @@
-//! The report's figures, gathered through the functions the API's handlers call (the table,
+//! The report's figures, gathered through the use cases the API's handlers call (the table,
 //! the changes, the response centre, the vendors' service level, the migration progress), so
 //! a report never says other numbers than the API does for the same scope and month.
 
-use super::{ReportError, ReportScope, ReportSources};
-use crate::rollups::{ChangesView, CorrectionView, Selection, TableFigures};
+use super::{ReportScope, ReportSources};
+use crate::AppError;
+use crate::rollups::{ChangesView, CorrectionView, TableFigures};
+use crate::selection::Selection;
 use crate::service_level::VendorServiceView;
+use crate::transition::{ReconcileScope, migration_progress_of};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use vft_app::transition::{ReconcileScope, migration_progress_of};
 use vft_domain::reconcile::MigrationProgress;
 use vft_domain::response::{MonthResponse, ResponseStandard};
 use vft_domain::{DeviceTable, MunicipalityCode, VendorId, YearMonth};
@@ -75,11 +77,11 @@ pub async fn gather(
     scope: &ReportScope,
     month: YearMonth,
     now: DateTime<Utc>,
-) -> Result<MonthlyFigures, ReportError> {
+) -> Result<MonthlyFigures, AppError> {
     let store = sources.store.as_ref();
     let year = month.year();
     let year_months =
-        YearMonth::months_of_year(year).map_err(|e| ReportError::Month(e.to_string()))?;
+        YearMonth::months_of_year(year).map_err(|e| AppError::Invalid(format!("month: {e}")))?;
     let shown: Vec<YearMonth> = year_months
         .iter()
         .copied()
@@ -119,7 +121,7 @@ pub async fn gather(
             .collect();
 
     // The vendors' service level, as `GET /api/v1/rollups/vendor-service?month=&municipality=`.
-    let vendors = crate::service_level::compute(
+    let vendors = crate::service_level::vendor_service(
         store,
         sources.timeouts,
         own,
@@ -132,14 +134,15 @@ pub async fn gather(
     // The vendor transition, as `GET /api/v1/reconciliation/progress?from=&to=&year=`: every
     // begun month of the year, as the API runs it (which municipalities have rows depends on
     // the whole year), then the months shown.
-    let vendor = |v: &str| VendorId::parse(v).map_err(|e| ReportError::Vendor(e.to_string()));
+    let vendor =
+        |v: &str| VendorId::parse(v).map_err(|e| AppError::Invalid(format!("transition: {e}")));
     let (from, to) = (
         vendor(&sources.transition.from)?,
         vendor(&sources.transition.to)?,
     );
     if from == to {
-        return Err(ReportError::Vendor(
-            "from and to must be different vendors".into(),
+        return Err(AppError::Invalid(
+            "transition: from and to must be different vendors".into(),
         ));
     }
     let begun: Vec<YearMonth> = year_months
@@ -160,8 +163,7 @@ pub async fn gather(
         sources.reconciliation,
         reconcile_scope,
     )
-    .await
-    .map_err(crate::ApiError::from)?
+    .await?
     .into_iter()
     .filter(|p| p.month <= month)
     .collect();

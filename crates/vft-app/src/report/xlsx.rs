@@ -2,14 +2,14 @@
 //! value unchanged (counts, hours, milliseconds, shares as fractions shown as percentages), so
 //! the workbook can be checked against the API cell for cell and computed on further.
 
-use super::ReportError;
 use super::figures::MonthlyFigures;
 use super::text;
+use crate::AppError;
 use rust_xlsxwriter::{DocProperties, Format, Workbook, Worksheet, XlsxError};
 use vft_domain::DeviceTable;
 
-fn failed(e: XlsxError) -> ReportError {
-    ReportError::Xlsx(e.to_string())
+fn failed(e: XlsxError) -> AppError {
+    AppError::failed("write the workbook", e.to_string())
 }
 
 /// One worksheet, written row by row.
@@ -19,12 +19,12 @@ struct Sheet<'a> {
 }
 
 impl Sheet<'_> {
-    fn text(&mut self, row: u32, col: u16, s: &str) -> Result<(), ReportError> {
+    fn text(&mut self, row: u32, col: u16, s: &str) -> Result<(), AppError> {
         self.ws.write_string(row, col, s).map_err(failed)?;
         Ok(())
     }
 
-    fn head(&mut self, row: u32, cells: &[&str]) -> Result<(), ReportError> {
+    fn head(&mut self, row: u32, cells: &[&str]) -> Result<(), AppError> {
         for (col, s) in cells.iter().enumerate() {
             self.ws
                 .write_string_with_format(row, col as u16, *s, &self.bold)
@@ -33,12 +33,12 @@ impl Sheet<'_> {
         Ok(())
     }
 
-    fn num(&mut self, row: u32, col: u16, n: f64) -> Result<(), ReportError> {
+    fn num(&mut self, row: u32, col: u16, n: f64) -> Result<(), AppError> {
         self.ws.write_number(row, col, n).map_err(failed)?;
         Ok(())
     }
 
-    fn num_with(&mut self, row: u32, col: u16, n: f64, f: &Format) -> Result<(), ReportError> {
+    fn num_with(&mut self, row: u32, col: u16, n: f64, f: &Format) -> Result<(), AppError> {
         self.ws
             .write_number_with_format(row, col, n, f)
             .map_err(failed)?;
@@ -46,14 +46,14 @@ impl Sheet<'_> {
     }
 
     /// A number, or an empty cell where the API says `null`.
-    fn opt(&mut self, row: u32, col: u16, n: Option<f64>, f: &Format) -> Result<(), ReportError> {
+    fn opt(&mut self, row: u32, col: u16, n: Option<f64>, f: &Format) -> Result<(), AppError> {
         match n {
             Some(n) => self.num_with(row, col, n, f),
             None => Ok(()),
         }
     }
 
-    fn widths(&mut self, widths: &[f64]) -> Result<(), ReportError> {
+    fn widths(&mut self, widths: &[f64]) -> Result<(), AppError> {
         for (col, w) in widths.iter().enumerate() {
             self.ws.set_column_width(col as u16, *w).map_err(failed)?;
         }
@@ -61,7 +61,7 @@ impl Sheet<'_> {
     }
 }
 
-fn sheet<'a>(book: &'a mut Workbook, name: &str, bold: &Format) -> Result<Sheet<'a>, ReportError> {
+fn sheet<'a>(book: &'a mut Workbook, name: &str, bold: &Format) -> Result<Sheet<'a>, AppError> {
     let ws = book.add_worksheet();
     ws.set_name(name).map_err(failed)?;
     // The head row stays in view while scrolling; printed, each sheet is A4 landscape, one
@@ -82,7 +82,7 @@ fn yes_no(b: bool) -> &'static str {
     if b { "ja" } else { "nei" }
 }
 
-pub fn render(f: &MonthlyFigures) -> Result<Vec<u8>, ReportError> {
+pub fn render(f: &MonthlyFigures) -> Result<Vec<u8>, AppError> {
     let mut book = Workbook::new();
     let title = format!(
         "Månedsrapport for velferdsteknologi – {} – {} {}",
@@ -151,7 +151,7 @@ pub fn render(f: &MonthlyFigures) -> Result<Vec<u8>, ReportError> {
                        name: &str,
                        table: &DeviceTable,
                        published: Option<&[bool]>|
-     -> Result<(), ReportError> {
+     -> Result<(), AppError> {
         let mut s = sheet(book, name, &bold)?;
         let mut head = vec!["Type", "Teknologi"];
         let months: Vec<String> = f.months.iter().map(ToString::to_string).collect();

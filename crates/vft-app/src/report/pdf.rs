@@ -3,9 +3,9 @@
 //! are laid out first as a list of drawing operations per page (so each footer can say
 //! "side 2 av 3"), then drawn. Charts are vector shapes: bars, lines and text.
 
-use super::ReportError;
 use super::figures::MonthlyFigures;
 use super::text;
+use crate::AppError;
 use krilla::Document;
 use krilla::color::rgb;
 use krilla::geom::{PathBuilder, Point, Rect};
@@ -78,9 +78,10 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn load() -> Result<Self, ReportError> {
+    fn load() -> Result<Self, AppError> {
         let face = |data: &'static [u8]| {
-            ttf_parser::Face::parse(data, 0).map_err(|e| ReportError::Pdf(format!("font: {e}")))
+            ttf_parser::Face::parse(data, 0)
+                .map_err(|e| AppError::failed("write the PDF", format!("font: {e}")))
         };
         Ok(Self {
             regular: face(REGULAR)?,
@@ -381,7 +382,7 @@ fn count_ticks(max: f64) -> (Vec<(f64, String)>, f64) {
     (ticks, top)
 }
 
-pub fn render(f: &MonthlyFigures) -> Result<Vec<u8>, ReportError> {
+pub fn render(f: &MonthlyFigures) -> Result<Vec<u8>, AppError> {
     let mut l = Layout::new(Metrics::load()?);
     let month_label = format!("{} {}", text::month_name(f.month.month()), f.month.year());
     let previous = f.changes.previous_month;
@@ -945,9 +946,10 @@ fn capitalised(s: &str) -> String {
 }
 
 /// Draws the laid-out pages with a footer on each, and the document's metadata.
-fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, ReportError> {
+fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, AppError> {
     let font = |data: &'static [u8]| {
-        Font::new(data.into(), 0).ok_or_else(|| ReportError::Pdf("the font does not load".into()))
+        Font::new(data.into(), 0)
+            .ok_or_else(|| AppError::failed("write the PDF", "the font does not load"))
     };
     let (regular, bold) = (font(REGULAR)?, font(BOLD)?);
     let mut document = Document::new();
@@ -977,7 +979,7 @@ fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, Re
     let pages = l.pages.len();
     let settings = || {
         PageSettings::from_wh(PAGE_W, PAGE_H)
-            .ok_or_else(|| ReportError::Pdf("the page size is invalid".into()))
+            .ok_or_else(|| AppError::failed("write the PDF", "the page size is invalid"))
     };
     for (n, ops) in l.pages.iter().enumerate() {
         let mut page = document.start_page_with(settings()?);
@@ -1074,7 +1076,7 @@ fn draw(l: &Layout, f: &MonthlyFigures, month_label: &str) -> Result<Vec<u8>, Re
     }
     document
         .finish()
-        .map_err(|e| ReportError::Pdf(format!("{e:?}")))
+        .map_err(|e| AppError::failed("write the PDF", format!("{e:?}")))
 }
 
 fn page_number(n: usize, of: usize) -> String {
