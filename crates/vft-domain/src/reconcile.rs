@@ -254,8 +254,10 @@ fn key(d: &InService) -> Key<'_> {
 
 /// The old vendor's history, indexed for matching.
 struct EverOld<'a> {
-    /// Old-vendor serials ever in each subject, keyed as a current device would be keyed.
-    subjects: HashMap<Identity<'a>, BTreeSet<&'a DeviceId>>,
+    /// Old-vendor serials ever in each subject, keyed as a current device would be keyed; in
+    /// install order, with repeats (a set is made only for a subject that is asked about: a
+    /// B-tree node per subject was about 60 MB at national size).
+    subjects: HashMap<Identity<'a>, Vec<&'a DeviceId>>,
     /// Recipient-less entries: a new-vendor device with the same serial and kind matches them
     /// whatever its own recipient ("both sides have one, else the device").
     bare: HashSet<(&'a DeviceId, TechnologyKind)>,
@@ -279,10 +281,11 @@ impl<'a> EverOld<'a> {
                     SubjectRef::Device(old, &e.device)
                 }
             };
+            // Nearly every subject has one device: room for one, not the four of a first push.
             ever.subjects
                 .entry((subject, e.kind))
-                .or_default()
-                .insert(&e.device);
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(&e.device);
             ever.last.insert(&e.device, e);
         }
         ever
@@ -295,7 +298,10 @@ impl<'a> EverOld<'a> {
         id: &Identity<'a>,
         devices: &[&'a InService],
     ) -> Option<BTreeSet<&'a DeviceId>> {
-        let mut serials = self.subjects.get(id).cloned();
+        let mut serials: Option<BTreeSet<&'a DeviceId>> = self
+            .subjects
+            .get(id)
+            .map(|serials| serials.iter().copied().collect());
         for &d in devices {
             if self.bare.contains(&(&d.device, id.1)) {
                 serials.get_or_insert_with(BTreeSet::new).insert(&d.device);
@@ -349,7 +355,9 @@ fn subjects<'a>(
         } else {
             SubjectRef::Device(&d.vendor, &d.device)
         };
-        map.entry((subject, d.kind)).or_default().push(d);
+        map.entry((subject, d.kind))
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(d);
     }
     map
 }
