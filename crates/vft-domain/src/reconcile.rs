@@ -329,37 +329,72 @@ fn snapshot<'a>(
     map
 }
 
-/// A snapshot's devices grouped into subjects (see the module docs for the keying).
+/// The subject a device of a snapshot belongs to (see the module docs for the keying).
+fn subject_of<'a>(
+    d: &'a InService,
+    snap: &HashMap<Key<'a>, &'a InService>,
+    old: &'a VendorId,
+    new: &'a VendorId,
+    ever: &EverOld<'a>,
+) -> SubjectRef<'a> {
+    let by_recipient_or_serial = |c: &'a InService| match &c.recipient {
+        Some(r) => SubjectRef::Recipient(r),
+        None => SubjectRef::Device(old, &c.device),
+    };
+    let other = if d.vendor == *old { new } else { old };
+    if let Some(r) = &d.recipient {
+        SubjectRef::Recipient(r)
+    } else if let Some(c) = snap.get(&(other, &d.device)) {
+        by_recipient_or_serial(c)
+    } else if d.vendor == *old {
+        SubjectRef::Device(old, &d.device)
+    } else if let Some(e) = ever.last.get(&d.device) {
+        by_recipient_or_serial(e)
+    } else {
+        SubjectRef::Device(&d.vendor, &d.device)
+    }
+}
+
+/// A snapshot's devices grouped into subjects.
 fn subjects<'a>(
     snap: &HashMap<Key<'a>, &'a InService>,
     old: &'a VendorId,
     new: &'a VendorId,
     ever: &EverOld<'a>,
 ) -> HashMap<Identity<'a>, Vec<&'a InService>> {
-    let by_recipient_or_serial = |c: &'a InService| match &c.recipient {
-        Some(r) => SubjectRef::Recipient(r),
-        None => SubjectRef::Device(old, &c.device),
-    };
     let mut map: HashMap<Identity<'a>, Vec<&InService>> =
         HashMap::with_capacity_and_hasher(snap.len(), Default::default());
     for &d in snap.values() {
-        let other = if d.vendor == *old { new } else { old };
-        let subject = if let Some(r) = &d.recipient {
-            SubjectRef::Recipient(r)
-        } else if let Some(c) = snap.get(&(other, &d.device)) {
-            by_recipient_or_serial(c)
-        } else if d.vendor == *old {
-            SubjectRef::Device(old, &d.device)
-        } else if let Some(e) = ever.last.get(&d.device) {
-            by_recipient_or_serial(e)
-        } else {
-            SubjectRef::Device(&d.vendor, &d.device)
-        };
-        map.entry((subject, d.kind))
+        // Nearly every subject has one device: room for one, not the four of a first push.
+        map.entry((subject_of(d, snap, old, new, ever), d.kind))
             .or_insert_with(|| Vec::with_capacity(1))
             .push(d);
     }
     map
+}
+
+/// The subjects of a snapshot with devices of both vendors: [`subjects`] filtered, with two
+/// bits per subject instead of its devices (the snapshot a grace period ago is asked only
+/// this, once per month end of progress).
+fn on_both_vendors<'a>(
+    snap: &HashMap<Key<'a>, &'a InService>,
+    old: &'a VendorId,
+    new: &'a VendorId,
+    ever: &EverOld<'a>,
+) -> HashSet<Identity<'a>> {
+    let mut vendors: HashMap<Identity<'a>, u8> =
+        HashMap::with_capacity_and_hasher(snap.len(), Default::default());
+    for &d in snap.values() {
+        let bit = if d.vendor == *old { 1 } else { 2 };
+        *vendors
+            .entry((subject_of(d, snap, old, new, ever), d.kind))
+            .or_default() |= bit;
+    }
+    vendors
+        .into_iter()
+        .filter(|(_, bits)| *bits == 3)
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// The device whose municipality a subject is counted in: new vendor first, then one no other
@@ -416,11 +451,7 @@ fn classify(input: &ReconcileInput, with_subjects: bool) -> Vec<ReconcileRow> {
     let on_both = |devices: &[&InService]| {
         devices.iter().any(|d| d.vendor == *old) && devices.iter().any(|d| d.vendor == *new)
     };
-    let on_both_then: HashSet<Identity> = subjects(&then, old, new, &ever)
-        .into_iter()
-        .filter(|(_, devices)| on_both(devices))
-        .map(|(id, _)| id)
-        .collect();
+    let on_both_then = on_both_vendors(&then, old, new, &ever);
 
     let mut rows = Rows {
         subjects: with_subjects,
