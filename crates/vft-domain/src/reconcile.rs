@@ -447,11 +447,17 @@ fn classify(input: &ReconcileInput, with_subjects: bool) -> Vec<ReconcileRow> {
     let (old, new) = (input.old, input.new);
     let ever = EverOld::new(input.ever_old, old);
     let now = snapshot(input.in_service, old, new);
-    let then = snapshot(input.in_service_grace_ago, old, new);
     let on_both = |devices: &[&InService]| {
         devices.iter().any(|d| d.vendor == *old) && devices.iter().any(|d| d.vendor == *new)
     };
-    let on_both_then = on_both_vendors(&then, old, new, &ever);
+    // A grace period ago, only which subjects had both vendors: that snapshot is dropped
+    // before the subjects of now are grouped (one fleet-sized map fewer at the peak).
+    let on_both_then = on_both_vendors(
+        &snapshot(input.in_service_grace_ago, old, new),
+        old,
+        new,
+        &ever,
+    );
 
     let mut rows = Rows {
         subjects: with_subjects,

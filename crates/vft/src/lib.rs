@@ -2,6 +2,7 @@
 //! telemetry, broker, store, ingest and API. The end-to-end tests run the same entry point.
 
 mod access;
+mod allocator;
 pub mod config;
 mod devices;
 mod import;
@@ -117,6 +118,7 @@ pub(crate) enum OutputFormat {
 
 /// Entry point of the binary (and of the e2e tests' copy of it).
 pub fn main() -> anyhow::Result<()> {
+    allocator::return_freed_memory_at_once();
     let cli = Cli::parse();
     let config = Config::load(&cli.overrides)?;
     serve::init_tracing(&config);
