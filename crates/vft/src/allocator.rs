@@ -11,11 +11,12 @@
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
     libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
-/// How long freed memory stays resident, in ms. With none at all, ingest's batches gave their
-/// pages back and faulted them in again: single-event ingest 36 400 → 32 800 events/s. At
-/// 100 ms ingest is as fast as with mimalloc's default and the national peaks as low as with
-/// none (progress 462 MiB).
-const PURGE_DELAY_MS: std::os::raw::c_long = 100;
+/// How long freed memory stays resident, in ms: none. Over the national bench's requests the
+/// server peaked at 465–471 MiB with none, 524 MiB at 10 ms and 529 MiB at 100 ms (issue 11's
+/// goal is 512). The price is ingest's: its batches give pages back and fault them in again
+/// (`--bench ingest`, one run each: batches 71 700 events/s against 75 500–78 000 with a
+/// delay).
+const PURGE_DELAY_MS: std::os::raw::c_long = 0;
 
 /// mimalloc 3's default purge delay, in ms.
 #[cfg(test)]
