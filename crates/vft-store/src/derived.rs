@@ -149,29 +149,10 @@ pub(crate) fn interval_row(row: IntervalRow) -> Result<vft_domain::interval::Int
     })
 }
 
-/// An interval decoded straight from its row, by serde from a packed read or by sqlx from a
-/// row: a read of the whole fleet's intervals then holds no vector of raw rows beside the
-/// intervals (eight values a row, estimated at 130 MB for 460 000 rows).
-pub(crate) struct Decoded(pub vft_domain::interval::Interval);
-
-impl<'de> serde::Deserialize<'de> for Decoded {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let row = IntervalRow::deserialize(d)?;
+impl crate::shared::FromRaw for vft_domain::interval::Interval {
+    type Raw = IntervalRow;
+    fn from_raw(row: IntervalRow) -> Result<Self> {
         interval_row(row)
-            .map(Decoded)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for Decoded
-where
-    IntervalRow: sqlx::FromRow<'r, R>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        let row = IntervalRow::from_row(row)?;
-        interval_row(row)
-            .map(Decoded)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 }
 
@@ -762,8 +743,9 @@ macro_rules! impl_derived {
             /// the unit its install replaces (see `FigureStore::service_spans`).
             pub(crate) async fn spans_from_state(&self, first: chrono::DateTime<chrono::Utc>, last: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::interval::Interval>> {
                 let (first, last) = ($crate::shared::micros(first), $crate::shared::micros(last));
-                use $crate::derived::{Decoded, INTERVAL_COLUMNS, INTERVAL_NAMES};
-                let rows: Vec<Decoded> = self
+                use $crate::derived::{INTERVAL_COLUMNS, INTERVAL_NAMES};
+                use $crate::shared::Decoded;
+                let rows: Vec<Decoded<vft_domain::interval::Interval>> = self
                     .fetch_many(&INTERVAL_NAMES, |qb| {
                         // `+from_ts`: not through its index. Nearly every interval starts
                         // before a recent instant, and SQLite, which cannot tell, would look
@@ -790,7 +772,8 @@ macro_rules! impl_derived {
                 let (f, l) = (micros(first), micros(last));
                 let mut tx = self.snapshot().await?;
                 let breakdown = Self::breakdown_in(&mut tx, &[first, last]).await?;
-                use $crate::derived::{Decoded as Row, INTERVAL_COLUMNS as COLUMNS, INTERVAL_NAMES as NAMES};
+                use $crate::derived::{INTERVAL_COLUMNS as COLUMNS, INTERVAL_NAMES as NAMES};
+                type Row = $crate::shared::Decoded<vft_domain::interval::Interval>;
                 // An interval covers an instant c when from < c <= to. A device's intervals are
                 // disjoint, so one that moved between the two instants has an interval covering
                 // one of them and not the other, and no other covering either: exactly the
@@ -831,7 +814,7 @@ macro_rules! impl_derived {
                 rows.sort_by(|a, b| key(a).cmp(&key(b)));
                 rows.dedup_by(|a, b| key(a) == key(b));
                 tx.commit().await?;
-                let spans = rows.into_iter().map(|Row(iv)| iv).collect();
+                let spans = rows.into_iter().map(|$crate::shared::Decoded(iv)| iv).collect();
                 Ok($crate::ServiceChanges { breakdown, spans })
             }
 

@@ -363,11 +363,16 @@ macro_rules! impl_fleet {
                         })
                         .await?;
                     for (v, d, rank, event_id, reason) in rows {
-                        let newer = latest
-                            .get(&(v.clone(), d.clone()))
-                            .is_none_or(|old| (rank, &event_id) > (old.0, &old.1));
-                        if newer {
-                            latest.insert((v, d), (rank, event_id, reason));
+                        match latest.entry((v, d)) {
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert((rank, event_id, reason));
+                            }
+                            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                                let old = slot.get();
+                                if (rank, &event_id) > (old.0, &old.1) {
+                                    slot.insert((rank, event_id, reason));
+                                }
+                            }
                         }
                     }
                 }

@@ -21,37 +21,17 @@ type InstallRow = (
     Option<String>,
 );
 
-/// One install decoded straight from its row (time, event id for the order, what it said), by
-/// serde from a packed read or by sqlx from a row: a read of every install of a national
-/// vendor then holds no vector of raw rows (eight values each, about 230 MB for 650 000).
-pub(crate) struct DecodedInstall(
-    pub(crate) i64,
-    pub(crate) vft_domain::EventId,
-    pub(crate) InService,
-);
+/// One install as read: its time and event id (the order installs go in) and what it said.
+pub(crate) type Install = (i64, vft_domain::EventId, InService);
 
-impl DecodedInstall {
-    fn new((ts, event_id, v, d, k, m, r, rep): InstallRow) -> Result<Self> {
-        Ok(Self(
+impl crate::shared::FromRaw for Install {
+    type Raw = InstallRow;
+    fn from_raw((ts, event_id, v, d, k, m, r, rep): InstallRow) -> Result<Self> {
+        Ok((
             ts,
             vft_domain::EventId::parse(&event_id).map_err(crate::shared::corrupt)?,
             crate::shared::in_service(v, d, k, m, r, rep)?,
         ))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for DecodedInstall {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Self::new(InstallRow::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for DecodedInstall
-where
-    InstallRow: sqlx::FromRow<'r, R>,
-{
-    fn from_row(row: &'r R) -> sqlx::Result<Self> {
-        Self::new(InstallRow::from_row(row)?).map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 }
 
@@ -252,7 +232,7 @@ macro_rules! impl_imports {
 
             async fn installs_before(&self, vendor: &vft_domain::VendorId, before: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<(chrono::DateTime<chrono::Utc>, vft_domain::attribution::InService)>> {
                 let vendor_text = vendor.to_string();
-                let mut rows: Vec<$crate::imports::DecodedInstall> = self
+                let mut rows: Vec<$crate::shared::Decoded<$crate::imports::Install>> = self
                     .fetch_many(&["ts", "event_id", "vendor", "device", "kind", "municipality", "recipient", "replaces"], |qb| {
                         qb.push(
                             "SELECT ts, event_id, vendor, device, kind, municipality, recipient, replaces FROM events \
@@ -264,9 +244,9 @@ macro_rules! impl_imports {
                     })
                     .await?;
                 // Oldest first, as the events order installs (ts, then event id).
-                rows.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                rows.sort_unstable_by(|$crate::shared::Decoded(a), $crate::shared::Decoded(b)| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 rows.into_iter()
-                    .map(|$crate::imports::DecodedInstall(ts, _, install)| Ok(($crate::shared::from_micros(ts)?, install)))
+                    .map(|$crate::shared::Decoded((ts, _, install))| Ok(($crate::shared::from_micros(ts)?, install)))
                     .collect()
             }
 

@@ -140,6 +140,41 @@ pub(crate) fn mqtt_credential(
     })
 }
 
+/// A value a read decodes straight from its row: `Raw` is the row's columns as the drivers
+/// give them, `from_raw` the conversion (see [`Decoded`]).
+pub(crate) trait FromRaw: Sized {
+    type Raw;
+    fn from_raw(raw: Self::Raw) -> Result<Self>;
+}
+
+/// A value decoded straight from its row, by serde from a packed read or by sqlx from a row:
+/// a read of much of the fleet then holds no vector of raw rows beside the values (for the
+/// fleet's intervals an estimated 130 MB at 460 000 rows; for a national vendor's installs
+/// about 230 MB at 650 000).
+pub(crate) struct Decoded<T>(pub T);
+
+impl<'de, T: FromRaw> serde::Deserialize<'de> for Decoded<T>
+where
+    T::Raw: serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        T::from_raw(T::Raw::deserialize(d)?)
+            .map(Decoded)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl<'r, R: sqlx::Row, T: FromRaw> sqlx::FromRow<'r, R> for Decoded<T>
+where
+    T::Raw: sqlx::FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        T::from_raw(T::Raw::from_row(row)?)
+            .map(Decoded)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+}
+
 pub(crate) fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
