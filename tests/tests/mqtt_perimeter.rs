@@ -866,7 +866,11 @@ async fn vft_reads_mosquitto_over_tls() {
     let Some((pub_bin, _)) = clients() else {
         return;
     };
-    let Some(mosquitto) = Mosquitto::start_with_users(&[], &[("hepro", "hepro-secret")]) else {
+    // Every packet in Mosquitto's log, and ingest's own account in vft's, both shown if the
+    // test fails: CI once saw neither event stored in 60 s with no warning from vft.
+    let Some(mosquitto) =
+        Mosquitto::start_with_users(&[("log_type", "all")], &[("hepro", "hepro-secret")])
+    else {
         return;
     };
     let scratch = Scratch::new();
@@ -875,14 +879,19 @@ async fn vft_reads_mosquitto_over_tls() {
     let (user, password) = mosquitto.broker.credentials.clone().expect("vft's user");
     let url = format!("mqtts://{user}:{password}@127.0.0.1:{}", mosquitto.tls_port);
     let ca = mosquitto.ca_file.display().to_string();
-    let (vft, _) = spawn_vft(
+    let log = cwd.join("trusted.log");
+    let (vft, _) = spawn_vft_logged(
         "serve",
         &db,
         cwd,
-        None,
         &["--mqtt-url", &url],
-        &[("VFT_MQTT__CA_FILE", ca.as_str())],
+        &[
+            ("VFT_MQTT__CA_FILE", ca.as_str()),
+            ("RUST_LOG", "warn,vft_ingest=debug"),
+        ],
+        &log,
     );
+    let _shown = ShownOnPanic(log);
     wait_ready(&vft.api).await;
     let hepro = Login::at(mosquitto.broker.port).user("hepro", "hepro-secret");
     published(
@@ -928,6 +937,18 @@ async fn vft_reads_mosquitto_over_tls() {
         logged.contains("broker connection lost") && logged.to_lowercase().contains("certificate"),
         "{logged}"
     );
+}
+
+/// A log file printed to stderr if the test panics while this is alive.
+struct ShownOnPanic(PathBuf);
+
+impl Drop for ShownOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            eprintln!("--- {} ---\n{log}", self.0.display());
+        }
+    }
 }
 
 /// VmRSS of a process, in bytes.

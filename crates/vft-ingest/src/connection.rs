@@ -6,7 +6,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Largest packet the client accepts. Far above `max_payload_bytes` on purpose: a payload
 /// rumqttc refused would drop the connection and come back on every redelivery, forever; one
@@ -163,12 +163,19 @@ pub(crate) async fn drive(
                 {
                     warn!(%filter, "the broker refused the subscription");
                 } else {
+                    debug!(%filter, "subscribed");
                     // Ready only once subscribed: a message published before this may find no subscriber.
                     status.connected.store(true, Ordering::SeqCst);
                     metrics::gauge!("vft_ingest_connected").set(1.0);
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                // No topic here: a topic may hold an identity number until the batch masks it.
+                debug!(
+                    pkid = publish.pkid,
+                    bytes = publish.payload.len(),
+                    "message received"
+                );
                 let generation = status.generation.load(Ordering::SeqCst);
                 if tx
                     .send(Received {

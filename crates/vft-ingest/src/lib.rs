@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tracing::{Instrument, error, info_span};
+use tracing::{Instrument, debug, error, info_span};
 use vft_domain::adapter::AdapterConfig;
 use vft_domain::event::{NIN_IN_PAYLOAD, NIN_IN_TOPIC, OVERSIZED_KEEP_BYTES};
 use vft_domain::nin;
@@ -686,6 +686,12 @@ async fn commit(
                 status
                     .dead_letters
                     .fetch_add(outcome.dead_letters_inserted, Ordering::Relaxed);
+                debug!(
+                    messages = batch.len(),
+                    events_inserted = outcome.events_inserted,
+                    dead_letters = outcome.dead_letters_inserted,
+                    "batch committed"
+                );
                 return true;
             }
             Err(e) => {
