@@ -955,6 +955,18 @@ async fn vendor_service_level_matches_a_hand_computed_example() {
         .get("/api/v1/rollups/vendor-service?month=2025-06&municipality=3330")
         .await;
     assert_eq!(hol["rows"], json!([]), "{hol}");
+    // A municipality the region does not have is a clear error, not an empty table.
+    let unknown = get(
+        &format!(
+            "{}/api/v1/rollups/vendor-service?month=2025-06&municipality=9999",
+            s.vft.api
+        ),
+        Some(&s.coordinator),
+    )
+    .await;
+    assert_eq!(unknown.status(), 400);
+    let why = unknown.text().await.expect("body");
+    assert!(why.contains("unknown municipality 9999"), "{why}");
     let csv = get(
         &format!(
             "{}/api/v1/rollups/vendor-service?month=2025-06&format=csv",

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
-use vft_app::selection::{begun_month, municipality_code};
+use vft_app::selection::begun_month;
 use vft_app::service_level::{VendorServiceView, service_csv, vendor_service};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -34,7 +34,8 @@ pub async fn vendor_service_level(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let month = begun_month(q.month.as_deref(), now)?;
-    let asked = municipality_code(q.municipality.as_deref())?;
+    // Checked against the registry before the caller, as every figure route answers.
+    let asked = vft_app::transition::municipality(&state.registry, q.municipality.as_deref())?;
     let scope = caller.scope(asked)?;
     let dialect = crate::wants_csv(q.format.as_deref(), &headers)?;
     let view = vendor_service(

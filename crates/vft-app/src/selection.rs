@@ -12,13 +12,6 @@ fn bad(why: impl Into<String>) -> AppError {
     AppError::Invalid(why.into())
 }
 
-/// `municipality=` parsed only: the vendors' service level has never checked it against the
-/// registry (an unknown one gives no rows), unlike `transition::municipality`.
-pub fn municipality_code(m: Option<&str>) -> Result<Option<MunicipalityCode>, AppError> {
-    m.map(|m| MunicipalityCode::parse(m).map_err(|e| bad(e.to_string())))
-        .transpose()
-}
-
 /// The required `month=YYYY-MM` of a figure about one month, which must have begun by `now`.
 pub fn begun_month(month: Option<&str>, now: DateTime<Utc>) -> Result<YearMonth, AppError> {
     let month = parse_month(month.ok_or_else(|| bad("month=YYYY-MM is required"))?)?;
