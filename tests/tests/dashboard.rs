@@ -491,6 +491,14 @@ async fn import_errors_are_listed_newest_first_with_their_reasons() {
         assert!(!report["errors"].as_array().expect("errors").is_empty());
         reports.push(report);
     }
+    // The OpenAPI document describes the report by hand, beside the type served.
+    let openapi: Value = get(&format!("{}/api/openapi.json", s.vft.api), None)
+        .await
+        .json()
+        .await
+        .expect("openapi");
+    assert_fields_match_schema(&openapi, "ImportReport", &reports[0]);
+    assert_fields_match_schema(&openapi, "RowErrorView", &reports[0]["errors"][0]);
     let listed = s.get("/api/v1/imports/errors").await;
     let listed: Vec<(i64, u64, String)> = listed["items"]
         .as_array()

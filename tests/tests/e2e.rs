@@ -804,6 +804,16 @@ async fn the_demo_serves_the_fixture_table() {
         let devices = s["devices"].to_string();
         assert!(devices.contains("hepro") && devices.contains("atea"), "{s}");
     }
+    // The OpenAPI document describes these by hand (the domain's types carry no schema).
+    let openapi: Value = get(&api("/api/openapi.json"), None)
+        .await
+        .json()
+        .await
+        .expect("openapi");
+    assert_fields_match_schema(&openapi, "ReconcileReport", &rec);
+    let row = &rec["rows"][0];
+    assert_fields_match_schema(&openapi, "ReconcileRow", row);
+    assert_fields_match_schema(&openapi, "Subject", &row["subjects"][0]);
 
     // The deviations: one dead letter for each kind of bad message, with its reason.
     let letters = get_json(&api("/api/v1/dead-letters?limit=100"), &token).await;

@@ -1019,3 +1019,39 @@ pub fn spawn_vft_logged(
         },
     )
 }
+
+/// Asserts that `value`, a response the API served, has exactly the fields its schema
+/// `name` in the OpenAPI document describes, with every required one present. For schemas the
+/// API keeps by hand beside the type it serializes (`ImportReport`, `ReconcileReport`,
+/// `ReconcileRow`, `Subject`): a field added or renamed on one side only fails here.
+#[allow(dead_code)]
+pub fn assert_fields_match_schema(
+    openapi: &serde_json::Value,
+    name: &str,
+    value: &serde_json::Value,
+) {
+    let schema = &openapi["components"]["schemas"][name];
+    let described: std::collections::BTreeSet<&str> = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name} with properties in the OpenAPI document"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let served: std::collections::BTreeSet<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: not an object: {value}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        served, described,
+        "{name}: served fields against the schema's"
+    );
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let field = required.as_str().expect("a field name");
+        assert!(
+            !value[field].is_null(),
+            "{name}: required {field} is null or missing in {value}"
+        );
+    }
+}
