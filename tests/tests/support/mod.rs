@@ -1024,7 +1024,6 @@ pub fn spawn_vft_logged(
 /// `name` in the OpenAPI document describes, with every required one present. For schemas the
 /// API keeps by hand beside the type it serializes (`ImportReport`, `ReconcileReport`,
 /// `ReconcileRow`, `Subject`): a field added or renamed on one side only fails here.
-#[allow(dead_code)]
 pub fn assert_fields_match_schema(
     openapi: &serde_json::Value,
     name: &str,
