@@ -164,7 +164,7 @@ macro_rules! impl_derived {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 rows: &[vft_domain::contact::ContactMonth],
             ) -> $crate::Result<()> {
-                for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&rows, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO contact_months (month, vendor, device, days, last_ts) ",
                     );
@@ -197,14 +197,14 @@ macro_rules! impl_derived {
             ) -> $crate::Result<()> {
                 use std::collections::{BTreeMap, BTreeSet};
                 use $crate::derived::{interval_row, SpanKey, INTERVAL_COLUMNS};
-                use $crate::shared::{micros, ROWS_PER_STATEMENT};
+                use $crate::shared::micros;
                 if devices.is_empty() {
                     return Ok(());
                 }
                 let affected: BTreeSet<(&str, &str)> = devices.iter().map(|(v, d)| (v.as_str(), d.as_str())).collect();
                 let mut steps: BTreeMap<(String, String), Vec<vft_domain::interval::Step>> = BTreeMap::new();
                 let mut old: Vec<vft_domain::interval::Interval> = Vec::new();
-                for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&devices, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "SELECT vendor, device, ts, lifecycle_rank, event_id, municipality, kind, recipient, replaces FROM events \
                          WHERE lifecycle_rank IS NOT NULL AND (vendor, device) IN (",
@@ -266,7 +266,7 @@ macro_rules! impl_derived {
                 for iv in new.iter().filter(|iv| iv.recipient.is_some()) {
                     spans_after.entry(SpanKey::of(iv)).or_default().push((iv.from, iv.to));
                 }
-                for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
+                for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "SELECT recipient, municipality, vendor, kind, from_ts, to_ts FROM recipient_spans \
                          WHERE (recipient, municipality, vendor, kind) IN (",
@@ -305,7 +305,7 @@ macro_rules! impl_derived {
                     }
                 }
                 // Writes: the devices' intervals, the touched spans, the deltas.
-                for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&devices, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM service_intervals WHERE (vendor, device) IN (");
                     qb.push_values(chunk, |mut row, (v, d)| {
                         row.push_bind(v.as_str()).push_bind(d.as_str());
@@ -313,7 +313,7 @@ macro_rules! impl_derived {
                     qb.push(")");
                     qb.build().execute(&mut **tx).await?;
                 }
-                for chunk in new.chunks(ROWS_PER_STATEMENT / 2) {
+                for chunk in $crate::shared::statement_chunks(&new, $crate::shared::ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO service_intervals (vendor, device, from_ts, to_ts, municipality, kind, recipient, replaces) ",
                     );
@@ -329,7 +329,7 @@ macro_rules! impl_derived {
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
-                for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
+                for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "DELETE FROM recipient_spans WHERE (recipient, municipality, vendor, kind) IN (",
                     );
@@ -343,7 +343,7 @@ macro_rules! impl_derived {
                     .iter()
                     .flat_map(|(k, spans)| spans.iter().map(move |(f, t)| (k, micros(*f), t.map(micros))))
                     .collect();
-                for chunk in spans.chunks(ROWS_PER_STATEMENT / 2) {
+                for chunk in $crate::shared::statement_chunks(&spans, $crate::shared::ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO recipient_spans (recipient, municipality, vendor, kind, from_ts, to_ts) ",
                     );
@@ -358,7 +358,7 @@ macro_rules! impl_derived {
                     qb.build().execute(&mut **tx).await?;
                 }
                 let deltas: Vec<_> = deltas.into_iter().filter(|(_, (d, r))| *d != 0 || *r != 0).collect();
-                for chunk in deltas.chunks(ROWS_PER_STATEMENT / 2) {
+                for chunk in $crate::shared::statement_chunks(&deltas, $crate::shared::ROWS_PER_STATEMENT / 2) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO service_month_deltas (month, municipality, vendor, kind, devices, recipients) ",
                     );
@@ -604,7 +604,7 @@ macro_rules! impl_derived {
                     if taken { slot.0 += 1 } else { slot.1 += 1 }
                 }
                 let counts: Vec<_> = counts.into_iter().collect();
-                for chunk in counts.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&counts, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO dose_months (month, municipality, taken, missed) ");
                     qb.push_values(chunk, |mut row, ((month, m), (taken, missed))| {
                         row.push_bind(*month).push_bind(*m).push_bind(*taken).push_bind(*missed);

@@ -269,7 +269,7 @@ macro_rules! impl_figures {
                 if qb.build().execute(&mut *tx).await?.rows_affected() == 0 {
                     return Ok(false);
                 }
-                for chunk in rows.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&rows, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO published_months (year_month, municipality, vendor, kind, devices, recipients) ",
                     );

@@ -340,7 +340,7 @@ macro_rules! impl_fleet {
                 let mut latest: std::collections::HashMap<(String, String), (i64, String, Option<String>)> =
                     std::collections::HashMap::new();
                 let before = $crate::shared::micros(before);
-                for chunk in devices.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&devices, $crate::shared::ROWS_PER_STATEMENT) {
                     let rows: Vec<(String, String, i64, String, Option<String>)> = self
                         .fetch_many(&["vendor", "device", "lifecycle_rank", "event_id", "reason"], |qb| {
                             qb.push("WITH d(vendor, device) AS (VALUES ");

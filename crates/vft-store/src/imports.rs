@@ -103,7 +103,7 @@ macro_rules! impl_imports {
                 rows: &[vft_domain::reconcile::Listing],
                 errors: &[vft_domain::import::RowError],
             ) -> $crate::Result<$crate::ImportOutcome> {
-                use $crate::shared::{micros, ROWS_PER_STATEMENT};
+                use $crate::shared::micros;
                 let mut tx = self.writer.begin().await?;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO inventory_imports (vendor, as_of, imported_at, file_sha256, rows, errors) ",
@@ -125,7 +125,7 @@ macro_rules! impl_imports {
                     let (import_id,): (i64,) = qb.build_query_as().fetch_one(&mut *tx).await?;
                     return Ok($crate::ImportOutcome { import_id, new: false });
                 };
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&rows, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO inventory_rows (import_id, vendor, device, kind, municipality, recipient, in_service) ",
                     );
@@ -141,7 +141,7 @@ macro_rules! impl_imports {
                     qb.build().execute(&mut *tx).await?;
                 }
                 let kept = &errors[..errors.len().min($crate::MAX_KEPT_IMPORT_ERRORS)];
-                for chunk in kept.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&kept, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO inventory_import_errors (import_id, line, col, why) ",
                     );

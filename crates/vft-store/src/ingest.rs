@@ -93,7 +93,7 @@ macro_rules! impl_ingest {
                 dead_letters: &[$crate::NewDeadLetter],
                 received_at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::WriteOutcome> {
-                use $crate::shared::{micros, first_of_each_id, ROWS_PER_STATEMENT};
+                use $crate::shared::{micros, first_of_each_id};
                 let received = micros(received_at);
                 let unique = first_of_each_id(events);
                 let mut outcome = $crate::WriteOutcome::default();
@@ -132,7 +132,7 @@ macro_rules! impl_ingest {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for chunk in unique.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&unique, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (vendor, event_id, gateway, ts, ts_offset, municipality, device, type, \
                          lifecycle_rank, kind, battery, alarm, cause, outcome, recipient, replaces, reason, received_at) ",
@@ -193,7 +193,7 @@ macro_rules! impl_ingest {
                     // Only when something was a duplicate: compare with what was kept.
                     let keys: Vec<(&str, &str)> = recheck.iter().copied().collect();
                     let mut stored = std::collections::HashMap::new();
-                    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                    for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT) {
                         let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                             "SELECT vendor, event_id, {} FROM events WHERE (vendor, event_id) IN (",
                             $crate::shared::EVENT_CONTENT_COLUMNS
@@ -235,7 +235,7 @@ macro_rules! impl_ingest {
                     )
                 };
                 let deltas = vft_domain::DeviceDelta::fold(&consistent);
-                for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&deltas, $crate::shared::ROWS_PER_STATEMENT) {
                     let rows: Vec<$crate::named::NamedRow> =
                         chunk.iter().map(|d| $crate::merge_sql::device_row(d, received)).collect();
                     let mut qb = $crate::named::insert::<$db>("devices", &rows);
@@ -254,7 +254,7 @@ macro_rules! impl_ingest {
                     .collect();
                 Self::apply_service_state(&mut tx, &lifecycle_devices).await?;
                 let alarms = vft_domain::AlarmDelta::fold(&consistent);
-                for chunk in alarms.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&alarms, $crate::shared::ROWS_PER_STATEMENT) {
                     let rows: Vec<$crate::named::NamedRow> =
                         chunk.iter().map($crate::merge_sql::alarm_row).collect();
                     let mut qb = $crate::named::insert::<$db>("alarms", &rows);
@@ -271,7 +271,7 @@ macro_rules! impl_ingest {
                     .map(|d| (d.vendor.to_string(), d.device.to_string()))
                     .collect();
                 Self::apply_response_facts(&mut tx, &touched, &installed).await?;
-                for chunk in dead_letters.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&dead_letters, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO dead_letters (fingerprint, topic, payload, reason_code, reason, received_at) ",
                     );

@@ -161,10 +161,9 @@ macro_rules! impl_response {
             ) -> $crate::Result<()> {
                 use std::collections::BTreeMap;
                 use $crate::response::{fact_of, stored_fact, AlarmRow, FactRow, StoredFactRow, ALARM_SELECT, FACT_COLUMNS};
-                use $crate::shared::ROWS_PER_STATEMENT;
                 let mut new: BTreeMap<(String, String), Option<FactRow>> = BTreeMap::new();
                 for (pairs, column) in [(alarms, "alarm"), (devices, "device")] {
-                    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+                    for chunk in $crate::shared::statement_chunks(&pairs, $crate::shared::ROWS_PER_STATEMENT) {
                         let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{ALARM_SELECT} WHERE (a.vendor, a.{column}) IN ("));
                         qb.push_values(chunk, |mut row, (v, x)| {
                             row.push_bind(v.as_str()).push_bind(x.as_str());
@@ -179,7 +178,7 @@ macro_rules! impl_response {
                 }
                 let keys: Vec<(String, String)> = new.keys().cloned().collect();
                 let mut old: BTreeMap<(String, String), FactRow> = BTreeMap::new();
-                for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "SELECT {FACT_COLUMNS} FROM response_alarms WHERE (vendor, alarm) IN ("
                     ));
@@ -213,7 +212,7 @@ macro_rules! impl_response {
                     }
                 }
                 Self::write_response_facts(tx, &changed).await?;
-                for chunk in gone.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&gone, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_alarms WHERE (vendor, alarm) IN (");
                     qb.push_values(chunk, |mut row, (v, a)| {
                         row.push_bind(v.as_str()).push_bind(a.as_str());
@@ -228,7 +227,7 @@ macro_rules! impl_response {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 facts: &[((String, String), $crate::response::FactRow)],
             ) -> $crate::Result<()> {
-                for chunk in facts.chunks($crate::shared::ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&facts, $crate::shared::ROWS_PER_STATEMENT) {
                     let rows: Vec<$crate::named::NamedRow> =
                         chunk.iter().map(|(key, f)| $crate::response::fact_row(key, f)).collect();
                     let mut qb = $crate::named::insert::<$db>("response_alarms", &rows);
@@ -249,12 +248,11 @@ macro_rules! impl_response {
                 tx: &mut sqlx::Transaction<'_, $db>,
                 tallies: &$crate::response::Tallies,
             ) -> $crate::Result<()> {
-                use $crate::shared::ROWS_PER_STATEMENT;
                 let counts: Vec<_> = tallies
                     .iter()
                     .filter(|(_, t)| [t.triggered, t.received, t.acknowledged, t.closed, t.never_acknowledged].iter().any(|n| *n != 0))
                     .collect();
-                for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&counts, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO response_months (month, municipality, kind, triggered, received, acknowledged, closed, never_acknowledged) ",
                     );
@@ -282,7 +280,7 @@ macro_rules! impl_response {
                     .iter()
                     .flat_map(|(key, t)| t.times.iter().filter(|(_, n)| **n != 0).map(move |(ms, n)| (key, *ms, *n)))
                     .collect();
-                for chunk in times.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&times, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO response_times (month, municipality, kind, response_ms, alarms) ",
                     );
@@ -303,7 +301,7 @@ macro_rules! impl_response {
                     .iter()
                     .flat_map(|(key, t)| t.outcomes.iter().filter(|(_, n)| **n != 0).map(move |(o, n)| (key, o.id(), *n)))
                     .collect();
-                for chunk in outcomes.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&outcomes, $crate::shared::ROWS_PER_STATEMENT) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO response_outcomes (month, municipality, kind, outcome, alarms) ",
                     );
@@ -325,7 +323,7 @@ macro_rules! impl_response {
                     })
                     .map(|(key, _)| key)
                     .collect();
-                for chunk in shrunk.chunks(ROWS_PER_STATEMENT) {
+                for chunk in $crate::shared::statement_chunks(&shrunk, $crate::shared::ROWS_PER_STATEMENT) {
                     for (table, zero) in [
                         ("response_months", "triggered = 0 AND received = 0 AND acknowledged = 0 AND closed = 0"),
                         ("response_times", "alarms = 0"),
