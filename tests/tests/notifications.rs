@@ -466,6 +466,7 @@ async fn a_municipality_manages_and_sees_its_own_rules_and_a_digest_comes_once_a
         json!({"kind": "gateway_silent", "emails": ["01019012057@b.no"]}),
         json!({"kind": "gateway_silent"}),
         json!({"kind": "import_errors", "municipality": "3328", "emails": ["a@b.no"]}),
+        json!({"kind": "gateway_silent", "municipality": "9999", "emails": ["a@b.no"]}),
     ] {
         let (status, body) = post(
             &api,

@@ -163,17 +163,7 @@ pub async fn create_rule(
     note: AuditNote,
     Json(new): Json<NewRuleRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let asked = new
-        .municipality
-        .as_deref()
-        .map(MunicipalityCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let Some(m) = &asked
-        && !state.registry.contains(m)
-    {
-        return Err(ApiError::BadRequest(format!("unknown municipality {m}")));
-    }
+    let asked = vft_app::transition::municipality(&state.registry, new.municipality.as_deref())?;
     let scope = caller.scope(asked)?;
     if !may_manage(&caller, scope.as_ref()) {
         return Err(ApiError::Forbidden(
