@@ -939,18 +939,6 @@ async fn vft_reads_mosquitto_over_tls() {
     );
 }
 
-/// A log file printed to stderr if the test panics while this is alive.
-struct ShownOnPanic(PathBuf);
-
-impl Drop for ShownOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            eprintln!("--- {} ---\n{log}", self.0.display());
-        }
-    }
-}
-
 /// VmRSS of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -644,11 +644,7 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
-            eprintln!("--- mosquitto log ---\n{log}");
-        }
+        show_if_panicking("mosquitto log", &self.dir.path().join("mosquitto.log"));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1052,5 +1048,23 @@ pub fn assert_fields_match_schema(
             !value[field].is_null(),
             "{name}: required {field} is null or missing in {value}"
         );
+    }
+}
+
+/// A log file printed to stderr if the test panics while this is alive.
+pub struct ShownOnPanic(pub PathBuf);
+
+impl Drop for ShownOnPanic {
+    fn drop(&mut self) {
+        show_if_panicking(&self.0.display().to_string(), &self.0);
+    }
+}
+
+/// Prints the file at `path` under `label` when the current thread is panicking (a failing
+/// test shows the logs of the processes it ran).
+fn show_if_panicking(label: &str, path: &Path) {
+    if std::thread::panicking() {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        eprintln!("--- {label} ---\n{log}");
     }
 }
