@@ -67,12 +67,14 @@ fn topic(publisher: usize) -> String {
     format!("vft/v1/hepro/gw-{publisher}/events")
 }
 
-/// CPU seconds used so far by a process (`self` or a pid), in total and by its SQLite threads
-/// (sqlx runs each connection on a thread of that name): where a run's time went.
+/// CPU seconds used so far by a process (`self` or a pid), in total, by its SQLite threads
+/// (sqlx runs each connection on a thread of that name) and by vft's batcher thread (which
+/// builds the statements): where a run's time went.
 #[derive(Clone, Copy)]
 struct Cpu {
     total: f64,
     sqlite: f64,
+    batcher: f64,
 }
 
 impl Cpu {
@@ -90,21 +92,31 @@ impl Cpu {
             Some((name, ticks / 100.0))
         }
         let total = read(&format!("/proc/{pid}/stat")).map_or(0.0, |(_, s)| s);
-        let sqlite = std::fs::read_dir(format!("/proc/{pid}/task"))
+        let threads: Vec<(String, f64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|t| read(&format!("{}/stat", t.path().display())))
-            .filter(|(name, _)| name.starts_with("sqlx-sqlite"))
-            .map(|(_, s)| s)
-            .sum();
-        Self { total, sqlite }
+            .collect();
+        let named = |prefix: &str| -> f64 {
+            threads
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(_, s)| s)
+                .sum()
+        };
+        Self {
+            total,
+            sqlite: named("sqlx-sqlite"),
+            batcher: named("vft-batcher"),
+        }
     }
 
     fn since(self, before: Self) -> Self {
         Self {
             total: self.total - before.total,
             sqlite: self.sqlite - before.sqlite,
+            batcher: self.batcher - before.batcher,
         }
     }
 }
@@ -285,9 +297,10 @@ async fn run_with(
         );
     }
     println!(
-        "  cpu: vft {:.2} s (its SQLite threads {:.2} s), the publishers {:.2} s, in {:.2} s",
+        "  cpu: vft {:.2} s (its SQLite threads {:.2} s, its batcher {:.2} s), the publishers {:.2} s, in {:.2} s",
         cpu.0.total,
         cpu.0.sqlite,
+        cpu.0.batcher,
         cpu.1.total,
         stored.as_secs_f64(),
     );

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
+use vft_domain::Registry;
 
 /// Largest packet the client accepts. Far above `max_payload_bytes` on purpose: a payload
 /// rumqttc refused would drop the connection and come back on every redelivery, forever; one
@@ -114,6 +115,7 @@ pub(crate) fn client(config: &IngestConfig) -> (AsyncClient, EventLoop) {
 
 pub(crate) async fn drive(
     config: IngestConfig,
+    registry: Arc<Registry>,
     client: AsyncClient,
     mut eventloop: EventLoop,
     tx: mpsc::UnboundedSender<Received>,
@@ -177,17 +179,20 @@ pub(crate) async fn drive(
                     "message received"
                 );
                 let generation = status.generation.load(Ordering::SeqCst);
+                // A cheap handle: the publish itself is kept for its acknowledgement.
+                let payload = publish.payload.clone();
                 if tx
-                    .send(Received {
-                        topic: publish.topic.clone(),
-                        payload: publish.payload.clone(),
-                        ack: Ack::Broker {
+                    .send(Received::parse(
+                        &config,
+                        &registry,
+                        publish.topic.clone(),
+                        &payload,
+                        None,
+                        Ack::Broker {
                             publish,
                             generation,
                         },
-                        arrived: std::time::Instant::now(),
-                        forbidden: None,
-                    })
+                    ))
                     .is_err()
                 {
                     return;

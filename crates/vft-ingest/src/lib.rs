@@ -3,9 +3,12 @@
 //! in arrival order. Only this crate and the simulator touch rumqttc.
 //!
 //! Two tasks, because rumqttc's event loop must never wait on us: the *connection* task polls
-//! the event loop (owning reconnects and backoff) and hands publishes over an unbounded channel;
-//! the *batcher* task stores and acks. The channel is bounded in practice by the broker's
-//! inflight window: it sends no more unacknowledged QoS 1 messages than that.
+//! the event loop (owning reconnects and backoff), parses each publish and hands it over an
+//! unbounded channel; the *batcher* stores and acks. The channel is bounded in practice by the
+//! broker's inflight window: it sends no more unacknowledged QoS 1 messages than that. Behind
+//! the embedded listener a *forward* task parses instead. Parsing where a message arrives lets
+//! it overlap the commit of the batch before; the batcher only writes and acknowledges, on a
+//! thread of its own on SQLite (`start_batcher`).
 
 mod auth;
 mod connection;
@@ -194,12 +197,150 @@ impl IngestStatus {
 /// One received message, waiting for its batch to commit.
 pub(crate) struct Received {
     topic: String,
-    payload: bytes::Bytes,
+    /// Parsed by the task that received the message, so that parsing the next batch overlaps
+    /// the commit of this one: the batcher only writes and acknowledges.
+    parsed: Parsed,
     ack: Ack,
     arrived: Instant,
-    /// From the embedded listener: the sender's credential (named here) may not publish on
-    /// this topic, so the message is only kept as a `forbidden_topic` dead letter.
+}
+
+/// What one message says: a gateway's status, or events and dead letters.
+#[derive(Default)]
+struct Parsed {
+    status: Option<(EventTopic, bool)>,
+    events: Vec<vft_domain::Event>,
+    dead: Vec<NewDeadLetter>,
+    /// On a topic nobody handles: the batcher notes it (it remembers which topics it logged).
+    unhandled: bool,
+}
+
+impl Received {
+    /// Parses a message as it arrives. `forbidden`: from the embedded listener, the sender's
+    /// credential (named here) may not publish on this topic, so the message is only kept as a
+    /// `forbidden_topic` dead letter.
+    pub(crate) fn parse(
+        config: &IngestConfig,
+        registry: &Registry,
+        topic: String,
+        payload: &[u8],
+        forbidden: Option<String>,
+        ack: Ack,
+    ) -> Self {
+        let arrived = Instant::now();
+        // Event times are judged against when the message is parsed, as it arrives.
+        let parsed = parse_message(config, registry, &topic, payload, forbidden, Utc::now());
+        Self {
+            topic,
+            parsed,
+            ack,
+            arrived,
+        }
+    }
+}
+
+fn parse_message(
+    config: &IngestConfig,
+    registry: &Registry,
+    topic: &str,
+    payload: &[u8],
     forbidden: Option<String>,
+    now: chrono::DateTime<Utc>,
+) -> Parsed {
+    let mut parsed = Parsed::default();
+    // A publish its credential may not make: kept to be seen, never read as events or a
+    // gateway status (the topic names another vendor's or gateway's).
+    if let Some(credential) = forbidden {
+        let reason = DeadLetterReason::ForbiddenTopic { credential };
+        metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code()).increment(1);
+        // Masked before the cut, so the cut never keeps part of a number.
+        let (mut raw, _) = nin::mask_bytes(payload);
+        if payload.len() > config.max_payload_bytes {
+            raw.truncate(OVERSIZED_KEEP_BYTES);
+        }
+        parsed.dead.push(dead_letter(topic, &raw, &reason));
+        return parsed;
+    }
+    // A national identity number anywhere in the topic (a vendor or gateway segment, a
+    // topic nobody handles): the whole message is a dead letter under the masked topic,
+    // before any part of it becomes a gateway, an event or a log line.
+    if nin::find(topic) {
+        let reason = DeadLetterReason::NationalIdentityNumber {
+            field: NIN_IN_TOPIC.into(),
+        };
+        metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code()).increment(1);
+        let (mut raw, _) = nin::mask_bytes(payload);
+        if payload.len() > config.max_payload_bytes {
+            raw.truncate(OVERSIZED_KEEP_BYTES);
+        }
+        parsed.dead.push(dead_letter(topic, &raw, &reason));
+        return parsed;
+    }
+    let times = (&config.plausible_times, now);
+    let items = match &EventTopic::parse_any(&config.topic_prefix, topic) {
+        Ok((t, TopicKind::Status)) => match parse_status(payload) {
+            Some(online) => {
+                parsed.status = Some((t.clone(), online));
+                return parsed;
+            }
+            None => {
+                // Masked before the cut; a number makes it that kind of dead letter.
+                let (mut raw, found) = nin::mask_bytes(payload);
+                raw.truncate(1024);
+                let reason = if found > 0 {
+                    DeadLetterReason::NationalIdentityNumber {
+                        field: NIN_IN_PAYLOAD.into(),
+                    }
+                } else {
+                    DeadLetterReason::InvalidStatus
+                };
+                vec![ParsedItem::Dead { raw, reason }]
+            }
+        },
+        Ok((t, TopicKind::Events)) => parse_payload_at(
+            Ok(t),
+            payload,
+            registry,
+            config.max_payload_bytes,
+            times.0,
+            times.1,
+        ),
+        Err(e) => match config
+            .adapters
+            .iter()
+            .find_map(|a| a.matches(topic).map(|gw| (a, gw)))
+        {
+            None => {
+                parsed.unhandled = true;
+                parse_payload_at(
+                    Err(e),
+                    payload,
+                    registry,
+                    config.max_payload_bytes,
+                    times.0,
+                    times.1,
+                )
+            }
+            Some((adapter, gateway)) => map_with(
+                adapter,
+                gateway,
+                payload,
+                registry,
+                config.max_payload_bytes,
+                times,
+            ),
+        },
+    };
+    for item in items {
+        match item {
+            ParsedItem::Event(e) => parsed.events.push(*e),
+            ParsedItem::Dead { raw, reason } => {
+                metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
+                    .increment(1);
+                parsed.dead.push(dead_letter(topic, &raw, &reason));
+            }
+        }
+    }
+    parsed
 }
 
 /// How a message is acknowledged once its batch committed.
@@ -234,30 +375,32 @@ pub async fn run(
     let (client, eventloop) = connection::client(&config);
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let backend = store.backend();
+    let batcher = start_batcher(
+        backend,
+        batcher(
+            config.clone(),
+            store,
+            status.clone(),
+            Some(client.clone()),
+            Inlet::Unbounded(rx),
+            stop_rx.clone(),
+        ),
+    )?;
     let conn = tokio::spawn(connection::drive(
-        config.clone(),
+        config,
+        registry,
         client.clone(),
         eventloop,
         tx,
-        status.clone(),
-        stop_rx.clone(),
-    ));
-    let batcher = tokio::spawn(batcher(
-        config,
-        store,
-        registry,
         status,
-        Some(client.clone()),
-        Inlet::Unbounded(rx),
         stop_rx,
     ));
     shutdown.await;
     let _ = stop_tx.send(true);
     let _ = client.try_disconnect();
-    for task in [conn, batcher] {
-        task.await.map_err(|e| IngestError::Task(e.to_string()))?;
-    }
-    Ok(())
+    conn.await.map_err(|e| IngestError::Task(e.to_string()))?;
+    batcher.await.map_err(|_| batcher_died())
 }
 
 /// Runs ingest behind the embedded listener until `shutdown` resolves: a gateway's publish is
@@ -279,39 +422,45 @@ pub async fn run_embedded(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     status.connected.store(true, Ordering::SeqCst);
     metrics::gauge!("vft_ingest_connected").set(1.0);
+    let parse_config = config.clone();
     let forward = tokio::spawn(async move {
         while let Some(m) = inbound.recv().await {
-            let ack = Ack::Listener(m.committed);
-            let received = Received {
-                topic: m.topic,
-                payload: m.payload,
-                ack,
-                arrived: Instant::now(),
-                forbidden: m.forbidden,
-            };
+            let received = Received::parse(
+                &parse_config,
+                &registry,
+                m.topic,
+                &m.payload,
+                m.forbidden,
+                Ack::Listener(m.committed),
+            );
             if tx.send(received).await.is_err() {
                 return;
             }
         }
     });
-    let batcher = tokio::spawn(batcher(
-        config,
-        store,
-        registry,
-        status.clone(),
-        None,
-        Inlet::Bounded(rx),
-        stop_rx,
-    ));
+    let backend = store.backend();
+    let batcher = start_batcher(
+        backend,
+        batcher(
+            config,
+            store,
+            status.clone(),
+            None,
+            Inlet::Bounded(rx),
+            stop_rx,
+        ),
+    )?;
     shutdown.await;
     listener.stop().await;
     let _ = stop_tx.send(true);
     status.connected.store(false, Ordering::SeqCst);
     forward.abort();
-    batcher
-        .await
-        .map_err(|e| IngestError::Task(e.to_string()))?;
-    Ok(())
+    batcher.await.map_err(|_| batcher_died())
+}
+
+/// The batcher ended without finishing its work: it panicked (the panic is logged).
+fn batcher_died() -> IngestError {
+    IngestError::Task("the batcher stopped unexpectedly".into())
 }
 
 /// The batcher's queue: unbounded behind the external broker (rumqttc's event loop must never
@@ -337,10 +486,42 @@ impl Inlet {
     }
 }
 
+/// Starts the batcher; the receiver resolves when it has finished. On SQLite it gets a thread
+/// and a runtime of its own: it builds every statement of a batch between the database's
+/// replies, and as a task it waited each time behind the listener's and the parsing tasks
+/// (single-event ingest 10–16 % faster, decision 0024). SQLite's connections are threads of
+/// their own, so nothing of the database belongs to that runtime. A PostgreSQL connection
+/// belongs to the runtime that opened it, and the pool's connections serve the API too: there
+/// the batcher stays a task.
+fn start_batcher(
+    backend: &str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<()>, IngestError> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    if backend != "sqlite" {
+        tokio::spawn(async move {
+            work.await;
+            let _ = done.send(());
+        });
+        return Ok(finished);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| IngestError::Task(format!("cannot start the batcher's runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("vft-batcher".into())
+        .spawn(move || {
+            runtime.block_on(work);
+            let _ = done.send(());
+        })
+        .map_err(|e| IngestError::Task(format!("cannot start the batcher's thread: {e}")))?;
+    Ok(finished)
+}
+
 async fn batcher(
     config: IngestConfig,
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
     status: Arc<IngestStatus>,
     client: Option<rumqttc::AsyncClient>,
     mut rx: Inlet,
@@ -402,9 +583,8 @@ async fn batcher(
         let committed = commit(
             &config,
             store.as_ref(),
-            &registry,
             &status,
-            &batch,
+            &mut batch,
             &mut unhandled,
             &mut stop,
         )
@@ -510,14 +690,13 @@ impl UnhandledTopics {
     }
 }
 
-/// Parses and stores a batch, retrying the store with backoff until it succeeds or ingest
+/// Stores a batch of parsed messages, retrying the store with backoff until it succeeds or ingest
 /// stops. Returns false when stopped before committing.
 async fn commit(
     config: &IngestConfig,
     store: &dyn Store,
-    registry: &Registry,
     status: &IngestStatus,
-    batch: &[Received],
+    batch: &mut [Received],
     unhandled: &mut UnhandledTopics,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
@@ -526,110 +705,14 @@ async fn commit(
     let mut event_messages = Vec::new();
     let mut dead = Vec::new();
     let mut statuses = Vec::new();
-    // Event times are judged against when the batch is parsed (moments after arrival).
-    let parsed_at = Utc::now();
-    let times = (&config.plausible_times, parsed_at);
-    for (message_index, m) in batch.iter().enumerate() {
-        // A publish its credential may not make: kept to be seen, never read as events or a
-        // gateway status (the topic names another vendor's or gateway's).
-        if let Some(credential) = &m.forbidden {
-            let reason = DeadLetterReason::ForbiddenTopic {
-                credential: credential.clone(),
-            };
-            metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
-                .increment(1);
-            // Masked before the cut, so the cut never keeps part of a number.
-            let (mut raw, _) = nin::mask_bytes(&m.payload);
-            if m.payload.len() > config.max_payload_bytes {
-                raw.truncate(OVERSIZED_KEEP_BYTES);
-            }
-            dead.push(dead_letter(&m.topic, &raw, &reason));
-            continue;
+    for (message_index, m) in batch.iter_mut().enumerate() {
+        if m.parsed.unhandled {
+            unhandled.note(&m.topic);
         }
-        // A national identity number anywhere in the topic (a vendor or gateway segment, a
-        // topic nobody handles): the whole message is a dead letter under the masked topic,
-        // before any part of it becomes a gateway, an event or a log line.
-        if nin::find(&m.topic) {
-            let reason = DeadLetterReason::NationalIdentityNumber {
-                field: NIN_IN_TOPIC.into(),
-            };
-            metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
-                .increment(1);
-            let (mut raw, _) = nin::mask_bytes(&m.payload);
-            if m.payload.len() > config.max_payload_bytes {
-                raw.truncate(OVERSIZED_KEEP_BYTES);
-            }
-            dead.push(dead_letter(&m.topic, &raw, &reason));
-            continue;
-        }
-        let topic = EventTopic::parse_any(&config.topic_prefix, &m.topic);
-        let items = match &topic {
-            Ok((t, TopicKind::Status)) => match parse_status(&m.payload) {
-                Some(online) => {
-                    statuses.push((t.clone(), online));
-                    continue;
-                }
-                None => {
-                    // Masked before the cut; a number makes it that kind of dead letter.
-                    let (mut raw, found) = nin::mask_bytes(&m.payload);
-                    raw.truncate(1024);
-                    let reason = if found > 0 {
-                        DeadLetterReason::NationalIdentityNumber {
-                            field: NIN_IN_PAYLOAD.into(),
-                        }
-                    } else {
-                        DeadLetterReason::InvalidStatus
-                    };
-                    vec![ParsedItem::Dead { raw, reason }]
-                }
-            },
-            Ok((t, TopicKind::Events)) => parse_payload_at(
-                Ok(t),
-                &m.payload,
-                registry,
-                config.max_payload_bytes,
-                times.0,
-                times.1,
-            ),
-            Err(e) => match config
-                .adapters
-                .iter()
-                .find_map(|a| a.matches(&m.topic).map(|gw| (a, gw)))
-            {
-                None => {
-                    unhandled.note(&m.topic);
-                    parse_payload_at(
-                        Err(e),
-                        &m.payload,
-                        registry,
-                        config.max_payload_bytes,
-                        times.0,
-                        times.1,
-                    )
-                }
-                Some((adapter, gateway)) => map_with(
-                    adapter,
-                    gateway,
-                    &m.payload,
-                    registry,
-                    config.max_payload_bytes,
-                    times,
-                ),
-            },
-        };
-        for item in items {
-            match item {
-                ParsedItem::Event(e) => {
-                    events.push(*e);
-                    event_messages.push(message_index);
-                }
-                ParsedItem::Dead { raw, reason } => {
-                    metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code())
-                        .increment(1);
-                    dead.push(dead_letter(&m.topic, &raw, &reason));
-                }
-            }
-        }
+        statuses.extend(m.parsed.status.take());
+        event_messages.extend(std::iter::repeat_n(message_index, m.parsed.events.len()));
+        events.append(&mut m.parsed.events);
+        dead.append(&mut m.parsed.dead);
     }
     let span = tracing::Span::current();
     span.record("events", events.len());

@@ -36,7 +36,9 @@
 //! `max_inflight_bytes` of payload, reads nothing more until some are acknowledged; one packet
 //! is at most `max_payload_bytes` plus the topic allowance. So message data held for all
 //! connections stays under `max_connections × (max_inflight_bytes + max packet)`, and the
-//! Argon2id checks under `MAX_CONCURRENT_VERIFICATIONS × 19 MiB`.
+//! Argon2id checks under `MAX_CONCURRENT_VERIFICATIONS × 19 MiB`. (Ingest holds a publish as
+//! the events parsed from it until its commit, not as its payload: a small multiple of the
+//! same bytes, since an event's fields are short ids kept inline.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -533,6 +535,8 @@ struct Window {
     entered: Cell<u64>,
     /// Signalled when a publish leaves the window or starts reading its payload.
     changed: tokio::sync::Notify,
+    /// `vft_listener_inflight_bytes`, looked up once per connection rather than per publish.
+    inflight_bytes: metrics::Gauge,
 }
 
 impl Window {
@@ -545,6 +549,7 @@ impl Window {
             reading: Cell::new(0),
             entered: Cell::new(0),
             changed: tokio::sync::Notify::new(),
+            inflight_bytes: metrics::gauge!("vft_listener_inflight_bytes"),
         }
     }
 
@@ -575,7 +580,7 @@ impl Window {
         }
         self.count.set(self.count.get() + 1);
         self.bytes.set(self.bytes.get() + size);
-        metrics::gauge!("vft_listener_inflight_bytes").increment(size as f64);
+        self.inflight_bytes.increment(size as f64);
         let number = self.entered.get().wrapping_add(1).max(1);
         self.entered.set(number);
         InWindow {
@@ -612,7 +617,7 @@ impl Drop for InWindow<'_> {
         let w = self.window;
         w.count.set(w.count.get().saturating_sub(1));
         w.bytes.set(w.bytes.get().saturating_sub(self.size));
-        metrics::gauge!("vft_listener_inflight_bytes").decrement(self.size as f64);
+        w.inflight_bytes.decrement(self.size as f64);
         w.changed.notify_waiters();
     }
 }
