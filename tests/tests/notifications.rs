@@ -477,6 +477,16 @@ async fn a_municipality_manages_and_sees_its_own_rules_and_a_digest_comes_once_a
         .await;
         assert_eq!(status, 400, "{bad} → {body}");
     }
+    // The incidents of a municipality the region does not have: an error, not an empty list.
+    let unknown = reqwest::Client::new()
+        .get(format!("{api}/api/v1/incidents?municipality=9999"))
+        .bearer_auth(&s.coordinator)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(unknown.status(), 400);
+    let body = unknown.text().await.unwrap_or_default();
+    assert!(body.contains("unknown municipality 9999"), "{body}");
     let listed = get_json(&format!("{api}/api/v1/notification-rules"), &s.aal).await;
     assert_eq!(
         listed["items"].as_array().map(Vec::len),

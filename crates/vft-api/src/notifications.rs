@@ -230,12 +230,7 @@ pub async fn incidents(
     State(state): State<AppState>,
     Query(params): Query<IncidentParams>,
 ) -> Result<Json<IncidentList>, ApiError> {
-    let asked = params
-        .municipality
-        .as_deref()
-        .map(MunicipalityCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let asked = vft_app::transition::municipality(&state.registry, params.municipality.as_deref())?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be 1-500".into()));
