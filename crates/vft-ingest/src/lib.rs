@@ -251,13 +251,9 @@ fn parse_message(
     // gateway status (the topic names another vendor's or gateway's).
     if let Some(credential) = forbidden {
         let reason = DeadLetterReason::ForbiddenTopic { credential };
-        metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code()).increment(1);
-        // Masked before the cut, so the cut never keeps part of a number.
-        let (mut raw, _) = nin::mask_bytes(payload);
-        if payload.len() > config.max_payload_bytes {
-            raw.truncate(OVERSIZED_KEEP_BYTES);
-        }
-        parsed.dead.push(dead_letter(topic, &raw, &reason));
+        parsed
+            .dead
+            .push(whole_message(config, topic, payload, &reason));
         return parsed;
     }
     // A national identity number anywhere in the topic (a vendor or gateway segment, a
@@ -267,12 +263,9 @@ fn parse_message(
         let reason = DeadLetterReason::NationalIdentityNumber {
             field: NIN_IN_TOPIC.into(),
         };
-        metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code()).increment(1);
-        let (mut raw, _) = nin::mask_bytes(payload);
-        if payload.len() > config.max_payload_bytes {
-            raw.truncate(OVERSIZED_KEEP_BYTES);
-        }
-        parsed.dead.push(dead_letter(topic, &raw, &reason));
+        parsed
+            .dead
+            .push(whole_message(config, topic, payload, &reason));
         return parsed;
     }
     let times = (&config.plausible_times, now);
@@ -341,6 +334,22 @@ fn parse_message(
         }
     }
     parsed
+}
+
+/// A whole message kept as one dead letter, counted: its payload masked, then cut when it is
+/// oversized (masked before the cut, so the cut never keeps part of a number).
+fn whole_message(
+    config: &IngestConfig,
+    topic: &str,
+    payload: &[u8],
+    reason: &DeadLetterReason,
+) -> NewDeadLetter {
+    metrics::counter!("vft_ingest_dead_letters_total", "reason" => reason.code()).increment(1);
+    let (mut raw, _) = nin::mask_bytes(payload);
+    if payload.len() > config.max_payload_bytes {
+        raw.truncate(OVERSIZED_KEEP_BYTES);
+    }
+    dead_letter(topic, &raw, reason)
 }
 
 /// How a message is acknowledged once its batch committed.
