@@ -478,12 +478,11 @@ async fn a_municipality_manages_and_sees_its_own_rules_and_a_digest_comes_once_a
         assert_eq!(status, 400, "{bad} → {body}");
     }
     // The incidents of a municipality the region does not have: an error, not an empty list.
-    let unknown = reqwest::Client::new()
-        .get(format!("{api}/api/v1/incidents?municipality=9999"))
-        .bearer_auth(&s.coordinator)
-        .send()
-        .await
-        .expect("GET");
+    let unknown = get(
+        &format!("{api}/api/v1/incidents?municipality=9999"),
+        Some(&s.coordinator),
+    )
+    .await;
     assert_eq!(unknown.status(), 400);
     let body = unknown.text().await.unwrap_or_default();
     assert!(body.contains("unknown municipality 9999"), "{body}");
