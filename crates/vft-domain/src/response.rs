@@ -314,6 +314,63 @@ impl ResponseTally {
     }
 }
 
+/// The whole second a response time falls in, rounded up (0 ms is second 0, 1–1 000 ms second
+/// 1, 59 001–60 000 ms second 60), so that "within 60 s" (at most 60 000 ms) is exactly
+/// "second at most 60". Response times counted per second ([`seconds_read_exactly`],
+/// [`times_from_seconds`]) let the region's figures be read without reading every distinct
+/// millisecond, which grows with the fleet.
+pub fn response_second(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+/// Of a month's answered alarms counted per second ([`response_second`] → alarms), the seconds
+/// whose times [`ResponseTally::figures`] needs to the millisecond: those holding the median's
+/// and the 90th percentile's nearest ranks, and the last (the maximum). The shares need only
+/// whole seconds. Counts of 0 or less are no alarms.
+pub fn seconds_read_exactly(seconds: &BTreeMap<u64, i64>) -> BTreeSet<u64> {
+    let counted: Vec<(u64, u64)> = seconds
+        .iter()
+        .filter_map(|(s, n)| u64::try_from(*n).ok().filter(|n| *n > 0).map(|n| (*s, n)))
+        .collect();
+    let n: u64 = counted.iter().map(|(_, c)| c).sum();
+    let mut exact = BTreeSet::new();
+    for percent in [50, 90] {
+        // The same rank as `ResponseTimes::from_counts`.
+        let rank = (percent * n).div_ceil(100).max(1);
+        let mut seen = 0;
+        if let Some(s) = counted.iter().find_map(|(s, c)| {
+            seen += c;
+            (seen >= rank).then_some(*s)
+        }) {
+            exact.insert(s);
+        }
+    }
+    exact.extend(counted.last().map(|(s, _)| *s));
+    exact
+}
+
+/// A tally's `times` from a month's answered alarms counted per second and the exact times
+/// (ms → alarms) of at least the seconds [`seconds_read_exactly`] names. Every other second's
+/// alarms stand at its last millisecond: that changes no figure, since the shares compare
+/// whole seconds and the percentiles and the maximum fall in seconds given exactly. Exact
+/// times of other seconds are ignored (their second's count stands for them).
+pub fn times_from_seconds(
+    seconds: &BTreeMap<u64, i64>,
+    exact: impl IntoIterator<Item = (u64, i64)>,
+) -> BTreeMap<u64, i64> {
+    let read_exactly = seconds_read_exactly(seconds);
+    let mut times: BTreeMap<u64, i64> = exact
+        .into_iter()
+        .filter(|(ms, _)| read_exactly.contains(&response_second(*ms)))
+        .collect();
+    for (s, n) in seconds {
+        if *n > 0 && !read_exactly.contains(s) {
+            *times.entry(s.saturating_mul(1000)).or_default() += n;
+        }
+    }
+    times
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,5 +713,67 @@ mod tests {
         assert_eq!(json["month"], "2025-01");
         assert_eq!(json["response"]["median_ms"], 60_000);
         assert_eq!(json["outcomes"]["resolved_remotely"], 2);
+    }
+
+    mod by_seconds {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn figures_of(times: &BTreeMap<u64, i64>) -> MonthResponse {
+            let answered: i64 = times.values().sum();
+            let tally = ResponseTally {
+                triggered: answered + 3,
+                acknowledged: answered,
+                times: times.clone(),
+                ..Default::default()
+            };
+            tally.figures(
+                YearMonth::new(2025, 3).expect("month"),
+                &ResponseStandard::default(),
+            )
+        }
+
+        #[test]
+        fn seconds_round_up_so_the_standard_compares_whole_seconds() {
+            assert_eq!(response_second(0), 0);
+            assert_eq!(response_second(1), 1);
+            assert_eq!(response_second(60_000), 60);
+            assert_eq!(response_second(60_001), 61);
+        }
+
+        proptest! {
+            /// Per-second counts plus the exact times of the seconds named give the same
+            /// figures as every time to the millisecond: shares, percentiles and maximum.
+            #[test]
+            fn give_the_figures_of_every_time(
+                // Clustered around the 60 s and 180 s limits, and spread out.
+                times in proptest::collection::vec(
+                    prop_oneof![59_000u64..61_500, 179_000u64..181_500, 0u64..400_000],
+                    0..300,
+                ),
+                // Alarms taken back leave zero counts behind, as the sums do.
+                zeroed in proptest::collection::vec(0u64..400_000, 0..5),
+            ) {
+                let mut full: BTreeMap<u64, i64> = BTreeMap::new();
+                for ms in &times {
+                    *full.entry(*ms).or_default() += 1;
+                }
+                for ms in &zeroed {
+                    full.entry(*ms).or_insert(0);
+                }
+                let mut seconds: BTreeMap<u64, i64> = BTreeMap::new();
+                for (ms, n) in &full {
+                    *seconds.entry(response_second(*ms)).or_default() += n;
+                }
+                let read = seconds_read_exactly(&seconds);
+                prop_assert!(read.len() <= 3);
+                let exact = full
+                    .iter()
+                    .filter(|(ms, _)| read.contains(&response_second(**ms)))
+                    .map(|(ms, n)| (*ms, *n));
+                let rebuilt = times_from_seconds(&seconds, exact);
+                prop_assert_eq!(figures_of(&rebuilt), figures_of(&full));
+            }
+        }
     }
 }

@@ -297,6 +297,41 @@ macro_rules! impl_response {
                     );
                     qb.build().execute(&mut **tx).await?;
                 }
+                // The region's per-second counts (migration 0026), keyed in the order they are
+                // upserted, like the rest.
+                let mut seconds: std::collections::BTreeMap<(i64, &str, i64), i64> = Default::default();
+                for ((month, _, kind), t) in tallies {
+                    for (ms, n) in &t.times {
+                        let second = i64::try_from(vft_domain::response::response_second(*ms)).unwrap_or(i64::MAX);
+                        *seconds.entry((*month, kind.as_str(), second)).or_default() += n;
+                    }
+                }
+                let second_counts: Vec<(&(i64, &str, i64), &i64)> = seconds.iter().filter(|(_, n)| **n != 0).collect();
+                for chunk in $crate::shared::statement_chunks(&second_counts, $crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO response_seconds (month, kind, second, alarms) ",
+                    );
+                    qb.push_values(chunk, |mut row, ((month, k, second), n)| {
+                        row.push_bind(*month).push_bind(*k).push_bind(*second).push_bind(**n);
+                    });
+                    qb.push(
+                        " ON CONFLICT (month, kind, second) DO UPDATE SET \
+                         alarms = response_seconds.alarms + excluded.alarms",
+                    );
+                    qb.build().execute(&mut **tx).await?;
+                }
+                let shrunk_seconds: Vec<&(i64, &str, i64)> =
+                    seconds.iter().filter(|(_, n)| **n < 0).map(|(key, _)| key).collect();
+                for chunk in $crate::shared::statement_chunks(&shrunk_seconds, $crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM response_seconds WHERE alarms = 0 AND (month, kind, second) IN (",
+                    );
+                    qb.push_values(chunk, |mut row, (month, k, second)| {
+                        row.push_bind(*month).push_bind(*k).push_bind(*second);
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
                 let outcomes: Vec<(&(i64, String, String), &'static str, i64)> = tallies
                     .iter()
                     .flat_map(|(key, t)| t.outcomes.iter().filter(|(_, n)| **n != 0).map(move |(o, n)| (key, o.id(), *n)))
@@ -351,7 +386,7 @@ macro_rules! impl_response {
                 sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                     .execute(&mut *tx)
                     .await?;
-                for table in ["response_alarms", "response_months", "response_times", "response_outcomes"] {
+                for table in ["response_alarms", "response_months", "response_times", "response_seconds", "response_outcomes"] {
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                 }
                 let mut tallies = $crate::response::Tallies::new();
@@ -404,9 +439,13 @@ macro_rules! impl_response {
                     }
                 };
                 type Row = (i64, i64, String, i64, i64, i64, i64, i64, i64);
-                // One row per distinct response time: many, so read packed (`fetch_many`).
-                let rows: Vec<Row> = self
-                    .fetch_many(&["part", "month", "outcome", "ms", "a", "b", "c", "d", "e"], |qb| {
+                // The region's response times are read per second (migration 0026), then to the
+                // millisecond only where the figures need it; one municipality's are few enough
+                // to read to the millisecond at once. Both reads in one snapshot.
+                let region = municipality.is_none();
+                let mut tx = self.snapshot().await?;
+                // One row per distinct response time (or second): many, so read packed.
+                let rows: Vec<Row> = Self::fetch_many_in(&mut tx, &["part", "month", "outcome", "ms", "a", "b", "c", "d", "e"], |qb| {
                         qb.push(
                             "SELECT CAST(0 AS BIGINT) AS part, month, '' AS outcome, CAST(0 AS BIGINT) AS ms, \
                              CAST(SUM(triggered) AS BIGINT) AS a, CAST(SUM(received) AS BIGINT) AS b, \
@@ -414,13 +453,23 @@ macro_rules! impl_response {
                              CAST(SUM(never_acknowledged) AS BIGINT) AS e FROM response_months",
                         );
                         filter(qb);
+                        if region {
+                            qb.push(
+                                " GROUP BY month UNION ALL SELECT CAST(3 AS BIGINT), month, '', second, CAST(SUM(alarms) AS BIGINT), \
+                                 CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_seconds",
+                            );
+                            filter(qb);
+                            qb.push(" GROUP BY month, second");
+                        } else {
+                            qb.push(
+                                " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
+                                 CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
+                            );
+                            filter(qb);
+                            qb.push(" GROUP BY month, response_ms");
+                        }
                         qb.push(
-                            " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
-                             CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
-                        );
-                        filter(qb);
-                        qb.push(
-                            " GROUP BY month, response_ms UNION ALL SELECT CAST(2 AS BIGINT), month, outcome, CAST(0 AS BIGINT), \
+                            " UNION ALL SELECT CAST(2 AS BIGINT), month, outcome, CAST(0 AS BIGINT), \
                              CAST(SUM(alarms) AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) \
                              FROM response_outcomes",
                         );
@@ -433,7 +482,13 @@ macro_rules! impl_response {
                         map.entry(month_key(*m)).or_insert_with(Vec::new).push(i);
                         map
                     });
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                let mut seconds: std::collections::BTreeMap<i64, std::collections::BTreeMap<u64, i64>> = Default::default();
                 for (part, month, outcome, ms, a, b, c, d, e) in rows {
+                    if part == 3 {
+                        *seconds.entry(month).or_default().entry(count(ms)).or_default() += a;
+                        continue;
+                    }
                     for &i in index.get(&month).into_iter().flatten() {
                         let t = &mut out[i];
                         match part {
@@ -445,7 +500,7 @@ macro_rules! impl_response {
                                 t.never_acknowledged += e;
                             }
                             1 => {
-                                *t.times.entry(u64::try_from(ms).unwrap_or(0)).or_default() += a;
+                                *t.times.entry(count(ms)).or_default() += a;
                             }
                             _ => {
                                 let o = vft_domain::Outcome::from_id(&outcome)
@@ -453,6 +508,49 @@ macro_rules! impl_response {
                                 *t.outcomes.entry(o).or_default() += a;
                             }
                         }
+                    }
+                }
+                // The seconds each month's figures need to the millisecond: at most three a
+                // month, each an index range of `response_times_by_ms`.
+                let wanted: Vec<(i64, u64)> = seconds
+                    .iter()
+                    .flat_map(|(month, s)| {
+                        vft_domain::response::seconds_read_exactly(s).into_iter().map(move |second| (*month, second))
+                    })
+                    .collect();
+                let mut exact: std::collections::BTreeMap<i64, Vec<(u64, i64)>> = Default::default();
+                if !wanted.is_empty() {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                    for (n, (month, second)) in wanted.iter().enumerate() {
+                        if n > 0 {
+                            qb.push(" UNION ALL ");
+                        }
+                        let last_ms = i64::try_from(second.saturating_mul(1000)).unwrap_or(i64::MAX);
+                        let first_ms = if *second == 0 { 0 } else { last_ms - 999 };
+                        qb.push("SELECT month, response_ms, CAST(SUM(alarms) AS BIGINT) FROM response_times WHERE month = ")
+                            .push_bind(*month)
+                            .push(" AND response_ms >= ")
+                            .push_bind(first_ms)
+                            .push(" AND response_ms <= ")
+                            .push_bind(last_ms);
+                        if let Some(k) = kind {
+                            qb.push(" AND kind = ").push_bind(k.id());
+                        }
+                        qb.push(" GROUP BY month, response_ms");
+                    }
+                    let rows: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    for (month, ms, n) in rows {
+                        exact.entry(month).or_default().push((count(ms), n));
+                    }
+                }
+                tx.commit().await?;
+                for (month, s) in &seconds {
+                    let times = vft_domain::response::times_from_seconds(
+                        s,
+                        exact.remove(month).unwrap_or_default(),
+                    );
+                    for &i in index.get(month).into_iter().flatten() {
+                        out[i].times = times.clone();
                     }
                 }
                 Ok(out)
