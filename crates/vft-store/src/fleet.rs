@@ -294,11 +294,17 @@ macro_rules! impl_fleet {
 
             async fn replaced_by(&self, vendor: &vft_domain::VendorId, device: &vft_domain::DeviceId) -> $crate::Result<Vec<vft_domain::DeviceId>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT device FROM devices WHERE vendor = ");
-                qb.push_bind(vendor.to_string()).push(" AND replaces = ").push_bind(device.to_string()).push(" ORDER BY device");
+                // Sorted here, not in SQL: with `ORDER BY device` SQLite (no statistics) walks the
+                // vendor's whole primary key in order instead of the `(vendor, replaces)` index,
+                // 150 ms for one device's detail at 500 000 devices.
+                qb.push_bind(vendor.to_string()).push(" AND replaces = ").push_bind(device.to_string());
                 let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter()
+                let mut next = rows
+                    .into_iter()
                     .map(|(d,)| vft_domain::DeviceId::parse(&d).map_err($crate::shared::corrupt))
-                    .collect()
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                next.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                Ok(next)
             }
 
             async fn contacts(
