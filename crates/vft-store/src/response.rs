@@ -519,7 +519,9 @@ macro_rules! impl_response {
                     })
                     .collect();
                 let mut exact: std::collections::BTreeMap<i64, Vec<(u64, i64)>> = Default::default();
-                if !wanted.is_empty() {
+                // SQLite allows 500 terms in a compound SELECT: a long span of months is asked in
+                // pieces (a year is at most 36 terms).
+                for wanted in wanted.chunks(100) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("");
                     for (n, (month, second)) in wanted.iter().enumerate() {
                         if n > 0 {

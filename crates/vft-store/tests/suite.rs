@@ -61,6 +61,7 @@ both_backends!(
     service_state_counts_devices_and_recipients_at_any_instant_in_any_order,
     dose_months_count_each_dose_once_in_any_order,
     response_sums_equal_the_domain_figures_in_any_order,
+    response_figures_over_many_years_are_read_whole,
     spans_and_installs_give_what_the_events_give_in_any_order,
     a_store_from_before_kept_replaced_units_fills_them_on_open,
 );
@@ -3592,6 +3593,79 @@ async fn response_sums_equal_the_domain_figures_in_any_order(s: TestStore) {
     execute_raw(&s.url, fill).await.expect("fill");
     let filled = response_sums_agree(&s, &months, &kinds, "filled by migration 0026").await;
     assert_eq!(filled, after, "incremental = filled by the migration");
+}
+
+/// The region's figures over more months than one statement can ask for to the millisecond
+/// (three seconds a month, SQLite's 500 terms of a compound SELECT): every month is read, and
+/// equals the domain's figures.
+async fn response_figures_over_many_years_are_read_whole(s: TestStore) {
+    use vft_domain::response::{ResponseStandard, response_figures};
+    let months: Vec<YearMonth> =
+        std::iter::successors(Some(YearMonth::new(2005, 1).expect("month")), |m| {
+            Some(m.next())
+        })
+        .take(200)
+        .collect();
+    let mut events = vec![install(
+        "i",
+        "2004-12-01T10:00:00Z",
+        "3320",
+        "R",
+        TechnologyKind::SafetyAlarm,
+    )];
+    // Ten alarms a month, each answered in a second of its own: the median, the 90th
+    // percentile and the maximum fall in three seconds.
+    for (i, month) in months.iter().enumerate() {
+        for j in 0..10i64 {
+            let triggered = month.start() + Duration::days(10) + Duration::hours(j);
+            let answered = triggered + Duration::milliseconds(1_000 * (j + 1) * 7 + 13 * i as i64);
+            for (step, ts) in [
+                (EventType::Alarm, triggered),
+                (EventType::AlarmAcknowledged, answered),
+            ] {
+                let mut e = event(
+                    "hepro",
+                    &format!("a{i}-{j}-{}", step.id()),
+                    &ts.to_rfc3339(),
+                    "3320",
+                    "R",
+                    step,
+                    None,
+                );
+                e.alarm = Some(vft_domain::AlarmRef::parse(&format!("A{i}-{j}")).expect("alarm"));
+                events.push(e);
+            }
+        }
+    }
+    s.store
+        .write_batch(&events, &[], Utc::now())
+        .await
+        .expect("write");
+    let (Some(first), Some(last)) = (months.first(), months.last()) else {
+        unreachable!("200 months")
+    };
+    let records = s
+        .store
+        .alarm_records(first.start(), last.end_exclusive())
+        .await
+        .expect("alarms");
+    let standard = ResponseStandard::default();
+    let expected = response_figures(&records, &months, &standard);
+    assert_eq!(
+        expected.iter().filter(|m| m.response.is_some()).count(),
+        200,
+        "every month has an answered alarm"
+    );
+    let kept: Vec<_> = s
+        .store
+        .response_tallies(&months, None, None)
+        .await
+        .expect("tallies")
+        .iter()
+        .zip(&months)
+        .map(|(t, m)| t.figures(*m, &standard))
+        .collect();
+    assert_eq!(kept, expected);
 }
 
 /// Reads that return much of the fleet (packed on SQLite, several thousand rows to a pack)
