@@ -988,6 +988,15 @@ async fn run(devices: usize, reuse: Option<PathBuf>, keep: bool, on_postgres: bo
         c,
     )
     .await;
+    // A municipality's own figures, merged from its own alarm events (migration 0027).
+    measure(
+        &client,
+        &api,
+        &format!("response-centre, year=2025, municipality token ({big})"),
+        "/rollups/response-centre?year=2025",
+        &municipal,
+    )
+    .await;
     measure_twice(
         &client,
         &api,

@@ -181,7 +181,10 @@ macro_rules! impl_figures {
                 }
                 qb.push(") AND e.ts >= ").push_bind(micros(from));
                 qb.push(" AND e.ts < ").push_bind(micros(to));
+                // `alarm IS NOT NULL` (the join needs it anyway): the partial index of
+                // migration 0027 serves only queries that say so.
                 qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
+                qb.push(" AND e.alarm IS NOT NULL");
                 let (t, r, a, c): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
                     qb.build_query_as().fetch_one(&self.reader).await?;
                 let since = [t, r, a, c].into_iter().flatten().chain([micros(from)]).min().unwrap_or(micros(from));
