@@ -40,6 +40,6 @@ pub use month::{YearMonth, month_end_instants};
 pub use municipality::{Municipality, MunicipalityError, Registry};
 pub use response::{AlarmRecord, MonthResponse, ResponseStandard, ResponseTimes, response_figures};
 pub use rollup::{LifecycleRecord, RollupFilter, in_service_at, month_end_counts};
-pub use state::{AlarmDelta, Connectivity, DeviceDelta, connectivity, fault_open};
+pub use state::{AlarmDelta, AlarmFold, Connectivity, DeviceDelta, connectivity, fault_open};
 pub use table::{DeviceTable, TableError, TableRow, spreadsheet_safe};
 pub use topic::{EventTopic, TopicError, TopicKind};

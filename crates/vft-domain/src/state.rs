@@ -219,14 +219,33 @@ impl AlarmDelta {
     }
 
     pub fn fold(events: &[Event]) -> Vec<AlarmDelta> {
-        let mut by_alarm: BTreeMap<(VendorId, AlarmRef), AlarmDelta> = BTreeMap::new();
-        for delta in events.iter().filter_map(Self::from_event) {
-            by_alarm
+        let mut fold = AlarmFold::default();
+        for e in events {
+            fold.add(e);
+        }
+        fold.finish()
+    }
+}
+
+/// Alarms merged one event at a time, as [`AlarmDelta::fold`] merges a slice: for a read that
+/// streams its events rather than holding them all.
+#[derive(Debug, Default)]
+pub struct AlarmFold(BTreeMap<(VendorId, AlarmRef), AlarmDelta>);
+
+impl AlarmFold {
+    /// Merges one event (anything but an alarm event with an alarm reference is ignored).
+    pub fn add(&mut self, e: &Event) {
+        if let Some(delta) = AlarmDelta::from_event(e) {
+            self.0
                 .entry((delta.vendor.clone(), delta.alarm.clone()))
                 .and_modify(|d| d.merge(&delta))
                 .or_insert(delta);
         }
-        by_alarm.into_values().collect()
+    }
+
+    /// The alarms, by vendor and alarm reference.
+    pub fn finish(self) -> Vec<AlarmDelta> {
+        self.0.into_values().collect()
     }
 }
 

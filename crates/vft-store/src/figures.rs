@@ -200,10 +200,13 @@ macro_rules! impl_figures {
                 qb.push(") AND e.ts >= ").push_bind(since);
                 qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
                 qb.push(" AND e.alarm IS NOT NULL");
-                let rows = qb.build().fetch_all(&self.reader).await?;
-                let mut events = Vec::with_capacity(rows.len());
+                // Streamed and merged row by row: the largest municipality's year is hundreds of
+                // thousands of events at national size, and only its alarms are kept.
+                use futures_util::TryStreamExt;
+                let mut stream = qb.build().fetch(&self.reader);
+                let mut alarms = vft_domain::AlarmFold::default();
                 let mut device_kinds = std::collections::HashMap::new();
-                for r in &rows {
+                while let Some(r) = stream.try_next().await? {
                     let e = $crate::shared::event_from_row(
                         r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
                         r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
@@ -214,9 +217,11 @@ macro_rules! impl_figures {
                         (e.vendor.clone(), e.device.clone()),
                         kind.as_deref().and_then(vft_domain::TechnologyKind::from_id),
                     );
-                    events.push(e);
+                    alarms.add(&e);
                 }
-                let mut records: Vec<_> = vft_domain::AlarmDelta::fold(&events)
+                drop(stream);
+                let mut records: Vec<_> = alarms
+                    .finish()
                     .into_iter()
                     .filter(|a| from <= a.origin.1 && a.origin.1 < to)
                     .map(|a| {
