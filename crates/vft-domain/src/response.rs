@@ -137,21 +137,24 @@ impl ResponseTimes {
     /// The same from ascending (value, how many times) pairs with no zero counts: nearest
     /// rank is the smallest value whose running count reaches the rank.
     pub fn from_counts(counts: &[(u64, u64)]) -> Option<Self> {
-        let n: u64 = counts.iter().map(|(_, c)| c).sum();
-        let at_rank = |percent: u64| {
-            let rank = (percent * n).div_ceil(100).max(1);
-            let mut seen = 0;
-            counts.iter().find_map(|(v, c)| {
-                seen += c;
-                (seen >= rank).then_some(*v)
-            })
-        };
         Some(Self {
-            median_ms: at_rank(50)?,
-            p90_ms: at_rank(90)?,
+            median_ms: value_at_rank(counts, 50)?,
+            p90_ms: value_at_rank(counts, 90)?,
             max_ms: counts.last()?.0,
         })
     }
+}
+
+/// Nearest rank over ascending (value, how many times) pairs: the smallest value whose
+/// running count reaches rank ⌈p/100 · n⌉.
+fn value_at_rank(counts: &[(u64, u64)], percent: u64) -> Option<u64> {
+    let n: u64 = counts.iter().map(|(_, c)| c).sum();
+    let rank = (percent * n).div_ceil(100).max(1);
+    let mut seen = 0;
+    counts.iter().find_map(|(v, c)| {
+        seen += c;
+        (seen >= rank).then_some(*v)
+    })
 }
 
 /// Nearest-rank percentile of ascending `sorted`: the value at rank ⌈p/100 · n⌉ (1-based).
@@ -332,21 +335,12 @@ pub fn seconds_read_exactly(seconds: &BTreeMap<u64, i64>) -> BTreeSet<u64> {
         .iter()
         .filter_map(|(s, n)| u64::try_from(*n).ok().filter(|n| *n > 0).map(|n| (*s, n)))
         .collect();
-    let n: u64 = counted.iter().map(|(_, c)| c).sum();
-    let mut exact = BTreeSet::new();
-    for percent in [50, 90] {
-        // The same rank as `ResponseTimes::from_counts`.
-        let rank = (percent * n).div_ceil(100).max(1);
-        let mut seen = 0;
-        if let Some(s) = counted.iter().find_map(|(s, c)| {
-            seen += c;
-            (seen >= rank).then_some(*s)
-        }) {
-            exact.insert(s);
-        }
-    }
-    exact.extend(counted.last().map(|(s, _)| *s));
-    exact
+    // The ranks `ResponseTimes::from_counts` reads, found among seconds instead of times.
+    [50, 90]
+        .into_iter()
+        .filter_map(|percent| value_at_rank(&counted, percent))
+        .chain(counted.last().map(|(s, _)| *s))
+        .collect()
 }
 
 /// A tally's `times` from a month's answered alarms counted per second and the exact times
