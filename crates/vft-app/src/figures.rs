@@ -34,21 +34,32 @@ pub async fn response_months(
     // The coordinator's figures (by municipality too) merge every event of an alarm, counted
     // where it was raised, so the municipalities add up to the region: ingest keeps their sums
     // per month, municipality and kind (the kind an alarm's own, else its device's current
-    // one), and they are read from there.
-    if own.is_none() && !selection.has_vendor_or_cooperation() {
-        let tallies = store
-            .response_tallies(months, selection.municipality(), kind)
-            .await?;
+    // one), and they are read from there. A municipality user's figures come from its own
+    // events only: its sums, corrected by the few alarms with events from several
+    // municipalities (decision 0026).
+    let kept = !selection.has_vendor_or_cooperation();
+    let tallies = match own {
+        None if kept => Some(
+            store
+                .response_tallies(months, selection.municipality(), kind)
+                .await?,
+        ),
+        Some(own) if kept && selection.municipality().is_none_or(|m| m == own) => {
+            Some(store.own_response_tallies(months, own, kind).await?)
+        }
+        _ => None,
+    };
+    if let Some(tallies) = tallies {
         return Ok(months
             .iter()
             .zip(tallies)
             .map(|(m, t)| t.figures(*m, standard))
             .collect());
     }
-    // A municipality user's figures come from its own events only: an alarm raised here and
-    // acknowledged by another municipality's gateway is unanswered here, and that answer is
-    // counted there. They, and a selection by vendor or cooperation (whose memberships are
-    // day-aligned, not month-aligned), are computed from the alarms of the months asked for.
+    // A selection by vendor or cooperation (whose memberships are day-aligned, not
+    // month-aligned) is computed from the alarms of the months asked for: a municipality
+    // user's merged from its own events only (an alarm raised here and acknowledged by another
+    // municipality's gateway is unanswered here, and that answer is counted there).
     let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
         return Ok(Vec::new());
     };

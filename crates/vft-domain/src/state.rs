@@ -170,6 +170,9 @@ pub struct AlarmDelta {
     pub received: Option<DateTime<Utc>>,
     pub acknowledged: Option<DateTime<Utc>>,
     pub closed: Option<(DateTime<Utc>, EventId, Option<Outcome>)>,
+    /// Its events come from more than one municipality (then a municipality's own figures
+    /// count it from its own events only, see `response`).
+    pub several_municipalities: bool,
 }
 
 fn min_opt<T: Ord + Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
@@ -200,11 +203,16 @@ impl AlarmDelta {
             received: at(EventType::AlarmReceived),
             acknowledged: at(EventType::AlarmAcknowledged),
             closed: at(EventType::AlarmClosed).map(|t| (t, e.id.clone(), e.outcome)),
+            several_municipalities: false,
         })
     }
 
     /// Merges another delta of the same alarm. Associative and commutative.
     pub fn merge(&mut self, o: &AlarmDelta) {
+        // Each side's municipality is one of its events' (all of them unless it already has
+        // several): compared before the origin's place is taken.
+        self.several_municipalities |=
+            o.several_municipalities || self.municipality != o.municipality;
         if o.origin < self.origin {
             self.origin = o.origin.clone();
             self.device = o.device.clone();
@@ -431,6 +439,36 @@ mod tests {
             let mut merged = DeviceDelta::from_event(&shuffled[0]);
             for e in &shuffled[1..] { merged.merge(&DeviceDelta::from_event(e)); }
             prop_assert_eq!(vec![merged], expected);
+        }
+
+        /// An alarm's merge is the same in any order and over any batches, and it has several
+        /// municipalities exactly when its events do.
+        #[test]
+        fn alarm_merge_knows_when_its_events_come_from_several_municipalities(
+            spec in prop::collection::vec((0u8..4, 0u32..50, 0usize..3), 1..12),
+            rotate in 0usize..12,
+            split in 0usize..12,
+        ) {
+            let alarm_types = [EventType::Alarm, EventType::AlarmReceived, EventType::AlarmAcknowledged, EventType::AlarmClosed];
+            let events: Vec<Event> = spec.iter().enumerate().map(|(i, (t, minute, place))| {
+                let mut e = event(&format!("e{i}"), &format!("2025-01-01T10:{minute:02}:00Z"), alarm_types[usize::from(*t)], None);
+                e.alarm = Some(crate::ids::AlarmRef::parse("A").expect("alarm"));
+                e.municipality = MunicipalityCode::parse(["3328", "3330", "0301"][*place]).expect("code");
+                e
+            }).collect();
+            let places: std::collections::BTreeSet<&MunicipalityCode> = events.iter().map(|e| &e.municipality).collect();
+            let [expected] = <[AlarmDelta; 1]>::try_from(AlarmDelta::fold(&events)).expect("one alarm");
+            prop_assert_eq!(expected.several_municipalities, places.len() > 1);
+            let mut shuffled: Vec<Event> = events.iter().rev().cloned().collect();
+            let n = shuffled.len();
+            shuffled.rotate_left(rotate % n);
+            // Two batches, each folded on its own, then merged (as a batch meets the stored state).
+            let (a, b) = shuffled.split_at(split % shuffled.len());
+            let mut merged = AlarmDelta::fold(b).remove(0);
+            if let Some(first) = AlarmDelta::fold(a).first() {
+                merged.merge(first);
+            }
+            prop_assert_eq!(merged, expected);
         }
     }
 }

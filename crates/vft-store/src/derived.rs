@@ -721,6 +721,16 @@ macro_rules! impl_derived {
                         let alarms = self.rebuild_response_months().await?;
                         tracing::info!(alarms, "response-centre sums built from the stored alarms");
                     }
+                    if name == "own_alarm_states" {
+                        // As a batch with alarms: it holds `alarm_generation` meanwhile.
+                        let mut tx = self.writer.begin().await?;
+                        sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
+                            .execute(&mut *tx)
+                            .await?;
+                        let alarms = Self::rebuild_own_alarm_states(&mut tx).await?;
+                        tx.commit().await?;
+                        tracing::info!(alarms, "alarms with events from several municipalities found in the stored events");
+                    }
                     if name == "contact_history" {
                         let outcome = $crate::derived::DerivedStore::rebuild_contact_history(
                             self,

@@ -81,6 +81,17 @@ pub trait FigureStore: Send + Sync {
         kind: Option<TechnologyKind>,
     ) -> Result<Vec<vft_domain::response::ResponseTally>>;
 
+    /// [`FigureStore::response_tallies`] of `municipality`'s own events only, as
+    /// `own_alarm_records` would give them: its sums, corrected by the few alarms that have
+    /// events from several municipalities (each municipality's own merge of them is kept by
+    /// ingest), so the cost is the months', not the municipality's alarm events.
+    async fn own_response_tallies(
+        &self,
+        months: &[YearMonth],
+        municipality: &MunicipalityCode,
+        kind: Option<TechnologyKind>,
+    ) -> Result<Vec<vft_domain::response::ResponseTally>>;
+
     /// Medication events per period `[start, end)`: (municipality, taken, missed) per period index.
     async fn dose_counts(
         &self,
@@ -259,7 +270,16 @@ macro_rules! impl_figures {
                 kind: Option<vft_domain::TechnologyKind>,
             ) -> $crate::Result<Vec<vft_domain::response::ResponseTally>> {
                 // From the sums ingest keeps (response.rs).
-                self.response_tallies_from_state(months, municipality, kind).await
+                self.response_tallies_from_state(months, municipality, kind, false).await
+            }
+
+            async fn own_response_tallies(
+                &self,
+                months: &[vft_domain::YearMonth],
+                municipality: &vft_domain::MunicipalityCode,
+                kind: Option<vft_domain::TechnologyKind>,
+            ) -> $crate::Result<Vec<vft_domain::response::ResponseTally>> {
+                self.response_tallies_from_state(months, Some(municipality), kind, true).await
             }
 
             async fn dose_counts(&self, periods: &[(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)]) -> $crate::Result<Vec<(usize, vft_domain::MunicipalityCode, u64, u64)>> {

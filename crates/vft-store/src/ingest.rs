@@ -254,12 +254,19 @@ macro_rules! impl_ingest {
                     .collect();
                 Self::apply_service_state(&mut tx, &lifecycle_devices).await?;
                 let alarms = vft_domain::AlarmDelta::fold(&consistent);
+                // Alarms whose events now come from several municipalities (rare): each
+                // municipality's own merge is kept too (migration 0028).
+                let mut several: std::collections::BTreeSet<(String, String)> = Default::default();
                 for chunk in $crate::shared::statement_chunks(&alarms, $crate::shared::ROWS_PER_STATEMENT) {
                     let rows: Vec<$crate::named::NamedRow> =
                         chunk.iter().map($crate::merge_sql::alarm_row).collect();
                     let mut qb = $crate::named::insert::<$db>("alarms", &rows);
                     qb.push($crate::merge_sql::ALARM_UPSERT.as_str());
-                    qb.build().execute(&mut *tx).await?;
+                    let merged: Vec<(String, String, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    several.extend(merged.into_iter().filter(|(_, _, n)| *n != 0).map(|(v, a, _)| (v, a)));
+                }
+                if !several.is_empty() {
+                    Self::merge_own_alarm_states(&mut tx, &consistent, &several).await?;
                 }
                 // Response-centre sums: the alarms touched here, and every alarm of a device
                 // whose install is here (its kind may have changed), as stored after the merges.

@@ -161,6 +161,25 @@ pub(crate) static DEVICE_UPSERT: LazyLock<String> = LazyLock::new(|| {
 /// An alarm's state row as a batch writes it, before [`ALARM_UPSERT`] merges it with the
 /// stored one.
 pub(crate) fn alarm_row(a: &AlarmDelta) -> NamedRow {
+    let mut row = alarm_state_row(a);
+    row.push(("municipality", a.municipality.to_string().into()));
+    row.push((
+        "several_municipalities",
+        i64::from(a.several_municipalities).into(),
+    ));
+    row
+}
+
+/// One municipality's own merge of an alarm (`a` folded from that municipality's events
+/// only), before [`OWN_ALARM_UPSERT`] merges it with the stored one.
+pub(crate) fn own_alarm_row(a: &AlarmDelta) -> NamedRow {
+    let mut row = alarm_state_row(a);
+    row.push(("municipality", a.municipality.to_string().into()));
+    row
+}
+
+/// The columns `alarms` and `own_alarm_states` share.
+fn alarm_state_row(a: &AlarmDelta) -> NamedRow {
     let closed = a.closed.as_ref();
     vec![
         ("vendor", a.vendor.to_string().into()),
@@ -169,7 +188,6 @@ pub(crate) fn alarm_row(a: &AlarmDelta) -> NamedRow {
         ("origin_ts", micros(a.origin.1).into()),
         ("origin_event_id", a.origin.2.to_string().into()),
         ("device", a.device.to_string().into()),
-        ("municipality", a.municipality.to_string().into()),
         ("kind", a.kind.map(|k| k.id()).into()),
         ("cause", a.cause.map(|c| c.id()).into()),
         ("triggered_ts", a.triggered.map(micros).into()),
@@ -181,8 +199,9 @@ pub(crate) fn alarm_row(a: &AlarmDelta) -> NamedRow {
     ]
 }
 
-pub(crate) static ALARM_UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let t = "alarms";
+/// `AlarmDelta::merge` over the columns of `table`: the origin's place with the origin, each
+/// step's earliest time.
+fn alarm_merge_sets(t: &str) -> Vec<String> {
     let mut sets = Vec::new();
     let origin = beats(t, &["origin_rank", "origin_ts", "origin_event_id"], "<");
     sets.extend(take_when(
@@ -207,9 +226,30 @@ pub(crate) static ALARM_UPSERT: LazyLock<String> = LazyLock::new(|| {
         &closed,
         &["closed_ts", "closed_event_id", "outcome"],
     ));
+    sets
+}
+
+pub(crate) static ALARM_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    let t = "alarms";
+    let mut sets = alarm_merge_sets(t);
+    // Every right-hand side sees the stored row, so this compares the stored municipality
+    // with the batch's. Going from 0 to 1 fires the trigger of migration 0028, which keeps the
+    // stored state as the first municipality's own.
+    sets.push(format!(
+        "several_municipalities = CASE WHEN {t}.several_municipalities = 1 \
+         OR excluded.several_municipalities = 1 OR {t}.municipality <> excluded.municipality \
+         THEN 1 ELSE 0 END"
+    ));
     format!(
-        " ON CONFLICT (vendor, alarm) DO UPDATE SET {}",
+        " ON CONFLICT (vendor, alarm) DO UPDATE SET {} RETURNING vendor, alarm, several_municipalities",
         sets.join(", ")
+    )
+});
+
+pub(crate) static OWN_ALARM_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        " ON CONFLICT (municipality, vendor, alarm) DO UPDATE SET {}",
+        alarm_merge_sets("own_alarm_states").join(", ")
     )
 });
 
@@ -258,10 +298,12 @@ mod tests {
             received: None,
             acknowledged: None,
             closed: None,
+            several_municipalities: false,
         };
         for (row, upsert) in [
             (device_row(&device, 0), DEVICE_UPSERT.as_str()),
             (alarm_row(&alarm), ALARM_UPSERT.as_str()),
+            (own_alarm_row(&alarm), OWN_ALARM_UPSERT.as_str()),
         ] {
             let names: Vec<&str> = row.iter().map(|(c, _)| *c).collect();
             let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();

@@ -146,6 +146,29 @@ pub(crate) fn stored_fact(row: StoredFactRow) -> crate::Result<((String, String)
 pub(crate) type Tallies =
     std::collections::BTreeMap<(i64, String, String), vft_domain::response::ResponseTally>;
 
+/// Each municipality's own merge of the alarms `keep` admits (by vendor and alarm reference),
+/// in key order (municipality, vendor, alarm): from that municipality's events only.
+pub(crate) fn own_deltas(
+    events: &[vft_domain::Event],
+    keep: impl Fn(&str, &str) -> bool,
+) -> Vec<vft_domain::AlarmDelta> {
+    let mut own: std::collections::BTreeMap<(String, String, String), vft_domain::AlarmDelta> =
+        std::collections::BTreeMap::new();
+    for e in events {
+        let Some(d) = vft_domain::AlarmDelta::from_event(e) else {
+            continue;
+        };
+        let (vendor, alarm) = (d.vendor.to_string(), d.alarm.to_string());
+        if !keep(&vendor, &alarm) {
+            continue;
+        }
+        own.entry((d.municipality.to_string(), vendor, alarm))
+            .and_modify(|o| o.merge(&d))
+            .or_insert(d);
+    }
+    own.into_values().collect()
+}
+
 macro_rules! impl_response {
     ($store:ty, $db:ty) => {
         impl $store {
@@ -221,6 +244,94 @@ macro_rules! impl_response {
                     qb.build().execute(&mut **tx).await?;
                 }
                 Self::add_response_tallies(tx, &tallies).await
+            }
+
+            /// Merges the batch's events of `alarms` (each with events from several
+            /// municipalities) into each municipality's own state of them, per municipality
+            /// from its own events only. The trigger of migration 0028 has already kept the
+            /// state an alarm had before its second municipality as the first one's.
+            pub(crate) async fn merge_own_alarm_states(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                events: &[vft_domain::Event],
+                alarms: &std::collections::BTreeSet<(String, String)>,
+            ) -> $crate::Result<()> {
+                let deltas = $crate::response::own_deltas(events, |v, a| alarms.contains(&(v.to_owned(), a.to_owned())));
+                Self::upsert_own_alarm_states(tx, &deltas).await
+            }
+
+            async fn upsert_own_alarm_states(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                deltas: &[vft_domain::AlarmDelta],
+            ) -> $crate::Result<()> {
+                for chunk in $crate::shared::statement_chunks(deltas, $crate::shared::ROWS_PER_STATEMENT) {
+                    let rows: Vec<$crate::named::NamedRow> = chunk.iter().map($crate::merge_sql::own_alarm_row).collect();
+                    let mut qb = $crate::named::insert::<$db>("own_alarm_states", &rows);
+                    qb.push($crate::merge_sql::OWN_ALARM_UPSERT.as_str());
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Finds again, from the stored events, which alarms have events from several
+            /// municipalities and each municipality's own state of them.
+            pub(crate) async fn rebuild_own_alarm_states(tx: &mut sqlx::Transaction<'_, $db>) -> $crate::Result<u64> {
+                use sqlx::Row;
+                let types: Vec<&str> = vft_domain::EventType::ALL.iter().filter(|t| t.is_alarm_event()).map(|t| t.id()).collect();
+                let in_types = |qb: &mut sqlx::QueryBuilder<'_, $db>| {
+                    qb.push("e.alarm IS NOT NULL AND e.type IN (");
+                    let mut sep = qb.separated(", ");
+                    for t in &types {
+                        sep.push_bind(*t);
+                    }
+                    qb.push(")");
+                };
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT e.vendor, e.alarm FROM events e WHERE ");
+                in_types(&mut qb);
+                qb.push(" GROUP BY e.vendor, e.alarm HAVING MIN(e.municipality) <> MAX(e.municipality)");
+                let several: std::collections::BTreeSet<(String, String)> =
+                    qb.build_query_as::<(String, String)>().fetch_all(&mut **tx).await?.into_iter().collect();
+                // The flags first (their trigger writes states that are replaced below).
+                sqlx::query("UPDATE alarms SET several_municipalities = 0 WHERE several_municipalities <> 0")
+                    .execute(&mut **tx)
+                    .await?;
+                let keys: Vec<&(String, String)> = several.iter().collect();
+                for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE alarms SET several_municipalities = 1 WHERE (vendor, alarm) IN (");
+                    qb.push_values(chunk, |mut row, (v, a)| {
+                        row.push_bind(v.as_str()).push_bind(a.as_str());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                sqlx::query("DELETE FROM own_alarm_states").execute(&mut **tx).await?;
+                if several.is_empty() {
+                    return Ok(0);
+                }
+                // Every alarm event once, streamed; only those of the alarms found are kept.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT e.vendor, e.event_id, e.gateway, e.ts, e.ts_offset, e.municipality, e.device, e.type, e.kind, \
+                     e.battery, e.alarm, e.cause, e.outcome, e.recipient, e.replaces, e.reason FROM events e WHERE ",
+                );
+                in_types(&mut qb);
+                let mut events = Vec::new();
+                {
+                    use futures_util::TryStreamExt;
+                    let mut stream = qb.build().fetch(&mut **tx);
+                    while let Some(r) = stream.try_next().await? {
+                        let key: (String, String) = (r.try_get(0)?, r.try_get(10)?);
+                        if !several.contains(&key) {
+                            continue;
+                        }
+                        events.push($crate::shared::event_from_row(
+                            r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
+                            r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
+                            r.try_get(12)?, r.try_get(13)?, r.try_get(14)?, r.try_get(15)?,
+                        )?);
+                    }
+                }
+                let deltas = $crate::response::own_deltas(&events, |_, _| true);
+                Self::upsert_own_alarm_states(tx, &deltas).await?;
+                Ok(several.len() as u64)
             }
 
             async fn write_response_facts(
@@ -389,6 +500,8 @@ macro_rules! impl_response {
                 for table in ["response_alarms", "response_months", "response_times", "response_seconds", "response_outcomes"] {
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                 }
+                Self::rebuild_own_alarm_states(&mut tx).await?;
+                Self::set_derived_built(&mut *tx, "own_alarm_states", true).await?;
                 let mut tallies = $crate::response::Tallies::new();
                 let mut after = (String::new(), String::new());
                 let mut total = 0u64;
@@ -415,6 +528,52 @@ macro_rules! impl_response {
                 Ok(total)
             }
 
+            /// What turns `municipality`'s sums into its own figures (decision 0026), for the
+            /// alarms with events from several municipalities whose own origin lies in `span`:
+            /// each one's own contribution (sign 1), and its region contribution (sign -1) where
+            /// it is counted here (its origin is then this municipality's, so the same month).
+            async fn own_corrections(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                municipality: &vft_domain::MunicipalityCode,
+                span: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+            ) -> $crate::Result<Vec<(i64, $crate::response::FactRow, i64)>> {
+                use $crate::response::{fact_of, stored_fact, AlarmRow};
+                type Counted = (Option<i64>, Option<String>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT o.vendor, o.alarm, o.device, o.municipality, COALESCE(o.kind, d.kind), o.triggered_ts, \
+                     o.received_ts, o.acknowledged_ts, o.closed_ts, o.outcome, \
+                     r.month, r.kind, r.triggered, r.received, r.acknowledged, r.closed, r.response_ms, r.outcome \
+                     FROM own_alarm_states o LEFT JOIN devices d ON d.vendor = o.vendor AND d.device = o.device \
+                     LEFT JOIN response_alarms r ON r.vendor = o.vendor AND r.alarm = o.alarm AND r.municipality = o.municipality \
+                     WHERE o.municipality = ",
+                );
+                qb.push_bind(municipality.to_string());
+                qb.push(" AND o.origin_ts >= ").push_bind($crate::shared::micros(span.0));
+                qb.push(" AND o.origin_ts < ").push_bind($crate::shared::micros(span.1));
+                let rows = qb.build().fetch_all(&mut **tx).await?;
+                let mut out = Vec::new();
+                for r in rows {
+                    use sqlx::Row;
+                    let own: AlarmRow = (
+                        r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?,
+                        r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?,
+                    );
+                    let (vendor, alarm) = (own.0.clone(), own.1.clone());
+                    let counted: Counted = (
+                        r.try_get(10)?, r.try_get(11)?, r.try_get(12)?, r.try_get(13)?,
+                        r.try_get(14)?, r.try_get(15)?, r.try_get(16)?, r.try_get(17)?,
+                    );
+                    if let (_, Some(f)) = fact_of(own)? {
+                        out.push((f.month, f, 1));
+                    }
+                    if let (Some(month), Some(kind), Some(t), Some(rc), Some(a), Some(c), ms, outcome) = counted {
+                        let (_, f) = stored_fact((vendor, alarm, month, municipality.to_string(), kind, t, rc, a, c, ms, outcome))?;
+                        out.push((f.month, f, -1));
+                    }
+                }
+                Ok(out)
+            }
+
             /// One tally per month asked for, of the region or one municipality, and of every
             /// kind or one, read from the sums in one statement (one snapshot).
             pub(crate) async fn response_tallies_from_state(
@@ -422,6 +581,7 @@ macro_rules! impl_response {
                 months: &[vft_domain::YearMonth],
                 municipality: Option<&vft_domain::MunicipalityCode>,
                 kind: Option<vft_domain::TechnologyKind>,
+                own: bool,
             ) -> $crate::Result<Vec<vft_domain::response::ResponseTally>> {
                 use vft_domain::contact::month_key;
                 let mut out = vec![vft_domain::response::ResponseTally::default(); months.len()];
@@ -543,6 +703,17 @@ macro_rules! impl_response {
                     let rows: Vec<(i64, i64, i64)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                     for (month, ms, n) in rows {
                         exact.entry(month).or_default().push((count(ms), n));
+                    }
+                }
+                if let (true, Some(m)) = (own, municipality) {
+                    let span = (first.start(), last.end_exclusive());
+                    for (month, fact, sign) in Self::own_corrections(&mut tx, m, span).await? {
+                        if kind.is_some_and(|k| k.id() != fact.kind) {
+                            continue;
+                        }
+                        for &i in index.get(&month).into_iter().flatten() {
+                            out[i].add_fact(&fact.fact, sign);
+                        }
                     }
                 }
                 tx.commit().await?;
