@@ -997,6 +997,14 @@ async fn run(devices: usize, reuse: Option<PathBuf>, keep: bool, on_postgres: bo
         &municipal,
     )
     .await;
+    measure(
+        &client,
+        &api,
+        &format!("unanswered alarms, month=2025-06, municipality token ({big})"),
+        "/rollups/response-centre/unanswered?month=2025-06",
+        &municipal,
+    )
+    .await;
     measure_twice(
         &client,
         &api,

@@ -136,43 +136,21 @@ macro_rules! impl_figures {
             }
 
             async fn alarm_records(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
-                use sqlx::Row;
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), a.cause, a.triggered_ts, \
+                    "SELECT a.origin_ts, a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), a.cause, a.triggered_ts, \
                      a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome FROM alarms a \
                      LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device WHERE a.origin_ts >= ",
                 );
                 qb.push_bind($crate::shared::micros(from)).push(" AND a.origin_ts < ").push_bind($crate::shared::micros(to));
                 qb.push(" ORDER BY a.origin_ts, a.vendor, a.alarm");
-                let rows = qb.build().fetch_all(&self.reader).await?;
-                rows.iter()
-                    .map(|r| {
-                        let ts = |i: usize| -> $crate::Result<Option<chrono::DateTime<chrono::Utc>>> {
-                            r.try_get::<Option<i64>, _>(i)?.map($crate::shared::from_micros).transpose()
-                        };
-                        let text = |i: usize| r.try_get::<Option<String>, _>(i);
-                        Ok(vft_domain::response::AlarmRecord {
-                            vendor: vft_domain::VendorId::parse(&r.try_get::<String, _>(0)?).map_err($crate::shared::corrupt)?,
-                            alarm: vft_domain::AlarmRef::parse(&r.try_get::<String, _>(1)?).map_err($crate::shared::corrupt)?,
-                            device: vft_domain::DeviceId::parse(&r.try_get::<String, _>(2)?).map_err($crate::shared::corrupt)?,
-                            municipality: vft_domain::MunicipalityCode::parse(&r.try_get::<String, _>(3)?).map_err($crate::shared::corrupt)?,
-                            kind: text(4)?.as_deref().and_then(vft_domain::TechnologyKind::from_id),
-                            cause: text(5)?.as_deref().and_then(vft_domain::Cause::from_id),
-                            triggered: ts(6)?,
-                            received: ts(7)?,
-                            acknowledged: ts(8)?,
-                            closed: ts(9)?,
-                            outcome: text(10)?.as_deref().and_then(vft_domain::Outcome::from_id),
-                        })
-                    })
-                    .collect()
+                let rows: Vec<$crate::response::AlarmRecordRow> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter().map($crate::response::alarm_record).collect()
             }
 
-            /// The alarm state only knows the merge of every municipality's events, so this
-            /// merges the municipality's own alarm events again, as ingest does. An alarm whose
-            /// own anchor lies in `[from, to)` has an own event there, and none of its own events
-            /// is earlier than the earliest step the region's state holds for it: reading the own
-            /// events from that bound on gives every such alarm whole.
+            /// An alarm whose events all come from one municipality is that municipality's
+            /// own merge as it stands in `alarms`; one with events from several is kept per
+            /// municipality in `own_alarm_states` (migration 0028, decision 0026). Both read in
+            /// one statement (one snapshot), each an index range of the municipality's alarms.
             async fn own_alarm_records(
                 &self,
                 municipality: &vft_domain::MunicipalityCode,
@@ -180,87 +158,27 @@ macro_rules! impl_figures {
                 to: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
                 use $crate::shared::micros;
-                use sqlx::Row;
-                let types = || vft_domain::EventType::ALL.iter().filter(|t| t.is_alarm_event());
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT MIN(a.triggered_ts), MIN(a.received_ts), MIN(a.acknowledged_ts), MIN(a.closed_ts) \
-                     FROM events e JOIN alarms a ON a.vendor = e.vendor AND a.alarm = e.alarm WHERE e.type IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for t in types() {
-                    sep.push_bind(t.id());
-                }
-                qb.push(") AND e.ts >= ").push_bind(micros(from));
-                qb.push(" AND e.ts < ").push_bind(micros(to));
-                // `alarm IS NOT NULL` (the join needs it anyway): the partial index of
-                // migration 0027 serves only queries that say so.
-                qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
-                qb.push(" AND e.alarm IS NOT NULL");
-                let (t, r, a, c): (Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
-                    qb.build_query_as().fetch_one(&self.reader).await?;
-                let since = [t, r, a, c].into_iter().flatten().chain([micros(from)]).min().unwrap_or(micros(from));
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT e.vendor, e.event_id, e.gateway, e.ts, e.ts_offset, e.municipality, e.device, e.type, e.kind, \
-                     e.battery, e.alarm, e.cause, e.outcome, e.recipient, e.replaces, e.reason, d.kind FROM events e \
-                     LEFT JOIN devices d ON d.vendor = e.vendor AND d.device = e.device WHERE e.type IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for t in types() {
-                    sep.push_bind(t.id());
-                }
-                qb.push(") AND e.ts >= ").push_bind(since);
-                qb.push(" AND e.municipality = ").push_bind(municipality.to_string());
-                qb.push(" AND e.alarm IS NOT NULL");
-                // Streamed and merged row by row: the largest municipality's year is hundreds of
-                // thousands of events at national size, and only its alarms are kept.
-                use futures_util::TryStreamExt;
-                let mut stream = qb.build().fetch(&self.reader);
-                let mut alarms = vft_domain::AlarmFold::default();
-                let mut device_kinds = std::collections::HashMap::new();
-                while let Some(r) = stream.try_next().await? {
-                    let e = $crate::shared::event_from_row(
-                        r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
-                        r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
-                        r.try_get(12)?, r.try_get(13)?, r.try_get(14)?, r.try_get(15)?,
-                    )?;
-                    let kind: Option<String> = r.try_get(16)?;
-                    device_kinds.insert(
-                        (e.vendor.clone(), e.device.clone()),
-                        kind.as_deref().and_then(vft_domain::TechnologyKind::from_id),
-                    );
-                    alarms.add(&e);
-                }
-                drop(stream);
-                let mut records: Vec<_> = alarms
-                    .finish()
-                    .into_iter()
-                    .filter(|a| from <= a.origin.1 && a.origin.1 < to)
-                    .map(|a| {
-                        let device_kind = device_kinds.get(&(a.vendor.clone(), a.device.clone())).copied().flatten();
-                        let (closed, outcome) = match a.closed {
-                            Some((t, _, outcome)) => (Some(t), outcome),
-                            None => (None, None),
-                        };
-                        (
-                            a.origin.1,
-                            vft_domain::response::AlarmRecord {
-                                kind: a.kind.or(device_kind),
-                                vendor: a.vendor,
-                                alarm: a.alarm,
-                                device: a.device,
-                                municipality: a.municipality,
-                                cause: a.cause,
-                                triggered: a.triggered,
-                                received: a.received,
-                                acknowledged: a.acknowledged,
-                                closed,
-                                outcome,
-                            },
-                        )
-                    })
-                    .collect();
-                records.sort_by(|(t1, a1), (t2, a2)| (t1, &a1.vendor, &a1.alarm).cmp(&(t2, &a2.vendor, &a2.alarm)));
-                Ok(records.into_iter().map(|(_, a)| a).collect())
+                let columns = |t: &str| {
+                    format!(
+                        "SELECT {t}.origin_ts, {t}.vendor, {t}.alarm, {t}.device, {t}.municipality, COALESCE({t}.kind, d.kind), \
+                         {t}.cause, {t}.triggered_ts, {t}.received_ts, {t}.acknowledged_ts, {t}.closed_ts, {t}.outcome \
+                         FROM {} {t} LEFT JOIN devices d ON d.vendor = {t}.vendor AND d.device = {t}.device \
+                         WHERE {t}.municipality = ",
+                        if t == "a" { "alarms" } else { "own_alarm_states" }
+                    )
+                };
+                let mut qb = sqlx::QueryBuilder::<$db>::new(columns("a"));
+                qb.push_bind(municipality.to_string());
+                qb.push(" AND a.origin_ts >= ").push_bind(micros(from));
+                qb.push(" AND a.origin_ts < ").push_bind(micros(to));
+                qb.push(" AND a.several_municipalities = 0 UNION ALL ");
+                qb.push(columns("o"));
+                qb.push_bind(municipality.to_string());
+                qb.push(" AND o.origin_ts >= ").push_bind(micros(from));
+                qb.push(" AND o.origin_ts < ").push_bind(micros(to));
+                qb.push(" ORDER BY 1, 2, 3");
+                let rows: Vec<$crate::response::AlarmRecordRow> = qb.build_query_as().fetch_all(&self.reader).await?;
+                rows.into_iter().map($crate::response::alarm_record).collect()
             }
 
             async fn response_tallies(

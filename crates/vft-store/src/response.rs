@@ -71,6 +71,47 @@ pub(crate) fn fact_of(row: AlarmRow) -> crate::Result<((String, String), Option<
     Ok(((vendor, alarm), row))
 }
 
+/// An alarm (or one municipality's own merge of it) as the figures read it: origin time,
+/// vendor, alarm, device, municipality, kind (its own, else its device's), cause, the four
+/// steps' times and the outcome.
+pub(crate) type AlarmRecordRow = (
+    Option<i64>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+pub(crate) fn alarm_record(
+    row: AlarmRecordRow,
+) -> crate::Result<vft_domain::response::AlarmRecord> {
+    use crate::shared::{corrupt, from_micros};
+    let (_, vendor, alarm, device, municipality, kind, cause, t, r, a, c, outcome) = row;
+    let ts = |v: Option<i64>| v.map(from_micros).transpose();
+    Ok(vft_domain::response::AlarmRecord {
+        vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
+        alarm: vft_domain::AlarmRef::parse(&alarm).map_err(corrupt)?,
+        device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
+        municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        kind: kind
+            .as_deref()
+            .and_then(vft_domain::TechnologyKind::from_id),
+        cause: cause.as_deref().and_then(vft_domain::Cause::from_id),
+        triggered: ts(t)?,
+        received: ts(r)?,
+        acknowledged: ts(a)?,
+        closed: ts(c)?,
+        outcome: outcome.as_deref().and_then(vft_domain::Outcome::from_id),
+    })
+}
+
 pub(crate) type StoredFactRow = (
     String,
     String,
