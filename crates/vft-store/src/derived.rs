@@ -60,8 +60,9 @@ pub trait DerivedStore: Send + Sync {
     async fn recount_dose_months(&self) -> Result<u64>;
 
     /// Recomputes the response-centre sums (each alarm's contribution, and their sums per
-    /// month, municipality and kind) from the alarm state, in one transaction; returns the
-    /// alarms read.
+    /// month, municipality and kind) from the alarm state, and finds again from the alarm
+    /// events which alarms have events from several municipalities and each one's own state
+    /// of them (decision 0026), in one transaction; returns the alarms read.
     async fn rebuild_response_months(&self) -> Result<u64>;
 
     /// The whole contact history, ordered.

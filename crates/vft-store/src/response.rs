@@ -541,7 +541,8 @@ macro_rules! impl_response {
                 for table in ["response_alarms", "response_months", "response_times", "response_seconds", "response_outcomes"] {
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                 }
-                Self::rebuild_own_alarm_states(&mut tx).await?;
+                let shared = Self::rebuild_own_alarm_states(&mut tx).await?;
+                tracing::info!(shared, "alarms with events from several municipalities found in the stored events");
                 Self::set_derived_built(&mut *tx, "own_alarm_states", true).await?;
                 let mut tallies = $crate::response::Tallies::new();
                 let mut after = (String::new(), String::new());

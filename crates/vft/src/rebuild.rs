@@ -31,7 +31,10 @@ pub(crate) async fn rebuild(config: &Config, args: RebuildArgs) -> anyhow::Resul
         "Doses recounted per month from the dose events ({dose_months} municipality months)."
     );
     let alarms = store.rebuild_response_months().await?;
-    eprintln!("Response-centre sums recomputed from the state of {alarms} alarms.");
+    eprintln!(
+        "Response-centre sums recomputed from the state of {alarms} alarms, and the alarms \
+         with events from several municipalities found again in the alarm events."
+    );
     let bar = progress_bar("contact history ", "months");
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
