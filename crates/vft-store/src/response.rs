@@ -43,24 +43,21 @@ pub(crate) type AlarmRow = (
 
 /// The alarm's key and its contribution (none when it belongs to no month).
 pub(crate) fn fact_of(row: AlarmRow) -> crate::Result<((String, String), Option<FactRow>)> {
-    use crate::shared::{corrupt, from_micros};
     let (vendor, alarm, device, municipality, kind, t, r, a, c, outcome) = row;
-    let ts = |v: Option<i64>| v.map(from_micros).transpose();
-    let record = vft_domain::response::AlarmRecord {
-        vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
-        alarm: vft_domain::AlarmRef::parse(&alarm).map_err(corrupt)?,
-        device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
-        municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
-        kind: kind
-            .as_deref()
-            .and_then(vft_domain::TechnologyKind::from_id),
-        cause: None,
-        triggered: ts(t)?,
-        received: ts(r)?,
-        acknowledged: ts(a)?,
-        closed: ts(c)?,
-        outcome: outcome.as_deref().and_then(vft_domain::Outcome::from_id),
-    };
+    let record = alarm_record((
+        None,
+        vendor.clone(),
+        alarm.clone(),
+        device,
+        municipality.clone(),
+        kind,
+        None,
+        t,
+        r,
+        a,
+        c,
+        outcome,
+    ))?;
     let fact = record.fact();
     let row = fact.month.map(|m| FactRow {
         month: vft_domain::contact::month_key(m),
@@ -276,15 +273,26 @@ macro_rules! impl_response {
                     }
                 }
                 Self::write_response_facts(tx, &changed).await?;
-                for chunk in $crate::shared::statement_chunks(&gone, $crate::shared::ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM response_alarms WHERE (vendor, alarm) IN (");
+                Self::execute_for_alarms(tx, "DELETE FROM response_alarms", &gone).await?;
+                Self::add_response_tallies(tx, &tallies).await
+            }
+
+            /// Runs `statement` for `alarms` (vendor, alarm reference), in statements of a
+            /// bounded number of rows: `statement WHERE (vendor, alarm) IN (…)`.
+            async fn execute_for_alarms(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                statement: &str,
+                alarms: &[(String, String)],
+            ) -> $crate::Result<()> {
+                for chunk in $crate::shared::statement_chunks(alarms, $crate::shared::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{statement} WHERE (vendor, alarm) IN ("));
                     qb.push_values(chunk, |mut row, (v, a)| {
                         row.push_bind(v.as_str()).push_bind(a.as_str());
                     });
                     qb.push(")");
                     qb.build().execute(&mut **tx).await?;
                 }
-                Self::add_response_tallies(tx, &tallies).await
+                Ok(())
             }
 
             /// Merges the batch's events of `alarms` (each with events from several
@@ -335,15 +343,8 @@ macro_rules! impl_response {
                 sqlx::query("UPDATE alarms SET several_municipalities = 0 WHERE several_municipalities <> 0")
                     .execute(&mut **tx)
                     .await?;
-                let keys: Vec<&(String, String)> = several.iter().collect();
-                for chunk in $crate::shared::statement_chunks(&keys, $crate::shared::ROWS_PER_STATEMENT) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE alarms SET several_municipalities = 1 WHERE (vendor, alarm) IN (");
-                    qb.push_values(chunk, |mut row, (v, a)| {
-                        row.push_bind(v.as_str()).push_bind(a.as_str());
-                    });
-                    qb.push(")");
-                    qb.build().execute(&mut **tx).await?;
-                }
+                let keys: Vec<(String, String)> = several.iter().cloned().collect();
+                Self::execute_for_alarms(tx, "UPDATE alarms SET several_municipalities = 1", &keys).await?;
                 sqlx::query("DELETE FROM own_alarm_states").execute(&mut **tx).await?;
                 if several.is_empty() {
                     return Ok(0);
