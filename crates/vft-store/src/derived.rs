@@ -728,9 +728,8 @@ macro_rules! impl_derived {
                         sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                             .execute(&mut *tx)
                             .await?;
-                        let alarms = Self::rebuild_own_alarm_states(&mut tx).await?;
+                        Self::rebuild_own_alarm_states(&mut tx).await?;
                         tx.commit().await?;
-                        tracing::info!(alarms, "alarms with events from several municipalities found in the stored events");
                     }
                     if name == "contact_history" {
                         let outcome = $crate::derived::DerivedStore::rebuild_contact_history(

@@ -136,15 +136,11 @@ macro_rules! impl_figures {
             }
 
             async fn alarm_records(&self, from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT a.origin_ts, a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), a.cause, a.triggered_ts, \
-                     a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome FROM alarms a \
-                     LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device WHERE a.origin_ts >= ",
-                );
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{} WHERE a.origin_ts >= ", $crate::response::alarm_select("alarms")));
                 qb.push_bind($crate::shared::micros(from)).push(" AND a.origin_ts < ").push_bind($crate::shared::micros(to));
                 qb.push(" ORDER BY a.origin_ts, a.vendor, a.alarm");
                 let rows: Vec<$crate::response::AlarmRecordRow> = qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter().map($crate::response::alarm_record).collect()
+                rows.iter().map($crate::response::alarm_record).collect()
             }
 
             /// An alarm whose events all come from one municipality is that municipality's
@@ -158,27 +154,19 @@ macro_rules! impl_figures {
                 to: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<vft_domain::response::AlarmRecord>> {
                 use $crate::shared::micros;
-                let columns = |t: &str| {
-                    format!(
-                        "SELECT {t}.origin_ts, {t}.vendor, {t}.alarm, {t}.device, {t}.municipality, COALESCE({t}.kind, d.kind), \
-                         {t}.cause, {t}.triggered_ts, {t}.received_ts, {t}.acknowledged_ts, {t}.closed_ts, {t}.outcome \
-                         FROM {} {t} LEFT JOIN devices d ON d.vendor = {t}.vendor AND d.device = {t}.device \
-                         WHERE {t}.municipality = ",
-                        if t == "a" { "alarms" } else { "own_alarm_states" }
-                    )
-                };
-                let mut qb = sqlx::QueryBuilder::<$db>::new(columns("a"));
+                // The same columns from both tables, each aliased `a` in its own SELECT.
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{} WHERE a.municipality = ", $crate::response::alarm_select("alarms")));
                 qb.push_bind(municipality.to_string());
                 qb.push(" AND a.origin_ts >= ").push_bind(micros(from));
                 qb.push(" AND a.origin_ts < ").push_bind(micros(to));
                 qb.push(" AND a.several_municipalities = 0 UNION ALL ");
-                qb.push(columns("o"));
+                qb.push(format!("{} WHERE a.municipality = ", $crate::response::alarm_select("own_alarm_states")));
                 qb.push_bind(municipality.to_string());
-                qb.push(" AND o.origin_ts >= ").push_bind(micros(from));
-                qb.push(" AND o.origin_ts < ").push_bind(micros(to));
+                qb.push(" AND a.origin_ts >= ").push_bind(micros(from));
+                qb.push(" AND a.origin_ts < ").push_bind(micros(to));
                 qb.push(" ORDER BY 1, 2, 3");
                 let rows: Vec<$crate::response::AlarmRecordRow> = qb.build_query_as().fetch_all(&self.reader).await?;
-                rows.into_iter().map($crate::response::alarm_record).collect()
+                rows.iter().map($crate::response::alarm_record).collect()
             }
 
             async fn response_tallies(

@@ -23,54 +23,22 @@ impl FactRow {
     }
 }
 
-/// An alarm as the figures see it: its state joined with its device's kind.
-pub(crate) const ALARM_SELECT: &str = "SELECT a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), \
-     a.triggered_ts, a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome FROM alarms a \
-     LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device";
+/// An alarm (or one municipality's own merge of it, `own_alarm_states` aliased `a` too) as the
+/// figures read it, joined with its device's kind: origin time, vendor, alarm, device,
+/// municipality, kind (its own, else its device's), cause, the four steps' times and the
+/// outcome ([`AlarmRecordRow`]).
+pub(crate) const ALARM_COLUMNS: &str = "a.origin_ts, a.vendor, a.alarm, a.device, a.municipality, COALESCE(a.kind, d.kind), \
+     a.cause, a.triggered_ts, a.received_ts, a.acknowledged_ts, a.closed_ts, a.outcome";
 
-pub(crate) type AlarmRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+/// The join that gives [`ALARM_COLUMNS`] the device's kind.
+pub(crate) const DEVICE_KIND_JOIN: &str =
+    "LEFT JOIN devices d ON d.vendor = a.vendor AND d.device = a.device";
 
-/// The alarm's key and its contribution (none when it belongs to no month).
-pub(crate) fn fact_of(row: AlarmRow) -> crate::Result<((String, String), Option<FactRow>)> {
-    let (vendor, alarm, device, municipality, kind, t, r, a, c, outcome) = row;
-    let record = alarm_record((
-        None,
-        vendor.clone(),
-        alarm.clone(),
-        device,
-        municipality.clone(),
-        kind,
-        None,
-        t,
-        r,
-        a,
-        c,
-        outcome,
-    ))?;
-    let fact = record.fact();
-    let row = fact.month.map(|m| FactRow {
-        month: vft_domain::contact::month_key(m),
-        municipality,
-        kind: record.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
-        fact,
-    });
-    Ok(((vendor, alarm), row))
+/// `SELECT` [`ALARM_COLUMNS`] from `table` (`alarms` or `own_alarm_states`).
+pub(crate) fn alarm_select(table: &str) -> String {
+    format!("SELECT {ALARM_COLUMNS} FROM {table} a {DEVICE_KIND_JOIN}")
 }
 
-/// An alarm (or one municipality's own merge of it) as the figures read it: origin time,
-/// vendor, alarm, device, municipality, kind (its own, else its device's), cause, the four
-/// steps' times and the outcome.
 pub(crate) type AlarmRecordRow = (
     Option<i64>,
     String,
@@ -86,17 +54,31 @@ pub(crate) type AlarmRecordRow = (
     Option<String>,
 );
 
+/// The alarm's key and its contribution (none when it belongs to no month).
+pub(crate) fn fact_of(row: AlarmRecordRow) -> crate::Result<((String, String), Option<FactRow>)> {
+    let record = alarm_record(&row)?;
+    let (_, vendor, alarm, _, municipality, ..) = row;
+    let fact = record.fact();
+    let row = fact.month.map(|m| FactRow {
+        month: vft_domain::contact::month_key(m),
+        municipality,
+        kind: record.kind.map(|k| k.id().to_owned()).unwrap_or_default(),
+        fact,
+    });
+    Ok(((vendor, alarm), row))
+}
+
 pub(crate) fn alarm_record(
-    row: AlarmRecordRow,
+    row: &AlarmRecordRow,
 ) -> crate::Result<vft_domain::response::AlarmRecord> {
     use crate::shared::{corrupt, from_micros};
     let (_, vendor, alarm, device, municipality, kind, cause, t, r, a, c, outcome) = row;
-    let ts = |v: Option<i64>| v.map(from_micros).transpose();
+    let ts = |v: &Option<i64>| v.map(from_micros).transpose();
     Ok(vft_domain::response::AlarmRecord {
-        vendor: vft_domain::VendorId::parse(&vendor).map_err(corrupt)?,
-        alarm: vft_domain::AlarmRef::parse(&alarm).map_err(corrupt)?,
-        device: vft_domain::DeviceId::parse(&device).map_err(corrupt)?,
-        municipality: vft_domain::MunicipalityCode::parse(&municipality).map_err(corrupt)?,
+        vendor: vft_domain::VendorId::parse(vendor).map_err(corrupt)?,
+        alarm: vft_domain::AlarmRef::parse(alarm).map_err(corrupt)?,
+        device: vft_domain::DeviceId::parse(device).map_err(corrupt)?,
+        municipality: vft_domain::MunicipalityCode::parse(municipality).map_err(corrupt)?,
         kind: kind
             .as_deref()
             .and_then(vft_domain::TechnologyKind::from_id),
@@ -188,7 +170,7 @@ pub(crate) type Tallies =
 /// in key order (municipality, vendor, alarm): from that municipality's events only.
 pub(crate) fn own_deltas(
     events: &[vft_domain::Event],
-    keep: impl Fn(&str, &str) -> bool,
+    keep: impl Fn(&(String, String)) -> bool,
 ) -> Vec<vft_domain::AlarmDelta> {
     let mut own: std::collections::BTreeMap<(String, String, String), vft_domain::AlarmDelta> =
         std::collections::BTreeMap::new();
@@ -196,10 +178,11 @@ pub(crate) fn own_deltas(
         let Some(d) = vft_domain::AlarmDelta::from_event(e) else {
             continue;
         };
-        let (vendor, alarm) = (d.vendor.to_string(), d.alarm.to_string());
-        if !keep(&vendor, &alarm) {
+        let key = (d.vendor.to_string(), d.alarm.to_string());
+        if !keep(&key) {
             continue;
         }
+        let (vendor, alarm) = key;
         own.entry((d.municipality.to_string(), vendor, alarm))
             .and_modify(|o| o.merge(&d))
             .or_insert(d);
@@ -221,16 +204,16 @@ macro_rules! impl_response {
                 devices: &[(String, String)],
             ) -> $crate::Result<()> {
                 use std::collections::BTreeMap;
-                use $crate::response::{fact_of, stored_fact, AlarmRow, FactRow, StoredFactRow, ALARM_SELECT, FACT_COLUMNS};
+                use $crate::response::{alarm_select, fact_of, stored_fact, AlarmRecordRow, FactRow, StoredFactRow, FACT_COLUMNS};
                 let mut new: BTreeMap<(String, String), Option<FactRow>> = BTreeMap::new();
                 for (pairs, column) in [(alarms, "alarm"), (devices, "device")] {
                     for chunk in $crate::shared::statement_chunks(&pairs, $crate::shared::ROWS_PER_STATEMENT) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{ALARM_SELECT} WHERE (a.vendor, a.{column}) IN ("));
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{} WHERE (a.vendor, a.{column}) IN (", alarm_select("alarms")));
                         qb.push_values(chunk, |mut row, (v, x)| {
                             row.push_bind(v.as_str()).push_bind(x.as_str());
                         });
                         qb.push(")");
-                        let rows: Vec<AlarmRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+                        let rows: Vec<AlarmRecordRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
                         for row in rows {
                             let (key, fact) = fact_of(row)?;
                             new.insert(key, fact);
@@ -304,7 +287,7 @@ macro_rules! impl_response {
                 events: &[vft_domain::Event],
                 alarms: &std::collections::BTreeSet<(String, String)>,
             ) -> $crate::Result<()> {
-                let deltas = $crate::response::own_deltas(events, |v, a| alarms.contains(&(v.to_owned(), a.to_owned())));
+                let deltas = $crate::response::own_deltas(events, |key| alarms.contains(key));
                 Self::upsert_own_alarm_states(tx, &deltas).await
             }
 
@@ -323,7 +306,7 @@ macro_rules! impl_response {
 
             /// Finds again, from the stored events, which alarms have events from several
             /// municipalities and each municipality's own state of them.
-            pub(crate) async fn rebuild_own_alarm_states(tx: &mut sqlx::Transaction<'_, $db>) -> $crate::Result<u64> {
+            pub(crate) async fn rebuild_own_alarm_states(tx: &mut sqlx::Transaction<'_, $db>) -> $crate::Result<()> {
                 use sqlx::Row;
                 let types: Vec<&str> = vft_domain::EventType::ALL.iter().filter(|t| t.is_alarm_event()).map(|t| t.id()).collect();
                 let in_types = |qb: &mut sqlx::QueryBuilder<'_, $db>| {
@@ -346,8 +329,9 @@ macro_rules! impl_response {
                 let keys: Vec<(String, String)> = several.iter().cloned().collect();
                 Self::execute_for_alarms(tx, "UPDATE alarms SET several_municipalities = 1", &keys).await?;
                 sqlx::query("DELETE FROM own_alarm_states").execute(&mut **tx).await?;
+                tracing::info!(shared = several.len(), "alarms with events from several municipalities found in the stored events");
                 if several.is_empty() {
-                    return Ok(0);
+                    return Ok(());
                 }
                 // Every alarm event once, streamed; only those of the alarms found are kept.
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -371,9 +355,8 @@ macro_rules! impl_response {
                         )?);
                     }
                 }
-                let deltas = $crate::response::own_deltas(&events, |_, _| true);
-                Self::upsert_own_alarm_states(tx, &deltas).await?;
-                Ok(several.len() as u64)
+                let deltas = $crate::response::own_deltas(&events, |_| true);
+                Self::upsert_own_alarm_states(tx, &deltas).await
             }
 
             async fn write_response_facts(
@@ -534,7 +517,7 @@ macro_rules! impl_response {
             /// transaction that holds `alarm_generation` (batches with alarms wait for it).
             /// Returns the alarms counted.
             pub(crate) async fn rebuild_response_months(&self) -> $crate::Result<u64> {
-                use $crate::response::{fact_of, AlarmRow, ALARM_SELECT};
+                use $crate::response::{alarm_select, fact_of, AlarmRecordRow};
                 let mut tx = self.writer.begin().await?;
                 sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
                     .execute(&mut *tx)
@@ -542,19 +525,18 @@ macro_rules! impl_response {
                 for table in ["response_alarms", "response_months", "response_times", "response_seconds", "response_outcomes"] {
                     sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
                 }
-                let shared = Self::rebuild_own_alarm_states(&mut tx).await?;
-                tracing::info!(shared, "alarms with events from several municipalities found in the stored events");
+                Self::rebuild_own_alarm_states(&mut tx).await?;
                 Self::set_derived_built(&mut *tx, "own_alarm_states", true).await?;
                 let mut tallies = $crate::response::Tallies::new();
                 let mut after = (String::new(), String::new());
                 let mut total = 0u64;
                 loop {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{ALARM_SELECT} WHERE (a.vendor, a.alarm) > ("));
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{} WHERE (a.vendor, a.alarm) > (", alarm_select("alarms")));
                     qb.push_bind(after.0.clone()).push(", ").push_bind(after.1.clone());
                     qb.push(") ORDER BY a.vendor, a.alarm LIMIT 5000");
-                    let rows: Vec<AlarmRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let rows: Vec<AlarmRecordRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
                     let Some(last) = rows.last() else { break };
-                    after = (last.0.clone(), last.1.clone());
+                    after = (last.1.clone(), last.2.clone());
                     total += rows.len() as u64;
                     let mut facts = Vec::with_capacity(rows.len());
                     for row in rows {
@@ -580,31 +562,29 @@ macro_rules! impl_response {
                 municipality: &vft_domain::MunicipalityCode,
                 span: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
             ) -> $crate::Result<Vec<(i64, $crate::response::FactRow, i64)>> {
-                use $crate::response::{fact_of, stored_fact, AlarmRow};
+                use $crate::response::{fact_of, stored_fact, AlarmRecordRow, ALARM_COLUMNS, DEVICE_KIND_JOIN};
                 type Counted = (Option<i64>, Option<String>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<String>);
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT o.vendor, o.alarm, o.device, o.municipality, COALESCE(o.kind, d.kind), o.triggered_ts, \
-                     o.received_ts, o.acknowledged_ts, o.closed_ts, o.outcome, \
-                     r.month, r.kind, r.triggered, r.received, r.acknowledged, r.closed, r.response_ms, r.outcome \
-                     FROM own_alarm_states o LEFT JOIN devices d ON d.vendor = o.vendor AND d.device = o.device \
-                     LEFT JOIN response_alarms r ON r.vendor = o.vendor AND r.alarm = o.alarm AND r.municipality = o.municipality \
-                     WHERE o.municipality = ",
-                );
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {ALARM_COLUMNS}, r.month, r.kind, r.triggered, r.received, r.acknowledged, r.closed, r.response_ms, r.outcome \
+                     FROM own_alarm_states a {DEVICE_KIND_JOIN} \
+                     LEFT JOIN response_alarms r ON r.vendor = a.vendor AND r.alarm = a.alarm AND r.municipality = a.municipality \
+                     WHERE a.municipality = ",
+                ));
                 qb.push_bind(municipality.to_string());
-                qb.push(" AND o.origin_ts >= ").push_bind($crate::shared::micros(span.0));
-                qb.push(" AND o.origin_ts < ").push_bind($crate::shared::micros(span.1));
+                qb.push(" AND a.origin_ts >= ").push_bind($crate::shared::micros(span.0));
+                qb.push(" AND a.origin_ts < ").push_bind($crate::shared::micros(span.1));
                 let rows = qb.build().fetch_all(&mut **tx).await?;
                 let mut out = Vec::new();
                 for r in rows {
                     use sqlx::Row;
-                    let own: AlarmRow = (
-                        r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?,
-                        r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?,
+                    let own: AlarmRecordRow = (
+                        r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?,
+                        r.try_get(6)?, r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?, r.try_get(11)?,
                     );
-                    let (vendor, alarm) = (own.0.clone(), own.1.clone());
+                    let (vendor, alarm) = (own.1.clone(), own.2.clone());
                     let counted: Counted = (
-                        r.try_get(10)?, r.try_get(11)?, r.try_get(12)?, r.try_get(13)?,
-                        r.try_get(14)?, r.try_get(15)?, r.try_get(16)?, r.try_get(17)?,
+                        r.try_get(12)?, r.try_get(13)?, r.try_get(14)?, r.try_get(15)?,
+                        r.try_get(16)?, r.try_get(17)?, r.try_get(18)?, r.try_get(19)?,
                     );
                     if let (_, Some(f)) = fact_of(own)? {
                         out.push((f.month, f, 1));
