@@ -625,7 +625,7 @@ mod tests {
         assert_eq!(loaded.mqtt.topic_prefix, "vft/v1");
 
         let dir = tempfile_dir();
-        let bad = dir.join("bad.toml");
+        let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "http_adr = \"127.0.0.1:1\"\n").expect("write");
         let err = Config::load(&Overrides {
             config: Some(bad),
@@ -633,7 +633,7 @@ mod tests {
         })
         .expect_err("typo rejected");
         assert!(format!("{err:#}").contains("http_adr"), "{err:#}");
-        let zero = dir.join("zero.toml");
+        let zero = dir.path().join("zero.toml");
         std::fs::write(&zero, "[connectivity]\ncheck_interval_secs = 0\n").expect("write");
         assert!(
             Config::load(&Overrides {
@@ -642,7 +642,7 @@ mod tests {
             })
             .is_err()
         );
-        let huge = dir.join("huge.toml");
+        let huge = dir.path().join("huge.toml");
         std::fs::write(
             &huge,
             "[connectivity.timeouts]\nsafety_alarm = 18446744073709551615\n",
@@ -660,7 +660,7 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_secrets_are_redacted() {
         let dir = tempfile_dir();
-        let file = dir.join("vft.toml");
+        let file = dir.path().join("vft.toml");
         std::fs::write(&file, "database_url = \"postgres://vft:hunter2@db/vft\"\n[mqtt]\nurl = \"mqtt://u:pw@b:1883\"\n[notify]\nsmtp_url = \"smtps://vft:smtp-pw@smtp.example.no\"\nwebhook_secret = \"hook-secret\"\n")
             .expect("write");
         let flags = Overrides {
@@ -689,13 +689,8 @@ mod tests {
         );
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vft-config-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
+    /// Removed when dropped: a test run leaves nothing behind in the temp directory.
+    fn tempfile_dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("temp dir")
     }
 }
