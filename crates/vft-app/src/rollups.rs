@@ -254,15 +254,21 @@ pub async fn attribution(
     let changes = store
         .service_changes(before_cut, after_cut, &shifted)
         .await?;
-    let at = |cut: DateTime<Utc>| -> Vec<vft_domain::attribution::InService> {
-        changes
-            .spans
-            .iter()
-            .filter(|s| s.covers(cut))
-            .filter_map(vft_domain::interval::Interval::in_service)
-            .collect()
-    };
-    let (before, after) = (at(before_cut), at(after_cut));
+    // Each span taken apart into the snapshot(s) it is in, copied only when in both.
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for span in changes.spans {
+        match (span.covers(before_cut), span.covers(after_cut)) {
+            (true, true) => {
+                if let Some(d) = span.into_in_service() {
+                    before.push(d.clone());
+                    after.push(d);
+                }
+            }
+            (true, false) => before.extend(span.into_in_service()),
+            (false, true) => after.extend(span.into_in_service()),
+            (false, false) => {}
+        }
+    }
     let lines = attribute_changes(&before, &before_scope, &after, &after_scope);
     // Why the decommissioned devices left: their latest lifecycle event before the month end.
     let gone: Vec<(vft_domain::VendorId, vft_domain::DeviceId)> = lines

@@ -8,6 +8,7 @@
 
 use crate::ids::{DeviceId, MunicipalityCode, RecipientRef, VendorId};
 use crate::kind::TechnologyKind;
+use ahash::AHashMap as HashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,17 +89,18 @@ fn key(d: &InService) -> Key<'_> {
     (&d.vendor, &d.device)
 }
 
-/// Lines being collected, keyed by (kind, cause) so the output comes out sorted.
+/// Lines being collected, keyed by (kind, cause) so the output comes out sorted. A line's
+/// devices are sorted once, when the lines are handed out.
 #[derive(Default)]
 struct Lines<'a> {
-    map: BTreeMap<(TechnologyKind, ChangeCause), (i64, BTreeSet<Key<'a>>)>,
+    map: BTreeMap<(TechnologyKind, ChangeCause), (i64, Vec<Key<'a>>)>,
 }
 
 impl<'a> Lines<'a> {
     fn add(&mut self, d: &'a InService, delta: i64, cause: ChangeCause) {
         let (sum, devices) = self.map.entry((d.kind, cause)).or_default();
         *sum += delta;
-        devices.insert(key(d));
+        devices.push(key(d));
     }
 
     /// A new device taking over from a gone one: each side counts only where its scope
@@ -122,50 +124,53 @@ impl<'a> Lines<'a> {
     fn into_vec(self) -> Vec<ChangeLine> {
         self.map
             .into_iter()
-            .map(|((kind, cause), (delta, devices))| ChangeLine {
-                kind,
-                cause,
-                delta,
-                devices: devices
-                    .into_iter()
-                    .map(|(v, d)| (v.clone(), d.clone()))
-                    .collect(),
+            .map(|((kind, cause), (delta, mut devices))| {
+                devices.sort_unstable();
+                devices.dedup();
+                ChangeLine {
+                    kind,
+                    cause,
+                    delta,
+                    devices: devices
+                        .into_iter()
+                        .map(|(v, d)| (v.clone(), d.clone()))
+                        .collect(),
+                }
             })
             .collect()
     }
 }
 
 /// Devices only in `before` that no pair has claimed yet, indexed by key and by recipient.
+/// Hashed: a month's changes at national size are tens of thousands of devices, and
+/// string-keyed B-trees were a fifth of an attribution's time.
 struct Gone<'a> {
-    by_key: BTreeMap<Key<'a>, &'a InService>,
-    by_recipient: BTreeMap<&'a RecipientRef, BTreeSet<Key<'a>>>,
+    by_key: HashMap<Key<'a>, &'a InService>,
+    /// Each recipient's gone devices, sorted by key; a claimed one stays listed here and is
+    /// skipped because `by_key` no longer has it.
+    by_recipient: HashMap<&'a RecipientRef, Vec<Key<'a>>>,
 }
 
 impl<'a> Gone<'a> {
     fn new(devices: impl Iterator<Item = &'a InService>) -> Self {
         let mut gone = Self {
-            by_key: BTreeMap::new(),
-            by_recipient: BTreeMap::new(),
+            by_key: HashMap::new(),
+            by_recipient: HashMap::new(),
         };
         for d in devices {
             gone.by_key.insert(key(d), d);
             if let Some(r) = &d.recipient {
-                gone.by_recipient.entry(r).or_default().insert(key(d));
+                gone.by_recipient.entry(r).or_default().push(key(d));
             }
+        }
+        for keys in gone.by_recipient.values_mut() {
+            keys.sort_unstable();
         }
         gone
     }
 
     fn take(&mut self, k: Key<'a>) -> Option<&'a InService> {
-        let d = self.by_key.remove(&k)?;
-        if let Some(keys) = d
-            .recipient
-            .as_ref()
-            .and_then(|r| self.by_recipient.get_mut(r))
-        {
-            keys.remove(&k);
-        }
-        Some(d)
+        self.by_key.remove(&k)
     }
 
     /// The gone device of another vendor with the same recipient, lowest key first; with
@@ -249,11 +254,13 @@ pub fn attribute_changes(
             .filter(|(k, _)| !after_by_key.contains_key(*k))
             .map(|(_, &d)| d),
     );
-    let new: Vec<&InService> = after_by_key
+    let mut new: Vec<&InService> = after_by_key
         .iter()
         .filter(|(k, _)| !before_by_key.contains_key(*k))
         .map(|(_, &d)| d)
         .collect();
+    // Pairing claims in this order (see above): by key, whatever order the map holds them in.
+    new.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
 
     // All explicit replacements first, then migrations (same kind, then any kind): see above.
     let mut unpaired: Vec<&InService> = Vec::new();
@@ -299,8 +306,8 @@ pub fn attribute_changes(
     lines.into_vec()
 }
 
-fn index(devices: &[InService]) -> BTreeMap<Key<'_>, &InService> {
-    let mut map = BTreeMap::new();
+fn index(devices: &[InService]) -> HashMap<Key<'_>, &InService> {
+    let mut map = HashMap::with_capacity(devices.len());
     for d in devices {
         map.entry(key(d)).or_insert(d);
     }

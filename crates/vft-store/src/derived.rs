@@ -816,13 +816,15 @@ macro_rules! impl_derived {
                     })
                     .await?;
                     rows.extend(kept);
+                    // An interval can be in both reads (the two ranges above cannot share one:
+                    // one starts at or after `first`, the other before). The caller takes the
+                    // spans in any order.
+                    fn key(r: &Row) -> (&str, &str, chrono::DateTime<chrono::Utc>) {
+                        (r.0.vendor.as_str(), r.0.device.as_str(), r.0.from)
+                    }
+                    rows.sort_by(|a, b| key(a).cmp(&key(b)));
+                    rows.dedup_by(|a, b| key(a) == key(b));
                 }
-                // Packed reads come in no order; and a device can be in both reads.
-                fn key(r: &Row) -> (&str, &str, chrono::DateTime<chrono::Utc>) {
-                    (r.0.vendor.as_str(), r.0.device.as_str(), r.0.from)
-                }
-                rows.sort_by(|a, b| key(a).cmp(&key(b)));
-                rows.dedup_by(|a, b| key(a) == key(b));
                 tx.commit().await?;
                 let spans = rows.into_iter().map(|$crate::shared::Decoded(iv)| iv).collect();
                 Ok($crate::ServiceChanges { breakdown, spans })

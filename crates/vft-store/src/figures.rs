@@ -44,6 +44,7 @@ pub trait FigureStore: Send + Sync {
     /// `[first, last)`), plus those of devices in service at both in a municipality of
     /// `also_in` (one a selection took in or let go meanwhile). Any other device is the same at
     /// both instants and explains nothing, so the cost follows the changes, not the fleet.
+    /// The spans come in no particular order, each once.
     async fn service_changes(
         &self,
         first: DateTime<Utc>,
