@@ -776,6 +776,14 @@ async fn scenario_on(scratch: Scratch, format: Format) -> Answers {
         json!({"migrated": 3, "pending": 3, "double": 1, "new": 1, "listed_silent": 4, "reporting_unlisted": 2})
     );
 
+    let answer = get(&format!("{}{path}", s.vft.api), Some(&s.coordinator)).await;
+    assert_eq!(
+        answer.headers()["content-type"],
+        "application/json",
+        "the reconciliation answers JSON as JSON"
+    );
+    assert_eq!(answer.json::<Value>().await.expect("json"), report);
+
     // Before the exports existed nothing is listed, so no export flags.
     let november = s
         .get("/api/v1/reconciliation?from=hepro&to=atea&at=2025-11-30")

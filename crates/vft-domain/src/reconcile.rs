@@ -531,7 +531,10 @@ fn flag_devices<'a>(
     let ours = |v: &VendorId| v == old || v == new;
     let in_window = |t: DateTime<Utc>| t <= at && at - t < input.silent_after;
 
-    let mut contact: BTreeMap<Key<'a>, Option<DateTime<Utc>>> = BTreeMap::new();
+    // Hashed, as the snapshots: each holds a fleet's worth of devices, and the flagged
+    // subjects are sorted where the rows are handed out.
+    let mut contact: HashMap<Key<'a>, Option<DateTime<Utc>>> =
+        HashMap::with_capacity(input.reporting.len());
     for r in input.reporting.iter().filter(|r| ours(&r.vendor)) {
         // Repeated devices: a contact in the window anywhere wins.
         let slot = contact.entry((&r.vendor, &r.device)).or_default();
@@ -540,7 +543,7 @@ fn flag_devices<'a>(
         }
     }
     let mut exported: BTreeSet<&'a VendorId> = BTreeSet::new();
-    let mut listing: BTreeMap<Key<'a>, &'a Listing> = BTreeMap::new();
+    let mut listing: HashMap<Key<'a>, &'a Listing> = HashMap::with_capacity(input.listings.len());
     for l in input.listings.iter().filter(|l| ours(&l.vendor)) {
         exported.insert(&l.vendor);
         // A repeated row: "in service" wins, so a duplicate line cannot hide a listed unit.
