@@ -725,7 +725,7 @@ macro_rules! impl_derived {
                     if name == "own_alarm_states" {
                         // As a batch with alarms: it holds `alarm_generation` meanwhile.
                         let mut tx = self.writer.begin().await?;
-                        sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
+                        sqlx::query($crate::response::LOCK_ALARM_SUMS)
                             .execute(&mut *tx)
                             .await?;
                         Self::rebuild_own_alarm_states(&mut tx).await?;

@@ -125,10 +125,9 @@ macro_rules! impl_ingest {
                         .await?;
                 }
                 if has_alarm_events || has_kinds {
-                    // Also first: in PostgreSQL this row lock serialises the batches (and the
-                    // rebuild) that change the response-centre sums (apply_response_facts reads
-                    // an alarm's stored contribution, then replaces it).
-                    sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
+                    // Also first: the lock on the response-centre sums (apply_response_facts
+                    // reads an alarm's stored contribution, then replaces it).
+                    sqlx::query($crate::response::LOCK_ALARM_SUMS)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -105,6 +105,12 @@ pub(crate) type StoredFactRow = (
     Option<String>,
 );
 
+/// Takes the row lock that serialises everything changing the response-centre sums (batches
+/// with alarm events or kinds, the rebuild, the first build of the own alarm states): in
+/// PostgreSQL each reads an alarm's stored contribution, then replaces it.
+pub(crate) const LOCK_ALARM_SUMS: &str =
+    "UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1";
+
 pub(crate) const FACT_COLUMNS: &str = "vendor, alarm, month, municipality, kind, triggered, received, acknowledged, closed, response_ms, outcome";
 
 /// An alarm's contribution as `response_alarms` keeps it.
@@ -519,7 +525,7 @@ macro_rules! impl_response {
             pub(crate) async fn rebuild_response_months(&self) -> $crate::Result<u64> {
                 use $crate::response::{alarm_select, fact_of, AlarmRecordRow};
                 let mut tx = self.writer.begin().await?;
-                sqlx::query("UPDATE alarm_generation SET generation = generation + 1 WHERE id = 1")
+                sqlx::query($crate::response::LOCK_ALARM_SUMS)
                     .execute(&mut *tx)
                     .await?;
                 for table in ["response_alarms", "response_months", "response_times", "response_seconds", "response_outcomes"] {
