@@ -142,7 +142,7 @@ impl<'a> Lines<'a> {
 }
 
 /// Devices only in `before` that no pair has claimed yet, indexed by key and by recipient.
-/// Hashed: a month's changes at national size are tens of thousands of devices, and
+/// Hashed: a month's changes at national size are over ten thousand devices, and
 /// string-keyed B-trees were a fifth of an attribution's time.
 struct Gone<'a> {
     by_key: HashMap<Key<'a>, &'a InService>,
