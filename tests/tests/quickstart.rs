@@ -72,8 +72,9 @@ async fn the_readmes_main_command_serves_the_table_on_a_fresh_clone() {
             return;
         }
     }
-    // The build directory is shared with this workspace's (and with the .deb build), so the
-    // release build is paid once; nothing else differs from a newcomer's shell.
+    // The build directory is shared with this workspace's (and with the .deb build), and the
+    // clone's unchanged files carry the working tree's mtimes, so the release build is paid
+    // once. The command and the clone's contents are a newcomer's.
     let carried = carry_build_times(&workspace_root(), &clone);
     eprintln!("quick start: {carried} files of the clone carry the working tree's mtimes");
     let target = std::env::var("CARGO_TARGET_DIR")
