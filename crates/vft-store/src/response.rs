@@ -617,9 +617,17 @@ macro_rules! impl_response {
                 let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
                     return Ok(out);
                 };
+                // The months one by one, not as a range: each table's key leads with (month,
+                // municipality), and after a range on the month every row of the months is
+                // compared instead of sought.
+                let keys: std::collections::BTreeSet<i64> = months.iter().map(|m| month_key(*m)).collect();
                 let filter = |qb: &mut sqlx::QueryBuilder<'static, $db>| {
-                    qb.push(" WHERE month >= ").push_bind(month_key(*first));
-                    qb.push(" AND month <= ").push_bind(month_key(*last));
+                    qb.push(" WHERE month IN (");
+                    let mut each = qb.separated(", ");
+                    for key in &keys {
+                        each.push_bind(*key);
+                    }
+                    qb.push(")");
                     if let Some(m) = municipality {
                         qb.push(" AND municipality = ").push_bind(m.to_string());
                     }
@@ -650,10 +658,19 @@ macro_rules! impl_response {
                             filter(qb);
                             qb.push(" GROUP BY month, second");
                         } else {
-                            qb.push(
+                            // SQLite, without statistics, read one municipality's times from the
+                            // covering `response_times_by_ms` (month, response_ms, …), every
+                            // municipality's rows of each month: 42 ms at 500 000 devices, where
+                            // the key (month, municipality, …) reads its own rows in 3 ms.
+                            let table = if <$db as sqlx::Database>::NAME == "SQLite" {
+                                "response_times INDEXED BY sqlite_autoindex_response_times_1"
+                            } else {
+                                "response_times"
+                            };
+                            qb.push(format!(
                                 " GROUP BY month UNION ALL SELECT CAST(1 AS BIGINT), month, '', response_ms, CAST(SUM(alarms) AS BIGINT), \
-                                 CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM response_times",
-                            );
+                                 CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM {table}",
+                            ));
                             filter(qb);
                             qb.push(" GROUP BY month, response_ms");
                         }
