@@ -12,7 +12,8 @@
 //! PostgreSQL cluster instead of SQLite). Prints figures, and the server's peak resident
 //! memory; asserts only that every request answers 200 with a non-empty body. Unless
 //! `-- --baseline 0`, a fleet of 50 000 (`--baseline N`) is loaded and timed first, and each
-//! request's first call is compared with it at the end (the "within 3x").
+//! request's first call is compared with it at the end (the "within 3x"), beside how
+//! much its answer grew (decision 0028).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -617,9 +617,9 @@ macro_rules! impl_response {
                 let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
                     return Ok(out);
                 };
-                // The months one by one, not as a range: each table's key leads with (month,
-                // municipality), and after a range on the month every row of the months is
-                // compared instead of sought.
+                // The months one by one, not as a range: the keys of the tables a municipality
+                // is read from lead with (month, municipality), and after a range on the month
+                // every row of the months is compared instead of sought.
                 let keys: std::collections::BTreeSet<i64> = months.iter().map(|m| month_key(*m)).collect();
                 let filter = |qb: &mut sqlx::QueryBuilder<'static, $db>| {
                     qb.push(" WHERE month IN (");
